@@ -1,0 +1,1 @@
+"""onyx: the ONNX standard in Python."""
