@@ -1,1 +1,33 @@
-"""onyx: the ONNX standard in Python."""
+"""onyx: the ONNX standard in Python.
+
+    import onyx
+    m = onyx.load("model.onnx")
+    onyx.save(m, "out.onnx")
+"""
+
+from onyx import ir
+from onyx.dtypes import DataType
+from onyx.errors import (
+    AllocationError, ExecutionError, ExternalDataError, FeedError, FormatError, GraphError,
+    KernelError, OnyxError, ParseError, TensorDataError, UnknownDataTypeError, UnsupportedError,
+    ValidationError,
+)  # fmt: skip
+from onyx.serde import load, load_tensor, save, to_bytes
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllocationError", "DataType", "ExecutionError", "ExternalDataError", "FeedError",
+    "FormatError", "GraphError", "KernelError", "OnyxError", "ParseError", "TensorDataError",
+    "UnknownDataTypeError", "UnsupportedError", "ValidationError", "ir", "load", "load_tensor",
+    "save", "to_bytes",
+]  # fmt: skip
+
+
+def __getattr__(name):
+    # Heavier layers load on first use, so `import onyx` stays quick.
+    if name == "InferenceSession":
+        from onyx.runtime.session import InferenceSession
+
+        return InferenceSession
+    raise AttributeError(f"module 'onyx' has no attribute {name!r}")

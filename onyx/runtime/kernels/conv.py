@@ -1,0 +1,586 @@
+"""Convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv, DeformConv, Col2Im, CausalConvWithState.
+
+Convolution runs as GEMM: a 1x1 stride-1 convolution is one matmul on (N, C, H*W); a general
+one builds its im2col matrix from a strided view of the padded input and does one (batched over
+groups) matmul; a depthwise one is a sum of kernel-offset shifted multiply-adds. Class kernels
+keep the re-laid-out weight, keyed on the weight array itself (weights are initializers).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from onyx.errors import KernelError
+from onyx.runtime.kernels.registry import kernel
+
+_AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+# --- geometry shared with pool.py ------------------------------------------------------------
+def spatial_params(name, nd, kernel_shape, strides, dilations, pads):
+    """Defaulted (kernel, strides, dilations, pads_begin, pads_end) tuples for ``nd`` spatial axes."""
+    strides = list(strides) if strides else [1] * nd
+    dilations = list(dilations) if dilations else [1] * nd
+    pads = list(pads) if pads else [0] * (2 * nd)
+    kernel_shape = list(kernel_shape)
+    if len(kernel_shape) != nd or len(strides) != nd or len(dilations) != nd or len(pads) != 2 * nd:
+        raise KernelError(
+            f"{name}: expected kernel_shape, strides, dilations of length {nd} and pads of "
+            f"length {2 * nd} for {nd} spatial axes; got kernel_shape={kernel_shape}, "
+            f"strides={strides}, dilations={dilations}, pads={pads}"
+        )
+    if min(strides) < 1 or min(dilations) < 1 or min(kernel_shape) < 1 or min(pads) < 0:
+        raise KernelError(
+            f"{name}: strides, dilations, kernel_shape must be >= 1 and pads >= 0; got "
+            f"strides={strides}, dilations={dilations}, kernel_shape={kernel_shape}, pads={pads}"
+        )
+    return kernel_shape, strides, dilations, pads[:nd], pads[nd:]
+
+
+def output_geometry(name, in_shape, kernel_shape, strides, dilations, pb, pe, auto_pad,
+                    ceil_mode=False):  # fmt: skip
+    """(out_shape, pads_begin, pads_end) of a convolution/pooling window over ``in_shape``.
+
+    With ``ceil_mode`` the end padding may grow so the last (partial) window fits; windows that
+    would start in the end padding are dropped.
+    """
+    if auto_pad not in _AUTO_PADS:
+        raise KernelError(f"{name}: auto_pad must be one of {_AUTO_PADS}, got {auto_pad!r}")
+    out, begins, ends = [], [], []
+    for size, k, s, d, b, e in zip(in_shape, kernel_shape, strides, dilations, pb, pe):
+        keff = (k - 1) * d + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            o = -(-size // s)
+            total = max(0, (o - 1) * s + keff - size)
+            b = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            e = total - b
+        else:
+            if auto_pad == "VALID":
+                b = e = 0
+            span = size + b + e - keff
+            if span < 0:
+                raise KernelError(
+                    f"{name}: the kernel (extent {keff}) is larger than the padded input "
+                    f"(size {size + b + e})"
+                )
+            if ceil_mode:
+                o = -(-span // s) + 1
+                if (o - 1) * s >= size + b:
+                    o -= 1
+                e = max(e, (o - 1) * s + keff - size - b)
+            else:
+                o = span // s + 1
+        out.append(o)
+        begins.append(b)
+        ends.append(e)
+    return out, begins, ends
+
+
+def pad_input(x, pb, pe, value=0):
+    """``x`` (N, C, *S) padded on its spatial axes (no copy when there is no padding)."""
+    if not any(pb) and not any(pe):
+        return x
+    nd = len(pb)
+    shape = x.shape[:2] + tuple(s + b + e for s, b, e in zip(x.shape[2:], pb, pe))
+    out = np.full(shape, value, dtype=x.dtype)
+    out[(slice(None), slice(None)) + tuple(slice(b, b + s) for b, s in zip(pb, x.shape[2:]))] = x
+    del nd
+    return out
+
+
+def window_view(xp, kernel_shape, strides, dilations, out_shape, kernel_first=True):
+    """Strided view of padded ``xp`` (N, C, *S): (N, C, *K, *O) (or (N, C, *O, *K))."""
+    st = xp.strides
+    ks = tuple(st[2 + i] * d for i, d in enumerate(dilations))
+    os_ = tuple(st[2 + i] * s for i, s in enumerate(strides))
+    if kernel_first:
+        shape = xp.shape[:2] + tuple(kernel_shape) + tuple(out_shape)
+        strides = st[:2] + ks + os_
+    else:
+        shape = xp.shape[:2] + tuple(out_shape) + tuple(kernel_shape)
+        strides = st[:2] + os_ + ks
+    return as_strided(xp, shape=shape, strides=strides, writeable=False)
+
+
+def kernel_slices(kernel_shape, strides, dilations, out_shape):
+    """For each kernel offset: (offset tuple, the spatial slices of the padded input it reads)."""
+    for offset in np.ndindex(*kernel_shape):
+        yield offset, tuple(
+            slice(k * d, k * d + (o - 1) * s + 1, s)
+            for k, d, s, o in zip(offset, dilations, strides, out_shape)
+        )
+
+
+def compute_dtype(dtype):
+    """The dtype arithmetic runs in: float32 for half/bfloat16/float8, else the dtype itself."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64 or dtype == np.float32:
+        return dtype
+    if dtype.kind in "fV" or dtype.itemsize < 4 or "bfloat" in dtype.name or "float8" in dtype.name:
+        return np.dtype(np.float32)
+    return dtype
+
+
+# --- the convolution core --------------------------------------------------------------------
+def _check_rank(name, x, w):
+    if x.ndim < 3 or w.ndim != x.ndim:
+        raise KernelError(
+            f"{name}: expected X of rank >= 3 (N, C, *spatial) and W of the same rank; "
+            f"got X shape {x.shape}, W shape {w.shape}"
+        )
+
+
+class _ConvGeometry:
+    """The attributes of a convolution, with the per-shape plan cached."""
+
+    def __init__(self, name, kernel_shape, strides, dilations, pads, auto_pad, group):
+        self.name = name
+        self.attrs = (kernel_shape, strides, dilations, pads)
+        self.auto_pad = auto_pad
+        self.group = int(group)
+        if self.group < 1:
+            raise KernelError(f"{name}: group must be >= 1, got {group}")
+        self._plans = {}
+
+    def plan(self, x_shape, w_shape):
+        key = (x_shape, w_shape)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._make_plan(x_shape, w_shape)
+        return plan
+
+    def _make_plan(self, x_shape, w_shape):
+        name, g = self.name, self.group
+        nd = len(x_shape) - 2
+        kernel_shape, strides, dilations, pads = self.attrs
+        if kernel_shape and list(kernel_shape) != list(w_shape[2:]):
+            raise KernelError(
+                f"{name}: kernel_shape {list(kernel_shape)} disagrees with W's spatial shape "
+                f"{list(w_shape[2:])}"
+            )
+        k, s, d, pb, pe = spatial_params(name, nd, w_shape[2:], strides, dilations, pads)
+        c, m = x_shape[1], w_shape[0]
+        if c % g or m % g or w_shape[1] * g != c:
+            raise KernelError(
+                f"{name}: with group={g}, X has {c} channels and W shape {w_shape}; expected "
+                f"W.shape[1] * group == C ({w_shape[1]} * {g} != {c}) and M divisible by group"
+            )
+        out, pb, pe = output_geometry(name, x_shape[2:], k, s, d, pb, pe, self.auto_pad)
+        pointwise = all(v == 1 for v in k) and not any(pb) and not any(pe)
+        return k, s, d, pb, pe, out, pointwise
+
+
+def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
+    """Y (N, M, *O) of ``x`` (N, C, *S) and a weight prepared as (g, M/g, C/g*prod(K)).
+
+    ``w_depthwise`` (M, prod(K)) selects the shifted multiply-add path (C/g == 1).
+    """
+    k, s, d, pb, pe, out, pointwise = plan
+    n, c = x.shape[:2]
+    g, mg, ck = w_gemm.shape
+    o_size = math.prod(out)
+    if pointwise:
+        if any(v != 1 for v in s):
+            x = x[(slice(None), slice(None)) + tuple(slice(None, None, v) for v in s)]
+        cols = x.reshape(n, g, c // g, o_size)
+        y = np.matmul(w_gemm, cols)  # (N, g, M/g, O)
+        return y.reshape((n, g * mg) + tuple(out))
+    xp = pad_input(x, pb, pe)
+    if w_depthwise is not None:
+        mult = mg
+        if mult != 1:
+            xp = np.repeat(xp, mult, axis=1)
+        y = None
+        for i, (_, sl) in enumerate(kernel_slices(k, s, d, out)):
+            wk = w_depthwise[:, i].reshape((1, -1) + (1,) * len(out))
+            term = xp[(slice(None), slice(None)) + sl] * wk
+            if y is None:
+                y = term
+            else:
+                y += term
+        return y
+    cols = window_view(xp, k, s, d, out).reshape(n, g, ck, o_size)
+    y = np.matmul(w_gemm, cols)
+    return y.reshape((n, g * mg) + tuple(out))
+
+
+def prepare_weight(w, group, dtype):
+    """(W as (g, M/g, C/g*prod(K)), W as (M, prod(K)) when depthwise else None) in ``dtype``."""
+    m = w.shape[0]
+    w = np.asarray(w, dtype=dtype)
+    w_gemm = np.ascontiguousarray(w.reshape(group, m // group, -1))
+    depthwise = w.shape[1] == 1 and group > 1
+    w_dw = np.ascontiguousarray(w.reshape(m, -1)) if depthwise else None
+    return w_gemm, w_dw
+
+
+def add_bias(y, b, name):
+    if b is None:
+        return y
+    b = np.asarray(b)
+    if b.ndim != 1 or b.shape[0] != y.shape[1]:
+        raise KernelError(f"{name}: expected B of shape ({y.shape[1]},), got {b.shape}")
+    y += b.astype(y.dtype, copy=False).reshape((1, -1) + (1,) * (y.ndim - 2))
+    return y
+
+
+class _WeightCache:
+    """Remembers the prepared weight of the last W array seen (by identity)."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self):
+        self.key = None
+        self.value = None
+
+    def get(self, w, make):
+        if self.key is not w:
+            self.value = make()
+            self.key = w
+        return self.value
+
+
+@kernel("Conv", 1, 11, 22)
+class Conv:
+    """Conv: N-D convolution with groups, dilations, strides, pads and auto_pad."""
+
+    def __init__(self, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                 pads=None, strides=None):  # fmt: skip
+        self.geom = _ConvGeometry("Conv", kernel_shape, strides, dilations, pads, auto_pad, group)
+        self.cache = _WeightCache()
+
+    def __call__(self, x, w, b=None):
+        _check_rank("Conv", x, w)
+        plan = self.geom.plan(x.shape, w.shape)
+        dtype = compute_dtype(x.dtype)
+        group = self.geom.group
+        w_gemm, w_dw = self.cache.get(w, lambda: prepare_weight(w, group, dtype))
+        y = conv_forward(x.astype(dtype, copy=False), w_gemm, plan, group, w_dw)
+        y = add_bias(y, b, "Conv")
+        return y.astype(x.dtype, copy=False)
+
+
+# --- integer convolutions -----------------------------------------------------------------------
+def _zero_point(z, name, what, channels=None):
+    if z is None:
+        return None
+    z = np.asarray(z)
+    if z.size == 1:
+        return z.reshape(())
+    if z.ndim == 1 and channels is not None and z.shape[0] == channels:
+        return z
+    raise KernelError(
+        f"{name}: expected {what} to be a scalar or of shape ({channels},), got shape {z.shape}"
+    )
+
+
+def _integer_conv(name, geom, x, w, xz, wz):
+    """The exact int32 convolution of (x - xz) and (w - wz) (computed in float64, exact)."""
+    _check_rank(name, x, w)
+    plan = geom.plan(x.shape, w.shape)
+    m = w.shape[0]
+    xf = x.astype(np.float64)
+    if xz is not None:
+        xz = _zero_point(xz, name, "x_zero_point")
+        xf -= xz.astype(np.float64)
+    wf = w.astype(np.float64)
+    if wz is not None:
+        wz = _zero_point(wz, name, "w_zero_point", m)
+        wf -= wz.astype(np.float64).reshape((-1,) + (1,) * (w.ndim - 1)) if wz.ndim else wz
+    _, s, d, pb, pe, out, _ = plan
+    # padding is with the zero point, i.e. zero after subtraction: conv_forward pads with 0.
+    w_gemm, w_dw = prepare_weight(wf, geom.group, np.float64)
+    y = conv_forward(xf, w_gemm, plan, geom.group, w_dw)
+    return y
+
+
+@kernel("ConvInteger", 10)
+class ConvInteger:
+    """ConvInteger: int32 convolution of zero-point-shifted 8-bit input and weight."""
+
+    def __init__(self, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                 pads=None, strides=None):  # fmt: skip
+        self.geom = _ConvGeometry(
+            "ConvInteger", kernel_shape, strides, dilations, pads, auto_pad, group
+        )
+
+    def __call__(self, x, w, x_zero_point=None, w_zero_point=None):
+        y = _integer_conv("ConvInteger", self.geom, x, w, x_zero_point, w_zero_point)
+        return np.rint(y).astype(np.int64).astype(np.int32)
+
+
+@kernel("QLinearConv", 10)
+class QLinearConv:
+    """QLinearConv: quantized convolution with per-tensor or per-channel weight scales."""
+
+    def __init__(self, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                 pads=None, strides=None):  # fmt: skip
+        self.geom = _ConvGeometry(
+            "QLinearConv", kernel_shape, strides, dilations, pads, auto_pad, group
+        )
+
+    def __call__(self, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
+                 y_zero_point, b=None):  # fmt: skip
+        name = "QLinearConv"
+        y = _integer_conv(name, self.geom, x, w, x_zero_point, w_zero_point)
+        m = w.shape[0]
+        if b is not None:
+            y = add_bias(y, np.asarray(b).astype(np.float64), name)
+        ws = _zero_point(w_scale, name, "w_scale", m).astype(np.float64)
+        xs = np.asarray(x_scale, dtype=np.float64).reshape(())
+        ys = np.asarray(y_scale, dtype=np.float64).reshape(())
+        scale = xs * ws / ys
+        if scale.ndim:
+            scale = scale.reshape((1, -1) + (1,) * (y.ndim - 2))
+        y = np.rint(y * scale)
+        yz = _zero_point(y_zero_point, name, "y_zero_point", m)
+        out_dtype = np.asarray(y_zero_point).dtype
+        if yz.ndim:
+            yz = yz.reshape((1, -1) + (1,) * (y.ndim - 2))
+        y += yz.astype(np.float64)
+        info = np.iinfo(out_dtype)
+        return np.clip(y, info.min, info.max).astype(out_dtype)
+
+
+# --- transposed convolution ---------------------------------------------------------------------
+def _scatter_cols(cols, out_full, k, s, d, in_shape, shift):
+    """Add cols (N, C, prod(K), *I) into out_full (N, C, *F) at each kernel offset (col2im)."""
+    for i, offset in enumerate(np.ndindex(*k)):
+        sl = tuple(
+            slice(sh + o * dd, sh + o * dd + (n - 1) * ss + 1, ss)
+            for sh, o, dd, ss, n in zip(shift, offset, d, s, in_shape)
+        )
+        out_full[(slice(None), slice(None)) + sl] += cols[:, :, i]
+
+
+@kernel("ConvTranspose", 1, 11, 22)
+class ConvTranspose:
+    """ConvTranspose: the gradient of Conv, as matmul then col2im scatter-add."""
+
+    def __init__(self, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                 output_padding=None, output_shape=None, pads=None, strides=None):  # fmt: skip
+        if auto_pad not in _AUTO_PADS:
+            raise KernelError(f"ConvTranspose: auto_pad must be one of {_AUTO_PADS}, got {auto_pad!r}")
+        self.auto_pad = auto_pad
+        self.dilations, self.group, self.kernel_shape = dilations, int(group), kernel_shape
+        self.output_padding, self.output_shape = output_padding, output_shape
+        self.pads, self.strides = pads, strides
+        self.cache = _WeightCache()
+
+    def _geometry(self, x_shape, w_shape):
+        name, nd = "ConvTranspose", len(x_shape) - 2
+        if self.kernel_shape and list(self.kernel_shape) != list(w_shape[2:]):
+            raise KernelError(
+                f"{name}: kernel_shape {list(self.kernel_shape)} disagrees with W's spatial "
+                f"shape {list(w_shape[2:])}"
+            )
+        k, s, d, pb, pe = spatial_params(
+            name, nd, w_shape[2:], self.strides, self.dilations, self.pads
+        )
+        op = list(self.output_padding) if self.output_padding else [0] * nd
+        if len(op) != nd:
+            raise KernelError(f"{name}: expected output_padding of length {nd}, got {op}")
+        in_shape = x_shape[2:]
+        full = [ss * (n - 1) + (kk - 1) * dd + 1 for ss, n, kk, dd in zip(s, in_shape, k, d)]
+        if self.output_shape:
+            out = list(self.output_shape)[-nd:]
+        elif self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out = [n * ss for n, ss in zip(in_shape, s)]
+        else:
+            if self.auto_pad == "VALID":
+                pb, pe = [0] * nd, [0] * nd
+            out = [f + p - b - e for f, p, b, e in zip(full, op, pb, pe)]
+        if self.output_shape or self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            pb = []
+            for f, p, o in zip(full, op, out):
+                total = f + p - o
+                if self.auto_pad == "SAME_UPPER":
+                    pb.append(total // 2)
+                else:
+                    pb.append(total - total // 2)
+        if min(out) < 1:
+            raise KernelError(f"{name}: computed output spatial shape {out} is not positive")
+        return k, s, d, full, pb, out
+
+    def __call__(self, x, w, b=None):
+        name = "ConvTranspose"
+        _check_rank(name, x, w)
+        g = self.group
+        n, c = x.shape[:2]
+        if c != w.shape[0] or c % g:
+            raise KernelError(
+                f"{name}: expected W.shape[0] == C ({c}) divisible by group={g}, got W shape "
+                f"{w.shape}"
+            )
+        k, s, d, full, pb, out = self._geometry(x.shape, w.shape)
+        dtype = compute_dtype(x.dtype)
+        mg, kp = w.shape[1], math.prod(k)
+
+        def make():  # (g, M/g*prod(K), C/g)
+            wr = np.asarray(w, dtype=dtype).reshape(g, c // g, mg * kp)
+            return np.ascontiguousarray(wr.transpose(0, 2, 1))
+
+        wt = self.cache.get(w, make)
+        in_shape = x.shape[2:]
+        xs = x.astype(dtype, copy=False).reshape(n, g, c // g, -1)
+        cols = np.matmul(wt, xs).reshape((n, g * mg, kp) + tuple(in_shape))
+        shift = [max(0, -p) for p in pb]
+        buf = [max(f + sh, p + sh + o) for f, sh, p, o in zip(full, shift, pb, out)]
+        y = np.zeros((n, g * mg) + tuple(buf), dtype=dtype)
+        _scatter_cols(cols, y, k, s, d, in_shape, shift)
+        y = y[(slice(None), slice(None)) + tuple(slice(p + sh, p + sh + o) for p, sh, o in
+                                                 zip(pb, shift, out))]  # fmt: skip
+        if b is not None:
+            y = add_bias(np.ascontiguousarray(y), b, name)
+        return y.astype(x.dtype, copy=False)
+
+
+# --- Col2Im ------------------------------------------------------------------------------------
+@kernel("Col2Im", 18)
+def col2im(x, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
+    """Col2Im: sum column blocks (N, C*prod(B), L) back into an image (N, C, *image_shape)."""
+    name = "Col2Im"
+    image = [int(v) for v in np.asarray(image_shape).reshape(-1)]
+    block = [int(v) for v in np.asarray(block_shape).reshape(-1)]
+    nd = len(image)
+    if len(block) != nd or x.ndim != 3:
+        raise KernelError(
+            f"{name}: expected input of rank 3 and image_shape, block_shape of equal length; got "
+            f"input shape {x.shape}, image_shape {image}, block_shape {block}"
+        )
+    k, s, d, pb, pe = spatial_params(name, nd, block, strides, dilations, pads)
+    blocks, _, _ = output_geometry(name, image, k, s, d, pb, pe, "NOTSET")
+    n, ck, length = x.shape
+    kp = math.prod(k)
+    if ck % kp or length != math.prod(blocks):
+        raise KernelError(
+            f"{name}: input shape {x.shape} does not fit block_shape {block} with {blocks} blocks"
+        )
+    c = ck // kp
+    work = x.astype(np.uint8) if x.dtype == np.bool_ else x
+    cols = work.reshape((n, c, kp) + tuple(blocks))
+    buf = [i + b + e for i, b, e in zip(image, pb, pe)]
+    y = np.zeros((n, c) + tuple(buf), dtype=work.dtype)
+    _scatter_cols(cols, y, k, s, d, blocks, [0] * nd)
+    y = y[(slice(None), slice(None)) + tuple(slice(b, b + i) for b, i in zip(pb, image))]
+    return np.ascontiguousarray(y).astype(x.dtype, copy=False)
+
+
+# --- DeformConv ----------------------------------------------------------------------------------
+def _deform_sample(x, pos):
+    """Multilinear samples of x (N, Cg, *S) at pos (N, nd, *P) per batch; zero outside: (N, Cg, *P)."""
+    n, cg = x.shape[:2]
+    spatial = x.shape[2:]
+    nd = len(spatial)
+    pshape = pos.shape[2:]
+    flat = x.reshape(n, cg, -1)
+    lo = np.floor(pos)
+    frac = pos - lo
+    lo = lo.astype(np.int64)
+    result = np.zeros((n, cg) + pshape, dtype=x.dtype)
+    strides = [math.prod(spatial[i + 1 :]) for i in range(nd)]
+    for corner in np.ndindex(*([2] * nd)):
+        weight = np.ones((n,) + pshape, dtype=x.dtype)
+        index = np.zeros((n,) + pshape, dtype=np.int64)
+        valid = np.ones((n,) + pshape, dtype=bool)
+        for i, bit in enumerate(corner):
+            idx = lo[:, i] + bit
+            weight = weight * (frac[:, i] if bit else 1 - frac[:, i])
+            valid &= (idx >= 0) & (idx < spatial[i])
+            index += np.clip(idx, 0, spatial[i] - 1) * strides[i]
+        weight = np.where(valid, weight, 0)
+        gathered = np.take_along_axis(flat, index.reshape(n, 1, -1), axis=2)
+        result += gathered.reshape((n, cg) + pshape) * weight[:, None]
+    return result
+
+
+@kernel("DeformConv", 19, 22)
+class DeformConv:
+    """DeformConv: convolution at kernel points moved by learned offsets (and scaled by mask)."""
+
+    def __init__(self, *, dilations=None, group=1, kernel_shape=None, offset_group=1,
+                 pads=None, strides=None):  # fmt: skip
+        self.geom = _ConvGeometry("DeformConv", kernel_shape, strides, dilations, pads,
+                                  "NOTSET", group)  # fmt: skip
+        self.offset_group = int(offset_group)
+
+    def __call__(self, x, w, offset, b=None, mask=None):
+        name = "DeformConv"
+        _check_rank(name, x, w)
+        k, s, d, pb, pe, out, _ = self.geom.plan(x.shape, w.shape)
+        n, c = x.shape[:2]
+        nd, kp, og, g = len(k), math.prod(k), self.offset_group, self.geom.group
+        if og < 1 or c % og:
+            raise KernelError(f"{name}: C={c} must be divisible by offset_group={og}")
+        want = (n, og * kp * nd) + tuple(out)
+        if offset.shape != want:
+            raise KernelError(f"{name}: expected offset of shape {want}, got {offset.shape}")
+        if mask is not None and mask.shape != (n, og * kp) + tuple(out):
+            raise KernelError(
+                f"{name}: expected mask of shape {(n, og * kp) + tuple(out)}, got {mask.shape}"
+            )
+        dtype = compute_dtype(x.dtype)
+        xf = x.astype(dtype, copy=False)
+        # base sampling positions: (nd, prod(K), *O)
+        grids = np.meshgrid(*[np.arange(v) for v in k], *[np.arange(v) for v in out],
+                            indexing="ij")  # fmt: skip
+        base = np.stack(
+            [grids[i] * d[i] + grids[nd + i] * s[i] - pb[i] for i in range(nd)]
+        ).reshape((nd, kp) + tuple(out))
+        off = offset.astype(dtype).reshape((n, og, kp, nd) + tuple(out))
+        cg = c // og
+        cols = np.empty((n, c, kp) + tuple(out), dtype=dtype)
+        for j in range(og):
+            pos = base[None].astype(dtype) + np.moveaxis(off[:, j], 2, 1)  # (N, nd, K, *O)
+            sampled = _deform_sample(xf[:, j * cg : (j + 1) * cg], pos)
+            if mask is not None:
+                msk = mask.astype(dtype).reshape((n, og, kp) + tuple(out))[:, j]
+                sampled *= msk[:, None]
+            cols[:, j * cg : (j + 1) * cg] = sampled
+        w_gemm, _ = prepare_weight(w, g, dtype)
+        o_size = math.prod(out)
+        y = np.matmul(w_gemm, cols.reshape(n, g, (c // g) * kp, o_size))
+        y = y.reshape((n, w.shape[0]) + tuple(out))
+        y = add_bias(y, b, name)
+        return y.astype(x.dtype, copy=False)
+
+
+# --- CausalConvWithState ----------------------------------------------------------------------
+@kernel("CausalConvWithState", 27)
+def causal_conv_with_state(x, weight, bias=None, past_state=None, *, activation="none"):
+    """CausalConvWithState: depthwise causal 1-D conv over [past_state, x], with the new state."""
+    name = "CausalConvWithState"
+    if activation not in ("none", "silu", "swish"):
+        raise KernelError(f"{name}: activation must be 'none', 'silu' or 'swish', got {activation!r}")
+    if x.ndim != 3 or weight.ndim != 3 or weight.shape[0] != x.shape[1] or weight.shape[1] != 1:
+        raise KernelError(
+            f"{name}: expected input (B, C, L) and weight (C, 1, k); got input {x.shape}, "
+            f"weight {weight.shape}"
+        )
+    bsz, c, length = x.shape
+    k = weight.shape[2]
+    dtype = compute_dtype(x.dtype)
+    if past_state is None:
+        past = np.zeros((bsz, c, k - 1), dtype=dtype)
+    else:
+        if past_state.shape != (bsz, c, k - 1):
+            raise KernelError(
+                f"{name}: expected past_state of shape {(bsz, c, k - 1)}, got {past_state.shape}"
+            )
+        past = past_state.astype(dtype)
+    seq = np.concatenate([past, x.astype(dtype)], axis=2)
+    w = weight.astype(dtype).reshape(c, k)
+    y = seq[:, :, 0:length] * w[None, :, 0:1]
+    for j in range(1, k):
+        y += seq[:, :, j : j + length] * w[None, :, j : j + 1]
+    if bias is not None:
+        if bias.shape != (c,):
+            raise KernelError(f"{name}: expected bias of shape ({c},), got {bias.shape}")
+        y += bias.astype(dtype)[None, :, None]
+    if activation != "none":
+        y = y / (1 + np.exp(-y))
+    present = seq[:, :, seq.shape[2] - (k - 1) :]
+    return y.astype(x.dtype), np.ascontiguousarray(present).astype(x.dtype)

@@ -1,0 +1,224 @@
+"""Linear algebra and normalizers: MatMul, Gemm, Einsum, Softmax, LogSoftmax, Hardmax, TopK.
+
+float16 and bfloat16 operands are computed in float32 (numpy has no BLAS for them) and the result
+is cast back; every other type goes to numpy as it is, so float32/float64 hit BLAS with no copies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onyx.errors import KernelError
+from onyx.runtime.kernels.registry import kernel
+
+_LOW_PRECISION = {"float16", "bfloat16"}
+
+
+def _wide(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) if x.dtype.name in _LOW_PRECISION else x
+
+
+def _axis(axis: int, rank: int, op: str) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise KernelError(f"{op}: axis {axis} is out of range for a tensor of rank {rank}")
+    return axis % rank if rank else 0
+
+
+# --- MatMul / Gemm -----------------------------------------------------------------------------
+@kernel("MatMul", 1)
+def matmul(a, b):
+    """Matrix product with numpy.matmul's rules (1-D operands promoted, batch dims broadcast)."""
+    if a.dtype.name in _LOW_PRECISION:
+        dtype = a.dtype
+        a, b = a.astype(np.float32), b.astype(np.float32)
+    else:
+        dtype = None
+    if a.ndim == 0 or b.ndim == 0:
+        raise KernelError(f"MatMul needs operands of rank >= 1, got shapes {a.shape} and {b.shape}")
+    try:
+        y = np.matmul(a, b)
+    except ValueError:
+        raise KernelError(
+            f"MatMul: shapes {a.shape} and {b.shape} are not compatible for a matrix product"
+        ) from None
+    y = np.asarray(y)
+    return y if dtype is None else y.astype(dtype)
+
+
+@kernel("Gemm", 1, 6, 7, 9, 11, 13)
+def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
+    """alpha * A' @ B' + beta * C, with C broadcast to (M, N)."""
+    if a.ndim != 2 or b.ndim != 2:
+        raise KernelError(f"Gemm needs 2-D A and B, got shapes {a.shape} and {b.shape}")
+    dtype = a.dtype
+    low = dtype.name in _LOW_PRECISION
+    if low:
+        a, b = a.astype(np.float32), b.astype(np.float32)
+        c = None if c is None else c.astype(np.float32)
+    if transA:
+        a = a.T
+    if transB:
+        b = b.T
+    if a.shape[1] != b.shape[0]:
+        raise KernelError(
+            f"Gemm: A' is {a.shape} and B' is {b.shape}; their inner dimensions must match"
+        )
+    y = a @ b
+    integer = y.dtype.kind in "iu"
+    if alpha != 1.0:
+        if integer:
+            y = (y * alpha).astype(y.dtype)
+        else:
+            y *= y.dtype.type(alpha)
+    if c is not None and beta != 0.0:
+        if c.ndim > 2 or any(s not in (1, t) for s, t in zip(c.shape[::-1], y.shape[::-1])):
+            raise KernelError(
+                f"Gemm: C of shape {c.shape} cannot be broadcast to the output shape {y.shape}"
+            )
+        if beta == 1.0:
+            y += c
+        elif integer:
+            y += (c * beta).astype(y.dtype)
+        else:
+            y += y.dtype.type(beta) * c
+    return y.astype(dtype) if low else y
+
+
+# --- Einsum ------------------------------------------------------------------------------------
+@kernel("Einsum", 12)
+class Einsum:
+    """Einstein summation (numpy.einsum with path optimization)."""
+
+    def __init__(self, *, equation):
+        self.equation = equation.replace(" ", "")
+        self._cache: tuple = ((), None)  # (input shapes, contraction path), swapped atomically
+
+    def __call__(self, *inputs):
+        if not inputs:
+            raise KernelError("Einsum needs at least one input")
+        dtype = inputs[0].dtype
+        low = dtype.name in _LOW_PRECISION
+        ops = [x.astype(np.float32) for x in inputs] if low else inputs
+        shapes = [x.shape for x in ops]
+        try:
+            cached_shapes, path = self._cache
+            if shapes != cached_shapes:  # the contraction order depends on the shapes only
+                path = np.einsum_path(self.equation, *ops, optimize="greedy")[0]
+                self._cache = (shapes, path)
+            y = np.asarray(np.einsum(self.equation, *ops, optimize=path))
+        except (ValueError, TypeError) as e:
+            raise KernelError(
+                f"Einsum {self.equation!r} cannot be applied to shapes {shapes}: {e}"
+            ) from None
+        return y if y.dtype == dtype else y.astype(dtype)
+
+
+# --- Softmax / LogSoftmax / Hardmax ------------------------------------------------------------
+def _softmax(x, axis):
+    w = _wide(x)
+    e = w - w.max(axis=axis, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def _log_softmax(x, axis):
+    w = _wide(x)
+    s = w - w.max(axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):
+        s -= np.log(np.exp(s).sum(axis=axis, keepdims=True))
+    return s
+
+
+def _hardmax(x, axis):
+    w = _wide(x)
+    y = np.zeros(w.shape, x.dtype)
+    if w.shape[axis] == 0:
+        return y
+    idx = np.expand_dims(np.argmax(w, axis=axis), axis)
+    np.put_along_axis(y, idx, 1, axis=axis)
+    return y
+
+
+def _along_axis(fn, op):
+    """The opset-13 form: ``fn`` applied along ``axis`` only."""
+
+    def impl(input, *, axis=-1):
+        if input.ndim == 0:
+            raise KernelError(f"{op} needs an input of rank >= 1, got a scalar")
+        y = fn(input, _axis(axis, input.ndim, op))
+        return y if y.dtype == input.dtype else y.astype(input.dtype)
+
+    impl.__name__ = impl.__qualname__ = f"{op}_13"
+    impl.__doc__ = f"{op} along ``axis``."
+    return impl
+
+
+def _flattened(fn, op):
+    """The pre-13 form: the input is coerced to 2-D at ``axis`` and ``fn`` acts along dim 1."""
+
+    def impl(input, *, axis=1):
+        rank = input.ndim
+        if not -rank <= axis <= rank:
+            raise KernelError(f"{op}: axis {axis} is out of range for a tensor of rank {rank}")
+        axis = axis % rank if axis < 0 else axis
+        rows = int(np.prod(input.shape[:axis], dtype=np.int64))
+        cols = int(np.prod(input.shape[axis:], dtype=np.int64))
+        y = fn(input.reshape(rows, cols), 1).reshape(input.shape)
+        return y if y.dtype == input.dtype else y.astype(input.dtype)
+
+    impl.__name__ = impl.__qualname__ = f"{op}_1"
+    impl.__doc__ = f"{op} over the 2-D coercion of the input at ``axis``."
+    return impl
+
+
+for _op, _fn in (("Softmax", _softmax), ("LogSoftmax", _log_softmax), ("Hardmax", _hardmax)):
+    kernel(_op, 1, 11)(_flattened(_fn, _op))
+    kernel(_op, 13)(_along_axis(_fn, _op))
+
+
+# --- TopK --------------------------------------------------------------------------------------
+def _top_k(x, k, axis, largest):
+    rank = x.ndim
+    if rank == 0:
+        raise KernelError("TopK needs an input of rank >= 1, got a scalar")
+    axis = _axis(axis, rank, "TopK")
+    n = x.shape[axis]
+    if not 0 <= k <= n:
+        raise KernelError(f"TopK: k must be in [0, {n}] (the size of axis {axis}), got {k}")
+    keys = x.astype(np.float32) if x.dtype.name in _LOW_PRECISION else x
+    if largest:
+        # A stable ascending sort of the reversed axis puts equal values in descending original
+        # index order; reading its tail backwards gives descending values, lower index first.
+        order = np.argsort(np.flip(keys, axis), axis=axis, kind="stable")
+        order = np.flip(np.take(order, np.arange(n - k, n), axis=axis), axis)
+        idx = (n - 1) - order
+    else:
+        order = np.argsort(keys, axis=axis, kind="stable")
+        idx = np.take(order, np.arange(k), axis=axis)
+    idx = idx.astype(np.int64, copy=False)
+    return np.take_along_axis(x, idx, axis=axis), idx
+
+
+def _k_from_input(k) -> int:
+    if k is None or np.size(k) != 1:
+        raise KernelError(f"TopK: K must be a tensor with one element, got {k!r}")
+    return int(np.asarray(k).reshape(-1)[0])
+
+
+@kernel("TopK", 1)
+def top_k_1(x, *, k, axis=-1):
+    """The k largest elements along ``axis`` (k an attribute), sorted, ties by lower index."""
+    return _top_k(x, k, axis, True)
+
+
+@kernel("TopK", 10)
+def top_k_10(x, k, *, axis=-1):
+    """The K largest elements along ``axis`` (K an input), sorted, ties by lower index."""
+    return _top_k(x, _k_from_input(k), axis, True)
+
+
+@kernel("TopK", 11)
+def top_k(x, k, *, axis=-1, largest=1, sorted=1):
+    """The K largest (or smallest) elements along ``axis``, always sorted, ties by lower index."""
+    return _top_k(x, _k_from_input(k), axis, largest)

@@ -1,0 +1,480 @@
+"""Elementwise arithmetic, unary math and activation kernels (Add ... Sum, Relu ... SwiGLU).
+
+Broadcasting is numpy's (the standard's multidirectional rule) from opset 7 on; opsets 1-6 used the
+legacy ``broadcast``/``axis`` attributes, handled by ``legacy_broadcast``. Results keep the input's
+element type. Ufuncs are called with ``out=...`` so 0-d inputs give 0-d arrays, not numpy scalars.
+Composite activations on 16-bit and 8-bit floats are computed in float32 and cast back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+
+from onyx.errors import KernelError
+from onyx.runtime.kernels.registry import kernel
+
+# `out=...` (numpy >= 2.3) makes a ufunc return a 0-d array instead of a scalar.
+try:
+    np.add(np.zeros(()), 0, out=...)
+    A = ...
+except TypeError:  # older numpy: 0-d results come back as numpy scalars
+    A = None
+
+F32 = np.dtype(np.float32)
+_LOW = frozenset(
+    np.dtype(t)
+    for t in (
+        np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz,
+        ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz,
+    )
+)  # fmt: skip
+
+
+def _up(x: np.ndarray) -> np.ndarray:
+    """``x`` in a type precise enough to compute in (float32 for 16/8-bit floats)."""
+    return x.astype(F32) if x.dtype in _LOW else x
+
+
+def _check_same_shape(op: str, a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise KernelError(f"{op} expects inputs of one shape, got {a.shape} and {b.shape}")
+
+
+# --- legacy (opset 1-6) broadcasting ---------------------------------------------------------
+def legacy_broadcast(a: np.ndarray, b: np.ndarray, broadcast: int, axis: int | None) -> np.ndarray:
+    """``b`` laid out to broadcast against ``a`` under the opset 1-6 ``broadcast``/``axis`` rule."""
+    if not broadcast:
+        if a.shape != b.shape:
+            raise KernelError(
+                f"inputs of shapes {a.shape} and {b.shape} differ and attribute broadcast is 0 "
+                "(set broadcast=1 to broadcast the second input)"
+            )
+        return b
+    if b.size == 1:
+        return b.reshape(())
+    if b.ndim > a.ndim:
+        raise KernelError(f"cannot broadcast shape {b.shape} onto the lower-rank {a.shape}")
+    if axis is None:
+        start = a.ndim - b.ndim
+    else:
+        start = axis + a.ndim if axis < 0 else axis
+        if not 0 <= start <= a.ndim - b.ndim:
+            raise KernelError(
+                f"axis {axis} out of range to place shape {b.shape} inside shape {a.shape}"
+            )
+    if a.shape[start : start + b.ndim] != b.shape:
+        raise KernelError(
+            f"shape {b.shape} does not match dims {start}..{start + b.ndim - 1} of shape {a.shape}"
+        )
+    return b.reshape(b.shape + (1,) * (a.ndim - start - b.ndim))
+
+
+def legacy_binary(fn, name: str):
+    """An opset 1-6 kernel for the binary ``fn``, with the ``broadcast``/``axis`` attributes."""
+
+    def legacy(a, b, *, broadcast=0, axis=None, consumed_inputs=None):
+        return fn(a, legacy_broadcast(a, b, broadcast, axis))
+
+    legacy.__name__ = legacy.__qualname__ = f"{name}_legacy"
+    return legacy
+
+
+# --- binary arithmetic -----------------------------------------------------------------------
+_add, _sub, _mul, _divide = np.add, np.subtract, np.multiply, np.divide
+
+
+def add(a, b):
+    return _add(a, b, out=A)
+
+
+def sub(a, b):
+    return _sub(a, b, out=A)
+
+
+def mul(a, b):
+    return _mul(a, b, out=A)
+
+
+def div(a, b):
+    if a.dtype.kind in "iu":
+        return _int_div(a, b)
+    return _divide(a, b, out=A)
+
+
+def _int_div(a, b):
+    """Integer division truncating toward zero (C semantics), as the standard prescribes."""
+    if not np.all(b):
+        raise KernelError("integer Div by zero")
+    q, r = np.divmod(a, b)
+    if a.dtype.kind == "i":  # floor -> trunc: step back up where the signs differ
+        q += ((r != 0) & ((a < 0) != (b < 0))).astype(q.dtype)
+    return q if A is None else np.asarray(q)
+
+
+for _name, _fn in (("Add", add), ("Sub", sub), ("Mul", mul), ("Div", div)):
+    kernel(_name, 1)(legacy_binary(_fn, _name.lower()))
+    kernel(_name, 7)(_fn)
+
+
+@kernel("Pow", 7)
+def pow_(x, y):
+    """x ** y in the type of x (the exponent may be of another type)."""
+    if x.dtype == y.dtype and x.dtype.kind == "f":
+        return np.power(x, y, out=A)
+    if x.dtype.kind in "iu":
+        if y.dtype.kind in "iu" and not (y < 0).any():
+            return np.asarray(np.power(x, y)).astype(x.dtype, copy=False)
+        with np.errstate(all="ignore"):
+            r = np.power(x.astype(np.float64), y.astype(np.float64, copy=False))
+            return np.asarray(np.trunc(r).astype(x.dtype))
+    work = _up(x)
+    r = np.power(work, y.astype(work.dtype, copy=False), out=A)
+    return r.astype(x.dtype, copy=False)
+
+
+kernel("Pow", 1)(legacy_binary(pow_, "pow"))
+
+
+@kernel("Mod", 10)
+def mod(a, b, *, fmod=0):
+    """Remainder: sign of the divisor (fmod=0, floored) or of the dividend (fmod=1, truncated)."""
+    if fmod not in (0, 1):
+        raise KernelError(f"Mod attribute fmod must be 0 or 1, got {fmod}")
+    if a.dtype.kind in "iu" and not np.all(b):
+        raise KernelError("integer Mod by zero")
+    if a.dtype in _LOW:
+        r = (np.fmod if fmod else np.remainder)(a.astype(F32), b.astype(F32))
+        return np.asarray(r).astype(a.dtype)
+    return (np.fmod if fmod else np.remainder)(a, b, out=A)
+
+
+# --- unary math ----------------------------------------------------------------------------
+def _unary(ufunc, name: str):
+    def unary(x, *, consumed_inputs=None):
+        return ufunc(x, out=A)
+
+    unary.__name__ = unary.__qualname__ = name
+    return unary
+
+
+_UNARY = {
+    # op: (ufunc, first version)
+    "Neg": (np.negative, 1), "Abs": (np.absolute, 1), "Reciprocal": (np.reciprocal, 1),
+    "Sqrt": (np.sqrt, 1), "Exp": (np.exp, 1), "Log": (np.log, 1), "Tanh": (np.tanh, 1),
+    "Ceil": (np.ceil, 1), "Floor": (np.floor, 1), "Round": (np.rint, 11),
+    "Sin": (np.sin, 7), "Cos": (np.cos, 7), "Tan": (np.tan, 7), "Asin": (np.arcsin, 7),
+    "Acos": (np.arccos, 7), "Atan": (np.arctan, 7), "Sinh": (np.sinh, 9), "Cosh": (np.cosh, 9),
+    "Asinh": (np.arcsinh, 9), "Acosh": (np.arccosh, 9), "Atanh": (np.arctanh, 9),
+    "Sign": (np.sign, 9), "IsNaN": (np.isnan, 9),
+}  # fmt: skip
+for _name, (_ufunc, _since) in _UNARY.items():
+    kernel(_name, _since)(_unary(_ufunc, _name.lower()))
+
+
+@kernel("Softplus", 1)
+def softplus(x):
+    return np.logaddexp(x, 0, out=A)
+
+
+@kernel("IsInf", 10)
+def isinf(x, *, detect_negative=1, detect_positive=1):
+    inf = np.isinf(x, out=A)
+    if detect_negative and detect_positive:
+        return inf
+    if not (detect_negative or detect_positive):
+        return np.zeros(x.shape, np.bool_)
+    negative = np.signbit(x.astype(F32) if x.dtype in _LOW else x)
+    return inf & (negative if detect_negative else ~negative)
+
+
+# --- erf -----------------------------------------------------------------------------------
+# erf(x) = x * h(|x|) with h(a) = erf(a) / a, fitted once (Chebyshev least squares on math.erf)
+# as a polynomial per interval [k/2, (k+1)/2), k = 0..11, in t = 4a - 2k - 1 in [-1, 1].
+# Beyond |x| = 6, erf is +-1 to double precision.
+_ERF_PIECES, _ERF_DEGREE, _ERF_END = 12, 15, 6.0
+
+
+def _erf_table() -> np.ndarray:
+    nodes = np.cos(np.pi * (np.arange(64) + 0.5) / 64)  # Chebyshev nodes in [-1, 1]
+    rows = []
+    for k in range(_ERF_PIECES):
+        a = (nodes + 2 * k + 1) / 4
+        h = np.array([math.erf(v) / v for v in a])
+        cheb = np.polynomial.Chebyshev.fit(nodes, h, _ERF_DEGREE, domain=[-1, 1])
+        rows.append(cheb.convert(kind=np.polynomial.Polynomial).coef)
+    return np.array(rows).T[::-1].copy()  # [power, piece], highest power first
+
+
+_ERF_COEF = {np.dtype(np.float64): _erf_table()}
+_ERF_COEF[F32] = _ERF_COEF[np.dtype(np.float64)].astype(F32)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, elementwise (float32 work for 32-bit and narrower floats)."""
+    work = x.astype(F32) if x.dtype in _LOW else x
+    a = np.minimum(np.abs(work), _ERF_END)
+    piece = (a * 2).astype(np.intp)
+    t = a * 4
+    t -= 2 * piece + 1
+    coef = _ERF_COEF[work.dtype]
+    y = coef[0].take(piece, mode="clip")
+    for row in coef[1:]:
+        y *= t
+        y += row.take(piece, mode="clip")
+    y *= a
+    np.copysign(y, work, out=y)
+    return y.astype(x.dtype, copy=False)
+
+
+@kernel("Erf", 9)
+def erf_kernel(x):
+    return np.asarray(erf(x))
+
+
+# --- activations ---------------------------------------------------------------------------
+_EXP_CAP = {F32: 88.7, np.dtype(np.float64): 709.7}
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), with exp capped below overflow (no warnings, exact tails)."""
+    work = _up(x)
+    t = np.negative(work, out=A)
+    np.minimum(t, _EXP_CAP[t.dtype], out=t)
+    np.exp(t, out=t)
+    t += 1
+    np.reciprocal(t, out=t)
+    return t.astype(x.dtype, copy=False)
+
+
+@kernel("Sigmoid", 1)
+def sigmoid_kernel(x, *, consumed_inputs=None):
+    return sigmoid(x)
+
+
+@kernel("Relu", 1)
+def relu(x, *, consumed_inputs=None):
+    return np.maximum(x, 0, out=A)
+
+
+@kernel("LeakyRelu", 1)
+class LeakyRelu:
+    def __init__(self, *, alpha=0.01, consumed_inputs=None):
+        self.alpha = alpha
+        # max(x, alpha*x) is leaky relu for 0 <= alpha <= 1, min(x, alpha*x) for alpha > 1
+        self.pick = np.maximum if 0 <= alpha <= 1 else np.minimum if alpha > 1 else None
+
+    def __call__(self, x):
+        if x.dtype in _LOW:
+            return self(x.astype(F32)).astype(x.dtype)
+        scaled = np.multiply(x, self.alpha, out=A)
+        if self.pick is not None:
+            return self.pick(x, scaled, out=scaled)
+        return np.where(x < 0, scaled, x)
+
+
+@kernel("PRelu", 7)
+def prelu(x, slope):
+    """x where x >= 0, slope * x elsewhere; slope broadcasts to x (unidirectionally)."""
+    y = np.where(x < 0, x * slope, x)
+    if y.shape != x.shape:
+        raise KernelError(
+            f"PRelu slope of shape {slope.shape} does not broadcast to input shape {x.shape}"
+        )
+    return y
+
+
+@kernel("PRelu", 1)
+def prelu_legacy(x, slope, *, consumed_inputs=None):
+    """Opset 1-6: a slope of one element, of x's shape, or one per channel (axis 1)."""
+    if slope.ndim == 1 and x.ndim >= 2 and slope.shape[0] == x.shape[1] != 1:
+        slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))
+    return prelu(x, slope)
+
+
+@kernel("HardSigmoid", 1)
+def hard_sigmoid(x, *, alpha=0.2, beta=0.5, consumed_inputs=None):
+    t = np.multiply(_up(x), alpha, out=A)
+    t += beta
+    np.clip(t, 0, 1, out=t)
+    return t.astype(x.dtype, copy=False)
+
+
+@kernel("HardSwish", 14)
+def hard_swish(x):
+    work = _up(x)
+    t = np.multiply(work, 1 / 6, out=A)
+    t += 0.5
+    np.clip(t, 0, 1, out=t)
+    t *= work
+    return t.astype(x.dtype, copy=False)
+
+
+def _elu_core(work, alpha):
+    """max(x, 0) + alpha * (exp(min(x, 0)) - 1), free of overflow."""
+    neg = np.minimum(work, 0, out=A)
+    np.expm1(neg, out=neg)
+    neg *= alpha
+    neg += np.maximum(work, 0)
+    return neg
+
+
+@kernel("Elu", 1)
+def elu(x, *, alpha=1.0, consumed_inputs=None):
+    return _elu_core(_up(x), alpha).astype(x.dtype, copy=False)
+
+
+@kernel("Selu", 1)
+def selu(x, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875,
+         consumed_inputs=None):  # fmt: skip
+    y = _elu_core(_up(x), alpha)
+    y *= gamma
+    return y.astype(x.dtype, copy=False)
+
+
+@kernel("Celu", 12)
+def celu(x, *, alpha=1.0):
+    work = _up(x)
+    if alpha > 0:  # max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
+        y = np.minimum(work, 0, out=A)
+        y /= alpha
+        np.expm1(y, out=y)
+        y *= alpha
+        y += np.maximum(work, 0)
+    else:
+        with np.errstate(all="ignore"):
+            y = np.maximum(work, 0) + np.minimum(0, alpha * np.expm1(work / alpha))
+    return np.asarray(y).astype(x.dtype, copy=False)
+
+
+@kernel("ThresholdedRelu", 10)
+def thresholded_relu(x, *, alpha=1.0):
+    return np.where(x > alpha, x, np.zeros((), x.dtype))
+
+
+@kernel("Softsign", 1)
+def softsign(x):
+    work = _up(x)
+    d = np.absolute(work, out=A)
+    d += 1
+    np.divide(work, d, out=d)
+    return d.astype(x.dtype, copy=False)
+
+
+@kernel("Mish", 18)
+def mish(x):
+    work = _up(x)
+    t = np.logaddexp(work, 0, out=A)
+    np.tanh(t, out=t)
+    t *= work
+    return t.astype(x.dtype, copy=False)
+
+
+@kernel("Gelu", 20)
+def gelu(x, *, approximate="none"):
+    work = _up(x)
+    if approximate == "none":
+        t = erf(np.multiply(work, 1 / math.sqrt(2), out=A))
+    elif approximate == "tanh":
+        t = np.multiply(work, work, out=A)
+        t *= 0.044715
+        t += 1
+        t *= work
+        t *= math.sqrt(2 / math.pi)
+        np.tanh(t, out=t)
+    else:
+        raise KernelError(f"Gelu attribute approximate must be 'none' or 'tanh', got {approximate!r}")
+    t += 1
+    t *= work
+    t *= 0.5
+    return t.astype(x.dtype, copy=False)
+
+
+@kernel("Swish", 24)
+def swish(x, *, alpha=1.0):
+    work = _up(x)
+    y = sigmoid(np.multiply(work, alpha, out=A) if alpha != 1 else work)
+    y *= work
+    return y.astype(x.dtype, copy=False)
+
+
+@kernel("SwiGLU", 28)
+def swiglu(a, b, *, alpha=1.0):
+    """Swish_alpha(a) * b; a and b must have one shape (no broadcasting)."""
+    _check_same_shape("SwiGLU", a, b)
+    work = _up(a)
+    y = sigmoid(np.multiply(work, alpha, out=A) if alpha != 1 else work)
+    y *= work
+    y *= b
+    return y.astype(a.dtype, copy=False)
+
+
+# --- Clip ----------------------------------------------------------------------------------
+def _bound(value: np.ndarray, name: str) -> np.ndarray:
+    if value.ndim == 0:
+        return value
+    if value.size != 1:
+        raise KernelError(f"Clip input '{name}' must be a scalar, got shape {value.shape}")
+    return value.reshape(())
+
+
+@kernel("Clip", 11)
+def clip(x, min=None, max=None):
+    """min(max(x, min), max); omitted bounds leave that side open."""
+    y = x
+    if min is not None:
+        y = np.maximum(y, _bound(min, "min"), out=A)
+    if max is not None:
+        y = np.minimum(y, _bound(max, "max"), out=A)
+    return y.view() if y is x else y
+
+
+@kernel("Clip", 1)
+def clip_legacy(x, *, min=None, max=None, consumed_inputs=None):
+    y = x
+    if min is not None:
+        y = np.maximum(y, min, out=A)
+    if max is not None:
+        y = np.minimum(y, max, out=A)
+    return y.view() if y is x else y
+
+
+# --- variadic ------------------------------------------------------------------------------
+def _variadic(ufunc, name: str):
+    def variadic(*inputs, consumed_inputs=None):
+        if not inputs:
+            raise KernelError(f"{name} needs at least one input")
+        y = inputs[0]
+        for other in inputs[1:]:
+            y = ufunc(y, other, out=A)
+        return y.view() if len(inputs) == 1 else y
+
+    variadic.__name__ = variadic.__qualname__ = name.lower()
+    return variadic
+
+
+_max, _min, _sum = (_variadic(u, n) for u, n in ((np.maximum, "Max"), (np.minimum, "Min"),
+                                                  (np.add, "Sum")))  # fmt: skip
+kernel("Max", 1)(_max)
+kernel("Min", 1)(_min)
+
+
+@kernel("Sum", 1)
+def sum_(*inputs, consumed_inputs=None):
+    if inputs and inputs[0].dtype in _LOW:
+        return _sum(*(x.astype(F32) for x in inputs)).astype(inputs[0].dtype)
+    return _sum(*inputs)
+
+
+@kernel("Mean", 1)
+def mean(*inputs, consumed_inputs=None):
+    if not inputs:
+        raise KernelError("Mean needs at least one input")
+    dtype = inputs[0].dtype
+    if len(inputs) == 1:
+        return inputs[0].view()
+    y = _sum(*(x.astype(F32) for x in inputs) if dtype in _LOW else inputs)
+    y /= len(inputs)
+    return y.astype(dtype, copy=False)

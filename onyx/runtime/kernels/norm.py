@@ -1,0 +1,316 @@
+"""Normalization kernels: batch, instance, layer, group, RMS, Lp, LRN, mean-variance."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onyx.dtypes import to_numpy
+from onyx.errors import KernelError
+from onyx.runtime.kernels.registry import kernel
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+def _work(dtype: np.dtype) -> np.dtype:
+    """The dtype to compute in: float64 stays, everything else (f16, bf16, f32) is float32."""
+    return _F64 if dtype == _F64 else _F32
+
+
+def _cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return a if a.dtype == dtype else a.astype(dtype)
+
+
+def _axis(axis: int, rank: int, what: str = "axis") -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise KernelError(f"{what} {axis} is out of range for an input of rank {rank}")
+    return axis % rank if rank else 0
+
+
+def _channel_view(p: np.ndarray, rank: int) -> np.ndarray:
+    """A per-channel vector (C,) shaped to broadcast against (N, C, D1, ...)."""
+    return p.reshape((1, -1) + (1,) * (rank - 2))
+
+
+def _check_channels(x: np.ndarray, name: str, p: np.ndarray, size: int) -> None:
+    if p.size != size:
+        raise KernelError(f"{name} has {p.size} elements, expected {size} (shape {p.shape})")
+
+
+# --- BatchNormalization --------------------------------------------------------------------
+def _bn_apply(x, scale, b, mean, var, epsilon, spatial=True):
+    """(x - mean) / sqrt(var + eps) * scale + b with per-channel (or per-feature) parameters."""
+    if x.ndim < 2:
+        raise KernelError(f"BatchNormalization expects X of rank >= 2, got shape {x.shape}")
+    wt = _work(x.dtype)
+    c = x.shape[1]
+    params = [_cast(np.asarray(p), wt) for p in (scale, b, mean, var)]
+    if spatial:
+        for name, p in zip(("scale", "B", "mean", "var"), params):
+            _check_channels(x, name, p, c)
+        params = [_channel_view(p, x.ndim) for p in params]
+    else:
+        feat = x.shape[1:]
+        try:
+            params = [np.broadcast_to(p.reshape(p.shape), feat)[None] for p in params]
+        except ValueError:
+            raise KernelError(
+                f"non-spatial BatchNormalization needs parameters of shape {feat}"
+            ) from None
+    s, bb, m, v = params
+    mult = s / np.sqrt(v + wt.type(epsilon))
+    shift = bb - m * mult
+    y = _cast(x, wt) * mult
+    y += shift
+    return _cast(y, x.dtype)
+
+
+def _batch_stats(x: np.ndarray, spatial: bool = True):
+    wt = _work(x.dtype)
+    axes = (0,) + tuple(range(2, x.ndim)) if spatial else (0,)
+    xf = _cast(x, wt)
+    mean = xf.mean(axis=axes)
+    var = xf.var(axis=axes)
+    return mean, var
+
+
+@kernel("BatchNormalization", 1, 6, 7, 9)
+class BatchNormalizationLegacy:
+    """Versions 1-9: inference by default; with extra outputs, training statistics."""
+
+    def __init__(self, *, epsilon=1e-5, momentum=0.9, spatial=1, is_test=0,
+                 consumed_inputs=None, _outputs=1):  # fmt: skip
+        self.epsilon, self.momentum = epsilon, momentum
+        self.spatial = bool(spatial)
+        self.training = _outputs > 1 and not is_test
+
+    def __call__(self, x, scale, b, mean, var):
+        if not self.training:
+            return _bn_apply(x, scale, b, mean, var, self.epsilon, self.spatial)
+        cur_mean, cur_var = _batch_stats(x, self.spatial)
+        shape = mean.shape
+        y = _bn_apply(x, scale, b, cur_mean, cur_var, self.epsilon, self.spatial)
+        m = self.momentum
+        run_mean = (mean * m + cur_mean.reshape(shape) * (1 - m)).astype(mean.dtype)
+        run_var = (var * m + cur_var.reshape(shape) * (1 - m)).astype(var.dtype)
+        return (y, run_mean, run_var, cur_mean.astype(mean.dtype).reshape(shape),
+                cur_var.astype(var.dtype).reshape(shape))  # fmt: skip
+
+
+@kernel("BatchNormalization", 14)
+def batch_normalization(x, scale, b, input_mean, input_var, *, epsilon=1e-5, momentum=0.9,
+                        training_mode=0):  # fmt: skip
+    """Y (inference) or Y, running_mean, running_var (training_mode=1)."""
+    if not training_mode:
+        return _bn_apply(x, scale, b, input_mean, input_var, epsilon)
+    cur_mean, cur_var = _batch_stats(x)
+    y = _bn_apply(x, scale, b, cur_mean, cur_var, epsilon)
+    run_mean = input_mean * momentum + cur_mean * (1 - momentum)
+    run_var = input_var * momentum + cur_var * (1 - momentum)
+    return y, _cast(run_mean, input_mean.dtype), _cast(run_var, input_var.dtype)
+
+
+# --- Instance / Group normalization --------------------------------------------------------
+def _standardize(xf: np.ndarray, axis: int, epsilon: float):
+    """(x - mean) / sqrt(var + eps) over the trailing dims of a 2-D-or-more view from ``axis``.
+
+    ``xf`` is reshaped to (outer, inner); returns (normalized (outer, inner), mean, inv_std).
+    """
+    outer = int(np.prod(xf.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(xf.shape[axis:], dtype=np.int64))
+    x2 = xf.reshape(outer, inner)
+    if inner == 0:
+        z = np.zeros((outer, 1), xf.dtype)
+        return x2.copy(), z, z + np.inf
+    mean = np.add.reduce(x2, axis=1, keepdims=True)
+    mean /= inner
+    d = x2 - mean
+    var = np.einsum("ij,ij->i", d, d)[:, None]
+    var /= inner
+    var += xf.dtype.type(epsilon)
+    inv = np.sqrt(var, out=var)
+    np.divide(1, inv, out=inv)
+    d *= inv
+    return d, mean, inv
+
+
+@kernel("InstanceNormalization", 1, 6)
+def instance_normalization(x, scale, b, *, epsilon=1e-5, consumed_inputs=None):
+    """Per (n, c) standardization over the spatial dims, then per-channel scale and bias."""
+    if x.ndim < 2:
+        raise KernelError(f"InstanceNormalization expects rank >= 2, got shape {x.shape}")
+    c = x.shape[1]
+    _check_channels(x, "scale", scale, c)
+    _check_channels(x, "B", b, c)
+    wt = _work(x.dtype)
+    d, _, _ = _standardize(_cast(x, wt), 2, epsilon)
+    y = d.reshape(x.shape)
+    y *= _channel_view(_cast(scale, wt), x.ndim)
+    y += _channel_view(_cast(b, wt), x.ndim)
+    return _cast(y, x.dtype)
+
+
+@kernel("GroupNormalization", 18)
+class GroupNormalization18:
+    """Opset 18: ``scale`` and ``bias`` have one value per group."""
+
+    per_channel = False
+
+    def __init__(self, *, num_groups, epsilon=1e-5, stash_type=1):
+        if num_groups <= 0:
+            raise KernelError(f"num_groups must be positive, got {num_groups}")
+        self.groups, self.epsilon = num_groups, epsilon
+
+    def __call__(self, x, scale, bias):
+        if x.ndim < 2:
+            raise KernelError(f"GroupNormalization expects rank >= 2, got shape {x.shape}")
+        n, c = x.shape[:2]
+        g = self.groups
+        if c % g:
+            raise KernelError(f"{c} channels are not divisible into num_groups={g}")
+        want = c if self.per_channel else g
+        _check_channels(x, "scale", scale, want)
+        _check_channels(x, "bias", bias, want)
+        wt = _work(x.dtype)
+        xf = _cast(x, wt).reshape((n, g, -1))
+        d, _, _ = _standardize(xf, 2, self.epsilon)
+        if not self.per_channel:
+            scale, bias = np.repeat(scale, c // g), np.repeat(bias, c // g)
+        if x.dtype != wt:  # stage two runs in the type of X
+            wt = x.dtype
+            d = d.astype(wt)
+        y = d.reshape(x.shape)
+        y *= _channel_view(_cast(scale, wt), x.ndim)
+        y += _channel_view(_cast(bias, wt), x.ndim)
+        return y
+
+
+@kernel("GroupNormalization", 21)
+class GroupNormalization21(GroupNormalization18):
+    """Opset 21: ``scale`` and ``bias`` have one value per channel."""
+
+    per_channel = True
+
+
+# --- Layer / RMS normalization -------------------------------------------------------------
+def _stash(stash_type: int, xdtype: np.dtype) -> tuple[np.dtype, np.dtype]:
+    """(compute dtype, statistics output dtype) for a stash_type."""
+    try:
+        st = to_numpy(stash_type)
+    except Exception:
+        raise KernelError(f"stash_type {stash_type} is not a valid element type") from None
+    if st.kind != "f" and st.name != "bfloat16":
+        raise KernelError(f"stash_type must be a floating type, got {st}")
+    wt = _F64 if _F64 in (st, xdtype) else _F32
+    return wt, st
+
+
+@kernel("LayerNormalization", 17)
+class LayerNormalization:
+    """Standardize over dims [axis, rank), then scale and shift; optional Mean and InvStdDev."""
+
+    def __init__(self, *, axis=-1, epsilon=1e-5, stash_type=1):
+        self.axis, self.epsilon, self.stash_type = axis, epsilon, stash_type
+
+    def __call__(self, x, scale, b=None):
+        axis = _axis(self.axis, x.ndim)
+        wt, st = _stash(self.stash_type, x.dtype)
+        d, mean, inv = _standardize(_cast(x, wt), axis, self.epsilon)
+        y = d.reshape(x.shape)
+        try:
+            if np.broadcast_shapes(scale.shape, x.shape) != x.shape or (
+                b is not None and np.broadcast_shapes(b.shape, x.shape) != x.shape
+            ):
+                raise ValueError
+            y *= _cast(scale, wt)
+            if b is not None:
+                y += _cast(b, wt)
+        except ValueError:
+            got = scale.shape if b is None else (scale.shape, b.shape)
+            raise KernelError(
+                f"Scale/B of shape {got} do not broadcast to X of shape {x.shape}"
+            ) from None
+        stat_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
+        return (_cast(y, x.dtype), _cast(mean.reshape(stat_shape), st),
+                _cast(inv.reshape(stat_shape), st))  # fmt: skip
+
+
+@kernel("RMSNormalization", 23)
+class RMSNormalization:
+    """x / sqrt(mean(x^2) + eps) over dims [axis, rank), times scale."""
+
+    def __init__(self, *, axis=-1, epsilon=1e-5, stash_type=1):
+        self.axis, self.epsilon, self.stash_type = axis, epsilon, stash_type
+
+    def __call__(self, x, scale):
+        axis = _axis(self.axis, x.ndim)
+        wt, _ = _stash(self.stash_type, x.dtype)
+        xf = _cast(x, wt)
+        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+        x2 = xf.reshape(outer, -1) if x.size else xf.reshape(outer, 0)
+        inner = x2.shape[1]
+        ms = np.einsum("ij,ij->i", x2, x2)[:, None] / max(inner, 1)
+        ms += wt.type(self.epsilon)
+        y = x2 / np.sqrt(ms)
+        y = y.reshape(x.shape)
+        try:
+            if np.broadcast_shapes(scale.shape, x.shape) != x.shape:
+                raise ValueError
+            y *= _cast(scale, wt)
+        except ValueError:
+            raise KernelError(
+                f"scale of shape {scale.shape} does not broadcast to X of shape {x.shape}"
+            ) from None
+        return _cast(y, scale.dtype)
+
+
+# --- Lp / LRN / MVN ------------------------------------------------------------------------
+@kernel("LpNormalization", 1)
+def lp_normalization(x, *, axis=-1, p=2):
+    """x / ||x||_p along ``axis`` (p is 1 or 2); zero where the norm is zero."""
+    if p not in (1, 2):
+        raise KernelError(f"LpNormalization supports p=1 or p=2, got p={p}")
+    axis = _axis(axis, x.ndim)
+    wt = _work(x.dtype)
+    xf = _cast(x, wt)
+    norm = np.abs(xf).sum(axis, keepdims=True) if p == 1 else np.sqrt(
+        np.square(xf).sum(axis, keepdims=True)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.where(norm == 0, wt.type(0), xf / norm)
+    return _cast(y, x.dtype)
+
+
+@kernel("LRN", 1)
+def lrn(x, *, size, alpha=1e-4, beta=0.75, bias=1.0):
+    """Local response normalization across channels."""
+    if size <= 0:
+        raise KernelError(f"LRN size must be positive, got {size}")
+    if x.ndim < 2:
+        raise KernelError(f"LRN expects rank >= 2, got shape {x.shape}")
+    wt = _work(x.dtype)
+    sq = np.square(_cast(x, wt))
+    c = x.shape[1]
+    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
+    # prefix sums along channels: csum[k] = sum of sq[:k]
+    pad = [(0, 0)] * x.ndim
+    pad[1] = (1, 0)
+    csum = np.cumsum(np.pad(sq, pad), axis=1)
+    idx = np.arange(c)
+    top = np.minimum(idx + hi, c - 1) + 1
+    bot = np.maximum(idx - lo, 0)
+    square_sum = np.take(csum, top, axis=1) - np.take(csum, bot, axis=1)
+    y = _cast(x, wt) / (wt.type(bias) + wt.type(alpha / size) * square_sum) ** wt.type(beta)
+    return _cast(y, x.dtype)
+
+
+@kernel("MeanVarianceNormalization", 9)
+def mean_variance_normalization(x, *, axes=(0, 2, 3)):
+    """(x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9) over ``axes``."""
+    axes = tuple(_axis(a, x.ndim, "axes entry") for a in axes)
+    wt = _work(x.dtype)
+    xf = _cast(x, wt)
+    mean = xf.mean(axis=axes, keepdims=True)
+    var = np.square(xf).mean(axis=axes, keepdims=True) - np.square(mean)
+    std = np.sqrt(np.maximum(var, 0)) + wt.type(1e-9)
+    return _cast((xf - mean) / std, x.dtype)

@@ -1,0 +1,388 @@
+"""Pooling: MaxPool, AveragePool, LpPool, the Global* pools, MaxUnpool, MaxRoiPool, RoiAlign.
+
+Windowed pools reduce over strided views of the padded input, one vectorized step per kernel
+offset (never a loop over output pixels); averages divide by a count map pooled once per shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from onyx.errors import KernelError
+from onyx.runtime.kernels.conv import (
+    compute_dtype,
+    kernel_slices,
+    output_geometry,
+    pad_input,
+    spatial_params,
+)
+from onyx.runtime.kernels.registry import kernel
+
+_ALL = (slice(None), slice(None))
+
+
+class _Pool:
+    """Shared attribute parsing and per-shape geometry of the windowed pools."""
+
+    name = "Pool"
+
+    def __init__(self, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode):
+        self.attrs = (kernel_shape, strides, dilations, pads)
+        self.auto_pad = auto_pad
+        self.ceil_mode = bool(ceil_mode)
+        self._plans = {}
+
+    def plan(self, x):
+        if x.ndim < 3:
+            raise KernelError(f"{self.name}: expected X of rank >= 3 (N, C, *spatial), got {x.shape}")
+        key = x.shape
+        plan = self._plans.get(key)
+        if plan is None:
+            nd = x.ndim - 2
+            k, s, d, pb, pe = spatial_params(self.name, nd, *self.attrs)
+            out, pb, pe = output_geometry(
+                self.name, x.shape[2:], k, s, d, pb, pe, self.auto_pad, self.ceil_mode
+            )
+            plan = self._plans[key] = (k, s, d, pb, pe, out)
+        return plan
+
+    def reduce(self, xp, plan, op, first=None):
+        """Fold ``op(acc, window_slice, out=acc)`` over every kernel offset of padded ``xp``."""
+        k, s, d, _, _, out = plan
+        acc = None
+        for _, sl in kernel_slices(k, s, d, out):
+            view = xp[_ALL + sl]
+            if acc is None:
+                acc = view.copy() if first is None else first(view)
+            else:
+                op(acc, view, out=acc)
+        return acc
+
+    def counts(self, spatial, plan, include_pad):
+        """Elements per window (N, C broadcast): real ones, or real + explicit pads."""
+        key = ("count", spatial, include_pad)
+        c = self._plans.get(key)
+        if c is None:
+            k, s, d, pb, pe, out = plan
+            nd = len(spatial)
+            ones = np.ones((1, 1) + tuple(spatial), dtype=np.float64)
+            if include_pad:
+                # explicit pads count, the extension ceil_mode adds does not
+                _, _, _, pb0, pe0 = spatial_params(self.name, nd, *self.attrs)
+                if self.auto_pad != "NOTSET":
+                    pb0, pe0 = pb, pe
+                ones = pad_input(ones, pb0, pe0, 1.0)
+                ones = pad_input(ones, [b - b0 for b, b0 in zip(pb, pb0)],
+                                 [e - e0 for e, e0 in zip(pe, pe0)], 0.0)  # fmt: skip
+            else:
+                ones = pad_input(ones, pb, pe, 0.0)
+            c = self._plans[key] = self.reduce(ones, plan, np.add)
+        return c
+
+
+def _lowest(dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        return np.iinfo(dtype).min
+    return -np.inf
+
+
+@kernel("MaxPool", 1, 8, 10, 11, 12, 22)
+class MaxPool(_Pool):
+    """MaxPool (with the optional Indices output, in row- or column-major order)."""
+
+    name = "MaxPool"
+
+    def __init__(self, *, kernel_shape, auto_pad="NOTSET", ceil_mode=0, dilations=None,
+                 pads=None, storage_order=0, strides=None, _outputs=2):  # fmt: skip
+        super().__init__(kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+        if storage_order not in (0, 1):
+            raise KernelError(f"MaxPool: storage_order must be 0 or 1, got {storage_order}")
+        self.storage_order = storage_order
+        self.want_indices = _outputs > 1
+
+    def __call__(self, x):
+        plan = self.plan(x)
+        k, s, d, pb, pe, out = plan
+        exact = x.dtype.kind in "iu" or compute_dtype(x.dtype) == x.dtype
+        work = x if exact else x.astype(np.float32)
+        xp = pad_input(work, pb, pe, _lowest(work.dtype))
+        if not self.want_indices:
+            y = self.reduce(xp, plan, np.maximum)
+            return y.astype(x.dtype, copy=False)
+        return self._with_indices(x, xp, plan)
+
+    def _with_indices(self, x, xp, plan):
+        k, s, d, pb, pe, out = plan
+        n, c = x.shape[:2]
+        spatial = x.shape[2:]
+        nd = len(spatial)
+        if self.storage_order == 0:
+            mult = [math.prod(spatial[i + 1 :]) for i in range(nd)]
+        else:
+            mult = [math.prod(spatial[:i]) for i in range(nd)]
+        best = idx = None
+        grids = [np.arange(o) * st - b for o, st, b in zip(out, s, pb)]
+        for offset, sl in kernel_slices(k, s, d, out):
+            view = xp[_ALL + sl]
+            flat = np.zeros(tuple(out), dtype=np.int64)
+            for i in range(nd):
+                pos = grids[i] + offset[i] * d[i]
+                shape = [1] * nd
+                shape[i] = -1
+                flat = flat + (np.clip(pos, 0, spatial[i] - 1) * mult[i]).reshape(shape)
+            if best is None:
+                best = view.copy()
+                idx = np.broadcast_to(flat, best.shape).copy()
+            else:
+                better = view > best
+                np.copyto(best, view, where=better)
+                np.copyto(idx, np.broadcast_to(flat, best.shape), where=better)
+        base = (np.arange(n * c, dtype=np.int64) * math.prod(spatial)).reshape(
+            (n, c) + (1,) * nd
+        )
+        return best.astype(x.dtype, copy=False), idx + base
+
+
+@kernel("AveragePool", 1, 7, 10, 11, 19, 22)
+class AveragePool(_Pool):
+    """AveragePool (count_include_pad, ceil_mode, dilations)."""
+
+    name = "AveragePool"
+
+    def __init__(self, *, kernel_shape, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0,
+                 dilations=None, pads=None, strides=None):  # fmt: skip
+        super().__init__(kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+        self.include_pad = bool(count_include_pad)
+
+    def __call__(self, x):
+        plan = self.plan(x)
+        dtype = compute_dtype(x.dtype)
+        xp = pad_input(x.astype(dtype, copy=False), plan[3], plan[4], 0)
+        y = self.reduce(xp, plan, np.add)
+        y /= self.counts(x.shape[2:], plan, self.include_pad).astype(dtype)
+        return y.astype(x.dtype, copy=False)
+
+
+@kernel("LpPool", 1, 2, 11, 18, 22)
+class LpPool(_Pool):
+    """LpPool: the p-norm over each window."""
+
+    name = "LpPool"
+
+    def __init__(self, *, kernel_shape, auto_pad="NOTSET", ceil_mode=0, dilations=None,
+                 p=2, pads=None, strides=None):  # fmt: skip
+        super().__init__(kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+        self.p = p
+
+    def __call__(self, x):
+        plan = self.plan(x)
+        dtype = compute_dtype(x.dtype)
+        xa = np.abs(x.astype(dtype, copy=False))
+        xp = pad_input(xa ** self.p if self.p != 1 else xa, plan[3], plan[4], 0)
+        y = self.reduce(xp, plan, np.add)
+        y = np.sqrt(y) if self.p == 2 else y ** (1.0 / self.p)
+        return y.astype(x.dtype, copy=False)
+
+
+def _global_check(name, x):
+    if x.ndim < 3:
+        raise KernelError(f"{name}: expected X of rank >= 3 (N, C, *spatial), got {x.shape}")
+    return tuple(range(2, x.ndim))
+
+
+@kernel("GlobalMaxPool", 1, 22)
+def global_max_pool(x):
+    """GlobalMaxPool: the max over all spatial axes (kept as size-1 axes)."""
+    return np.max(x, axis=_global_check("GlobalMaxPool", x), keepdims=True)
+
+
+@kernel("GlobalAveragePool", 1, 22)
+def global_average_pool(x):
+    """GlobalAveragePool: the mean over all spatial axes (kept as size-1 axes)."""
+    axes = _global_check("GlobalAveragePool", x)
+    dtype = compute_dtype(x.dtype)
+    if x.ndim == 4 and x.flags.c_contiguous:  # one contiguous row per (n, c)
+        n, c = x.shape[:2]
+        y = x.reshape(n, c, -1).mean(axis=2, dtype=dtype).reshape(n, c, 1, 1)
+    else:
+        y = np.mean(x, axis=axes, keepdims=True, dtype=dtype)
+    return y.astype(x.dtype, copy=False)
+
+
+@kernel("GlobalLpPool", 1, 2, 22)
+def global_lp_pool(x, *, p=2):
+    """GlobalLpPool: the p-norm over all spatial axes (kept as size-1 axes)."""
+    axes = _global_check("GlobalLpPool", x)
+    xa = np.abs(x.astype(compute_dtype(x.dtype), copy=False))
+    y = np.sum(xa**p, axis=axes, keepdims=True) ** (1.0 / p)
+    return y.astype(x.dtype, copy=False)
+
+
+@kernel("MaxUnpool", 9, 11, 22)
+def max_unpool(x, i, output_shape=None, *, kernel_shape, pads=None, strides=None):
+    """MaxUnpool: scatter X to the flat positions I in a zero tensor."""
+    name = "MaxUnpool"
+    if x.ndim < 3 or i.shape != x.shape:
+        raise KernelError(
+            f"{name}: expected X of rank >= 3 and I of the same shape, got {x.shape}, {i.shape}"
+        )
+    nd = x.ndim - 2
+    k, s, _, pb, pe = spatial_params(name, nd, kernel_shape, strides, None, pads)
+    inferred = x.shape[:2] + tuple(
+        (n - 1) * st + kk - b - e for n, st, kk, b, e in zip(x.shape[2:], s, k, pb, pe)
+    )
+    shape = inferred
+    if output_shape is not None:
+        shape = tuple(int(v) for v in np.asarray(output_shape).reshape(-1))
+        if len(shape) != x.ndim or shape[:2] != x.shape[:2]:
+            raise KernelError(
+                f"{name}: expected output_shape of length {x.ndim} starting {x.shape[:2]}, "
+                f"got {shape}"
+            )
+    total = math.prod(inferred)
+    flat = i.reshape(-1).astype(np.int64)
+    if flat.size and (flat.min() < 0 or flat.max() >= total):
+        raise KernelError(
+            f"{name}: indices must lie in [0, {total}) for the pooled input shape {inferred}; "
+            f"got values in [{flat.min()}, {flat.max()}]"
+        )
+    if shape != inferred:  # indices address the pooled input's shape; place them by coordinate
+        coords = np.unravel_index(flat, inferred)
+        if any(int(cd.max(initial=0)) >= sz for cd, sz in zip(coords, shape)):
+            raise KernelError(
+                f"{name}: output_shape {shape} is too small for indices into {inferred}"
+            )
+        flat = np.ravel_multi_index(coords, shape)
+    y = np.zeros(math.prod(shape), dtype=x.dtype)
+    y[flat] = x.reshape(-1)
+    return y.reshape(shape)
+
+
+@kernel("MaxRoiPool", 1, 22)
+def max_roi_pool(x, rois, *, pooled_shape, spatial_scale=1.0):
+    """MaxRoiPool: max over each of pooled_shape bins of each (quantized) region of interest."""
+    name = "MaxRoiPool"
+    if x.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 5 or len(pooled_shape) != 2:
+        raise KernelError(
+            f"{name}: expected X (N, C, H, W), rois (R, 5) and pooled_shape of length 2; got "
+            f"{x.shape}, {rois.shape}, {pooled_shape}"
+        )
+    n, c, h, w = x.shape
+    ph, pw = pooled_shape
+    dtype = compute_dtype(x.dtype)
+    xf = x.astype(dtype, copy=False)
+    y = np.zeros((rois.shape[0], c, ph, pw), dtype=dtype)
+    for r, roi in enumerate(np.asarray(rois, dtype=np.float64)):
+        b = int(roi[0])
+        if not 0 <= b < n:
+            raise KernelError(f"{name}: roi {r} has batch index {b} outside [0, {n})")
+        x1, y1, x2, y2 = (int(np.round(v * spatial_scale)) for v in roi[1:])
+        rh, rw = max(y2 - y1 + 1, 1), max(x2 - x1 + 1, 1)
+        bh, bw = rh / ph, rw / pw
+        for i in range(ph):
+            hs = min(max(int(math.floor(i * bh)) + y1, 0), h)
+            he = min(max(int(math.ceil((i + 1) * bh)) + y1, 0), h)
+            for j in range(pw):
+                ws = min(max(int(math.floor(j * bw)) + x1, 0), w)
+                we = min(max(int(math.ceil((j + 1) * bw)) + x1, 0), w)
+                if he > hs and we > ws:
+                    y[r, :, i, j] = xf[b, :, hs:he, ws:we].max(axis=(1, 2))
+    return y.astype(x.dtype, copy=False)
+
+
+def _bilinear_taps(coord, size):
+    """Low/high indices and weights of 1-D linear interpolation, RoiAlign's edge rules."""
+    valid = (coord >= -1.0) & (coord <= size)
+    c = np.maximum(coord, 0.0)
+    lo = np.floor(c).astype(np.int64)
+    edge = lo >= size - 1
+    lo = np.where(edge, size - 1, lo)
+    hi = np.where(edge, size - 1, lo + 1)
+    c = np.where(edge, lo, c)
+    frac = c - lo
+    return lo, hi, (1.0 - frac) * valid, frac * valid
+
+
+class _RoiAlign:
+    """RoiAlign: bilinear samples averaged (or maxed) over each output bin of each region."""
+
+    default_ctm = "half_pixel"
+
+    def __init__(self, *, coordinate_transformation_mode=None, mode="avg", output_height=1,
+                 output_width=1, sampling_ratio=0, spatial_scale=1.0):  # fmt: skip
+        ctm = coordinate_transformation_mode or self.default_ctm
+        if ctm not in ("half_pixel", "output_half_pixel"):
+            raise KernelError(
+                "RoiAlign: coordinate_transformation_mode must be 'half_pixel' or "
+                f"'output_half_pixel', got {ctm!r}"
+            )
+        if mode not in ("avg", "max"):
+            raise KernelError(f"RoiAlign: mode must be 'avg' or 'max', got {mode!r}")
+        self.half_pixel = ctm == "half_pixel"
+        self.mode = mode
+        self.oh, self.ow = int(output_height), int(output_width)
+        self.sampling_ratio = int(sampling_ratio)
+        self.scale = float(spatial_scale)
+
+    def __call__(self, x, rois, batch_indices):
+        name = "RoiAlign"
+        if x.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 4:
+            raise KernelError(
+                f"{name}: expected X (N, C, H, W) and rois (R, 4), got {x.shape}, {rois.shape}"
+            )
+        nr = rois.shape[0]
+        bidx = np.asarray(batch_indices).reshape(-1).astype(np.int64)
+        if bidx.shape[0] != nr:
+            raise KernelError(f"{name}: expected batch_indices of shape ({nr},), got {bidx.shape}")
+        n, c, h, w = x.shape
+        if nr and (bidx.min() < 0 or bidx.max() >= n):
+            raise KernelError(f"{name}: batch_indices must lie in [0, {n}), got {bidx.tolist()}")
+        dtype = compute_dtype(x.dtype)
+        xf = x.astype(dtype, copy=False)
+        oh, ow = self.oh, self.ow
+        y = np.zeros((nr, c, oh, ow), dtype=dtype)
+        off = 0.5 if self.half_pixel else 0.0
+        boxes = np.asarray(rois, dtype=np.float64) * self.scale - off
+        for r in range(nr):
+            x1, y1, x2, y2 = boxes[r]
+            rw, rh = x2 - x1, y2 - y1
+            if not self.half_pixel:
+                rw, rh = max(rw, 1.0), max(rh, 1.0)
+            bh, bw = rh / oh, rw / ow
+            gh = self.sampling_ratio if self.sampling_ratio > 0 else int(math.ceil(rh / oh))
+            gw = self.sampling_ratio if self.sampling_ratio > 0 else int(math.ceil(rw / ow))
+            gh, gw = max(gh, 1), max(gw, 1)
+            ys = y1 + (np.arange(oh)[:, None] * bh + (np.arange(gh)[None, :] + 0.5) * bh / gh)
+            xs = x1 + (np.arange(ow)[:, None] * bw + (np.arange(gw)[None, :] + 0.5) * bw / gw)
+            ylo, yhi, wyl, wyh = _bilinear_taps(ys.reshape(-1), h)  # (oh*gh,)
+            xlo, xhi, wxl, wxh = _bilinear_taps(xs.reshape(-1), w)  # (ow*gw,)
+            img = xf[bidx[r]]  # (C, H, W)
+            taps = [
+                (img[:, ylo][:, :, xlo], np.outer(wyl, wxl)),
+                (img[:, ylo][:, :, xhi], np.outer(wyl, wxh)),
+                (img[:, yhi][:, :, xlo], np.outer(wyh, wxl)),
+                (img[:, yhi][:, :, xhi], np.outer(wyh, wxh)),
+            ]
+            shape = (c, oh, gh, ow, gw)
+            if self.mode == "avg":
+                val = sum(v * wt.astype(dtype) for v, wt in taps).reshape(shape)
+                y[r] = val.mean(axis=(2, 4))
+            else:
+                val = np.maximum.reduce([v * wt.astype(dtype) for v, wt in taps]).reshape(shape)
+                y[r] = val.max(axis=(2, 4))
+        return y.astype(x.dtype, copy=False)
+
+
+@kernel("RoiAlign", 10)
+class RoiAlign10(_RoiAlign):
+    """RoiAlign-10: no coordinate_transformation_mode, the input is not pixel-shifted."""
+
+    default_ctm = "output_half_pixel"
+
+
+@kernel("RoiAlign", 16, 22)
+class RoiAlign(_RoiAlign):
+    """RoiAlign-16+: coordinate_transformation_mode, half_pixel by default."""
