@@ -1,0 +1,251 @@
+"""Prepare once, run many: a graph becomes a flat list of steps over numbered slots.
+
+At build time each node gets its kernel (the newest version not above the model's opset), its
+attributes parsed and checked against the kernel's signature, its input and output slots, and
+the slots to free after it (values no later step needs). ``run`` is then a tight loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from onyx.errors import AllocationError, ExecutionError, OnyxError, UnsupportedError, ValidationError
+from onyx.ir import AttrType, Function, Graph, Node, SparseTensor, Tensor, Value
+from onyx.runtime import kernels
+from onyx.runtime.kernels.registry import lookup
+
+# Attributes of old operator versions that carry no meaning for inference.
+_LEGACY_ATTRIBUTES = frozenset({"consumed_inputs"})
+
+
+class Context:
+    """What building a plan needs to know beyond the graph: opsets and model-local functions."""
+
+    def __init__(self, opsets: dict[str, int], functions: dict[tuple[str, str, str], Function]):
+        self.opsets = {("" if d == "ai.onnx" else d): v for d, v in opsets.items()}
+        self.functions = functions
+
+    def opset(self, domain: str) -> int:
+        return self.opsets.get("" if domain == "ai.onnx" else domain, 0)
+
+
+class Step:
+    __slots__ = ("fn", "inputs", "outputs", "frees", "node", "label")
+
+    def __init__(self, fn, inputs, outputs, frees, node, label):
+        self.fn, self.inputs, self.outputs, self.frees = fn, inputs, outputs, frees
+        self.node, self.label = node, label
+
+
+class Plan:
+    """A graph prepared for execution. ``captures`` lists outer-scope values it reads."""
+
+    def __init__(self, graph: Graph, context: Context, path: str = "main",
+                 bindings: dict[str, Any] | None = None, outer: dict[Value, int] | None = None):  # fmt: skip
+        self.graph, self.context, self.path = graph, context, path
+        self.bindings = bindings or {}  # attribute values for ref_attr_name inside functions
+        slots: dict[Value, int] = {}
+        self.template: list[Any] = []
+
+        def slot(value: Value) -> int:
+            if value not in slots:
+                slots[value] = len(self.template)
+                self.template.append(None)
+            return slots[value]
+
+        self.input_slots = [slot(v) for v in graph.inputs]
+        for value in list(graph.initializers.values()) + list(graph.sparse_initializers.values()):
+            self.template[slot(value)] = _constant(value.const_value)
+        self.captures: list[Value] = []
+        defined = set(graph.inputs) | set(graph.initializers.values()) | set(graph.sparse_initializers.values())
+        for node in graph.nodes:
+            defined.update(v for v in node.outputs if v is not None)
+
+        def read(value: Value) -> int:
+            if value not in defined and value not in slots:
+                self.captures.append(value)
+            return slot(value)
+
+        steps: list[tuple[Node, Callable, list[int], list[int]]] = []
+        for node in graph.nodes:
+            fn, captured = self._prepare(node)
+            ins = [-1 if v is None else read(v) for v in node.inputs]
+            ins += [read(v) for v in captured]
+            outs = [slot(v) if v is not None else slot(Value()) for v in node.outputs]
+            steps.append((node, fn, ins, outs))
+        self.output_slots = [read(v) for v in graph.outputs]
+        self.capture_slots = [slots[v] for v in self.captures]
+
+        # free each slot right after its last reader; keep outputs and constants
+        keep = set(self.output_slots) | {i for i, v in enumerate(self.template) if v is not None}
+        last: dict[int, int] = {}
+        for index, (_, _, ins, outs) in enumerate(steps):
+            for s in list(ins) + list(outs):
+                if s >= 0:
+                    last[s] = index
+        frees: list[list[int]] = [[] for _ in steps]
+        for s, index in last.items():
+            if s not in keep:
+                frees[index].append(s)
+        self.steps = [
+            Step(fn, tuple(ins), tuple(outs), tuple(frees[i]), node, _label(node, path))
+            for i, (node, fn, ins, outs) in enumerate(steps)
+        ]
+
+    # --- build ---------------------------------------------------------------------------
+    def _prepare(self, node: Node) -> tuple[Callable, list[Value]]:
+        """The callable for one node and the outer values its subgraphs capture."""
+        label = _label(node, self.path)
+        function = self.context.functions.get((node.domain, node.op_type, node.overload))
+        if function is not None:
+            return self._function_call(node, function, label), []
+        opset = self.context.opset(node.domain)
+        impl = lookup(node.domain, node.op_type, opset)
+        if impl is None:
+            where = f"domain {node.domain!r} " if node.domain else ""
+            raise UnsupportedError(
+                f"{label}: onyx has no kernel for {where}operator {node.op_type!r} at opset {opset}"
+            )
+        attrs: dict[str, Any] = {}
+        captured: list[Value] = []
+        subplans: dict[str, Any] = {}
+        for name, attr in node.attributes.items():
+            if name in _LEGACY_ATTRIBUTES:
+                continue
+            if attr.is_ref:
+                if attr.ref_attr_name not in self.bindings:
+                    continue  # not given at the call site and no default: the kernel's default applies
+                attrs[name] = self.bindings[attr.ref_attr_name]
+                continue
+            if attr.type == AttrType.GRAPH:
+                sub = Plan(attr.value, self.context, f"{label}.{name}", self.bindings)
+                subplans[name] = sub
+                captured += [v for v in sub.captures if v not in captured]
+                continue
+            attrs[name] = _attribute_value(attr)
+        for sub in subplans.values():
+            sub.bind_captures(captured)
+        attrs.update(subplans)
+        if getattr(impl, "wants_subgraph_runner", False):
+            attrs["_n_inputs"] = len(node.inputs)
+        return _bind(impl, attrs, node, label), captured
+
+    def bind_captures(self, order: list[Value]) -> None:
+        """Say where each captured value sits in the list the owner passes to ``run``."""
+        self.capture_positions = [order.index(v) for v in self.captures]
+
+    def _function_call(self, node: Node, function: Function, label: str) -> Callable:
+        bindings = {name: attr.value for name, attr in function.attribute_defaults.items()}
+        for name, attr in node.attributes.items():
+            bindings[name] = attr.value
+        bindings = {k: (_attribute_value_raw(v)) for k, v in bindings.items()}
+        context = Context({**self.context.opsets, **function.opset_imports}, self.context.functions)
+        body = Plan(function.graph, context, f"{label}.{function.name}", bindings)
+        body.bind_captures([])
+
+        def call(*inputs):
+            return tuple(body.run(list(inputs), ()))
+
+        return call
+
+    # --- run -----------------------------------------------------------------------------
+    def run(self, inputs: Sequence[Any], captures: Sequence[Any] = (), profile: list | None = None) -> list:
+        regs = self.template.copy()
+        for s, v in zip(self.input_slots, inputs):
+            regs[s] = v
+        if self.capture_slots:
+            for s, i in zip(self.capture_slots, self.capture_positions):
+                regs[s] = captures[i]
+        for step in self.steps:
+            args = [regs[i] if i >= 0 else None for i in step.inputs]
+            try:
+                if profile is None:
+                    result = step.fn(*args)
+                else:
+                    start = time.perf_counter()
+                    result = step.fn(*args)
+                    profile.append((step, time.perf_counter() - start))
+            except ExecutionError:
+                raise
+            except AllocationError as e:
+                raise AllocationError(f"{step.label}: {e}") from e
+            except MemoryError as e:
+                raise AllocationError(f"{step.label}: out of memory: {e}") from e
+            except Exception as e:
+                raise ExecutionError(f"{step.label} failed: {_describe(e)}") from e
+            if type(result) is tuple:
+                for s, r in zip(step.outputs, result):
+                    regs[s] = r
+            else:
+                regs[step.outputs[0]] = result
+            for s in step.frees:
+                regs[s] = None
+        return [regs[s] for s in self.output_slots]
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, OnyxError):
+        return str(e)
+    return f"{type(e).__name__}: {e}"
+
+
+def _label(node: Node, path: str) -> str:
+    name = f"{node.name!r} " if node.name else ""
+    where = f" in graph {path!r}" if path != "main" else ""
+    return f"node {name}({node.op_type}){where}"
+
+
+def _constant(value: Tensor | SparseTensor):
+    if isinstance(value, SparseTensor):
+        return value.to_dense()
+    return value.numpy()
+
+
+def _attribute_value(attr) -> Any:
+    return _attribute_value_raw(attr.value)
+
+
+def _attribute_value_raw(value) -> Any:
+    if isinstance(value, Tensor):
+        return value.numpy()
+    if isinstance(value, SparseTensor):
+        return value.to_dense()
+    if isinstance(value, list) and value and isinstance(value[0], Tensor | SparseTensor):
+        return [_attribute_value_raw(v) for v in value]
+    return value
+
+
+@functools.cache
+def _signature(impl) -> tuple[set[str], set[str], bool]:
+    """(accepted keyword names, required keyword names, takes **kwargs) of a kernel."""
+    target = impl.__init__ if isinstance(impl, type) else impl
+    params = inspect.signature(target).parameters.values()
+    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    required = {p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty}
+    return names, required, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _bind(impl, attrs: dict[str, Any], node: Node, label: str) -> Callable:
+    names, required, var_kw = _signature(impl)
+    if "_outputs" in names:
+        attrs["_outputs"] = len(node.outputs)
+    if not var_kw:
+        unknown = sorted(set(attrs) - names)
+        if unknown:
+            raise UnsupportedError(f"{label}: attribute(s) {', '.join(unknown)} not supported")
+    missing = sorted(required - set(attrs))
+    if missing:
+        raise ValidationError(f"{label}: required attribute(s) {', '.join(missing)} missing")
+    try:
+        return impl(**attrs) if isinstance(impl, type) else functools.partial(impl, **attrs) if attrs else impl
+    except OnyxError as e:
+        raise type(e)(f"{label}: {e}") from e
+    except Exception as e:
+        raise ValidationError(f"{label}: invalid attributes: {_describe(e)}") from e
+
+
+__all__ = ["Context", "Plan", "kernels"]

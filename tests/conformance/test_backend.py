@@ -1,0 +1,20 @@
+"""The official ONNX backend tests (node, simple, pytorch-converted, pytorch-operator) on onyx."""
+
+from __future__ import annotations
+
+import onnx.backend.test
+
+from conformance.backend import OnyxBackend
+from conformance.expected_failures import EXPECTED_FAILURES
+
+backend_test = onnx.backend.test.BackendTest(OnyxBackend, __name__)
+# 'real' models are downloaded from the internet at test time; the light zoo is tested separately.
+backend_test.exclude(r"_real_")
+for pattern in EXPECTED_FAILURES:
+    backend_test.xfail(pattern)
+
+# onyx runs on the CPU only: drop the CUDA twins instead of reporting 2,000 skips.
+for case in backend_test.test_cases.values():
+    for name in [n for n in vars(case) if n.endswith("_cuda")]:
+        delattr(case, name)
+globals().update(backend_test.test_cases)
