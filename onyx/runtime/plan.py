@@ -202,7 +202,10 @@ def _label(node: Node, path: str) -> str:
 def _constant(value: Tensor | SparseTensor):
     if isinstance(value, SparseTensor):
         return value.to_dense()
-    return value.numpy()
+    array = value.numpy()
+    # raw_data inside a protobuf file often starts at an odd offset: numpy and BLAS would copy
+    # such an unaligned view on every use, so copy it once here instead.
+    return array if array.flags.aligned else array.copy()
 
 
 def _attribute_value(attr) -> Any:

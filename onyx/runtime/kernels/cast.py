@@ -9,6 +9,8 @@ sub-byte integers keep their low bits; float64 sources reach narrow floats with 
 
 from __future__ import annotations
 
+import math
+
 import ml_dtypes
 import numpy as np
 
@@ -124,7 +126,7 @@ def _parse_int(s: str) -> int:
         return int(s)
     except ValueError:
         f = _parse_float(s)
-        if f != f or f in (float("inf"), float("-inf")):
+        if not math.isfinite(f):
             raise KernelError(f"cannot cast string {s!r} to an integer") from None
         return int(f)
 

@@ -83,11 +83,9 @@ def pad_input(x, pb, pe, value=0):
     """``x`` (N, C, *S) padded on its spatial axes (no copy when there is no padding)."""
     if not any(pb) and not any(pe):
         return x
-    nd = len(pb)
     shape = x.shape[:2] + tuple(s + b + e for s, b, e in zip(x.shape[2:], pb, pe))
     out = np.full(shape, value, dtype=x.dtype)
     out[(slice(None), slice(None)) + tuple(slice(b, b + s) for b, s in zip(pb, x.shape[2:]))] = x
-    del nd
     return out
 
 
@@ -108,9 +106,12 @@ def window_view(xp, kernel_shape, strides, dilations, out_shape, kernel_first=Tr
 def kernel_slices(kernel_shape, strides, dilations, out_shape):
     """For each kernel offset: (offset tuple, the spatial slices of the padded input it reads)."""
     for offset in np.ndindex(*kernel_shape):
-        yield offset, tuple(
-            slice(k * d, k * d + (o - 1) * s + 1, s)
-            for k, d, s, o in zip(offset, dilations, strides, out_shape)
+        yield (
+            offset,
+            tuple(
+                slice(k * d, k * d + (o - 1) * s + 1, s)
+                for k, d, s, o in zip(offset, dilations, strides, out_shape)
+            ),
         )
 
 
@@ -193,14 +194,14 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
         mult = mg
         if mult != 1:
             xp = np.repeat(xp, mult, axis=1)
-        y = None
+        y = tmp = None
         for i, (_, sl) in enumerate(kernel_slices(k, s, d, out)):
             wk = w_depthwise[:, i].reshape((1, -1) + (1,) * len(out))
-            term = xp[(slice(None), slice(None)) + sl] * wk
             if y is None:
-                y = term
+                y = np.multiply(xp[(slice(None), slice(None)) + sl], wk)
+                tmp = np.empty_like(y)
             else:
-                y += term
+                y += np.multiply(xp[(slice(None), slice(None)) + sl], wk, out=tmp)
         return y
     cols = window_view(xp, k, s, d, out).reshape(n, g, ck, o_size)
     y = np.matmul(w_gemm, cols)
@@ -290,7 +291,6 @@ def _integer_conv(name, geom, x, w, xz, wz):
     if wz is not None:
         wz = _zero_point(wz, name, "w_zero_point", m)
         wf -= wz.astype(np.float64).reshape((-1,) + (1,) * (w.ndim - 1)) if wz.ndim else wz
-    _, s, d, pb, pe, out, _ = plan
     # padding is with the zero point, i.e. zero after subtraction: conv_forward pads with 0.
     w_gemm, w_dw = prepare_weight(wf, geom.group, np.float64)
     y = conv_forward(xf, w_gemm, plan, geom.group, w_dw)
@@ -363,7 +363,9 @@ class ConvTranspose:
     def __init__(self, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                  output_padding=None, output_shape=None, pads=None, strides=None):  # fmt: skip
         if auto_pad not in _AUTO_PADS:
-            raise KernelError(f"ConvTranspose: auto_pad must be one of {_AUTO_PADS}, got {auto_pad!r}")
+            raise KernelError(
+                f"ConvTranspose: auto_pad must be one of {_AUTO_PADS}, got {auto_pad!r}"
+            )
         self.auto_pad = auto_pad
         self.dilations, self.group, self.kernel_shape = dilations, int(group), kernel_shape
         self.output_padding, self.output_shape = output_padding, output_shape
@@ -510,7 +512,7 @@ class DeformConv:
     def __call__(self, x, w, offset, b=None, mask=None):
         name = "DeformConv"
         _check_rank(name, x, w)
-        k, s, d, pb, pe, out, _ = self.geom.plan(x.shape, w.shape)
+        k, s, d, pb, _pe, out, _ = self.geom.plan(x.shape, w.shape)
         n, c = x.shape[:2]
         nd, kp, og, g = len(k), math.prod(k), self.offset_group, self.geom.group
         if og < 1 or c % og:
@@ -554,7 +556,9 @@ def causal_conv_with_state(x, weight, bias=None, past_state=None, *, activation=
     """CausalConvWithState: depthwise causal 1-D conv over [past_state, x], with the new state."""
     name = "CausalConvWithState"
     if activation not in ("none", "silu", "swish"):
-        raise KernelError(f"{name}: activation must be 'none', 'silu' or 'swish', got {activation!r}")
+        raise KernelError(
+            f"{name}: activation must be 'none', 'silu' or 'swish', got {activation!r}"
+        )
     if x.ndim != 3 or weight.ndim != 3 or weight.shape[0] != x.shape[1] or weight.shape[1] != 1:
         raise KernelError(
             f"{name}: expected input (B, C, L) and weight (C, 1, k); got input {x.shape}, "

@@ -45,7 +45,7 @@ def matmul(a, b):
     return y if dtype is None else y.astype(dtype)
 
 
-@kernel("Gemm", 1, 6, 7, 9, 11, 13)
+@kernel("Gemm", 1, 7, 11)
 def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
     """alpha * A' @ B' + beta * C, with C broadcast to (M, N)."""
     if a.ndim != 2 or b.ndim != 2:
@@ -116,16 +116,17 @@ class Einsum:
 # --- Softmax / LogSoftmax / Hardmax ------------------------------------------------------------
 def _softmax(x, axis):
     w = _wide(x)
-    e = w - w.max(axis=axis, keepdims=True)
-    np.exp(e, out=e)
-    e /= e.sum(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):  # rows of -inf give NaN, as in onnxruntime
+        e = w - w.max(axis=axis, keepdims=True)
+        np.exp(e, out=e)
+        e /= e.sum(axis=axis, keepdims=True)
     return e
 
 
 def _log_softmax(x, axis):
     w = _wide(x)
-    s = w - w.max(axis=axis, keepdims=True)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = w - w.max(axis=axis, keepdims=True)
         s -= np.log(np.exp(s).sum(axis=axis, keepdims=True))
     return s
 
@@ -178,6 +179,39 @@ for _op, _fn in (("Softmax", _softmax), ("LogSoftmax", _log_softmax), ("Hardmax"
 
 
 # --- TopK --------------------------------------------------------------------------------------
+def _sorted_top(keys, k, axis, largest):
+    """Positions along ``axis`` of the k extreme ``keys``, in order, equal keys by lower position."""
+    n = keys.shape[axis]
+    if largest:
+        # A stable ascending sort of the reversed axis puts equal values in descending original
+        # index order; reading its tail backwards gives descending values, lower index first.
+        order = np.argsort(np.flip(keys, axis), axis=axis, kind="stable")
+        return (n - 1) - np.flip(np.take(order, np.arange(n - k, n), axis=axis), axis)
+    order = np.argsort(keys, axis=axis, kind="stable")
+    return np.take(order, np.arange(k), axis=axis)
+
+
+def _partitioned_top(keys, k, largest):
+    """``_sorted_top`` along the last axis of 2-D ``keys`` for k << n (None if ties spoil it).
+
+    Every element at least as extreme as the k-th one is a candidate; a partition of the m most
+    extreme elements (m = the most candidates in a row) holds them all, whatever its tie order.
+    Sorting the candidates by position and then stably by value gives the exact answer.
+    """
+    n = keys.shape[1]
+    kth = n - k if largest else k - 1
+    threshold = np.partition(keys, kth, axis=1)[:, kth : kth + 1]
+    candidates = keys >= threshold if largest else keys <= threshold
+    m = int(candidates.sum(axis=1).max())
+    if 4 * m > n:
+        return None
+    part = np.argpartition(keys, n - m if largest else m - 1, axis=1)
+    part = part[:, n - m :] if largest else part[:, :m]
+    part.sort(axis=1)
+    picked = _sorted_top(np.take_along_axis(keys, part, axis=1), k, 1, largest)
+    return np.take_along_axis(part, picked, axis=1)
+
+
 def _top_k(x, k, axis, largest):
     rank = x.ndim
     if rank == 0:
@@ -187,15 +221,14 @@ def _top_k(x, k, axis, largest):
     if not 0 <= k <= n:
         raise KernelError(f"TopK: k must be in [0, {n}] (the size of axis {axis}), got {k}")
     keys = x.astype(np.float32) if x.dtype.name in _LOW_PRECISION else x
-    if largest:
-        # A stable ascending sort of the reversed axis puts equal values in descending original
-        # index order; reading its tail backwards gives descending values, lower index first.
-        order = np.argsort(np.flip(keys, axis), axis=axis, kind="stable")
-        order = np.flip(np.take(order, np.arange(n - k, n), axis=axis), axis)
-        idx = (n - 1) - order
-    else:
-        order = np.argsort(keys, axis=axis, kind="stable")
-        idx = np.take(order, np.arange(k), axis=axis)
+    idx = None
+    if 0 < k and 16 * k <= n and not (keys.dtype.kind == "f" and np.isnan(keys).any()):
+        rows = np.moveaxis(keys, axis, -1)
+        idx = _partitioned_top(rows.reshape(-1, n), k, largest)
+        if idx is not None:
+            idx = np.moveaxis(idx.reshape(rows.shape[:-1] + (k,)), -1, axis)
+    if idx is None:
+        idx = _sorted_top(keys, k, axis, largest)
     idx = idx.astype(np.int64, copy=False)
     return np.take_along_axis(x, idx, axis=axis), idx
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from onyx.dtypes import to_numpy
-from onyx.errors import KernelError
+from onyx.errors import KernelError, UnknownDataTypeError
 from onyx.runtime.kernels.registry import kernel
 
 _F32 = np.dtype(np.float32)
@@ -197,7 +197,7 @@ def _stash(stash_type: int, xdtype: np.dtype) -> tuple[np.dtype, np.dtype]:
     """(compute dtype, statistics output dtype) for a stash_type."""
     try:
         st = to_numpy(stash_type)
-    except Exception:
+    except UnknownDataTypeError:
         raise KernelError(f"stash_type {stash_type} is not a valid element type") from None
     if st.kind != "f" and st.name != "bfloat16":
         raise KernelError(f"stash_type must be a floating type, got {st}")
@@ -273,8 +273,10 @@ def lp_normalization(x, *, axis=-1, p=2):
     axis = _axis(axis, x.ndim)
     wt = _work(x.dtype)
     xf = _cast(x, wt)
-    norm = np.abs(xf).sum(axis, keepdims=True) if p == 1 else np.sqrt(
-        np.square(xf).sum(axis, keepdims=True)
+    norm = (
+        np.abs(xf).sum(axis, keepdims=True)
+        if p == 1
+        else np.sqrt(np.square(xf).sum(axis, keepdims=True))
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(norm == 0, wt.type(0), xf / norm)

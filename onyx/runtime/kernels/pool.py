@@ -36,7 +36,9 @@ class _Pool:
 
     def plan(self, x):
         if x.ndim < 3:
-            raise KernelError(f"{self.name}: expected X of rank >= 3 (N, C, *spatial), got {x.shape}")
+            raise KernelError(
+                f"{self.name}: expected X of rank >= 3 (N, C, *spatial), got {x.shape}"
+            )
         key = x.shape
         plan = self._plans.get(key)
         if plan is None:
@@ -48,37 +50,74 @@ class _Pool:
             plan = self._plans[key] = (k, s, d, pb, pe, out)
         return plan
 
-    def reduce(self, xp, plan, op, first=None):
-        """Fold ``op(acc, window_slice, out=acc)`` over every kernel offset of padded ``xp``."""
-        k, s, d, _, _, out = plan
-        acc = None
-        for _, sl in kernel_slices(k, s, d, out):
-            view = xp[_ALL + sl]
-            if acc is None:
-                acc = view.copy() if first is None else first(view)
+    def axis_taps(self, spatial, plan):
+        """Per spatial axis, per kernel offset: (output slice, input slice) of the valid reads."""
+        key = ("taps", spatial)
+        taps = self._plans.get(key)
+        if taps is None:
+            k, s, d, pb, _, out = plan
+            taps = []
+            for size, kk, st, dd, b, o in zip(spatial, k, s, d, pb, out):
+                axis = []
+                for t in range(kk):
+                    shift = t * dd - b  # input index of output j is j*st + shift
+                    lo = min(max(-(shift // st), 0), o)  # ceil(-shift / st)
+                    hi = min(max((size - 1 - shift) // st + 1, 0), o)
+                    if hi > lo:
+                        p0 = lo * st + shift
+                        axis.append((slice(lo, hi), slice(p0, p0 + (hi - lo - 1) * st + 1, st)))
+                taps.append(axis)
+            self._plans[key] = taps
+        return taps
+
+    def reduce(self, x, plan, op, fill):
+        """Fold ufunc ``op`` over each window of unpadded ``x``, one spatial axis at a time.
+
+        Max and sum are separable over the axes of a box window, so each axis costs k strided
+        ufunc calls; reads outside the input are skipped (``fill`` where a window has none).
+        """
+        out = plan[5]
+        taps = self.axis_taps(x.shape[2:], plan)
+        acc = x
+        for i, axis in enumerate(taps):
+            pre = (slice(None),) * (2 + i)
+            shape = acc.shape[: 2 + i] + (out[i],) + acc.shape[3 + i :]
+            full = [j for j, t in enumerate(axis) if t[0].stop - t[0].start == out[i]]
+            first = full[0] if full else -1
+            if first >= 0:
+                nxt = acc[pre + (axis[first][1],)].copy()
             else:
-                op(acc, view, out=acc)
+                nxt = np.full(shape, fill, dtype=acc.dtype)
+            for j, (oj, ip) in enumerate(axis):
+                if j == first:
+                    continue
+                target = nxt[pre + (oj,)]
+                op(target, acc[pre + (ip,)], out=target)
+            acc = nxt
         return acc
 
     def counts(self, spatial, plan, include_pad):
-        """Elements per window (N, C broadcast): real ones, or real + explicit pads."""
+        """Elements per window (broadcast over N, C): real ones, or real + explicit pads."""
         key = ("count", spatial, include_pad)
         c = self._plans.get(key)
         if c is None:
             k, s, d, pb, pe, out = plan
             nd = len(spatial)
-            ones = np.ones((1, 1) + tuple(spatial), dtype=np.float64)
-            if include_pad:
-                # explicit pads count, the extension ceil_mode adds does not
+            if include_pad:  # explicit pads count, the extension ceil_mode adds does not
                 _, _, _, pb0, pe0 = spatial_params(self.name, nd, *self.attrs)
                 if self.auto_pad != "NOTSET":
                     pb0, pe0 = pb, pe
-                ones = pad_input(ones, pb0, pe0, 1.0)
-                ones = pad_input(ones, [b - b0 for b, b0 in zip(pb, pb0)],
-                                 [e - e0 for e, e0 in zip(pe, pe0)], 0.0)  # fmt: skip
             else:
-                ones = pad_input(ones, pb, pe, 0.0)
-            c = self._plans[key] = self.reduce(ones, plan, np.add)
+                pb0, pe0 = [0] * nd, [0] * nd
+            c = np.ones((1, 1) + (1,) * nd)
+            for i in range(nd):
+                start = np.arange(out[i]) * s[i] - pb[i]
+                pos = start[:, None] + np.arange(k[i])[None, :] * d[i]
+                n = ((pos >= -pb0[i]) & (pos < spatial[i] + pe0[i])).sum(axis=1)
+                shape = [1] * (nd + 2)
+                shape[2 + i] = -1
+                c = c * n.reshape(shape)
+            self._plans[key] = c
         return c
 
 
@@ -105,17 +144,16 @@ class MaxPool(_Pool):
 
     def __call__(self, x):
         plan = self.plan(x)
-        k, s, d, pb, pe, out = plan
+        pb, pe = plan[3], plan[4]
         exact = x.dtype.kind in "iu" or compute_dtype(x.dtype) == x.dtype
         work = x if exact else x.astype(np.float32)
-        xp = pad_input(work, pb, pe, _lowest(work.dtype))
         if not self.want_indices:
-            y = self.reduce(xp, plan, np.maximum)
+            y = self.reduce(work, plan, np.maximum, _lowest(work.dtype))
             return y.astype(x.dtype, copy=False)
-        return self._with_indices(x, xp, plan)
+        return self._with_indices(x, pad_input(work, pb, pe, _lowest(work.dtype)), plan)
 
     def _with_indices(self, x, xp, plan):
-        k, s, d, pb, pe, out = plan
+        k, s, d, pb, _pe, out = plan
         n, c = x.shape[:2]
         spatial = x.shape[2:]
         nd = len(spatial)
@@ -140,9 +178,7 @@ class MaxPool(_Pool):
                 better = view > best
                 np.copyto(best, view, where=better)
                 np.copyto(idx, np.broadcast_to(flat, best.shape), where=better)
-        base = (np.arange(n * c, dtype=np.int64) * math.prod(spatial)).reshape(
-            (n, c) + (1,) * nd
-        )
+        base = (np.arange(n * c, dtype=np.int64) * math.prod(spatial)).reshape((n, c) + (1,) * nd)
         return best.astype(x.dtype, copy=False), idx + base
 
 
@@ -160,9 +196,12 @@ class AveragePool(_Pool):
     def __call__(self, x):
         plan = self.plan(x)
         dtype = compute_dtype(x.dtype)
-        xp = pad_input(x.astype(dtype, copy=False), plan[3], plan[4], 0)
-        y = self.reduce(xp, plan, np.add)
-        y /= self.counts(x.shape[2:], plan, self.include_pad).astype(dtype)
+        y = self.reduce(x.astype(dtype, copy=False), plan, np.add, 0)
+        counts = self.counts(x.shape[2:], plan, self.include_pad)
+        if counts.min() == counts.max():
+            y *= dtype.type(1.0 / counts.flat[0])
+        else:
+            y /= counts.astype(dtype)
         return y.astype(x.dtype, copy=False)
 
 
@@ -181,8 +220,7 @@ class LpPool(_Pool):
         plan = self.plan(x)
         dtype = compute_dtype(x.dtype)
         xa = np.abs(x.astype(dtype, copy=False))
-        xp = pad_input(xa ** self.p if self.p != 1 else xa, plan[3], plan[4], 0)
-        y = self.reduce(xp, plan, np.add)
+        y = self.reduce(xa**self.p if self.p != 1 else xa, plan, np.add, 0)
         y = np.sqrt(y) if self.p == 2 else y ** (1.0 / self.p)
         return y.astype(x.dtype, copy=False)
 
@@ -205,8 +243,9 @@ def global_average_pool(x):
     axes = _global_check("GlobalAveragePool", x)
     dtype = compute_dtype(x.dtype)
     if x.ndim == 4 and x.flags.c_contiguous:  # one contiguous row per (n, c)
-        n, c = x.shape[:2]
-        y = x.reshape(n, c, -1).mean(axis=2, dtype=dtype).reshape(n, c, 1, 1)
+        n, c, h, w = x.shape
+        ones = np.full(h * w, 1.0 / (h * w), dtype=dtype)
+        y = (x.reshape(n * c, h * w).astype(dtype, copy=False) @ ones).reshape(n, c, 1, 1)
     else:
         y = np.mean(x, axis=axes, keepdims=True, dtype=dtype)
     return y.astype(x.dtype, copy=False)
@@ -283,11 +322,11 @@ def max_roi_pool(x, rois, *, pooled_shape, spatial_scale=1.0):
         rh, rw = max(y2 - y1 + 1, 1), max(x2 - x1 + 1, 1)
         bh, bw = rh / ph, rw / pw
         for i in range(ph):
-            hs = min(max(int(math.floor(i * bh)) + y1, 0), h)
-            he = min(max(int(math.ceil((i + 1) * bh)) + y1, 0), h)
+            hs = min(max(math.floor(i * bh) + y1, 0), h)
+            he = min(max(math.ceil((i + 1) * bh) + y1, 0), h)
             for j in range(pw):
-                ws = min(max(int(math.floor(j * bw)) + x1, 0), w)
-                we = min(max(int(math.ceil((j + 1) * bw)) + x1, 0), w)
+                ws = min(max(math.floor(j * bw) + x1, 0), w)
+                we = min(max(math.ceil((j + 1) * bw) + x1, 0), w)
                 if he > hs and we > ws:
                     y[r, :, i, j] = xf[b, :, hs:he, ws:we].max(axis=(1, 2))
     return y.astype(x.dtype, copy=False)
@@ -352,8 +391,8 @@ class _RoiAlign:
             if not self.half_pixel:
                 rw, rh = max(rw, 1.0), max(rh, 1.0)
             bh, bw = rh / oh, rw / ow
-            gh = self.sampling_ratio if self.sampling_ratio > 0 else int(math.ceil(rh / oh))
-            gw = self.sampling_ratio if self.sampling_ratio > 0 else int(math.ceil(rw / ow))
+            gh = self.sampling_ratio if self.sampling_ratio > 0 else math.ceil(rh / oh)
+            gw = self.sampling_ratio if self.sampling_ratio > 0 else math.ceil(rw / ow)
             gh, gw = max(gh, 1), max(gw, 1)
             ys = y1 + (np.arange(oh)[:, None] * bh + (np.arange(gh)[None, :] + 0.5) * bh / gh)
             xs = x1 + (np.arange(ow)[:, None] * bw + (np.arange(gw)[None, :] + 0.5) * bw / gw)

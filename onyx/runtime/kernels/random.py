@@ -73,7 +73,7 @@ def _uniform(rng, shape, dtype, low, high):
     return y.astype(dtype, copy=False)
 
 
-@kernel("RandomNormal", 1, 22)
+@kernel("RandomNormal", 1)
 class RandomNormal(_Random):
     """Samples of N(mean, scale^2) in a tensor of the given shape."""
 
@@ -87,7 +87,7 @@ class RandomNormal(_Random):
         return _normal(self.rng(), self.shape, self.out, self.mean, self.scale)
 
 
-@kernel("RandomUniform", 1, 22)
+@kernel("RandomUniform", 1)
 class RandomUniform(_Random):
     """Samples of U[low, high) in a tensor of the given shape."""
 
@@ -101,7 +101,7 @@ class RandomUniform(_Random):
         return _uniform(self.rng(), self.shape, self.out, self.low, self.high)
 
 
-@kernel("RandomNormalLike", 1, 22)
+@kernel("RandomNormalLike", 1)
 class RandomNormalLike(_Random):
     """Samples of N(mean, scale^2) shaped like the input (of its type unless ``dtype`` says)."""
 
@@ -113,7 +113,7 @@ class RandomNormalLike(_Random):
         return _normal(self.rng(), input.shape, self.float_type(input), self.mean, self.scale)
 
 
-@kernel("RandomUniformLike", 1, 22)
+@kernel("RandomUniformLike", 1)
 class RandomUniformLike(_Random):
     """Samples of U[low, high) shaped like the input (of its type unless ``dtype`` says)."""
 
@@ -125,7 +125,7 @@ class RandomUniformLike(_Random):
         return _uniform(self.rng(), input.shape, self.float_type(input), self.low, self.high)
 
 
-@kernel("Bernoulli", 15, 22)
+@kernel("Bernoulli", 15)
 class Bernoulli(_Random):
     """1 with the probability the input gives for each element, else 0."""
 
@@ -139,7 +139,7 @@ class Bernoulli(_Random):
         return (draw < p).astype(dtype)
 
 
-@kernel("Multinomial", 7, 22)
+@kernel("Multinomial", 7)
 class Multinomial(_Random):
     """``sample_size`` class indices per row, drawn with the softmax of the row's log-weights."""
 

@@ -135,15 +135,15 @@ def _log_sum_exp(x, axes, keepdims):
 
 _REDUCTIONS = {
     "ReduceSum": (_sum, (1, 11), 13),
-    "ReduceMean": (_mean, (1, 11, 13), 18),
-    "ReduceMax": (_max, (1, 11, 12, 13), 18),
-    "ReduceMin": (_min, (1, 11, 12, 13), 18),
-    "ReduceProd": (_prod, (1, 11, 13), 18),
-    "ReduceL1": (_l1, (1, 11, 13), 18),
-    "ReduceL2": (_l2, (1, 11, 13), 18),
-    "ReduceLogSum": (_log_sum, (1, 11, 13), 18),
-    "ReduceLogSumExp": (_log_sum_exp, (1, 11, 13), 18),
-    "ReduceSumSquare": (_sum_square, (1, 11, 13), 18),
+    "ReduceMean": (_mean, (1, 11), 18),
+    "ReduceMax": (_max, (1, 11), 18),
+    "ReduceMin": (_min, (1, 11), 18),
+    "ReduceProd": (_prod, (1, 11), 18),
+    "ReduceL1": (_l1, (1, 11), 18),
+    "ReduceL2": (_l2, (1, 11), 18),
+    "ReduceLogSum": (_log_sum, (1, 11), 18),
+    "ReduceLogSumExp": (_log_sum_exp, (1, 11), 18),
+    "ReduceSumSquare": (_sum_square, (1, 11), 18),
 }
 
 
@@ -195,13 +195,13 @@ def _arg(data: np.ndarray, axis: int, keepdims: int, select_last_index: int, pic
     return np.asarray(idx, dtype=np.int64)
 
 
-@kernel("ArgMax", 1, 11, 12, 13)
+@kernel("ArgMax", 1, 11, 12)
 def arg_max(data, *, axis=0, keepdims=1, select_last_index=0):
     """Indices of the maxima along ``axis`` (first occurrence unless ``select_last_index``)."""
     return _arg(data, axis, keepdims, select_last_index, np.argmax)
 
 
-@kernel("ArgMin", 1, 11, 12, 13)
+@kernel("ArgMin", 1, 11, 12)
 def arg_min(data, *, axis=0, keepdims=1, select_last_index=0):
     """Indices of the minima along ``axis`` (first occurrence unless ``select_last_index``)."""
     return _arg(data, axis, keepdims, select_last_index, np.argmin)

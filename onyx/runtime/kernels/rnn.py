@@ -40,9 +40,9 @@ _ACTIVATIONS = {
 }
 
 
-def _activations(names, alphas, betas, per_dir: int, defaults: list[str], num_dir: int):
+def _activations(names, alphas, betas, per_dir: int, defaults: tuple[str, ...], num_dir: int):
     """Resolve the activation list into callables ``f(x)``, ``per_dir`` per direction."""
-    names = list(names) if names else defaults * num_dir
+    names = list(names) if names else list(defaults) * num_dir
     if len(names) == per_dir and num_dir == 2:
         names = names * 2
     if len(names) != per_dir * num_dir:
@@ -78,7 +78,7 @@ class _Recurrent:
 
     gates = 1
     per_dir = 1
-    default_acts = ["Tanh"]
+    default_acts = ("Tanh",)
     n_states = 1
 
     def __init__(self, *, hidden_size=None, direction="forward", activations=None,
@@ -87,7 +87,9 @@ class _Recurrent:
         if direction == "foward":  # GRU-1's schema default has this spelling
             direction = "forward"
         if direction not in ("forward", "reverse", "bidirectional"):
-            raise KernelError(f"direction must be forward, reverse or bidirectional, got {direction!r}")
+            raise KernelError(
+                f"direction must be forward, reverse or bidirectional, got {direction!r}"
+            )
         if layout not in (0, 1):
             raise KernelError(f"layout must be 0 or 1, got {layout}")
         if clip is not None and clip <= 0:
@@ -207,7 +209,7 @@ class RNN(_Recurrent):
 class GRU(_Recurrent):
     """Gates z, r, h; ``linear_before_reset`` applies the reset after the recurrent matmul."""
 
-    gates, per_dir, default_acts = 3, 2, ["Sigmoid", "Tanh"]
+    gates, per_dir, default_acts = 3, 2, ("Sigmoid", "Tanh")
 
     def cell(self, xw, wb, rb, rt, p, acts, hs):
         f, g = acts
@@ -240,7 +242,7 @@ class GRU(_Recurrent):
 class LSTM(_Recurrent):
     """Gates i, o, f, c with optional peepholes P[iof] and coupled input/forget gates."""
 
-    gates, per_dir, default_acts, n_states = 4, 3, ["Sigmoid", "Tanh", "Tanh"], 2
+    gates, per_dir, default_acts, n_states = 4, 3, ("Sigmoid", "Tanh", "Tanh"), 2
 
     def cell(self, xw, wb, rb, rt, p, acts, hs):
         f, g, hact = acts

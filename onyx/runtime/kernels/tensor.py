@@ -22,7 +22,9 @@ _INT64 = np.dtype(np.int64)
 def _axis(axis: int, rank: int, what: str = "axis") -> int:
     """``axis`` made non-negative; KernelError unless it is in [-rank, rank-1]."""
     if not -rank <= axis < rank:
-        raise KernelError(f"{what} {axis} is out of range for rank {rank}: expected [-{rank}, {rank - 1}]")
+        raise KernelError(
+            f"{what} {axis} is out of range for rank {rank}: expected [-{rank}, {rank - 1}]"
+        )
     return axis + rank if axis < 0 else axis
 
 
@@ -102,16 +104,16 @@ class Constant:
     ):
         given = {
             k: v
-            for k, v in dict(
-                value=value,
-                sparse_value=sparse_value,
-                value_float=value_float,
-                value_floats=value_floats,
-                value_int=value_int,
-                value_ints=value_ints,
-                value_string=value_string,
-                value_strings=value_strings,
-            ).items()
+            for k, v in {
+                "value": value,
+                "sparse_value": sparse_value,
+                "value_float": value_float,
+                "value_floats": value_floats,
+                "value_int": value_int,
+                "value_ints": value_ints,
+                "value_string": value_string,
+                "value_strings": value_strings,
+            }.items()
             if v is not None
         }
         if len(given) != 1:
@@ -248,14 +250,16 @@ def reshape_1(data, *, shape=None, consumed_inputs=None):
 
 @kernel("Reshape", 5, 14)
 def reshape(data, shape, *, allowzero=0):
-    return _reshape(data, shape.tolist(), allowzero)
+    return _reshape(data, shape.tolist() if shape.ndim == 1 else _ints(shape), allowzero)
 
 
 @kernel("Flatten", 1)
 def flatten(x, *, axis=1):
     r = x.ndim
     if not -r <= axis <= r:
-        raise KernelError(f"Flatten: axis {axis} is out of range for rank {r}: expected [-{r}, {r}]")
+        raise KernelError(
+            f"Flatten: axis {axis} is out of range for rank {r}: expected [-{r}, {r}]"
+        )
     if axis < 0:
         axis += r
     return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
@@ -653,8 +657,7 @@ def _pad(data, pads, mode, value, axes):
     n = len(axes)
     if len(pads) != 2 * n:
         raise KernelError(
-            f"Pad: pads must hold 2 * {n} values for data shape {list(data.shape)}, "
-            f"got {len(pads)}"
+            f"Pad: pads must hold 2 * {n} values for data shape {list(data.shape)}, got {len(pads)}"
         )
     if not any(pads):
         return data
@@ -731,14 +734,20 @@ def tile(x, repeats):
 
 @kernel("Expand", 8)
 def expand(x, shape):
-    dims = _ints(shape)
-    try:
-        target = np.broadcast_shapes(x.shape, tuple(dims))
-    except ValueError:
-        raise KernelError(
-            f"Expand: input shape {list(x.shape)} cannot be broadcast with shape {dims}"
-        ) from None
-    return x if target == x.shape else np.broadcast_to(x, target)
+    dims = shape.tolist() if shape.ndim == 1 else _ints(shape)
+    xs = x.shape
+    n = max(len(xs), len(dims))
+    a = (1,) * (n - len(xs)) + xs
+    b = (1,) * (n - len(dims)) + tuple(dims)
+    target = []
+    for p, q in zip(a, b):
+        if p != q and p != 1 and q != 1:
+            raise KernelError(
+                f"Expand: input shape {list(xs)} cannot be broadcast with shape {dims}"
+            )
+        target.append(p if q == 1 else q)
+    target = tuple(target)
+    return x if target == xs else np.broadcast_to(x, target)
 
 
 @kernel("Where", 9)
@@ -761,23 +770,22 @@ def compress(x, condition, *, axis=None):
         axis = 0
     else:
         axis = _axis(axis, x.ndim, "Compress axis")
-    if len(cond) > x.shape[axis]:
-        raise KernelError(
-            f"Compress: condition has {len(cond)} elements, more than the {x.shape[axis]} "
-            f"of axis {axis}"
-        )
+    if len(cond) > x.shape[axis]:  # extra entries select nothing (as onnxruntime does)
+        cond = cond[: x.shape[axis]]
     return np.compress(cond, x, axis=axis)
 
 
 @kernel("NonZero", 9)
 def nonzero(x):
-    if x.ndim == 0:
-        return np.zeros((0, 1 if bool(x) else 0), dtype=np.int64)
+    if x.ndim == 0:  # a scalar counts as a 1-element vector (numpy < 2.1 and onnxruntime agree)
+        return np.zeros((1, 1 if bool(x) else 0), dtype=np.int64)
     return np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1)
 
 
 @kernel("Unique", 11)
 def unique(x, *, axis=None, sorted=1, _outputs=4):
+    if axis is None and sorted and _outputs == 1:  # only Y wanted: skip the index bookkeeping
+        return (np.unique(x.reshape(-1)),)
     if axis is None:
         flat = x.reshape(-1)
         if flat.size == 0:

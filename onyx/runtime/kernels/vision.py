@@ -38,12 +38,13 @@ def _work_dtype(dtype: np.dtype, op: str) -> np.dtype:
 
 
 def _cast_back(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``y`` (computed in a wider type) as ``dtype``; integers are rounded and saturated."""
+    """``y`` (computed in a wider type) as ``dtype``; integers truncate (a cast, as in
+    onnxruntime and the standard's reference) and saturate at the type's range."""
     if y.dtype == dtype:
         return y
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        y = np.clip(np.rint(y), info.min, info.max)
+        y = np.clip(y, info.min, info.max)
     return y.astype(dtype)
 
 
@@ -88,27 +89,34 @@ def _cubic_weights(d: np.ndarray, a: float) -> np.ndarray:
     return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
 
 
-def _source_coords(transform, n_out, n_in, scale, roi=(0.0, 1.0)) -> np.ndarray:
-    """Input coordinate of each output position along one axis (float64)."""
-    x = np.arange(n_out, dtype=np.float64)
-    if transform == "half_pixel":
-        return (x + 0.5) / scale - 0.5
+def _source_coords(transform, n_out, n_in, scale, length, roi=(0.0, 1.0)) -> np.ndarray:
+    """Input coordinate of each output position along one axis.
+
+    ``length`` is the resized length before rounding to the integer ``n_out`` (``n_in * scale``
+    when the size came from a scale factor). The arithmetic is float32, as in onnxruntime, so
+    that ties of the nearest-pixel rounding fall the same way.
+    """
+    f = np.float32
+    x = np.arange(n_out, dtype=f)
+    scale, length, half = f(scale), f(length), f(0.5)
+    if transform in ("half_pixel", "pytorch_half_pixel"):
+        if transform == "pytorch_half_pixel" and length <= 1:
+            return np.zeros_like(x)
+        return (x + half) / scale - half
     if transform == "half_pixel_symmetric":
-        adjustment = n_out / (n_in * scale)
-        offset = n_in / 2 * (1 - adjustment)
-        return offset + (x + 0.5) / scale - 0.5
-    if transform == "pytorch_half_pixel":
-        return (x + 0.5) / scale - 0.5 if n_out > 1 else np.zeros_like(x)
+        adjustment = f(n_out) / length
+        offset = f(n_in) / f(2) * (f(1) - adjustment)
+        return offset + (x + half) / scale - half
     if transform == "align_corners":
-        return x * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros_like(x)
+        return x * f(n_in - 1) / (length - f(1)) if length > 1 else np.zeros_like(x)
     if transform == "asymmetric":
         return x / scale
     if transform == "tf_half_pixel_for_nn":
-        return (x + 0.5) / scale
-    start, end = roi  # tf_crop_and_resize
-    if n_out > 1:
-        return start * (n_in - 1) + x * ((end - start) * (n_in - 1) / (n_out - 1))
-    return np.full_like(x, 0.5 * (start + end) * (n_in - 1))
+        return (x + half) / scale
+    start, end = f(roi[0]), f(roi[1])  # tf_crop_and_resize
+    if length > 1:
+        return start * f(n_in - 1) + x * (end - start) * f(n_in - 1) / (length - f(1))
+    return np.full_like(x, half * (start + end) * f(n_in - 1))
 
 
 def _filter_taps(coords, n_in, scale, mode, cubic_a, exclude_outside, antialias):
@@ -117,10 +125,11 @@ def _filter_taps(coords, n_in, scale, mode, cubic_a, exclude_outside, antialias)
     if antialias and scale < 1:
         support = (2.0 if cubic else 1.0) / scale
         base = np.floor(coords - support) + 1
-        taps = base[:, None] + np.arange(int(math.ceil(2 * support)) + 1)
+        taps = base[:, None] + np.arange(math.ceil(2 * support) + 1)
         dist = (taps - coords[:, None]) * scale
         weights = _cubic_weights(dist, cubic_a) if cubic else np.maximum(0.0, 1 - np.abs(dist))
-        exclude_outside = True
+        if not exclude_outside:
+            weights = weights / weights.sum(axis=1, keepdims=True)
     else:
         base = np.floor(coords)
         offsets = np.arange(-1, 3) if cubic else np.arange(2)
@@ -138,15 +147,16 @@ def _filter_taps(coords, n_in, scale, mode, cubic_a, exclude_outside, antialias)
 class _AxisPlan:
     """How one axis is resampled: a gather index (nearest) or taps, and an extrapolation mask."""
 
-    __slots__ = ("index", "weights", "outside")
+    __slots__ = ("index", "matrix", "outside", "weights")
 
     def __init__(self, index, weights, outside):
         self.index, self.weights, self.outside = index, weights, outside
+        self.matrix = None  # (n_out, n_in) dense form of the taps, for short axes (BLAS)
 
 
-def _plan_axis(n_in, n_out, scale, roi, opts) -> _AxisPlan:
+def _plan_axis(n_in, n_out, scale, length, roi, opts) -> _AxisPlan:
     mode, transform, nearest, cubic_a, exclude_outside, antialias = opts
-    coords = _source_coords(transform, n_out, n_in, scale, roi)
+    coords = _source_coords(transform, n_out, n_in, scale, length, roi)
     outside = None
     if transform == "tf_crop_and_resize":
         mask = (coords < 0) | (coords > n_in - 1)
@@ -159,16 +169,33 @@ def _plan_axis(n_in, n_out, scale, roi, opts) -> _AxisPlan:
     keep = np.any(weights != 0, axis=0)
     if not keep.all() and keep.any():
         index, weights = index[:, keep], weights[:, keep]
-    return _AxisPlan(index, weights, outside)
+    plan = _AxisPlan(index, weights, outside)
+    if n_in <= _DENSE_MAX_IN:
+        plan.matrix = np.zeros((n_out, n_in))
+        np.add.at(plan.matrix, (np.arange(n_out)[:, None], index), weights)
+    return plan
+
+
+#: Axes up to this long are resampled with one matrix product instead of per-tap gathers.
+_DENSE_MAX_IN = 256
 
 
 def _apply_axis(y: np.ndarray, axis: int, plan: _AxisPlan, work, extrapolation) -> np.ndarray:
     if plan.weights is None:
         out = np.take(y, plan.index, axis=axis)
+    elif plan.matrix is not None and np.isfinite(y).all():  # inf/nan must stay local: gather
+        matrix = plan.matrix.astype(np.finfo(work).dtype, copy=False)
+        if axis == y.ndim - 1:
+            out = y @ matrix.T
+        else:
+            n_in = y.shape[axis]
+            pre = int(np.prod(y.shape[:axis], dtype=np.int64))
+            out = np.matmul(matrix, y.reshape(pre, n_in, -1))
+            out = out.reshape(*y.shape[:axis], len(matrix), *y.shape[axis + 1 :])
     else:
         shape = [1] * y.ndim
         shape[axis] = len(plan.index)
-        weights = plan.weights.astype(work.type(0).real.dtype, copy=False)
+        weights = plan.weights.astype(np.finfo(work).dtype, copy=False)
         out = None
         for k in range(plan.index.shape[1]):
             term = np.take(y, plan.index[:, k], axis=axis)
@@ -181,8 +208,8 @@ def _apply_axis(y: np.ndarray, axis: int, plan: _AxisPlan, work, extrapolation) 
     return out
 
 
-def _resample(x, out_shape, scales, rois, opts, extrapolation, cache=None) -> np.ndarray:
-    """Resize ``x`` to ``out_shape``; ``scales``/``rois`` per axis (all axes)."""
+def _resample(x, out_shape, scales, lengths, rois, opts, extrapolation, cache=None):
+    """Resize ``x`` to ``out_shape``; ``scales``, unrounded ``lengths``, ``rois`` per axis."""
     mode, transform = opts[0], opts[1]
     todo = [
         a
@@ -197,18 +224,22 @@ def _resample(x, out_shape, scales, rois, opts, extrapolation, cache=None) -> np
     else:
         work = _work_dtype(x.dtype, "Resize")
         y = x.astype(work, copy=False)
+    rounded = opts[5] and x.dtype.kind in "iu"
     # shrink first: later gathers then run over fewer elements
     todo.sort(key=lambda a: out_shape[a] / x.shape[a])
     for a in todo:
-        key = (x.shape[a], out_shape[a], scales[a], rois[a])
+        key = (x.shape[a], out_shape[a], scales[a], lengths[a], rois[a])
         plan = cache.get(key) if cache is not None else None
         if plan is None:
-            plan = _plan_axis(x.shape[a], out_shape[a], scales[a], rois[a], opts)
+            plan = _plan_axis(*key, opts)
             if cache is not None:
                 if len(cache) > 64:
                     cache.clear()
                 cache[key] = plan
         y = _apply_axis(y, a, plan, np.dtype(work), extrapolation)
+        if rounded:  # antialiased integer images round each pass, as Pillow/onnxruntime do
+            info = np.iinfo(x.dtype)
+            y = np.clip(np.rint(y), info.min, info.max)
     if y is x:
         return x
     return _cast_back(y, x.dtype)
@@ -280,6 +311,7 @@ class Resize:
         in_shape = x.shape
         out_shape = list(in_shape)
         axis_scale = [1.0] * rank
+        lengths = [float(d) for d in in_shape]
         if scales is not None:
             if len(scales) != n:
                 raise KernelError(f"Resize: 'scales' must have {n} values, got {len(scales)}")
@@ -289,21 +321,26 @@ class Resize:
             for a, s in zip(axes, s32):
                 out_shape[a] = int(np.floor(s * np.float32(in_shape[a])))
                 axis_scale[a] = float(s)
+                lengths[a] = float(s) * in_shape[a]
         else:
             if len(sizes) != n:
                 raise KernelError(f"Resize: 'sizes' must have {n} values, got {len(sizes)}")
             if np.any(sizes < 0):
                 raise KernelError(f"Resize: 'sizes' must be non-negative, got {sizes.tolist()}")
+            for a, s in zip(axes, sizes):
+                if in_shape[a] == 0 and s != 0:
+                    raise KernelError(f"Resize: cannot resize empty axis {a} to size {int(s)}")
             if self.policy == "stretch":
                 for a, s in zip(axes, sizes):
-                    out_shape[a] = int(s)
-                    axis_scale[a] = float(np.float32(s) / np.float32(in_shape[a]))
+                    out_shape[a] = lengths[a] = int(s)
+                    axis_scale[a] = int(s) / in_shape[a] if in_shape[a] else 1.0
             else:
                 ratios = [float(s) / in_shape[a] for a, s in zip(axes, sizes)]
                 scale = min(ratios) if self.policy == "not_larger" else max(ratios)
                 for a in axes:
-                    out_shape[a] = int(math.floor(scale * in_shape[a] + 0.5))
+                    out_shape[a] = math.floor(scale * in_shape[a] + 0.5)
                     axis_scale[a] = scale
+                    lengths[a] = scale * in_shape[a]
         rois = [(0.0, 1.0)] * rank
         if self.opts[1] == "tf_crop_and_resize":
             if roi is None or roi.size == 0:
@@ -313,7 +350,9 @@ class Resize:
                 raise KernelError(f"Resize: 'roi' must have {2 * n} values, got {len(roi)}")
             for i, a in enumerate(axes):
                 rois[a] = (float(roi[i]), float(roi[n + i]))
-        return _resample(x, out_shape, axis_scale, rois, self.opts, self.extrapolation, self.cache)
+        return _resample(
+            x, out_shape, axis_scale, lengths, rois, self.opts, self.extrapolation, self.cache
+        )
 
 
 def _legacy_resize(x, scales, mode, op, downsample_ceil):
@@ -332,9 +371,16 @@ def _legacy_resize(x, scales, mode, op, downsample_ceil):
         if out_shape[a] == x.shape[a] and s == 1.0:
             continue
         rule = np.ceil if (downsample_ceil and s < 1) else np.floor
-        opts = ("nearest" if mode == "nearest" else "linear", "asymmetric", rule, -0.75, False, False)
+        opts = (
+            "nearest" if mode == "nearest" else "linear",
+            "asymmetric",
+            rule,
+            -0.75,
+            False,
+            False,
+        )
         y = _resample(y, [*y.shape[:a], out_shape[a], *y.shape[a + 1 :]],
-                      [1.0] * a + [s] + [1.0] * (x.ndim - a - 1),
+                      [1.0] * a + [s] + [1.0] * (x.ndim - a - 1), list(map(float, y.shape)),
                       [(0.0, 1.0)] * x.ndim, opts, 0.0)  # fmt: skip
     return y
 
@@ -417,7 +463,9 @@ class GridSample:
                 u = (u + 1) / 2 * (size - 1)
             else:
                 u = ((u + 1) * size - 1) / 2
-            if self.padding == "border":
+            if self.mode == "cubic":
+                pass  # cubic pads each of its taps (below), not the sampling position
+            elif self.padding == "border":
                 u = np.clip(u, 0, size - 1)
             elif self.padding == "reflection":
                 low, high = (0.0, size - 1.0) if self.align else (-0.5, size - 0.5)
@@ -614,7 +662,7 @@ def image_decoder(encoded_stream, *, pixel_format="RGB"):
         with Image.open(io.BytesIO(data)) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             pixels = np.asarray(img, np.uint8)
-    except Exception:  # the standard: an undecodable stream gives an empty image
+    except Exception:  # noqa: BLE001 - the standard: an undecodable stream gives an empty image
         return np.zeros((0, 0, channels), np.uint8)
     if channels == 1:
         return np.ascontiguousarray(pixels.reshape(*pixels.shape[:2], 1))

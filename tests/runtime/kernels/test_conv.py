@@ -1,0 +1,199 @@
+"""Convolution kernels: the official node cases plus error paths, types and speed-path checks."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from kernel_harness import cases_for, check_case, run_model
+from onnx import helper
+
+from onyx.errors import KernelError
+from onyx.runtime.kernels import lookup
+
+OPS = {"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv", "Col2Im",
+       "CausalConvWithState"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", cases_for(OPS))
+def test_official_node_case(name):
+    check_case(name)
+
+
+# --- against onnxruntime -------------------------------------------------------------------------
+
+
+RNG = np.random.default_rng(0)
+
+
+def _model(op, inputs, attrs, opset, n_out=1, out_dtype=None):
+    names = [f"i{k}" if v is not None else "" for k, v in enumerate(inputs)]
+    node = helper.make_node(op, names, [f"o{k}" for k in range(n_out)], **attrs)
+    graph_inputs = [
+        helper.make_tensor_value_info(nm, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+        for nm, v in zip(names, inputs)
+        if v is not None
+    ]
+    code = helper.np_dtype_to_tensor_dtype(np.dtype(out_dtype or inputs[0].dtype))
+    outs = [helper.make_tensor_value_info(f"o{k}", code, None) for k in range(n_out)]
+    graph = helper.make_graph([node], "g", graph_inputs, outs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def compare_with_ort(op, inputs, attrs, opset=22, n_out=1, rtol=1e-4, atol=1e-4, out_dtype=None):
+    model = _model(op, inputs, attrs, opset, n_out, out_dtype)
+    feeds = {f"i{k}": v for k, v in enumerate(inputs) if v is not None}
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, feeds)
+    got = run_model(model, [v for v in inputs if v is not None])
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape, (g.dtype, g.shape, w.dtype, w.shape)
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol)
+
+
+def rand(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+CONV_CASES = [
+    ((2, 4, 9, 9), (6, 4, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 8, 10, 11), (8, 2, 3, 3), {"group": 4, "strides": [2, 1], "pads": [0, 1, 2, 1]}),
+    ((1, 6, 12, 12), (6, 1, 3, 3), {"group": 6, "pads": [1, 1, 1, 1]}),  # depthwise
+    ((1, 4, 12, 12), (8, 1, 3, 3), {"group": 4, "strides": [2, 2], "dilations": [2, 1]}),  # mult 2
+    ((2, 5, 13, 7), (3, 5, 3, 2), {"strides": [2, 3], "auto_pad": "SAME_UPPER"}),
+    ((1, 3, 8, 9), (4, 3, 4, 3), {"strides": [2, 3], "auto_pad": "SAME_LOWER"}),
+    ((1, 3, 8, 9), (4, 3, 3, 3), {"strides": [2, 2], "auto_pad": "VALID"}),
+    ((2, 16, 7, 7), (32, 16, 1, 1), {}),  # pointwise
+    ((2, 16, 7, 7), (32, 16, 1, 1), {"strides": [2, 2]}),
+    ((2, 16, 7, 7), (32, 4, 1, 1), {"group": 4}),
+    ((2, 3, 17), (5, 3, 4), {"pads": [2, 1], "strides": [2]}),  # 1-D
+    ((1, 2, 5, 6, 7), (4, 2, 3, 2, 3), {"pads": [1, 0, 1, 1, 1, 0], "strides": [1, 2, 1]}),  # 3-D
+]
+
+
+@pytest.mark.parametrize("xs, ws, attrs", CONV_CASES)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_conv_matches_ort(xs, ws, attrs, with_bias):
+    inputs = [rand(*xs), rand(*ws)] + ([rand(ws[0])] if with_bias else [])
+    compare_with_ort("Conv", inputs, attrs)
+
+
+def test_conv_float16():
+    compare_with_ort("Conv", [rand(1, 4, 6, 6, dtype=np.float16), rand(3, 4, 3, 3, dtype=np.float16)],
+                     {"pads": [1, 1, 1, 1]}, rtol=1e-2, atol=1e-2)  # fmt: skip
+
+
+def test_conv_float64_and_dilated_same():
+    x, w = rand(1, 3, 9, 8), rand(2, 3, 3, 3)
+    attrs = {"dilations": [2, 3], "auto_pad": "SAME_LOWER", "strides": [2, 1]}
+    got = lookup("", "Conv", 22)(**attrs)(x.astype(np.float64), w.astype(np.float64))
+    assert got.dtype == np.float64 and got.shape == (1, 2, 5, 8)
+    # total padding 4 (rows: (5-1)*2+5-9) and 6 (cols): SAME_LOWER puts the odd one first
+    want = lookup("", "Conv", 22)(dilations=[2, 3], strides=[2, 1], pads=[2, 3, 2, 3])(x, w)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_bfloat16():
+    import ml_dtypes
+
+    x, w = rand(1, 2, 5, 5), rand(3, 2, 3, 3)
+    conv = lookup("", "Conv", 22)()
+    got = conv(x.astype(ml_dtypes.bfloat16), w.astype(ml_dtypes.bfloat16))
+    assert got.dtype == ml_dtypes.bfloat16
+    np.testing.assert_allclose(got.astype(np.float32), conv(x, w), rtol=0.1, atol=0.2)
+
+
+def test_conv_weight_cache_follows_weight():
+    conv = lookup("", "Conv", 11)(pads=[1, 1, 1, 1])
+    x = rand(1, 2, 5, 5)
+    w1, w2 = rand(3, 2, 3, 3), rand(3, 2, 3, 3)
+    a = conv(x, w1)
+    b = conv(x, w2)
+    assert not np.allclose(a, b)
+    np.testing.assert_allclose(conv(x, w1), a)
+
+
+CONVT_CASES = [
+    ((1, 3, 4, 4), (3, 2, 3, 3), {}),
+    ((2, 4, 3, 5), (4, 3, 3, 2), {"strides": [2, 3], "pads": [1, 0, 1, 1]}),
+    ((1, 4, 3, 3), (4, 2, 3, 3), {"group": 2, "strides": [2, 2], "output_padding": [1, 1]}),
+    ((1, 2, 4, 4), (2, 3, 2, 2), {"dilations": [2, 2], "strides": [2, 2]}),
+    ((1, 2, 4, 5), (2, 3, 3, 3), {"strides": [2, 2], "output_shape": [9, 11]}),
+    ((1, 2, 4, 5), (2, 3, 3, 3), {"strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    ((1, 2, 4, 5), (2, 3, 3, 3), {"strides": [2, 2], "auto_pad": "SAME_LOWER"}),
+    ((1, 2, 6), (2, 3, 4), {"strides": [3], "pads": [1, 2]}),
+    ((1, 2, 3, 3, 3), (2, 2, 2, 2, 2), {"strides": [2, 1, 2]}),
+]
+
+
+@pytest.mark.parametrize("xs, ws, attrs", CONVT_CASES)
+def test_conv_transpose_matches_ort(xs, ws, attrs):
+    m = ws[1] * attrs.get("group", 1)
+    compare_with_ort("ConvTranspose", [rand(*xs), rand(*ws), rand(m)], attrs)
+
+
+def test_conv_integer_per_channel_zero_point():
+    x = RNG.integers(0, 255, (1, 3, 6, 6), dtype=np.uint8)
+    w = RNG.integers(-128, 127, (4, 3, 3, 3), dtype=np.int8)
+    wz = np.array([1, -2, 0, 3], dtype=np.int8)
+    got = lookup("", "ConvInteger", 10)(pads=[1, 1, 1, 1])(x, w, np.uint8(7), wz)
+    xi = x.astype(np.int64) - 7
+    wi = w.astype(np.int64) - wz[:, None, None, None]
+    want = lookup("", "Conv", 11)(pads=[1, 1, 1, 1])(xi.astype(np.float64), wi.astype(np.float64))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want.astype(np.int32))
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_qlinear_conv_matches_ort(per_channel):
+    x = RNG.integers(0, 255, (1, 4, 7, 7), dtype=np.uint8)
+    w = RNG.integers(-100, 100, (6, 4, 3, 3), dtype=np.int8)
+    ws = (np.abs(rand(6)) * 0.01 + 0.001) if per_channel else np.float32(0.004)
+    wz = np.zeros(6, np.int8) if per_channel else np.int8(0)
+    b = RNG.integers(-1000, 1000, 6, dtype=np.int32)
+    inputs = [x, np.float32(0.02), np.uint8(120), w, np.asarray(ws, np.float32), wz,
+              np.float32(0.05), np.uint8(100), b]  # fmt: skip
+    inputs = [np.asarray(v) for v in inputs]
+    compare_with_ort("QLinearConv", inputs, {"pads": [1, 1, 1, 1]}, opset=10, atol=1,
+                     out_dtype=np.uint8)  # fmt: skip
+
+
+@pytest.mark.parametrize("op, args, attrs", [
+    ("Conv", [(1, 3, 5, 5), (2, 4, 3, 3)], {}),  # channel mismatch
+    ("Conv", [(1, 4, 5, 5), (2, 2, 3, 3)], {"group": 3}),
+    ("Conv", [(1, 3, 5, 5), (2, 3, 3, 3)], {"kernel_shape": [2, 2]}),
+    ("Conv", [(1, 3, 5, 5), (2, 3, 3, 3)], {"auto_pad": "BOGUS"}),
+    ("Conv", [(1, 3, 2, 2), (2, 3, 3, 3)], {}),  # kernel larger than input
+    ("Conv", [(1, 3, 5, 5), (2, 3, 3, 3)], {"strides": [1]}),
+    ("ConvTranspose", [(1, 3, 5, 5), (2, 3, 3, 3)], {}),
+    ("Col2Im", None, {}),
+    ("CausalConvWithState", [(1, 3, 5), (2, 1, 3)], {}),
+])  # fmt: skip
+def test_kernel_errors(op, args, attrs):
+    impl = lookup("", op, 28)
+    fn = impl(**attrs) if isinstance(impl, type) else (lambda *a: impl(*a, **attrs))
+    if op == "Col2Im":
+        inputs = [rand(1, 9, 5), np.array([5, 5]), np.array([2, 2])]
+    else:
+        inputs = [rand(*s) for s in args]
+    with pytest.raises(KernelError):
+        fn(*inputs)
+
+
+def test_causal_conv_state_roundtrip():
+    """Running a sequence in two chunks with the carried state equals running it at once."""
+    impl = lookup("", "CausalConvWithState", 28)
+    x, w, b = rand(2, 3, 9), rand(3, 1, 4), rand(3)
+    whole, state = impl(x, w, b, activation="silu")
+    first, s1 = impl(x[:, :, :5], w, b, activation="silu")
+    second, s2 = impl(x[:, :, 5:], w, b, s1, activation="silu")
+    np.testing.assert_allclose(np.concatenate([first, second], axis=2), whole, rtol=1e-5)
+    np.testing.assert_allclose(s2, state)
+    assert state.shape == (2, 3, 3)
+
+
+def test_deform_conv_zero_offset_is_conv():
+    x, w, b = rand(1, 4, 6, 7), rand(6, 2, 3, 3), rand(6)
+    attrs = {"group": 2, "pads": [1, 1, 1, 1], "strides": [2, 1]}
+    want = lookup("", "Conv", 22)(**attrs)(x, w, b)
+    off = np.zeros((1, 2 * 9 * 2) + want.shape[2:], np.float32)
+    got = lookup("", "DeformConv", 22)(offset_group=2, **attrs)(x, w, off, b)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
