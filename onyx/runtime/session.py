@@ -108,7 +108,8 @@ class InferenceSession:
         inputs = self._check_feeds(input_feed)
         token = memory.LIMIT.set(self._limit)
         try:
-            outputs = self._plan.run(inputs, (), self._profile)
+            with np.errstate(all="ignore"):  # inf/NaN results are values here, as in onnxruntime
+                outputs = self._plan.run(inputs, (), self._profile)
         finally:
             memory.LIMIT.reset(token)
         if output_names is None:
@@ -210,8 +211,11 @@ def _check_value(value: Value, given: Any) -> Any:
 
 
 def _to_api(value: Any) -> Any:
+    """Outputs as the user gets them: arrays they own (never a view of a constant or a feed)."""
     if isinstance(value, list):
         return [_to_api(v) for v in value]
     if isinstance(value, dict) or value is None:
         return value
-    return value if isinstance(value, np.ndarray) else np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        return np.asarray(value)
+    return value if value.flags.owndata and value.flags.writeable else value.copy()

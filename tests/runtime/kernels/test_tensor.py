@@ -18,29 +18,7 @@ OPS = {
     "DepthToSpace", "SpaceToDepth", "Identity", "Dropout",
 }  # fmt: skip
 
-# Split before opset 18 without a 'split' input learns its output count from `_outputs`, which
-# the harness does not pass yet; test_split_needs_outputs below runs these with it.
-_NOT_TENSORS = {
-    "test_identity_opt": "the harness accepts only ndarray outputs; this output is an optional sequence",
-    "test_identity_sequence": "the harness accepts only ndarray outputs; this output is a sequence",
-}
-_NEEDS_OUTPUTS = {
-    "test_split_equal_parts_1d_opset13",
-    "test_split_equal_parts_2d_opset13",
-    "test_split_equal_parts_default_axis_opset13",
-}
-
-
-def _param(name):
-    if name in _NEEDS_OUTPUTS:
-        reason = "harness does not pass _outputs; Split-13 needs it to split equally"
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
-    if name in _NOT_TENSORS:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=_NOT_TENSORS[name]))
-    return name
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in cases_for(OPS)])
+@pytest.mark.parametrize("name", cases_for(OPS))
 def test_official_node_case(name):
     check_case(name)
 
@@ -51,20 +29,6 @@ def op(op_type, opset=28, **attrs):
     if isinstance(impl, type):
         return impl(**attrs)
     return lambda *inputs: impl(*inputs, **attrs)
-
-
-@pytest.mark.parametrize("name", sorted(_NEEDS_OUTPUTS))
-def test_split_needs_outputs(name):
-    from kernel_harness import _as_numpy, all_node_cases
-
-    case = all_node_cases()[name]
-    node = case.model.graph.node[0]
-    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-    for inputs, expected in case.data_sets:
-        got = op("Split", 13, axis=axis, _outputs=len(node.output))(_as_numpy(inputs[0]))
-        assert len(got) == len(expected)
-        for g, e in zip(got, expected):
-            np.testing.assert_array_equal(g, _as_numpy(e))
 
 
 # --- error paths ---------------------------------------------------------------------------
@@ -343,14 +307,3 @@ def test_gathernd_batch_dims_and_tensorscatter():
     assert (cache == 0).all()
 
 
-@pytest.mark.parametrize("name", sorted(_NOT_TENSORS))
-def test_identity_passes_sequences_and_optionals(name):
-    from kernel_harness import _as_numpy, all_node_cases
-
-    case = all_node_cases()[name]
-    for inputs, expected in case.data_sets:
-        got = op("Identity")(inputs[0])
-        assert got is inputs[0]
-        want = expected[0]
-        assert [np.asarray(g).tolist() for g in got] == [_as_numpy(w).tolist() for w in want]
-    assert op("Identity")(None) is None
