@@ -1,15 +1,26 @@
 """onyx: the ONNX standard in Python.
 
-    import onyx
-    m = onyx.load("model.onnx")
-    onyx.save(m, "out.onnx")
+import onyx
+m = onyx.load("model.onnx")
+onyx.save(m, "out.onnx")
 """
 
 from onyx import ir
+from onyx.checker import check
 from onyx.dtypes import DataType
 from onyx.errors import (
-    AllocationError, ExecutionError, ExternalDataError, FeedError, FormatError, GraphError,
-    KernelError, OnyxError, ParseError, TensorDataError, UnknownDataTypeError, UnsupportedError,
+    AllocationError,
+    ExecutionError,
+    ExternalDataError,
+    FeedError,
+    FormatError,
+    GraphError,
+    KernelError,
+    OnyxError,
+    ParseError,
+    TensorDataError,
+    UnknownDataTypeError,
+    UnsupportedError,
     ValidationError,
 )  # fmt: skip
 from onyx.serde import load, load_tensor, save, to_bytes
@@ -17,10 +28,26 @@ from onyx.serde import load, load_tensor, save, to_bytes
 __version__ = "0.1.0"
 
 __all__ = [
-    "AllocationError", "DataType", "ExecutionError", "ExternalDataError", "FeedError",
-    "FormatError", "GraphError", "KernelError", "OnyxError", "ParseError", "TensorDataError",
-    "UnknownDataTypeError", "UnsupportedError", "ValidationError", "ir", "load", "load_tensor",
-    "save", "to_bytes",
+    "AllocationError",
+    "DataType",
+    "ExecutionError",
+    "ExternalDataError",
+    "FeedError",
+    "FormatError",
+    "GraphError",
+    "KernelError",
+    "OnyxError",
+    "ParseError",
+    "TensorDataError",
+    "UnknownDataTypeError",
+    "UnsupportedError",
+    "ValidationError",
+    "check",
+    "ir",
+    "load",
+    "load_tensor",
+    "save",
+    "to_bytes",
 ]  # fmt: skip
 
 

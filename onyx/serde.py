@@ -27,7 +27,14 @@ from onyx.ir.graph import Graph, Node, Value
 from onyx.ir.model import Function, Model, TrainingInfo
 from onyx.ir.tensor import ExternalData, SparseTensor, Tensor, typed_field
 from onyx.ir.types import (
-    MapType, OpaqueType, OptionalType, SequenceType, Shape, SparseTensorType, TensorType, Type,
+    MapType,
+    OpaqueType,
+    OptionalType,
+    SequenceType,
+    Shape,
+    SparseTensorType,
+    TensorType,
+    Type,
     UnknownType,
 )  # fmt: skip
 
@@ -189,7 +196,9 @@ class _Reader:
                 update_binding=[(e.key, e.value) for e in t.update_binding],
             )
             if t.HasField("initialization"):
-                info.initialization = self.graph(t.initialization, _Scope(scope), "training", free=True)
+                info.initialization = self.graph(
+                    t.initialization, _Scope(scope), "training", free=True
+                )
             if t.HasField("algorithm"):
                 info.algorithm = self.graph(t.algorithm, _Scope(scope), "training", free=True)
             m.training_info.append(info)
@@ -272,7 +281,9 @@ class _Reader:
             g.append(node)
         for node, n, label in nodes:
             for name in n.input:
-                node.append_input(self._use(scope, name, label, f"input {name!r}", free) if name else None)
+                node.append_input(
+                    self._use(scope, name, label, f"input {name!r}", free) if name else None
+                )
             for a in n.attribute:
                 attr = self.attribute(a, scope, label, f"{path}/{n.name or n.op_type}")
                 node.attributes[attr.name] = attr
@@ -313,12 +324,16 @@ class _Reader:
         return value
 
     # --- attributes, types, tensors --------------------------------------------------------
-    def attribute(self, a: pb.AttributeProto, scope: _Scope, where: str, path: str = "") -> Attribute:
+    def attribute(
+        self, a: pb.AttributeProto, scope: _Scope, where: str, path: str = ""
+    ) -> Attribute:
         kind = a.type if a.HasField("type") else _guess_attr_type(a)
         try:
             kind = AttrType(kind)
         except ValueError:
-            raise FormatError(f"{self.where}: {where}: attribute {a.name!r} has unknown type {kind}") from None
+            raise FormatError(
+                f"{self.where}: {where}: attribute {a.name!r} has unknown type {kind}"
+            ) from None
         sub = f"{path}.{a.name}"
         value: Any
         if kind == AttrType.FLOAT:
@@ -368,10 +383,14 @@ class _Reader:
             return cls(dtype, shape, den)
         if which == "sequence_type":
             e = t.sequence_type.elem_type
-            return SequenceType(self.type(e) if t.sequence_type.HasField("elem_type") else None, den)
+            return SequenceType(
+                self.type(e) if t.sequence_type.HasField("elem_type") else None, den
+            )
         if which == "optional_type":
             e = t.optional_type.elem_type
-            return OptionalType(self.type(e) if t.optional_type.HasField("elem_type") else None, den)
+            return OptionalType(
+                self.type(e) if t.optional_type.HasField("elem_type") else None, den
+            )
         if which == "map_type":
             m = t.map_type
             key = dtypes.data_type(m.key_type, where=self.where)
@@ -405,7 +424,10 @@ class _Reader:
                               "double_data", "uint64_data"):  # fmt: skip
                 values = getattr(t, candidate)
                 if len(values):
-                    field = (candidate, list(values) if candidate == "string_data" else np.asarray(values))
+                    field = (
+                        candidate,
+                        list(values) if candidate == "string_data" else np.asarray(values),
+                    )
                     break
         tensor = Tensor.stored(t.name, t.data_type, t.dims, raw=raw, field=field, external=external)
         if field is None and raw is None and external is None and t.HasField("raw_data"):
@@ -416,9 +438,13 @@ class _Reader:
             tensor.segment = (t.segment.begin, t.segment.end)
         _present(t, tensor, ("name", "doc_string", "data_type", "raw_data", "data_location"))
         if tensor.size > 0 and field is None and raw is None and external is None:
-            raise _tensor_error(f"{self.where}: {where} has dims {list(t.dims)} but carries no data")
+            raise _tensor_error(
+                f"{self.where}: {where} has dims {list(t.dims)} but carries no data"
+            )
         if tensor.size > 2**40:
-            raise _tensor_error(f"{self.where}: {where} declares {tensor.size} elements (absurd dims)")
+            raise _tensor_error(
+                f"{self.where}: {where} declares {tensor.size} elements (absurd dims)"
+            )
         return tensor
 
     def sparse_tensor(self, s: pb.SparseTensorProto) -> SparseTensor:
@@ -429,7 +455,9 @@ class _Reader:
         name = t.name
         location = entries.get("location", "")
         if not location:
-            raise ExternalDataError(f"{self.where}: tensor {name!r} is external but names no location")
+            raise ExternalDataError(
+                f"{self.where}: tensor {name!r} is external but names no location"
+            )
         if self.folder is None:
             raise ExternalDataError(
                 f"{self.where}: tensor {name!r} has external data {location!r}, but the model was "
@@ -440,10 +468,14 @@ class _Reader:
             offset = int(entries.get("offset", 0))
             length = int(entries["length"]) if "length" in entries else None
         except ValueError:
-            raise ExternalDataError(f"tensor {name!r}: offset/length of external data are not integers") from None
+            raise ExternalDataError(
+                f"tensor {name!r}: offset/length of external data are not integers"
+            ) from None
         path = os.path.join(self.folder, location)
         if not os.path.isfile(path):
-            raise ExternalDataError(f"tensor {name!r}: external data file {location!r} not found in {self.folder!r}")
+            raise ExternalDataError(
+                f"tensor {name!r}: external data file {location!r} not found in {self.folder!r}"
+            )
         size = os.path.getsize(path)
         if offset < 0 or (length is not None and length < 0) or offset + (length or 0) > size:
             raise ExternalDataError(
@@ -563,6 +595,9 @@ class _AtomicFile:
     def __init__(self, path: str):
         self.path = path
         fd, self.tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".onyx-")
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model gets open()'s mode
         self.file = os.fdopen(fd, "wb")
         self.done = False
 
@@ -632,7 +667,13 @@ class _Writer:
                                 break
                         head = [buf[gvstart:cut], wire.tag(9, 2), wire.encode_varint(len(raw))]
                         length = sum(len(p) for p in head) + len(raw) + (gend - cut)
-                        pieces += [wire.tag(5, 2), wire.encode_varint(length), *head, raw, buf[cut:gend]]
+                        pieces += [
+                            wire.tag(5, 2),
+                            wire.encode_varint(length),
+                            *head,
+                            raw,
+                            buf[cut:gend],
+                        ]
                         continue
                 pieces.append(buf[gstart:gend])
             yield wire.tag(7, 2)
@@ -691,7 +732,9 @@ class _Writer:
             self.node(p.node.add(), node)
         _set(p, g, "name", g.name)
         for i, value in enumerate(g.initializers.values()):
-            self.tensor(p.initializer.add(), value.const_value, self.name(value), i if top else None)
+            self.tensor(
+                p.initializer.add(), value.const_value, self.name(value), i if top else None
+            )
         for value in g.sparse_initializers.values():
             self.sparse_tensor(p.sparse_initializer.add(), value.const_value, self.name(value))
         _set(p, g, "doc_string", g.doc_string)
@@ -771,7 +814,9 @@ class _Writer:
         elif k == AttrType.INTS:
             p.ints.extend(int(x) for x in v)
         elif k == AttrType.STRINGS:
-            p.strings.extend(s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s for s in v)
+            p.strings.extend(
+                s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s for s in v
+            )
         elif k == AttrType.TENSORS:
             for t in v:
                 self.tensor(p.tensors.add(), _as_tensor(t))
@@ -827,7 +872,9 @@ class _Writer:
             if den:
                 dim.denotation = den
 
-    def tensor(self, p: pb.TensorProto, t: Tensor, name: str | None = None, index: int | None = None) -> None:
+    def tensor(
+        self, p: pb.TensorProto, t: Tensor, name: str | None = None, index: int | None = None
+    ) -> None:
         p.dims.extend(t.dims)
         _set(p, t, "data_type", int(t.dtype))
         if t.segment is not None:
@@ -837,10 +884,10 @@ class _Writer:
         _props(p.metadata_props, t.metadata_props)
         if self._write_external(p, t):
             return
-        if t.field is not None and not t.is_loaded:
+        if t.field is not None and t.is_stored:
             field, values = t.field
             getattr(p, field).extend(values if field == "string_data" else values.tolist())
-        elif t.external is not None or t.raw is not None or t.is_loaded:
+        elif t.external is not None or t.raw is not None or not t.is_stored:
             if t.dtype == dtypes.DataType.STRING:
                 p.string_data.extend(s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s
                                      for s in t.numpy().reshape(-1))  # fmt: skip
@@ -856,19 +903,29 @@ class _Writer:
             p.data_location = pb.TensorProto.DEFAULT
 
     def _write_external(self, p: pb.TensorProto, t: Tensor) -> bool:
-        if self.data_file is None or t.dtype == dtypes.DataType.STRING or t.nbytes < self.size_threshold:
+        if (
+            self.data_file is None
+            or t.dtype == dtypes.DataType.STRING
+            or t.nbytes < self.size_threshold
+        ):
             return False
         raw = t.tobytes()
         pad = -self.data_file.tell() % 64
         self.data_file.write(b"\0" * pad)
         offset = self.data_file.tell()
         self.data_file.write(raw)
-        for key, value in (("location", self.location), ("offset", str(offset)), ("length", str(len(raw)))):
+        for key, value in (
+            ("location", self.location),
+            ("offset", str(offset)),
+            ("length", str(len(raw))),
+        ):
             p.external_data.add(key=key, value=value)
         p.data_location = pb.TensorProto.EXTERNAL
         return True
 
-    def sparse_tensor(self, p: pb.SparseTensorProto, s: SparseTensor, name: str | None = None) -> None:
+    def sparse_tensor(
+        self, p: pb.SparseTensorProto, s: SparseTensor, name: str | None = None
+    ) -> None:
         self.tensor(p.values, s.values, name)
         self.tensor(p.indices, s.indices)
         p.dims.extend(s.dims)

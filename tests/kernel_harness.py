@@ -48,7 +48,9 @@ def _compare(name: str, got, expected, rtol: float, atol: float) -> None:
     if expected is None or isinstance(expected, list | dict):
         assert type(got) is type(expected), f"{name}: got {type(got)}, expected {type(expected)}"
         if isinstance(expected, list):
-            assert len(got) == len(expected), f"{name}: sequence length {len(got)} != {len(expected)}"
+            assert len(got) == len(expected), (
+                f"{name}: sequence length {len(got)} != {len(expected)}"
+            )
             for g, e in zip(got, expected):
                 _compare(name, g, e, rtol, atol)
         return

@@ -25,7 +25,11 @@ _SCALARS = {
     _F.TYPE_SINT32: "sint32", _F.TYPE_SINT64: "sint64", _F.TYPE_FIXED32: "fixed32",
     _F.TYPE_FIXED64: "fixed64",
 }  # fmt: skip
-_LABELS = {_F.LABEL_OPTIONAL: "optional", _F.LABEL_REPEATED: "repeated", _F.LABEL_REQUIRED: "required"}
+_LABELS = {
+    _F.LABEL_OPTIONAL: "optional",
+    _F.LABEL_REPEATED: "repeated",
+    _F.LABEL_REQUIRED: "required",
+}
 
 
 def _type_name(field: descriptor_pb2.FieldDescriptorProto, source_package: str) -> str:
@@ -49,8 +53,11 @@ def _message(msg: descriptor_pb2.DescriptorProto, package: str, indent: str = ""
         lines += _message(nested, package, inner)
     for rng in msg.reserved_range:
         last = "max" if rng.end >= 536870912 else str(rng.end - 1)
-        lines.append(f"{inner}reserved {rng.start} to {last};" if rng.end - 1 != rng.start
-                     else f"{inner}reserved {rng.start};")
+        lines.append(
+            f"{inner}reserved {rng.start} to {last};"
+            if rng.end - 1 != rng.start
+            else f"{inner}reserved {rng.start};"
+        )
     if msg.reserved_name:
         lines.append(f"{inner}reserved " + ", ".join(f'"{n}"' for n in msg.reserved_name) + ";")
     oneofs: dict[int, list[str]] = {}
@@ -60,7 +67,9 @@ def _message(msg: descriptor_pb2.DescriptorProto, package: str, indent: str = ""
         if field.HasField("oneof_index"):
             oneofs.setdefault(field.oneof_index, []).append(decl)
             if len(oneofs[field.oneof_index]) == 1:
-                lines.append(f"{inner}oneof {msg.oneof_decl[field.oneof_index].name} {{ @{field.oneof_index} }}")
+                lines.append(
+                    f"{inner}oneof {msg.oneof_decl[field.oneof_index].name} {{ @{field.oneof_index} }}"
+                )
         else:
             lines.append(f"{inner}{_LABELS[field.label]} {decl}")
     for index, decls in oneofs.items():

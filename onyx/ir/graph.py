@@ -20,8 +20,17 @@ from onyx.ir.types import Type
 class Value:
     """A named edge of the graph: produced once, used any number of times."""
 
-    __slots__ = ("name", "type", "doc_string", "metadata_props", "producer", "index",
-                 "const_value", "present", "_uses")  # fmt: skip
+    __slots__ = (
+        "_uses",
+        "const_value",
+        "doc_string",
+        "index",
+        "metadata_props",
+        "name",
+        "present",
+        "producer",
+        "type",
+    )  # fmt: skip
 
     def __init__(self, name: str = "", type: Type | None = None, *, doc_string: str = "",
                  metadata_props: dict[str, str] | None = None,
@@ -45,6 +54,9 @@ class Value:
         """Make every node that reads this value read ``other`` instead (graph outputs too)."""
         for node, i in list(self._uses):
             node.set_input(i, other)
+        graph = self.producer.graph if self.producer is not None else None
+        if graph is not None:
+            graph.outputs[:] = [other if v is self else v for v in graph.outputs]
 
     def __repr__(self) -> str:
         return f"Value({self.name!r}{', ' + str(self.type) if self.type else ''})"
@@ -183,7 +195,11 @@ class Graph:
         """Add a constant; ``value.const_value`` must hold its Tensor (or SparseTensor)."""
         if value.const_value is None:
             raise GraphError(f"initializer {value.name!r} has no const_value")
-        table = self.sparse_initializers if isinstance(value.const_value, SparseTensor) else self.initializers
+        table = (
+            self.sparse_initializers
+            if isinstance(value.const_value, SparseTensor)
+            else self.initializers
+        )
         if value.name in table:
             raise GraphError(f"initializer {value.name!r} defined twice in graph {self.name!r}")
         table[value.name] = value
@@ -258,7 +274,9 @@ class Graph:
         for node in self.nodes:
             for value in node.inputs:
                 if value is not None and value.producer is node:
-                    raise GraphError(f"{node!r} reads its own output: a cycle in graph {self.path()!r}")
+                    raise GraphError(
+                        f"{node!r} reads its own output: a cycle in graph {self.path()!r}"
+                    )
             for value in _reads(node):
                 producer = _enclosing_producer(value, self)
                 if producer is not None and producer is not node:

@@ -77,8 +77,18 @@ class Tensor:
     """A constant tensor: ``name``, ``dtype`` (a DataType), ``dims``, and data via ``numpy()``."""
 
     __slots__ = (
-        "name", "dtype", "dims", "doc_string", "metadata_props", "segment", "present",
-        "_array", "_raw", "_field", "_external",
+        "_array",
+        "_decoded",
+        "_external",
+        "_field",
+        "_raw",
+        "dims",
+        "doc_string",
+        "dtype",
+        "metadata_props",
+        "name",
+        "present",
+        "segment",
     )  # fmt: skip
 
     def __init__(
@@ -98,12 +108,15 @@ class Tensor:
         self.present: set[str] = set()  # fields a file set to their default value explicitly
         self._raw = self._field = self._external = None
         self._array: np.ndarray | None = None
+        self._decoded = False  # _array was decoded from the stored form (and is read-only)
         if array is not None:
             arr = np.asarray(array)
             if arr.dtype.kind in "US":
                 arr = arr.astype(object)
             self._array = arr
-            self.dtype = dtypes.data_type(dtype) if dtype is not None else dtypes.from_numpy(arr.dtype)
+            self.dtype = (
+                dtypes.data_type(dtype) if dtype is not None else dtypes.from_numpy(arr.dtype)
+            )
             if dtype is not None and dtypes.to_numpy(self.dtype) != arr.dtype:
                 self._array = arr.astype(dtypes.to_numpy(self.dtype))
             self.dims = tuple(arr.shape) if dims is None else tuple(dims)
@@ -138,6 +151,11 @@ class Tensor:
         return self._external
 
     @property
+    def is_stored(self) -> bool:
+        """True while the data is still exactly as it was read (not built from an array)."""
+        return self._array is None or self._decoded
+
+    @property
     def is_loaded(self) -> bool:
         """True when the data is a numpy array in memory (built or already decoded)."""
         return self._array is not None
@@ -161,14 +179,26 @@ class Tensor:
     def numpy(self) -> np.ndarray:
         """The data as a numpy array (a read-only view of the file where it can be)."""
         if self._array is None:
-            self._array = self._decode()
+            array = self._decode()
+            array.flags.writeable = False  # stored data: read-only, so saving keeps its stored form
+            self._array, self._decoded = array, True
         return self._array
 
     def tobytes(self) -> bytes | memoryview:
-        """The data in the standard's raw_data form (little-endian; sub-byte types packed)."""
-        if self._raw is not None and self._array is None:
+        """The data in the standard's raw_data form (little-endian; sub-byte types packed).
+
+        Returns a view rather than a copy wherever it can: of the file for stored tensors, of the
+        array for contiguous little-endian data.
+        """
+        if self._raw is not None:  # the decoded array is a read-only view of these same bytes
             return self._raw
-        return dtypes.pack(self.numpy(), self.dtype)
+        if self._external is not None:
+            return self._external.read(self.name)
+        array = self.numpy()
+        if (self.dtype not in dtypes.SUB_BYTE and self.dtype != DataType.STRING
+                and array.flags.c_contiguous and array.dtype.byteorder in "=<|"):  # fmt: skip
+            return memoryview(array.reshape(-1).view(np.uint8)) if array.size else b""
+        return dtypes.pack(array, self.dtype)
 
     def _decode(self) -> np.ndarray:
         if self.dtype == DataType.UNDEFINED:
@@ -267,16 +297,24 @@ class SparseTensor:
         if indices.ndim == 2:
             if indices.shape[1] != len(self.dims):
                 raise TensorDataError(f"sparse tensor {self.name!r}: index rank mismatch")
-            linear = np.ravel_multi_index(tuple(indices.T), self.dims, mode="wrap") if size else indices[:, 0]
+            linear = (
+                np.ravel_multi_index(tuple(indices.T), self.dims, mode="wrap")
+                if size
+                else indices[:, 0]
+            )
             bad = (indices < 0) | (indices >= np.asarray(self.dims))
             if bad.any():
-                raise TensorDataError(f"sparse tensor {self.name!r}: index outside {list(self.dims)}")
+                raise TensorDataError(
+                    f"sparse tensor {self.name!r}: index outside {list(self.dims)}"
+                )
         else:
             linear = indices.reshape(-1)
             if ((linear < 0) | (linear >= size)).any():
                 raise TensorDataError(f"sparse tensor {self.name!r}: index outside {size} elements")
         if len(linear) != len(values):
-            raise TensorDataError(f"sparse tensor {self.name!r}: {len(linear)} indices for {len(values)} values")
+            raise TensorDataError(
+                f"sparse tensor {self.name!r}: {len(linear)} indices for {len(values)} values"
+            )
         dense.reshape(-1)[linear] = values
         return dense
 

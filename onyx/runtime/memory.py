@@ -19,7 +19,9 @@ def default_limit() -> int:
         return 16 << 30
 
 
-LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar("onyx_allocation_limit", default=default_limit())
+LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "onyx_allocation_limit", default=default_limit()
+)
 
 
 def check_allocation(shape, dtype) -> None:

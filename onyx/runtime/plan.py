@@ -13,10 +13,25 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from onyx.errors import AllocationError, ExecutionError, OnyxError, UnsupportedError, ValidationError
+import numpy as np
+
+from onyx.errors import (
+    AllocationError,
+    ExecutionError,
+    OnyxError,
+    UnsupportedError,
+    ValidationError,
+)
 from onyx.ir import AttrType, Function, Graph, Node, SparseTensor, Tensor, Value
 from onyx.runtime import kernels
 from onyx.runtime.kernels.registry import lookup
+
+# Operators whose result is not a function of their inputs alone: never folded at build time.
+_NOT_FOLDABLE = frozenset({
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    "Bernoulli", "Dropout",
+})  # fmt: skip
+_FOLD_LIMIT = 256 << 20
 
 # Attributes of old operator versions that carry no meaning for inference.
 _LEGACY_ATTRIBUTES = frozenset({"consumed_inputs"})
@@ -34,7 +49,7 @@ class Context:
 
 
 class Step:
-    __slots__ = ("fn", "inputs", "outputs", "frees", "node", "label")
+    __slots__ = ("fn", "frees", "inputs", "label", "node", "outputs")
 
     def __init__(self, fn, inputs, outputs, frees, node, label):
         self.fn, self.inputs, self.outputs, self.frees = fn, inputs, outputs, frees
@@ -61,7 +76,11 @@ class Plan:
         for value in list(graph.initializers.values()) + list(graph.sparse_initializers.values()):
             self.template[slot(value)] = _constant(value.const_value)
         self.captures: list[Value] = []
-        defined = set(graph.inputs) | set(graph.initializers.values()) | set(graph.sparse_initializers.values())
+        defined = (
+            set(graph.inputs)
+            | set(graph.initializers.values())
+            | set(graph.sparse_initializers.values())
+        )
         for node in graph.nodes:
             defined.update(v for v in node.outputs if v is not None)
 
@@ -70,12 +89,15 @@ class Plan:
                 self.captures.append(value)
             return slot(value)
 
+        fed = set(self.input_slots)  # initializers that are also inputs can be overridden
         steps: list[tuple[Node, Callable, list[int], list[int]]] = []
         for node in graph.nodes:
             fn, captured = self._prepare(node)
             ins = [-1 if v is None else read(v) for v in node.inputs]
             ins += [read(v) for v in captured]
             outs = [slot(v) if v is not None else slot(Value()) for v in node.outputs]
+            if not captured and self._fold(node, fn, ins, outs, fed):
+                continue
             steps.append((node, fn, ins, outs))
         self.output_slots = [read(v) for v in graph.outputs]
         self.capture_slots = [slots[v] for v in self.captures]
@@ -132,7 +154,31 @@ class Plan:
         attrs.update(subplans)
         if getattr(impl, "wants_subgraph_runner", False):
             attrs["_n_inputs"] = len(node.inputs)
+        if getattr(impl, "wants_graph", False):  # e.g. Gradient differentiates its own graph
+            attrs["_graph"] = self.graph
         return _bind(impl, attrs, node, label), captured
+
+    def _fold(
+        self, node: Node, fn: Callable, ins: list[int], outs: list[int], fed: set[int]
+    ) -> bool:
+        """Constant folding: run a node whose inputs are all constants once, now, and keep its
+        outputs as constants (as onnxruntime does; exporters often compute weights in-graph)."""
+        if node.op_type in _NOT_FOLDABLE or any(
+            i >= 0 and (i in fed or self.template[i] is None) for i in ins
+        ):
+            return False
+        try:
+            result = fn(*[self.template[i] if i >= 0 else None for i in ins])
+        except Exception:
+            return False  # leave the failure to run time, where it is reported with its node
+        results = result if type(result) is tuple else (result,)
+        if not all(isinstance(r, np.ndarray | np.generic) for r in results):
+            return False
+        if sum(r.nbytes for r in results) > _FOLD_LIMIT:
+            return False
+        for s, r in zip(outs, results):
+            self.template[s] = _frozen(np.asarray(r))
+        return True
 
     def bind_captures(self, order: list[Value]) -> None:
         """Say where each captured value sits in the list the owner passes to ``run``."""
@@ -153,7 +199,9 @@ class Plan:
         return call
 
     # --- run -----------------------------------------------------------------------------
-    def run(self, inputs: Sequence[Any], captures: Sequence[Any] = (), profile: list | None = None) -> list:
+    def run(
+        self, inputs: Sequence[Any], captures: Sequence[Any] = (), profile: list | None = None
+    ) -> list:
         regs = self.template.copy()
         for s, v in zip(self.input_slots, inputs):
             regs[s] = v
@@ -205,7 +253,16 @@ def _constant(value: Tensor | SparseTensor):
     array = value.numpy()
     # raw_data inside a protobuf file often starts at an odd offset: numpy and BLAS would copy
     # such an unaligned view on every use, so copy it once here instead.
-    return array if array.flags.aligned else array.copy()
+    return _frozen(array if array.flags.aligned else array.copy())
+
+
+def _frozen(array):
+    """A read-only view: constants are shared by every run and must not be changed by anyone."""
+    if not isinstance(array, np.ndarray):
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _attribute_value(attr) -> Any:
@@ -244,7 +301,13 @@ def _bind(impl, attrs: dict[str, Any], node: Node, label: str) -> Callable:
     if missing:
         raise ValidationError(f"{label}: required attribute(s) {', '.join(missing)} missing")
     try:
-        return impl(**attrs) if isinstance(impl, type) else functools.partial(impl, **attrs) if attrs else impl
+        return (
+            impl(**attrs)
+            if isinstance(impl, type)
+            else functools.partial(impl, **attrs)
+            if attrs
+            else impl
+        )
     except OnyxError as e:
         raise type(e)(f"{label}: {e}") from e
     except Exception as e:

@@ -62,11 +62,17 @@ class InferenceSession:
             setattr(self.options, key, value)
         self._providers = ["CPUExecutionProvider"]
         if providers:
-            unknown = [p for p in providers if (p[0] if isinstance(p, tuple) else p) != "CPUExecutionProvider"]
+            unknown = [
+                p
+                for p in providers
+                if (p[0] if isinstance(p, tuple) else p) != "CPUExecutionProvider"
+            ]
             if len(unknown) == len(providers):
                 from onyx.errors import UnsupportedError
 
-                raise UnsupportedError(f"providers {unknown} are not available; onyx has CPUExecutionProvider")
+                raise UnsupportedError(
+                    f"providers {unknown} are not available; onyx has CPUExecutionProvider"
+                )
         graph = self.model.graph
         opsets = dict(self.model.opset_imports)
         if not opsets:
@@ -103,7 +109,9 @@ class InferenceSession:
         return self.options
 
     # --- running -----------------------------------------------------------------------------
-    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any], run_options=None) -> list:
+    def run(
+        self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any], run_options=None
+    ) -> list:
         """Outputs named by ``output_names`` (all, in graph order, when None) for ``input_feed``."""
         inputs = self._check_feeds(input_feed)
         token = memory.LIMIT.set(self._limit)
@@ -118,7 +126,9 @@ class InferenceSession:
             selected = []
             for name in output_names:
                 if name not in self._output_index:
-                    raise FeedError(f"unknown output {name!r}; the model's outputs are {list(self._output_index)}")
+                    raise FeedError(
+                        f"unknown output {name!r}; the model's outputs are {list(self._output_index)}"
+                    )
                 selected.append(outputs[self._output_index[name]])
         return [_to_api(v) for v in selected]
 
@@ -136,7 +146,9 @@ class InferenceSession:
             elif value in self._overridable:
                 inputs[i] = self._plan.template[self._plan.input_slots[i]]
             elif not isinstance(value.type, OptionalType):
-                raise FeedError(f"input {value.name!r} ({_type_str(value.type)}) is missing from the feed")
+                raise FeedError(
+                    f"input {value.name!r} ({_type_str(value.type)}) is missing from the feed"
+                )
         return inputs
 
     # --- profiling ---------------------------------------------------------------------------
@@ -179,11 +191,15 @@ def _check_value(value: Value, given: Any) -> Any:
         return None if given is None else _check_value(Value(value.name, t.elem_type), given)
     if isinstance(t, SequenceType):
         if not isinstance(given, list | tuple):
-            raise FeedError(f"input {value.name!r} expects {t} (a list), got {type(given).__name__}")
+            raise FeedError(
+                f"input {value.name!r} expects {t} (a list), got {type(given).__name__}"
+            )
         return [_check_value(Value(value.name, t.elem_type), g) for g in given]
     if isinstance(t, MapType):
         if not isinstance(given, dict):
-            raise FeedError(f"input {value.name!r} expects {t} (a dict), got {type(given).__name__}")
+            raise FeedError(
+                f"input {value.name!r} expects {t} (a dict), got {type(given).__name__}"
+            )
         return given
     if not isinstance(t, TensorType):
         return given

@@ -11,7 +11,7 @@ import onyx
 class OnyxRep(onnx.backend.base.BackendRep):
     def __init__(self, session: onyx.InferenceSession):
         self.session = session
-        self.input_names = [v.name for v in session.model.graph.inputs]
+        self.input_names = [arg.name for arg in session.get_inputs()]
 
     def run(self, inputs, **kwargs):
         if isinstance(inputs, dict):

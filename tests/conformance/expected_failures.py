@@ -1,6 +1,21 @@
-"""Official backend tests onyx is known to fail: a pattern -> (reason, issue that will fix it).
+"""Official backend tests onyx is known to fail, each with its reason and the issue that owns it.
 
-This list only ever shrinks. Each entry is matched with re.search against the test name.
+This list only ever shrinks. Each key is matched with re.search against the test name; the
+runner marks matches as expected failures (an unexpected pass fails the suite, so a fixed entry
+must be removed).
 """
 
-EXPECTED_FAILURES: dict[str, str] = {}
+EXPECTED_FAILURES: dict[str, str] = {
+    # Random draws: the expected values come from numpy's legacy global generator, which no
+    # seeded generator reproduces. tests/runtime/kernels/test_random.py checks shape, dtype,
+    # value range, seed reproducibility and frequencies instead. (issue 3)
+    r"^test_bernoulli(_double|_seed)?(_expanded)?_cpu$": "random values cannot match",
+    # onnx's runner calls len() on every element of a sequence output, which fails for the 0-d
+    # tensor this model's sequence starts with; onyx's output equals the expected one
+    # (tests/runtime/test_control.py runs the same case with a comparison that handles it). (issue 3)
+    r"^test_loop16_seq_none_cpu$": "the runner cannot compare a 0-d tensor inside a sequence",
+    # The expanded fp16 attention rounds to float16 after every numpy step; onyx computes fp16
+    # MatMul and Softmax in float32 and rounds once, so 2 of 192 values differ by one fp16 ulp,
+    # just outside rtol=1e-3. (issue 4)
+    r"^test_attention_4d_causal_fp16_expanded_cpu$": "one-ulp fp16 rounding differences",
+}

@@ -17,7 +17,9 @@ import pytest
 import onyx
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
-MODELS = sorted(os.path.basename(p)[len("light_") : -len(".onnx")] for p in glob.glob(f"{LIGHT}/light_*.onnx"))
+MODELS = sorted(
+    os.path.basename(p)[len("light_") : -len(".onnx")] for p in glob.glob(f"{LIGHT}/light_*.onnx")
+)
 
 
 def dummy_input(value: onyx.ir.Value) -> np.ndarray:

@@ -18,6 +18,14 @@ def _wide(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) if x.dtype.name in _LOW_PRECISION else x
 
 
+def _blas_ready(x: np.ndarray) -> np.ndarray:
+    """A layout BLAS takes as it is: numpy's matmul falls back to a slow loop for views whose
+    strides it cannot hand to BLAS (such as a transposed slice of a split), so copy those once."""
+    if x.ndim < 2 or x.flags.c_contiguous or x.flags.f_contiguous:
+        return x
+    return np.ascontiguousarray(x)
+
+
 def _axis(axis: int, rank: int, op: str) -> int:
     if not -rank <= axis < max(rank, 1):
         raise KernelError(f"{op}: axis {axis} is out of range for a tensor of rank {rank}")
@@ -36,7 +44,7 @@ def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise KernelError(f"MatMul needs operands of rank >= 1, got shapes {a.shape} and {b.shape}")
     try:
-        y = np.matmul(a, b)
+        y = np.matmul(_blas_ready(a), _blas_ready(b))
     except ValueError:
         raise KernelError(
             f"MatMul: shapes {a.shape} and {b.shape} are not compatible for a matrix product"
@@ -63,7 +71,7 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
         raise KernelError(
             f"Gemm: A' is {a.shape} and B' is {b.shape}; their inner dimensions must match"
         )
-    y = a @ b
+    y = _blas_ready(a) @ _blas_ready(b)
     integer = y.dtype.kind in "iu"
     if alpha != 1.0:
         if integer:

@@ -65,7 +65,8 @@ def legacy_broadcast(a: np.ndarray, b: np.ndarray, broadcast: int, axis: int | N
             raise KernelError(
                 f"axis {axis} out of range to place shape {b.shape} inside shape {a.shape}"
             )
-    if a.shape[start : start + b.ndim] != b.shape:
+    # B's dims must match A's at the placed position; a dim of 1 stretches (as Caffe2 did)
+    if any(d not in (1, e) for d, e in zip(b.shape, a.shape[start : start + b.ndim])):
         raise KernelError(
             f"shape {b.shape} does not match dims {start}..{start + b.ndim - 1} of shape {a.shape}"
         )

@@ -71,7 +71,9 @@ def split_to_sequence(x, split=None, *, axis=0, keepdims=1):
         bounds = list(range(size, length, size))
     else:
         if split.sum() != length:
-            raise KernelError(f"split sizes {split.tolist()} do not add up to dim {length} of axis {axis}")
+            raise KernelError(
+                f"split sizes {split.tolist()} do not add up to dim {length} of axis {axis}"
+            )
         bounds = np.cumsum(split)[:-1].tolist()
     return np.split(x, bounds, axis=axis)
 

@@ -53,17 +53,25 @@ class RegexFullMatch:
 
 @kernel("StringNormalizer", 10)
 class StringNormalizer:
-    def __init__(self, *, case_change_action="NONE", is_case_sensitive=0, locale="", stopwords=None):
+    def __init__(
+        self, *, case_change_action="NONE", is_case_sensitive=0, locale="", stopwords=None
+    ):
         if case_change_action not in ("NONE", "LOWER", "UPPER"):
-            raise KernelError(f"case_change_action must be NONE, LOWER or UPPER, got {case_change_action!r}")
+            raise KernelError(
+                f"case_change_action must be NONE, LOWER or UPPER, got {case_change_action!r}"
+            )
         self.action, self.sensitive = case_change_action, bool(is_case_sensitive)
         words = stopwords or []
         self.stopwords = set(words) if self.sensitive else {w.lower() for w in words}
 
     def __call__(self, x):
         if x.ndim == 2 and x.shape[0] != 1 or x.ndim not in (1, 2):
-            raise KernelError(f"StringNormalizer takes a [C] or [1, C] tensor, got shape {list(x.shape)}")
-        kept = [s for s in x.reshape(-1) if (s if self.sensitive else s.lower()) not in self.stopwords]
+            raise KernelError(
+                f"StringNormalizer takes a [C] or [1, C] tensor, got shape {list(x.shape)}"
+            )
+        kept = [
+            s for s in x.reshape(-1) if (s if self.sensitive else s.lower()) not in self.stopwords
+        ]
         if self.action == "LOWER":
             kept = [s.lower() for s in kept]
         elif self.action == "UPPER":
@@ -82,7 +90,12 @@ class TfIdfVectorizer:
         if (pool_int64s is None) == (pool_strings is None):
             raise KernelError("exactly one of pool_int64s and pool_strings must be given")
         pool = list(pool_int64s if pool_int64s is not None else pool_strings)
-        self.mode, self.min_n, self.max_n, self.max_skip = mode, min_gram_length, max_gram_length, max_skip_count
+        self.mode, self.min_n, self.max_n, self.max_skip = (
+            mode,
+            min_gram_length,
+            max_gram_length,
+            max_skip_count,
+        )
         self.size = max(ngram_indexes) + 1
         self.weights = np.asarray(weights if weights else [1.0] * len(ngram_indexes), np.float32)
         # n-gram (as a tuple) -> its position in ngram_indexes
@@ -98,7 +111,7 @@ class TfIdfVectorizer:
     def _row(self, tokens: list) -> np.ndarray:
         counts = np.zeros(len(self.indexes), np.float32)
         for n in range(max(self.min_n, 1), self.max_n + 1):
-            for skip in range(0, self.max_skip + 1 if n > 1 else 1):
+            for skip in range(self.max_skip + 1 if n > 1 else 1):
                 step = skip + 1
                 for start in range(len(tokens) - (n - 1) * step):
                     gram = tuple(tokens[start + k * step] for k in range(n))
@@ -115,7 +128,11 @@ class TfIdfVectorizer:
 
     def __call__(self, x):
         if x.ndim not in (1, 2):
-            raise KernelError(f"TfIdfVectorizer takes a 1-D or 2-D input, got shape {list(x.shape)}")
+            raise KernelError(
+                f"TfIdfVectorizer takes a 1-D or 2-D input, got shape {list(x.shape)}"
+            )
         rows = [x.tolist()] if x.ndim == 1 else x.tolist()
-        result = np.stack([self._row(r) for r in rows]) if rows else np.zeros((0, self.size), np.float32)
+        result = (
+            np.stack([self._row(r) for r in rows]) if rows else np.zeros((0, self.size), np.float32)
+        )
         return result[0] if x.ndim == 1 else result

@@ -18,6 +18,7 @@ OPS = {
     "DepthToSpace", "SpaceToDepth", "Identity", "Dropout",
 }  # fmt: skip
 
+
 @pytest.mark.parametrize("name", cases_for(OPS))
 def test_official_node_case(name):
     check_case(name)
@@ -305,5 +306,3 @@ def test_gathernd_batch_dims_and_tensorscatter():
     out = op("TensorScatter", axis=1, mode="circular")(cache, upd, np.array([4, 1]))
     assert out[..., 0].tolist() == [[2, 0, 0, 0, 1], [0, 3, 4, 0, 0]]
     assert (cache == 0).all()
-
-

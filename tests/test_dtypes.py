@@ -1,0 +1,44 @@
+"""dtypes: codes, names and numpy types agree with onnx; sub-byte packing matches onnx's."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from onyx import dtypes
+from onyx.dtypes import DataType
+from onyx.errors import UnknownDataTypeError
+
+
+def test_codes_and_numpy_types_match_onnx():
+    for t in DataType:
+        assert t == getattr(onnx.TensorProto, t.name), t
+        if t not in (DataType.UNDEFINED, DataType.STRING):
+            assert dtypes.to_numpy(t) == helper.tensor_dtype_to_np_dtype(int(t)), t
+            assert dtypes.from_numpy(dtypes.to_numpy(t)) == t
+        assert dtypes.data_type(t.short_name) is t
+
+
+def test_unknown_codes_name_the_place():
+    with pytest.raises(UnknownDataTypeError, match="99.*tensor 'w'"):
+        dtypes.data_type(99, where="tensor 'w'")
+    with pytest.raises(UnknownDataTypeError):
+        dtypes.data_type("float128")
+    with pytest.raises(UnknownDataTypeError):
+        dtypes.from_numpy(np.dtype("V3"))
+
+
+@pytest.mark.parametrize("t", sorted(dtypes.SUB_BYTE), ids=lambda t: t.name)
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 7, 8, 13])
+def test_sub_byte_packing_matches_onnx(t, count):
+    codes = (np.arange(count) * 7 + 3) % (1 << t.bits)
+    array = codes.astype(np.uint8).view(dtypes.to_numpy(t))
+    if t in (DataType.INT4, DataType.INT2):  # canonical (sign-extended) values
+        array = dtypes.unpack(dtypes.pack(array, t), t, count)
+    raw = dtypes.pack(array, t)
+    assert len(raw) == dtypes.packed_size(t, count)
+    assert raw == numpy_helper.from_array(array).raw_data
+    back = dtypes.unpack(raw, t, count)
+    np.testing.assert_array_equal(back.astype(np.float64), array.astype(np.float64))
