@@ -81,11 +81,17 @@ def cmd_save_external(args) -> None:
 def cmd_run(args) -> None:
     session = onyx.InferenceSession(args.model)
     feeds = _feeds(session.model, args.input)
+    given = {spec.split("=", 1)[0] for spec in args.input}
+    for name, value in feeds.items():
+        origin = "from file" if name in given else "random"
+        print(f"input  {name}: {_summary(value)} ({origin})")
+    start = time.perf_counter()
     outputs = session.run(None, feeds)
+    print(f"ran in {(time.perf_counter() - start) * 1e3:.2f} ms")
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
     for value, out in zip(session.model.graph.outputs, outputs):
-        print(f"{value.name}: {_summary(out)}")
+        print(f"output {value.name}: {_summary(out)}")
         if args.output_dir:
             np.save(os.path.join(args.output_dir, _file_name(value.name) + ".npy"), np.asarray(out))
 

@@ -60,7 +60,7 @@ class Plan:
     """A graph prepared for execution. ``captures`` lists outer-scope values it reads."""
 
     def __init__(self, graph: Graph, context: Context, path: str = "main",
-                 bindings: dict[str, Any] | None = None, outer: dict[Value, int] | None = None):  # fmt: skip
+                 bindings: dict[str, Any] | None = None, *, fold_overridable: bool = True):  # fmt: skip
         self.graph, self.context, self.path = graph, context, path
         self.bindings = bindings or {}  # attribute values for ref_attr_name inside functions
         slots: dict[Value, int] = {}
@@ -89,7 +89,11 @@ class Plan:
                 self.captures.append(value)
             return slot(value)
 
-        fed = set(self.input_slots)  # initializers that are also inputs can be overridden
+        # Initializers that are also graph inputs may be overridden by a feed; with
+        # fold_overridable they are folded like constants (the session keeps a second plan for
+        # runs that do override them).
+        initializer_slots = {slots[v] for v in graph.initializers.values()}
+        fed = {s for s in self.input_slots if not (fold_overridable and s in initializer_slots)}
         steps: list[tuple[Node, Callable, list[int], list[int]]] = []
         for node in graph.nodes:
             fn, captured = self._prepare(node)
@@ -217,10 +221,12 @@ class Plan:
                     start = time.perf_counter()
                     result = step.fn(*args)
                     profile.append((step, time.perf_counter() - start))
+            except AllocationError as e:
+                if str(e).startswith("node "):  # already placed by a subgraph's own plan
+                    raise
+                raise AllocationError(f"{step.label}: {e}") from e
             except ExecutionError:
                 raise
-            except AllocationError as e:
-                raise AllocationError(f"{step.label}: {e}") from e
             except MemoryError as e:
                 raise AllocationError(f"{step.label}: out of memory: {e}") from e
             except Exception as e:

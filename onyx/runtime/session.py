@@ -77,8 +77,10 @@ class InferenceSession:
         opsets = dict(self.model.opset_imports)
         if not opsets:
             opsets = {"": 1}
-        self._plan = Plan(graph, Context(opsets, self.model.functions))
+        self._context = Context(opsets, self.model.functions)
+        self._plan = Plan(graph, self._context)
         self._plan.bind_captures([])
+        self._override_plan: Plan | None = None  # built when a feed overrides an initializer
         initialized = set(graph.initializers.values()) | set(graph.sparse_initializers.values())
         self._feeds = [v for v in graph.inputs if v not in initialized]
         self._overridable = [v for v in graph.inputs if v in initialized]
@@ -117,7 +119,7 @@ class InferenceSession:
         token = memory.LIMIT.set(self._limit)
         try:
             with np.errstate(all="ignore"):  # inf/NaN results are values here, as in onnxruntime
-                outputs = self._plan.run(inputs, (), self._profile)
+                outputs = self._plan_for(input_feed).run(inputs, (), self._profile)
         finally:
             memory.LIMIT.reset(token)
         if output_names is None:
@@ -131,6 +133,15 @@ class InferenceSession:
                     )
                 selected.append(outputs[self._output_index[name]])
         return [_to_api(v) for v in selected]
+
+    def _plan_for(self, feed: Mapping[str, Any]) -> Plan:
+        """The folded plan, or (when a feed overrides an initializer) one that folds none."""
+        if not self._overridable or not any(v.name in feed for v in self._overridable):
+            return self._plan
+        if self._override_plan is None:
+            self._override_plan = Plan(self.model.graph, self._context, fold_overridable=False)
+            self._override_plan.bind_captures([])
+        return self._override_plan
 
     def _check_feeds(self, feed: Mapping[str, Any]) -> list:
         graph = self.model.graph

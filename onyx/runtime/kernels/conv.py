@@ -208,6 +208,59 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
     return y.reshape((n, g * mg) + tuple(out))
 
 
+def shifted_eligible(plan, group) -> bool:
+    """Whether the shift-and-accumulate path fits: 2-D, one group, stride 1, enough columns."""
+    k, s, d, pb, pe, out, pointwise = plan
+    if len(k) != 2 or group != 1 or pointwise or any(v != 1 for v in s):
+        return False
+    padded_width = out[1] + (k[1] - 1) * d[1]
+    return out[0] * padded_width >= 128  # below that, one big im2col GEMM wins
+
+
+def shifted_weight(w_gemm, kernel) -> np.ndarray:
+    """W as (kh*kw, M, C): one (M, C) matrix per kernel offset."""
+    _, m, ck = w_gemm.shape
+    c = ck // math.prod(kernel)
+    w = w_gemm.reshape((m, c) + tuple(kernel))
+    return np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(-1, m, c))
+
+
+def conv_shifted(x, w_shift, plan):
+    """2-D stride-1 convolution without im2col.
+
+    In the padded image flattened row by row, the input pixel under kernel offset (i, j) of
+    output (r, q) sits at a fixed distance i*dh*Wp + j*dw from the output's own flat position.
+    So each offset is one GEMM of its (M, C) weight with a contiguous column range of the
+    flattened image, accumulated over offsets. Outputs are computed on the padded width Wp and
+    the extra columns cropped at the end.
+    """
+    k, _, d, pb, pe, out, _ = plan
+    n, c, h, w = x.shape
+    m = w_shift.shape[1]
+    hp, wp = h + pb[0] + pe[0], w + pb[1] + pe[1]
+    ho, wo = out
+    length = ho * wp
+    # the last offset's range runs (kw-1)*dw past the padded image: keep zeros there
+    flat = np.zeros((c, hp * wp + (k[1] - 1) * d[1]), x.dtype)
+    image = flat[:, : hp * wp].reshape(c, hp, wp)
+    y = np.empty((n, m, ho, wo), x.dtype)
+    acc = np.empty((m, length), x.dtype)
+    tmp = np.empty_like(acc)
+    for b in range(n):
+        image[:, pb[0] : pb[0] + h, pb[1] : pb[1] + w] = x[b]
+        for i in range(k[0]):
+            for j in range(k[1]):
+                start = i * d[0] * wp + j * d[1]
+                cols = flat[:, start : start + length]
+                if i == 0 and j == 0:
+                    np.matmul(w_shift[0], cols, out=acc)
+                else:
+                    np.matmul(w_shift[i * k[1] + j], cols, out=tmp)
+                    acc += tmp
+        y[b] = acc.reshape(m, ho, wp)[:, :, :wo]
+    return y
+
+
 def prepare_weight(w, group, dtype):
     """(W as (g, M/g, C/g*prod(K)), W as (M, prod(K)) when depthwise else None) in ``dtype``."""
     m = w.shape[0]
@@ -252,6 +305,7 @@ class Conv:
                  pads=None, strides=None):  # fmt: skip
         self.geom = _ConvGeometry("Conv", kernel_shape, strides, dilations, pads, auto_pad, group)
         self.cache = _WeightCache()
+        self.shift_cache = _WeightCache()
 
     def __call__(self, x, w, b=None):
         _check_rank("Conv", x, w)
@@ -259,7 +313,11 @@ class Conv:
         dtype = compute_dtype(x.dtype)
         group = self.geom.group
         w_gemm, w_dw = self.cache.get(w, lambda: prepare_weight(w, group, dtype))
-        y = conv_forward(x.astype(dtype, copy=False), w_gemm, plan, group, w_dw)
+        if shifted_eligible(plan, group):
+            w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
+            y = conv_shifted(x.astype(dtype, copy=False), w_shift, plan)
+        else:
+            y = conv_forward(x.astype(dtype, copy=False), w_gemm, plan, group, w_dw)
         y = add_bias(y, b, "Conv")
         return y.astype(x.dtype, copy=False)
 

@@ -15,6 +15,7 @@ import numpy as np
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError
 from onyx.runtime.kernels.registry import kernel
+from onyx.runtime.memory import check_allocation
 
 _FLOAT_OUT = {"float16", "bfloat16", "float32", "float64"}
 
@@ -55,6 +56,11 @@ def _shape(shape, op) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
+def _draw_shape(shape, dtype) -> tuple[int, ...]:
+    check_allocation(shape, dtype)  # checked per call: the limit belongs to the running session
+    return shape
+
+
 def _normal(rng, shape, dtype, mean, scale):
     draw = np.float64 if dtype == np.float64 else np.float32
     y = rng.standard_normal(shape, dtype=draw)
@@ -84,7 +90,7 @@ class RandomNormal(_Random):
         self.mean, self.scale = mean, scale
 
     def __call__(self):
-        return _normal(self.rng(), self.shape, self.out, self.mean, self.scale)
+        return _normal(self.rng(), _draw_shape(self.shape, self.out), self.out, self.mean, self.scale)
 
 
 @kernel("RandomUniform", 1)
@@ -98,7 +104,7 @@ class RandomUniform(_Random):
         self.low, self.high = low, high
 
     def __call__(self):
-        return _uniform(self.rng(), self.shape, self.out, self.low, self.high)
+        return _uniform(self.rng(), _draw_shape(self.shape, self.out), self.out, self.low, self.high)
 
 
 @kernel("RandomNormalLike", 1)

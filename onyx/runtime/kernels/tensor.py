@@ -14,6 +14,7 @@ import numpy as np
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError
 from onyx.runtime.kernels.registry import kernel
+from onyx.runtime.memory import check_allocation
 
 _INT64 = np.dtype(np.int64)
 
@@ -162,6 +163,7 @@ class ConstantOfShape:
         dims = _ints(shape)
         if any(d < 0 for d in dims):
             raise KernelError(f"ConstantOfShape: shape must not be negative, got {dims}")
+        check_allocation(dims, self.dtype)
         return np.full(dims, self.fill, dtype=self.dtype)
 
 
@@ -174,11 +176,13 @@ def range_(start, limit, delta):
         if d == 0:
             raise KernelError("Range: delta must not be 0")
         n = max(-((s - lim) // d), 0)  # ceil((lim - s) / d) in exact integers
+        check_allocation([n], dtype)
         return (np.arange(n, dtype=np.int64) * d + s).astype(dtype, copy=False)
     s, lim, d = float(s), float(lim), float(d)
     if d == 0:
         raise KernelError("Range: delta must not be 0")
     n = max(math.ceil((lim - s) / d), 0)
+    check_allocation([n], dtype)
     work = dtype if dtype.kind == "f" and dtype.itemsize >= 4 else np.dtype(np.float32)
     out = np.arange(n, dtype=work) * work.type(d) + work.type(s)
     return out.astype(dtype, copy=False)
@@ -661,6 +665,10 @@ def _pad(data, pads, mode, value, axes):
         )
     if not any(pads):
         return data
+    padded = list(data.shape)
+    for i, a in enumerate(axes):
+        padded[a] += pads[i] + pads[i + n]
+    check_allocation([max(v, 0) for v in padded], data.dtype)
     if mode not in ("constant", "reflect", "edge", "wrap"):
         raise KernelError(f"Pad: mode must be constant, reflect, edge or wrap; got {mode!r}")
     before, after = [0] * r, [0] * r
@@ -729,6 +737,7 @@ def tile(x, repeats):
             f"Tile: repeats {reps} must hold one non-negative count per axis of shape "
             f"{list(x.shape)}"
         )
+    check_allocation([a * b for a, b in zip(x.shape, reps)], x.dtype)
     return np.tile(x, reps)
 
 
@@ -747,6 +756,7 @@ def expand(x, shape):
             )
         target.append(p if q == 1 else q)
     target = tuple(target)
+    check_allocation(target, x.dtype)  # a view now, but whoever reads it will materialize it
     return x if target == xs else np.broadcast_to(x, target)
 
 
@@ -853,6 +863,7 @@ def one_hot(indices, depth, values, *, axis=-1):
     idx = np.where(idx < 0, idx + d, idx)
     shape = [1] * (r + 1)
     shape[axis] = d
+    check_allocation([*indices.shape, d], vals.dtype)
     mask = np.expand_dims(idx, axis) == np.arange(d).reshape(shape)
     return np.where(mask, vals[1:2].reshape(()), vals[0:1].reshape(()))
 

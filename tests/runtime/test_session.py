@@ -1,0 +1,213 @@
+"""InferenceSession: the onnxruntime-like surface, feed checking, run-time errors, limits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import onyx
+from onyx.runtime.session import SessionOptions
+from onyx.text import parse_model
+
+ADD_RELU = """
+<ir_version: 10, opset_import: ["" : 21], producer_name: "tests", model_version: 3,
+ doc_string: "adds then clamps", metadata_props: ["owner" : "onyx"]>
+agraph (float[N, 3] x, float[1, 3] b) => (float[N, 3] y, float[N, 3] s) {
+    s = Add (x, b)
+    y = Relu (s)
+}
+"""
+
+
+def session(text: str, **options) -> onyx.InferenceSession:
+    return onyx.InferenceSession(parse_model(text), SessionOptions(**options))
+
+
+def test_sources_path_bytes_and_model_agree(tmp_path):
+    model = parse_model(ADD_RELU)
+    path = tmp_path / "m.onnx"
+    onyx.save(model, path)
+    feeds = {"x": np.array([[-1, 0, 1]], np.float32), "b": np.zeros((1, 3), np.float32)}
+    results = [
+        onyx.InferenceSession(src).run(None, feeds) for src in (str(path), path.read_bytes(), model)
+    ]
+    for r in results:
+        np.testing.assert_array_equal(r[0], [[0, 0, 1]])
+    np.testing.assert_array_equal(
+        results[0][1], ort.InferenceSession(str(path)).run(None, feeds)[1]
+    )
+
+
+def test_description_matches_onnxruntime(tmp_path):
+    path = tmp_path / "m.onnx"
+    onyx.save(parse_model(ADD_RELU), path)
+    ours, theirs = onyx.InferenceSession(str(path)), ort.InferenceSession(str(path))
+    for a, b in zip(
+        ours.get_inputs() + ours.get_outputs(), theirs.get_inputs() + theirs.get_outputs()
+    ):
+        assert (a.name, a.shape, a.type) == (b.name, b.shape, b.type)
+    meta = ours.get_modelmeta()
+    assert meta.producer_name == "tests" and meta.version == 3
+    assert meta.description == "adds then clamps" and meta.custom_metadata_map == {"owner": "onyx"}
+    assert ours.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_output_names_select_and_order():
+    s = session(ADD_RELU)
+    feeds = {"x": np.ones((2, 3), np.float32), "b": np.ones((1, 3), np.float32)}
+    s_out, y_out = s.run(["s", "y"], feeds)
+    assert s_out.shape == (2, 3) and (y_out == 2).all()
+    with pytest.raises(onyx.FeedError, match="unknown output 'z'"):
+        s.run(["z"], feeds)
+
+
+@pytest.mark.parametrize(
+    "feeds, message",
+    [
+        ({"x": np.ones((2, 3), np.float32)}, "input 'b' .* missing"),
+        (
+            {"x": np.ones((2, 3), np.float32), "b": np.ones((1, 3), np.float32), "q": 1},
+            "unknown input 'q'",
+        ),
+        (
+            {"x": np.ones((2, 3), np.float64), "b": np.ones((1, 3), np.float32)},
+            r"input 'x' expects tensor\(float\), got .*float64",
+        ),
+        (
+            {"x": np.ones((3,), np.float32), "b": np.ones((1, 3), np.float32)},
+            "input 'x' expects rank 2",
+        ),
+        (
+            {"x": np.ones((2, 4), np.float32), "b": np.ones((1, 3), np.float32)},
+            "input 'x': dim 1 must be 3",
+        ),
+    ],
+    ids=["missing", "unknown", "dtype", "rank", "dim"],
+)
+def test_wrong_feeds_are_named(feeds, message):
+    with pytest.raises(onyx.FeedError, match=message):
+        session(ADD_RELU).run(None, feeds)
+
+
+def test_gather_out_of_range_names_the_node():
+    s = session("""
+        <ir_version: 10, opset_import: ["" : 21]>
+        g (float[3] data, int64[1] idx) => (float[1] y) { y = Gather <axis = 0> (data, idx) }
+    """)
+    with pytest.raises(onyx.ExecutionError, match=r"node \(Gather\).*index 7.*\[-3, 2\]"):
+        s.run(None, {"data": np.zeros(3, np.float32), "idx": np.array([7])})
+
+
+def test_reshape_to_an_incompatible_shape_names_the_node():
+    model = parse_model("""
+        <ir_version: 10, opset_import: ["" : 21]>
+        g (float[6] x, int64[2] shape) => (float[?, ?] y) { y = Reshape (x, shape) }
+    """)
+    model.graph.nodes[0].name = "to_4x4"
+    with pytest.raises(onyx.ExecutionError, match=r"node 'to_4x4' \(Reshape\).*\[4, 4\]"):
+        onyx.InferenceSession(model).run(
+            None, {"x": np.zeros(6, np.float32), "shape": np.array([4, 4])}
+        )
+
+
+FILL = """
+<ir_version: 10, opset_import: ["" : 21]>
+g (int64[2] shape) => (float[?, ?] y) { y = ConstantOfShape (shape) }
+"""
+
+
+def test_allocation_limit_is_enforced_before_allocating():
+    s = session(FILL, allocation_limit=1 << 20)
+    s.run(None, {"shape": np.array([16, 16])})
+    with pytest.raises(
+        onyx.AllocationError, match=r"node \(ConstantOfShape\).*exceeds .* limit of 1,048,576"
+    ):
+        s.run(None, {"shape": np.array([1024, 1024])})
+
+
+def test_default_allocation_limit_refuses_absurd_requests():
+    with pytest.raises(onyx.AllocationError):  # 4 PiB: refused, not attempted
+        session(FILL).run(None, {"shape": np.array([2**25, 2**25])})
+
+
+def test_unknown_operator_is_refused_at_build():
+    with pytest.raises(onyx.UnsupportedError, match=r"node \(Frobnicate\).*no kernel"):
+        session("""
+            <ir_version: 10, opset_import: ["" : 21]>
+            g (float[1] x) => (float[1] y) { y = Frobnicate (x) }
+        """)
+
+
+def test_intermediates_are_freed_after_their_last_use():
+    s = session("""
+        <ir_version: 10, opset_import: ["" : 21]>
+        g (float[2] x) => (float[2] z) { a = Neg (x)  b = Abs (a)  z = Neg (b) }
+    """)
+    steps = s._plan.steps
+    # x dies after the first Neg, a after Abs, b after the last Neg; z is an output and stays
+    assert [step.frees for step in steps] == [
+        (s._plan.input_slots[0],),
+        steps[0].outputs,
+        steps[1].outputs,
+    ]
+
+
+def test_profiling_per_node(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = session(ADD_RELU, enable_profiling=True)
+    s.run(None, {"x": np.ones((2, 3), np.float32), "b": np.ones((1, 3), np.float32)})
+    assert set(s.profile_by_op()) == {"Add", "Relu"}
+    events = json.loads((tmp_path / s.end_profiling()).read_text())
+    assert {e["args"]["op_name"] for e in events} == {"Add", "Relu"}
+
+
+def test_sequences_and_optionals_at_the_api():
+    s = session("""
+        <ir_version: 10, opset_import: ["" : 21]>
+        g (seq(float[?]) xs, optional(float[2]) maybe) => (int64 n, bool has, seq(float[?]) again) {
+            n = SequenceLength (xs)
+            has = OptionalHasElement (maybe)
+            again = Identity (xs)
+        }
+    """)
+    n, has, again = s.run(
+        None, {"xs": [np.ones(2, np.float32), np.ones(3, np.float32)], "maybe": None}
+    )
+    assert n == 2 and not has and isinstance(again, list) and len(again) == 2
+    assert s.run(["has"], {"xs": [], "maybe": np.ones(2, np.float32)})[0]
+
+
+def test_outputs_never_alias_constants():
+    s = session("""
+        <ir_version: 10, opset_import: ["" : 21]>
+        g (float[2] x) => (float[2] c) { c = Constant <value = float[2] {1, 2}> () }
+    """)
+    first = s.run(None, {"x": np.zeros(2, np.float32)})[0]
+    first[:] = 99
+    np.testing.assert_array_equal(s.run(None, {"x": np.zeros(2, np.float32)})[0], [1, 2])
+
+
+def test_initializers_listed_as_inputs_are_folded_but_still_overridable():
+    # IR 3 lists every initializer as a graph input: folding treats it as a constant, and a run
+    # that feeds it uses a plan without that folding.
+    model = parse_model("""
+        <ir_version: 3, opset_import: ["" : 9]>
+        g (float[2] x, float[2] w = {1, 2}) => (float[2] y) { n = Neg (w)  y = Add (x, n) }
+    """)
+    s = onyx.InferenceSession(model)
+    assert [step.node.op_type for step in s._plan.steps] == ["Add"]  # Neg(w) folded
+    x = np.zeros(2, np.float32)
+    np.testing.assert_array_equal(s.run(None, {"x": x})[0], [-1, -2])
+    np.testing.assert_array_equal(
+        s.run(None, {"x": x, "w": np.array([5, 6], np.float32)})[0], [-5, -6]
+    )
+    assert [a.name for a in s.get_inputs()] == ["x"]
+    assert [a.name for a in s.get_overridable_initializers()] == ["w"]
+
+
+def test_unknown_provider_is_refused():
+    with pytest.raises(onyx.UnsupportedError, match="CUDAExecutionProvider"):
+        onyx.InferenceSession(parse_model(ADD_RELU), providers=["CUDAExecutionProvider"])
