@@ -548,7 +548,8 @@ def save(model: Model, target: str | os.PathLike | IO[bytes], *, external_data: 
     """
     is_path = not hasattr(target, "write")
     if external_data is None:
-        external_data = _has_external(model) or _data_size(model) > PROTOBUF_LIMIT - (64 << 20)
+        # leave a margin under the limit for the graph itself
+        external_data = _has_external(model) or _data_size(model) > PROTOBUF_LIMIT * 31 // 32
     if external_data and not is_path:
         raise ExternalDataError("external data needs a path to save to, not a file object")
     if not is_path:

@@ -407,3 +407,31 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     onyx.save(_weights_model(), path, external_data=True)
     for file in (path, tmp_path / "perm.onnx.data"):
         assert file.stat().st_mode & 0o777 == 0o666 & ~umask, file
+
+
+def test_models_over_the_protobuf_limit_save_with_external_data(tmp_path, monkeypatch):
+    # A real >2 GiB model would take minutes to build here; lowering the limit exercises the
+    # same decision: without being asked, save() moves the data out and the model still loads.
+    monkeypatch.setattr(onyx.serde, "PROTOBUF_LIMIT", 32 << 20)
+    small = tmp_path / "small.onnx"
+    onyx.save(_model_with(onyx.ir.Tensor(np.zeros((1024, 1024), np.float32), "w")), small)
+    assert not (tmp_path / "small.onnx.data").exists()
+    model = _model_with(onyx.ir.Tensor(np.zeros((16, 1024, 1024), np.float32), "huge"))  # 64 MiB
+    path = tmp_path / "huge.onnx"
+    onyx.save(model, path)
+    assert (tmp_path / "huge.onnx.data").stat().st_size >= 64 << 20
+    assert path.stat().st_size < 4096
+    loaded = onyx.load(path).graph.initializers["huge"].const_value
+    assert loaded.external is not None and loaded.numpy().shape == (16, 1024, 1024)
+
+
+def test_saving_over_the_file_a_model_was_loaded_from(tmp_path):
+    path = tmp_path / "m.onnx"
+    onyx.save(_weights_model(), path, external_data=True)
+    model = onyx.load(path)  # its tensors are views of m.onnx.data
+    onyx.save(model, path, external_data=True)
+    again = onyx.load(path)
+    np.testing.assert_array_equal(
+        again.graph.initializers["big"].const_value.numpy(),
+        _weights_model().graph.initializers["big"].const_value.numpy(),
+    )

@@ -7,6 +7,7 @@ the slots to free after it (values no later step needs). ``run`` is then a tight
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import time
@@ -32,6 +33,8 @@ _NOT_FOLDABLE = frozenset({
     "Bernoulli", "Dropout",
 })  # fmt: skip
 _FOLD_LIMIT = 256 << 20
+# Steps whose result is a fresh array a following Relu may overwrite.
+_RELU_HOSTS = frozenset({"Conv", "BatchNormalization", "Add", "Gemm", "MatMul"})
 
 # Attributes of old operator versions that carry no meaning for inference.
 _LEGACY_ATTRIBUTES = frozenset({"consumed_inputs"})
@@ -105,6 +108,7 @@ class Plan:
             steps.append((node, fn, ins, outs))
         self.output_slots = [read(v) for v in graph.outputs]
         self.capture_slots = [slots[v] for v in self.captures]
+        steps = self._fuse(steps, fed)
 
         # free each slot right after its last reader; keep outputs and constants
         keep = set(self.output_slots) | {i for i, v in enumerate(self.template) if v is not None}
@@ -184,6 +188,63 @@ class Plan:
             self.template[s] = _frozen(np.asarray(r))
         return True
 
+    def _fuse(self, steps: list, fed: set[int]) -> list:
+        """Merge a producer with the one step that consumes its output, where that is exact:
+        BatchNormalization (inference) into the Conv before it (folded into W and B), and Relu
+        into the step before it (applied in place on the fresh result)."""
+        readers = collections.Counter(i for _, _, ins, _ in steps for i in ins if i >= 0)
+        producer = {out: k for k, (_, _, _, outs) in enumerate(steps) for out in outs}
+        outputs = set(self.output_slots)
+
+        def constant(i: int) -> bool:
+            return i >= 0 and i not in fed and self.template[i] is not None
+
+        fused: list = []
+        for node, fn, ins, outs in steps:
+            source = producer.get(ins[0]) if ins and ins[0] >= 0 else None
+            private = source is not None and readers[ins[0]] == 1 and ins[0] not in outputs
+            previous = fused[-1] if fused and private and fused[-1][3] == steps[source][3] else None
+            if previous is not None and node.op_type == "BatchNormalization":
+                merged = self._conv_batchnorm(previous, node, ins, outs, constant)
+                if merged is not None:
+                    fused[-1] = merged
+                    continue
+            if (
+                previous is not None
+                and node.op_type == "Relu"
+                and previous[0].op_type in _RELU_HOSTS
+            ):
+                fused[-1] = (previous[0], _then_relu(previous[1]), previous[2], outs)
+                continue
+            fused.append((node, fn, ins, outs))
+        return fused
+
+    def _conv_batchnorm(self, conv, bn: Node, ins, outs, constant):
+        conv_node, conv_fn, conv_ins, _ = conv
+        if conv_node.op_type != "Conv" or len(outs) != 1 or bn.attribute("training_mode", 0):
+            return None
+        if bn.attribute("spatial", 1) != 1 or not all(constant(i) for i in ins[1:5]):
+            return None
+        if not constant(conv_ins[1]) or (
+            len(conv_ins) > 2 and conv_ins[2] >= 0 and not constant(conv_ins[2])
+        ):
+            return None
+        w = self.template[conv_ins[1]]
+        scale, shift, mean, var = (self.template[i] for i in ins[1:5])
+        if w.dtype.kind != "f" or any(p.shape != (w.shape[0],) for p in (scale, shift, mean, var)):
+            return None
+        factor = scale.astype(np.float64) / np.sqrt(
+            var.astype(np.float64) + bn.attribute("epsilon", 1e-5)
+        )
+        bias = self.template[conv_ins[2]] if len(conv_ins) > 2 and conv_ins[2] >= 0 else 0.0
+        new_w = (w * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+        new_b = ((bias - mean) * factor + shift).astype(w.dtype)
+        slots = []
+        for array in (new_w, new_b):
+            slots.append(len(self.template))
+            self.template.append(_frozen(array))
+        return (conv_node, conv_fn, [conv_ins[0], *slots], outs)
+
     def bind_captures(self, order: list[Value]) -> None:
         """Say where each captured value sits in the list the owner passes to ``run``."""
         self.capture_positions = [order.index(v) for v in self.captures]
@@ -239,6 +300,16 @@ class Plan:
             for s in step.frees:
                 regs[s] = None
         return [regs[s] for s in self.output_slots]
+
+
+def _then_relu(fn: Callable) -> Callable:
+    def with_relu(*args):
+        y = fn(*args)
+        if type(y) is np.ndarray and y.flags.owndata and y.flags.writeable:
+            return np.maximum(y, 0, out=y)  # a fresh result no one else holds
+        return np.maximum(y, 0)
+
+    return with_relu
 
 
 def _describe(e: Exception) -> str:

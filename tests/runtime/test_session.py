@@ -211,3 +211,27 @@ def test_initializers_listed_as_inputs_are_folded_but_still_overridable():
 def test_unknown_provider_is_refused():
     with pytest.raises(onyx.UnsupportedError, match="CUDAExecutionProvider"):
         onyx.InferenceSession(parse_model(ADD_RELU), providers=["CUDAExecutionProvider"])
+
+
+FUNCTION_MODEL = """
+<ir_version: 10, opset_import: ["" : 21, "local" : 1]>
+g (float[3] x) => (float[3] y, float[3] z) {
+    y = local.Leaky <slope = 0.5> (x)
+    z = local.Leaky (x)
+}
+<domain: "local", opset_import: ["" : 21]>
+Leaky <slope: float = 0.25> (a) => (b) {
+    b = LeakyRelu <alpha: float = @slope> (a)
+}
+"""
+
+
+def test_model_local_functions_with_attribute_references_and_defaults():
+    model = parse_model(FUNCTION_MODEL)
+    x = np.array([-4, 0, 4], np.float32)
+    y, z = onyx.InferenceSession(model).run(None, {"x": x})
+    np.testing.assert_array_equal(y, [-2, 0, 4])  # slope given at the call
+    np.testing.assert_array_equal(z, [-1, 0, 4])  # the function's default
+    expected = ort.InferenceSession(onyx.to_bytes(model)).run(None, {"x": x})
+    np.testing.assert_array_equal(y, expected[0])
+    np.testing.assert_array_equal(z, expected[1])

@@ -90,7 +90,9 @@ class RandomNormal(_Random):
         self.mean, self.scale = mean, scale
 
     def __call__(self):
-        return _normal(self.rng(), _draw_shape(self.shape, self.out), self.out, self.mean, self.scale)
+        return _normal(
+            self.rng(), _draw_shape(self.shape, self.out), self.out, self.mean, self.scale
+        )
 
 
 @kernel("RandomUniform", 1)
@@ -104,7 +106,9 @@ class RandomUniform(_Random):
         self.low, self.high = low, high
 
     def __call__(self):
-        return _uniform(self.rng(), _draw_shape(self.shape, self.out), self.out, self.low, self.high)
+        return _uniform(
+            self.rng(), _draw_shape(self.shape, self.out), self.out, self.low, self.high
+        )
 
 
 @kernel("RandomNormalLike", 1)
