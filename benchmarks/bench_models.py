@@ -11,6 +11,7 @@ Run: python benchmarks/bench_models.py [--models ...] [--repeat 10] [--no-refere
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import statistics
@@ -85,12 +86,12 @@ def main() -> None:
             np.testing.assert_allclose(
                 a, b, rtol=1e-3, atol=1e-4, err_msg=f"{name}: onyx != onnxruntime"
             )
-        t_ort = median_time(lambda: ort_session.run(None, feeds), args.repeat)
-        t_onyx = median_time(lambda: session.run(None, feeds), args.repeat)
+        t_ort = median_time(functools.partial(ort_session.run, None, feeds), args.repeat)
+        t_onyx = median_time(functools.partial(session.run, None, feeds), args.repeat)
         ref = "-"
         if not args.no_reference:
             evaluator = ReferenceEvaluator(path)
-            t_ref = median_time(lambda: evaluator.run(None, feeds), 1)
+            t_ref = median_time(functools.partial(evaluator.run, None, feeds), 1)
             ref = f"{t_ref / t_ort:.1f}x"
         print(
             f"{name:<22}{t_ort * 1e3:>15.1f}{t_onyx * 1e3:>10.1f}{t_onyx / t_ort:>9.2f}x{ref:>15}"
