@@ -24,6 +24,8 @@ from onyx.errors import (
     ValidationError,
 )  # fmt: skip
 from onyx.serde import load, load_tensor, save, to_bytes
+from onyx.shapes import infer_shapes
+from onyx.version_converter import convert_version
 
 __version__ = "0.1.0"
 
@@ -43,6 +45,8 @@ __all__ = [
     "UnsupportedError",
     "ValidationError",
     "check",
+    "convert_version",
+    "infer_shapes",
     "ir",
     "load",
     "load_tensor",

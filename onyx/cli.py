@@ -6,6 +6,8 @@ onyx save-external MODEL OUT [--threshold BYTES]
 onyx run MODEL [--input NAME=FILE.npy ...] [--output-dir DIR]
 onyx bench MODEL [--runs N] [--per-op]
 onyx check MODEL [--full] [--all]
+onyx shapes MODEL [-o OUT]
+onyx convert-version MODEL --opset N -o OUT
 
 MODEL is a path, or sample:NAME for a model that ships with onyx (sample:mlp).
 """
@@ -217,6 +219,22 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_convert_version(args) -> None:
+    converted = onyx.convert_version(onyx.load(args.model), args.opset)
+    onyx.save(converted, args.output)
+    print(f"wrote {args.output} (ai.onnx opset {args.opset})")
+
+
+def cmd_shapes(args) -> None:
+    from onyx.shapes import shapes_table
+
+    inferred = onyx.infer_shapes(onyx.load(args.model))
+    print(shapes_table(inferred))
+    if args.output:
+        onyx.save(inferred, args.output)
+        print(f"wrote {args.output}")
+
+
 # --- the command table -------------------------------------------------------------------------
 COMMANDS = {
     "info": (cmd_info, "inputs, outputs, opsets, op types, parameters and metadata", []),
@@ -234,6 +252,13 @@ COMMANDS = {
     "check": (cmd_check, "validate against the standard; exit 1 listing the defects", [
         (("--full",), {"action": "store_true", "help": "also infer shapes and compare with declarations"}),
         (("--all",), {"action": "store_true", "help": "report every defect, not just the first"}),
+    ]),
+    "shapes": (cmd_shapes, "infer every value's type and shape and print them as a table", [
+        (("-o", "--output"), {"metavar": "OUT", "help": "also save the model with the types"}),
+    ]),
+    "convert-version": (cmd_convert_version, "rewrite the model for another ai.onnx opset", [
+        (("--opset",), {"type": int, "required": True, "help": "the target opset"}),
+        (("-o", "--output"), {"required": True, "metavar": "OUT", "help": "the model file to write"}),
     ]),
     "bench": (cmd_bench, "time runs on random inputs: p50/p90/p99 latency", [
         (("--runs", "-n"), {"type": int, "default": 20, "help": "timed runs (20)"}),

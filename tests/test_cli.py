@@ -102,3 +102,25 @@ def test_installed_script(tmp_path):
     bad.write_bytes(b"garbage")
     result = subprocess.run([script, "info", str(bad)], check=False, capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_convert_version_command(tmp_path, capsys):
+    out = tmp_path / "mlp18.onnx"
+    assert main(["convert-version", "sample:mlp", "--opset", "18", "-o", str(out)]) == 0
+    converted = onyx.load(out)
+    assert converted.opset_imports[""] == 18
+    onyx.check(converted)
+    x = {"x": np.ones((1, 16), np.float32)}
+    original = onyx.InferenceSession(onyx.samples.path()).run(None, x)[0]
+    np.testing.assert_allclose(
+        onyx.InferenceSession(converted).run(None, x)[0], original, rtol=1e-6
+    )
+
+
+def test_shapes_command(tmp_path, capsys):
+    out = tmp_path / "typed.onnx"
+    assert main(["shapes", "sample:mlp", "-o", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "probs" in table and "float" in table
+    typed = onyx.load(out)
+    assert typed.graph.value_info and all(v.type is not None for v in typed.graph.value_info)
