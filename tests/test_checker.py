@@ -34,7 +34,7 @@ def _node_cases():
 
 def _accepted_by_onnx(proto: onnx.ModelProto) -> bool:
     try:
-        onnx.checker.check_model(proto, full_check=False)
+        onnx.checker.check_model(proto, full_check=True)
     except Exception:  # noqa: BLE001 - whatever onnx rejects, for any reason
         return False
     return True
@@ -44,7 +44,7 @@ def _failures(items) -> list[str]:
     failing = []
     for name, load in items:
         try:
-            onyx.check(load(), collect=True)
+            onyx.check(load(), full=True, collect=True)
         except onyx.OnyxError as e:
             failing.append(f"{name}: {str(e)[:200]}")
     return failing

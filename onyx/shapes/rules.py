@@ -71,7 +71,18 @@ BINARY = [
     "LessOrEqual", "GreaterOrEqual", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor",
     "PRelu", "Max", "Min", "Sum", "Mean", "Where", "StringConcat"
 ]  # fmt: skip
-rule(*BINARY)(lambda n: bcast(*[n.s(i) for i in range(n.nin) if n.has(i)]))
+# Before opset 7 these took a `broadcast`/`axis` attribute (PRelu: a slope per channel) that
+# lays the second input onto the first, so the result has the first input's shape.
+LEGACY_BROADCAST = {
+    "Add", "Sub", "Mul", "Div", "Pow", "And", "Or", "Xor", "Equal", "Less", "Greater", "PRelu",
+}  # fmt: skip
+
+
+@rule(*BINARY)
+def binary(n):
+    if n.opset < 7 and n.op_type() in LEGACY_BROADCAST:
+        return n.s(0)
+    return bcast(*[n.s(i) for i in range(n.nin) if n.has(i)])
 
 
 @rule("Identity")
