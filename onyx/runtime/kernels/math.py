@@ -221,9 +221,56 @@ def _erf_table(degree: int, dtype) -> np.ndarray:
 _ERF_COEF = {np.dtype(np.float64): _erf_table(12, np.float64), F32: _erf_table(6, np.float32)}
 
 
+def _fit_power_series(f, lo: float, hi: float, degree: int) -> np.ndarray:
+    """Coefficients (highest power first) of a least-squares Chebyshev fit of f on [lo, hi]."""
+    nodes = np.cos(np.pi * (np.arange(200) + 0.5) / 200)
+    xs = (nodes + 1) / 2 * (hi - lo) + lo
+    fit = np.polynomial.Chebyshev.fit(xs, [f(v) for v in xs], degree, domain=[lo, hi])
+    return fit.convert(kind=np.polynomial.Polynomial, domain=[lo, hi], window=[lo, hi]).coef[::-1]
+
+
+# float32 erf in two pieces, each a short polynomial (fitted once on math.erf / math.erfc):
+#   |x| < 1:  erf(x) = x * P(x^2)
+#   |x| >= 1: erf(x) = sign(x) * (1 - exp(-x^2) * R(1/|x|)), |x| clamped at 4 where erf is 1
+# within 3 float32 ulp of the exact value; far fewer passes over the data than the table above.
+_ERF32_P = _fit_power_series(
+    lambda s: math.erf(math.sqrt(s)) / math.sqrt(s) if s else 2 / math.sqrt(math.pi), 0.0, 1.0, 6
+).astype(F32)
+_ERF32_R = _fit_power_series(lambda u: math.erfc(1 / u) * math.exp(1 / u**2), 0.25, 1.0, 8).astype(
+    F32
+)
+
+
+def _horner(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
+    y = t * coef[0]
+    for c in coef[1:-1]:
+        y += c
+        y *= t
+    y += coef[-1]
+    return y
+
+
+def _erf32(x: np.ndarray) -> np.ndarray:
+    a = np.absolute(x)
+    s = a * a
+    y = _horner(_ERF32_P, s)
+    y *= x  # NaN stays NaN here: it never enters the outer piece
+    outer = np.flatnonzero(a >= 1)
+    if outer.size:
+        ao = np.minimum(a[outer], 4.0, dtype=F32)
+        tail = _horner(_ERF32_R, np.reciprocal(ao))
+        tail *= np.exp(-(ao * ao))
+        np.subtract(1, tail, out=tail)
+        y[outer] = np.copysign(tail, x[outer])
+    return y
+
+
 def erf(x: np.ndarray) -> np.ndarray:
     """The error function, elementwise (float32 work for 32-bit and narrower floats)."""
-    work = (x.astype(F32) if x.dtype in _LOW else x).reshape(-1)
+    if x.dtype == F32 or x.dtype in _LOW:
+        work = x.astype(F32).reshape(-1)
+        return _erf32(work).reshape(x.shape).astype(x.dtype, copy=False)
+    work = x.reshape(-1)
     coef = _ERF_COEF[work.dtype]
     a = np.absolute(work)
     np.minimum(a, _ERF_END, out=a)  # inf -> 6; nan stays nan
