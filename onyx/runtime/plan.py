@@ -33,8 +33,11 @@ _NOT_FOLDABLE = frozenset({
     "Bernoulli", "Dropout",
 })  # fmt: skip
 _FOLD_LIMIT = 256 << 20
-# Steps whose result is a fresh array a following Relu may overwrite.
-_RELU_HOSTS = frozenset({"Conv", "BatchNormalization", "Add", "Gemm", "MatMul"})
+# Steps whose result is a fresh array that a following elementwise step may overwrite.
+_FRESH_RESULT = frozenset(
+    {"Conv", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Gemm", "MatMul"}
+)
+_IN_PLACE = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 
 # Attributes of old operator versions that carry no meaning for inference.
 _LEGACY_ATTRIBUTES = frozenset({"consumed_inputs"})
@@ -190,8 +193,9 @@ class Plan:
 
     def _fuse(self, steps: list, fed: set[int]) -> list:
         """Merge a producer with the one step that consumes its output, where that is exact:
-        BatchNormalization (inference) into the Conv before it (folded into W and B), and Relu
-        into the step before it (applied in place on the fresh result)."""
+        BatchNormalization (inference) into the Conv before it (folded into W and B); and
+        Relu, or Add/Sub/Mul/Div by a constant, applied in place on the fresh result of the step
+        before (falling back to the ordinary kernel whenever in place would change anything)."""
         readers = collections.Counter(i for _, _, ins, _ in steps for i in ins if i >= 0)
         producer = {out: k for k, (_, _, _, outs) in enumerate(steps) for out in outs}
         outputs = set(self.output_slots)
@@ -209,13 +213,16 @@ class Plan:
                 if merged is not None:
                     fused[-1] = merged
                     continue
-            if (
-                previous is not None
-                and node.op_type == "Relu"
-                and previous[0].op_type in _RELU_HOSTS
-            ):
-                fused[-1] = (previous[0], _then_relu(previous[1]), previous[2], outs)
-                continue
+            if previous is not None and previous[0].op_type in _FRESH_RESULT and len(outs) == 1:
+                host, host_fn, host_ins, _ = previous
+                if node.op_type == "Relu":
+                    fused[-1] = (host, _then_relu(host_fn), host_ins, outs)
+                    continue
+                if node.op_type in _IN_PLACE and len(ins) == 2 and constant(ins[1]):
+                    operand = self.template[ins[1]]
+                    merged_fn = _then_constant(host_fn, fn, _IN_PLACE[node.op_type], operand)
+                    fused[-1] = (host, merged_fn, host_ins, outs)
+                    continue
             fused.append((node, fn, ins, outs))
         return fused
 
@@ -302,10 +309,29 @@ class Plan:
         return [regs[s] for s in self.output_slots]
 
 
+def _owned(y) -> bool:
+    return type(y) is np.ndarray and y.flags.owndata and y.flags.writeable
+
+
+def _then_constant(fn: Callable, follower: Callable, ufunc, operand: np.ndarray) -> Callable:
+    def with_constant(*args):
+        y = fn(*args)
+        if (
+            _owned(y)
+            and y.dtype.kind == "f"
+            and operand.dtype == y.dtype
+            and np.broadcast_shapes(y.shape, operand.shape) == y.shape
+        ):
+            return ufunc(y, operand, out=y)
+        return follower(y, operand)
+
+    return with_constant
+
+
 def _then_relu(fn: Callable) -> Callable:
     def with_relu(*args):
         y = fn(*args)
-        if type(y) is np.ndarray and y.flags.owndata and y.flags.writeable:
+        if _owned(y):
             return np.maximum(y, 0, out=y)  # a fresh result no one else holds
         return np.maximum(y, 0)
 
