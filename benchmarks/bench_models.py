@@ -90,9 +90,12 @@ def main() -> None:
         t_onyx = median_time(functools.partial(session.run, None, feeds), args.repeat)
         ref = "-"
         if not args.no_reference:
-            evaluator = ReferenceEvaluator(path)
-            t_ref = median_time(functools.partial(evaluator.run, None, feeds), 1)
-            ref = f"{t_ref / t_ort:.1f}x"
+            try:
+                evaluator = ReferenceEvaluator(path)
+                t_ref = median_time(functools.partial(evaluator.run, None, feeds), 1)
+                ref = f"{t_ref / t_ort:.1f}x"
+            except Exception as e:  # noqa: BLE001 - the peer failing is a result to report
+                ref = f"fails ({type(e).__name__})"
         print(
             f"{name:<22}{t_ort * 1e3:>15.1f}{t_onyx * 1e3:>10.1f}{t_onyx / t_ort:>9.2f}x{ref:>15}"
         )

@@ -23,7 +23,7 @@ from onyx._proto import onyx_pb2 as pb
 from onyx._proto import wire
 from onyx.errors import ExternalDataError, FormatError, GraphError, OnyxError
 from onyx.ir.attribute import Attribute, AttrType
-from onyx.ir.graph import Graph, Node, Value
+from onyx.ir.graph import Graph, Node, Scope, Value
 from onyx.ir.model import Function, Model, TrainingInfo
 from onyx.ir.tensor import ExternalData, SparseTensor, Tensor, typed_field
 from onyx.ir.types import (
@@ -148,28 +148,13 @@ def _present(message, obj, names: Iterable[str]) -> None:
             obj.present.add(name)
 
 
-class _Scope:
-    """Names visible in a graph: its own values, then the enclosing graphs'."""
-
-    def __init__(self, outer: _Scope | None):
-        self.outer, self.values = outer, {}
-
-    def find(self, name: str) -> Value | None:
-        scope = self
-        while scope is not None:
-            if name in scope.values:
-                return scope.values[name]
-            scope = scope.outer
-        return None
-
-
 class _Reader:
     def __init__(self, folder: str | None, raws: dict[int, memoryview], where: str):
         self.folder, self.raws, self.where = folder, raws, where
 
     # --- model ---------------------------------------------------------------------------
     def model(self, p: pb.ModelProto) -> Model:
-        scope = _Scope(None)
+        scope = Scope(None)
         graph = self.graph(p.graph, scope, "main", top=True) if p.HasField("graph") else Graph()
         m = Model(
             graph=graph,
@@ -197,17 +182,17 @@ class _Reader:
             )
             if t.HasField("initialization"):
                 info.initialization = self.graph(
-                    t.initialization, _Scope(scope), "training", free=True
+                    t.initialization, Scope(scope), "training", free=True
                 )
             if t.HasField("algorithm"):
-                info.algorithm = self.graph(t.algorithm, _Scope(scope), "training", free=True)
+                info.algorithm = self.graph(t.algorithm, Scope(scope), "training", free=True)
             m.training_info.append(info)
         m.configuration = [_to_dict(c) for c in p.configuration]
         return m
 
     def function(self, f: pb.FunctionProto) -> Function:
         where = f"function {f.domain}::{f.name}"
-        scope = _Scope(None)
+        scope = Scope(None)
         inputs = [self._define(scope, Value(n), where) for n in f.input]
         g = Graph(inputs=inputs)
         self._nodes(g, f.node, scope, where, free=False)
@@ -226,7 +211,7 @@ class _Reader:
         return fn
 
     # --- graphs --------------------------------------------------------------------------
-    def graph(self, p: pb.GraphProto, scope: _Scope, path: str, *, top: bool = False,
+    def graph(self, p: pb.GraphProto, scope: Scope, path: str, *, top: bool = False,
               free: bool = False) -> Graph:  # fmt: skip
         where = f"graph {path!r}"
         g = Graph(name=p.name, doc_string=p.doc_string,
@@ -265,7 +250,7 @@ class _Reader:
             raise GraphError(f"{self.where}: {e}") from None
         return g
 
-    def _nodes(self, g: Graph, protos, scope: _Scope, path: str, free: bool) -> None:
+    def _nodes(self, g: Graph, protos, scope: Scope, path: str, free: bool) -> None:
         nodes = []
         for i, n in enumerate(protos):
             label = f"node {n.name or '#' + str(i)!r} ({n.op_type}) in graph {path!r}"
@@ -290,13 +275,13 @@ class _Reader:
             for sub in node.subgraphs():
                 sub.parent = node
 
-    def _define(self, scope: _Scope, value: Value, where: str) -> Value:
+    def _define(self, scope: Scope, value: Value, where: str) -> Value:
         if value.name in scope.values:
             raise GraphError(f"{self.where}: value {value.name!r} is defined twice ({where})")
         scope.values[value.name] = value
         return value
 
-    def _use(self, scope: _Scope, name: str, where: str, what: str, free: bool = False) -> Value:
+    def _use(self, scope: Scope, name: str, where: str, what: str, free: bool = False) -> Value:
         value = scope.find(name)
         if value is None:
             if not free:
@@ -318,14 +303,14 @@ class _Reader:
         if not vi.HasField("type"):
             value.present.add("-type")
 
-    def _value_info(self, vi: pb.ValueInfoProto, scope: _Scope) -> Value:
+    def _value_info(self, vi: pb.ValueInfoProto, scope: Scope) -> Value:
         value = scope.find(vi.name) or Value(vi.name)
         self._fill_info(value, vi)
         return value
 
     # --- attributes, types, tensors --------------------------------------------------------
     def attribute(
-        self, a: pb.AttributeProto, scope: _Scope, where: str, path: str = ""
+        self, a: pb.AttributeProto, scope: Scope, where: str, path: str = ""
     ) -> Attribute:
         kind = a.type if a.HasField("type") else _guess_attr_type(a)
         try:
@@ -345,7 +330,7 @@ class _Reader:
         elif kind == AttrType.TENSOR:
             value = self.tensor(a.t) if a.HasField("t") else None
         elif kind == AttrType.GRAPH:
-            value = self.graph(a.g, _Scope(scope), sub) if a.HasField("g") else None
+            value = self.graph(a.g, Scope(scope), sub) if a.HasField("g") else None
         elif kind == AttrType.SPARSE_TENSOR:
             value = self.sparse_tensor(a.sparse_tensor) if a.HasField("sparse_tensor") else None
         elif kind == AttrType.TYPE_PROTO:
@@ -359,7 +344,7 @@ class _Reader:
         elif kind == AttrType.TENSORS:
             value = [self.tensor(t) for t in a.tensors]
         elif kind == AttrType.GRAPHS:
-            value = [self.graph(g, _Scope(scope), f"{sub}[{i}]") for i, g in enumerate(a.graphs)]
+            value = [self.graph(g, Scope(scope), f"{sub}[{i}]") for i, g in enumerate(a.graphs)]
         elif kind == AttrType.SPARSE_TENSORS:
             value = [self.sparse_tensor(s) for s in a.sparse_tensors]
         elif kind == AttrType.TYPE_PROTOS:

@@ -1,7 +1,7 @@
 """The graph model people read and edit."""
 
 from onyx.ir.attribute import Attribute, AttrType
-from onyx.ir.graph import Graph, Node, Value
+from onyx.ir.graph import Graph, Node, Scope, Value
 from onyx.ir.model import Function, Model, TrainingInfo
 from onyx.ir.tensor import ExternalData, SparseTensor, Tensor
 from onyx.ir.types import (
@@ -30,6 +30,7 @@ __all__ = [
     "Node",
     "OpaqueType",
     "OptionalType",
+    "Scope",
     "SequenceType",
     "Shape",
     "SparseTensor",

@@ -160,6 +160,22 @@ def _graphs_of(attr: Attribute) -> list[Graph]:
     return []
 
 
+class Scope:
+    """The names visible in a graph while it is read: its own values, then the enclosing graphs'."""
+
+    def __init__(self, outer: Scope | None = None):
+        self.outer: Scope | None = outer
+        self.values: dict[str, Value] = {}
+
+    def find(self, name: str) -> Value | None:
+        scope = self
+        while scope is not None:
+            if name in scope.values:
+                return scope.values[name]
+            scope = scope.outer
+        return None
+
+
 class Graph:
     """A list of nodes over values, with inputs, outputs and initializers (name -> Value)."""
 

@@ -46,9 +46,11 @@ _LEGACY_ATTRIBUTES = frozenset({"consumed_inputs"})
 class Context:
     """What building a plan needs to know beyond the graph: opsets and model-local functions."""
 
-    def __init__(self, opsets: dict[str, int], functions: dict[tuple[str, str, str], Function]):
+    def __init__(self, opsets: dict[str, int], functions: dict[tuple[str, str, str], Function],
+                 optimize: bool = True):  # fmt: skip
         self.opsets = {("" if d == "ai.onnx" else d): v for d, v in opsets.items()}
         self.functions = functions
+        self.optimize = optimize  # constant folding and fusions at build time
 
     def opset(self, domain: str) -> int:
         return self.opsets.get("" if domain == "ai.onnx" else domain, 0)
@@ -106,12 +108,13 @@ class Plan:
             ins = [-1 if v is None else read(v) for v in node.inputs]
             ins += [read(v) for v in captured]
             outs = [slot(v) if v is not None else slot(Value()) for v in node.outputs]
-            if not captured and self._fold(node, fn, ins, outs, fed):
+            if self.context.optimize and not captured and self._fold(node, fn, ins, outs, fed):
                 continue
             steps.append((node, fn, ins, outs))
         self.output_slots = [read(v) for v in graph.outputs]
         self.capture_slots = [slots[v] for v in self.captures]
-        steps = self._fuse(steps, fed)
+        if self.context.optimize:
+            steps = self._fuse(steps, fed)
 
         # free each slot right after its last reader; keep outputs and constants
         keep = set(self.output_slots) | {i for i, v in enumerate(self.template) if v is not None}
@@ -204,11 +207,17 @@ class Plan:
             return i >= 0 and i not in fed and self.template[i] is not None
 
         fused: list = []
+        followers: dict[int, list] = {}  # fused index -> in-place steps applied after its host
         for node, fn, ins, outs in steps:
             source = producer.get(ins[0]) if ins and ins[0] >= 0 else None
             private = source is not None and readers[ins[0]] == 1 and ins[0] not in outputs
             previous = fused[-1] if fused and private and fused[-1][3] == steps[source][3] else None
-            if previous is not None and node.op_type == "BatchNormalization":
+            last = len(fused) - 1
+            if (
+                previous is not None
+                and node.op_type == "BatchNormalization"
+                and last not in followers
+            ):
                 merged = self._conv_batchnorm(previous, node, ins, outs, constant)
                 if merged is not None:
                     fused[-1] = merged
@@ -216,14 +225,18 @@ class Plan:
             if previous is not None and previous[0].op_type in _FRESH_RESULT and len(outs) == 1:
                 host, host_fn, host_ins, _ = previous
                 if node.op_type == "Relu":
-                    fused[-1] = (host, _then_relu(host_fn), host_ins, outs)
+                    followers.setdefault(last, []).append(_relu_in_place)
+                    fused[-1] = (host, host_fn, host_ins, outs)
                     continue
                 if node.op_type in _IN_PLACE and len(ins) == 2 and constant(ins[1]):
-                    operand = self.template[ins[1]]
-                    merged_fn = _then_constant(host_fn, fn, _IN_PLACE[node.op_type], operand)
-                    fused[-1] = (host, merged_fn, host_ins, outs)
+                    apply = _constant_in_place(fn, _IN_PLACE[node.op_type], self.template[ins[1]])
+                    followers.setdefault(last, []).append(apply)
+                    fused[-1] = (host, host_fn, host_ins, outs)
                     continue
             fused.append((node, fn, ins, outs))
+        for index, chain in followers.items():
+            node, fn, ins, outs = fused[index]
+            fused[index] = (node, _chained(fn, tuple(chain)), ins, outs)
         return fused
 
     def _conv_batchnorm(self, conv, bn: Node, ins, outs, constant):
@@ -313,9 +326,8 @@ def _owned(y) -> bool:
     return type(y) is np.ndarray and y.flags.owndata and y.flags.writeable
 
 
-def _then_constant(fn: Callable, follower: Callable, ufunc, operand: np.ndarray) -> Callable:
-    def with_constant(*args):
-        y = fn(*args)
+def _constant_in_place(follower: Callable, ufunc, operand: np.ndarray) -> Callable:
+    def apply(y):
         if (
             _owned(y)
             and y.dtype.kind == "f"
@@ -325,17 +337,23 @@ def _then_constant(fn: Callable, follower: Callable, ufunc, operand: np.ndarray)
             return ufunc(y, operand, out=y)
         return follower(y, operand)
 
-    return with_constant
+    return apply
 
 
-def _then_relu(fn: Callable) -> Callable:
-    def with_relu(*args):
+def _relu_in_place(y):
+    if _owned(y):
+        return np.maximum(y, 0, out=y)  # a fresh result no one else holds
+    return np.maximum(y, 0)
+
+
+def _chained(fn: Callable, followers: tuple[Callable, ...]) -> Callable:
+    def run(*args):
         y = fn(*args)
-        if _owned(y):
-            return np.maximum(y, 0, out=y)  # a fresh result no one else holds
-        return np.maximum(y, 0)
+        for apply in followers:
+            y = apply(y)
+        return y
 
-    return with_relu
+    return run
 
 
 def _describe(e: Exception) -> str:

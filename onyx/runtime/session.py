@@ -21,9 +21,12 @@ from onyx.runtime.plan import Context, Plan
 @dataclasses.dataclass
 class SessionOptions:
     """Options of a session: ``allocation_limit`` in bytes (default: physical memory),
-    ``enable_profiling`` to time every node, ``log_severity_level`` (0 verbose .. 4 fatal)."""
+    ``enable_profiling`` to time every node, ``log_severity_level`` (0 verbose .. 4 fatal),
+    ``graph_optimization_level`` (0: run the graph as written; above 0, the default: fold
+    constants and fuse steps at build, as onnxruntime does)."""
 
     allocation_limit: int | None = None
+    graph_optimization_level: int = 1
     enable_profiling: bool = False
     profile_file_prefix: str = "onyx_profile"
     log_severity_level: int = 2
@@ -77,7 +80,8 @@ class InferenceSession:
         opsets = dict(self.model.opset_imports)
         if not opsets:
             opsets = {"": 1}
-        self._context = Context(opsets, self.model.functions)
+        optimize = self.options.graph_optimization_level > 0
+        self._context = Context(opsets, self.model.functions, optimize)
         self._plan = Plan(graph, self._context)
         self._plan.bind_captures([])
         self._override_plan: Plan | None = None  # built when a feed overrides an initializer

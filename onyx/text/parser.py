@@ -16,7 +16,7 @@ from onyx import dtypes
 from onyx.dtypes import DataType
 from onyx.errors import GraphError, ParseError
 from onyx.ir.attribute import Attribute, AttrType
-from onyx.ir.graph import Graph, Node, Value
+from onyx.ir.graph import Graph, Node, Scope, Value
 from onyx.ir.model import Function, Model
 from onyx.ir.tensor import ExternalData, SparseTensor, Tensor, typed_field
 from onyx.ir.types import (
@@ -64,7 +64,7 @@ def parse_graph(text: str) -> Graph:
     r = _Reader(text)
     g = r.graph()
     r.expect("eof", "end of input")
-    return _Builder(r.where).graph(g, _Scope(None))
+    return _Builder(r.where).graph(g, Scope(None))
 
 
 def parse_function(text: str) -> Function:
@@ -661,19 +661,6 @@ def _is_int(text: str) -> bool:
 # ============================================================================================
 # builder: syntax tree -> IR
 # ============================================================================================
-class _Scope:
-    def __init__(self, outer: _Scope | None):
-        self.outer, self.values = outer, {}
-
-    def find(self, name: str) -> Value | None:
-        scope = self
-        while scope is not None:
-            if name in scope.values:
-                return scope.values[name]
-            scope = scope.outer
-        return None
-
-
 class _Builder:
     def __init__(self, where: Position):
         self.where = where
@@ -684,7 +671,7 @@ class _Builder:
     def model(self, m: _ModelSyntax) -> Model:
         h = m.header
         model = Model(
-            graph=self.graph(m.graph, _Scope(None)),
+            graph=self.graph(m.graph, Scope(None)),
             ir_version=h.get("ir_version", 0),
             opset_imports=h.get("opset_import", {}),
             producer_name=h.get("producer_name", ""),
@@ -706,7 +693,7 @@ class _Builder:
         return model
 
     def function(self, f: _FunctionSyntax) -> Function:
-        scope = _Scope(None)
+        scope = Scope(None)
         g = Graph(inputs=[self.define(scope, Value(n), f.pos) for n in f.inputs])
         self.nodes(g, f.nodes, scope)
         g.outputs = [self.use(scope, n, f.pos, f"function output {n!r}") for n in f.outputs]
@@ -722,7 +709,7 @@ class _Builder:
             doc_string=h.get("doc_string", ""), metadata_props=dict(h.get("metadata_props", [])),
         )  # fmt: skip
 
-    def graph(self, s: _GraphSyntax, scope: _Scope) -> Graph:
+    def graph(self, s: _GraphSyntax, scope: Scope) -> Graph:
         g = Graph(name=s.name)
         for type_, name, pos in s.inputs:
             g.inputs.append(self.define(scope, Value(name, type_), pos))
@@ -749,7 +736,7 @@ class _Builder:
             g.nodes[:] = saved
         return g
 
-    def nodes(self, g: Graph, nodes: list[_NodeSyntax], scope: _Scope) -> None:
+    def nodes(self, g: Graph, nodes: list[_NodeSyntax], scope: Scope) -> None:
         built = []
         for n in nodes:
             outputs = [self.define(scope, Value(o), n.pos) if o else None for o in n.outputs]
@@ -770,22 +757,22 @@ class _Builder:
             for sub in node.subgraphs():
                 sub.parent = node
 
-    def attribute(self, a: Attribute, scope: _Scope) -> Attribute:
+    def attribute(self, a: Attribute, scope: Scope) -> Attribute:
         if a.type == AttrType.GRAPH and isinstance(a.value, _GraphSyntax):
-            a.value = self.graph(a.value, _Scope(scope))
+            a.value = self.graph(a.value, Scope(scope))
         elif a.type == AttrType.GRAPHS and a.value:
-            a.value = [self.graph(s, _Scope(scope)) for s in a.value]
+            a.value = [self.graph(s, Scope(scope)) for s in a.value]
         if a.is_ref and a.type == AttrType.UNDEFINED:
             a.present.add("-type")
         return a
 
-    def define(self, scope: _Scope, value: Value, pos: int) -> Value:
+    def define(self, scope: Scope, value: Value, pos: int) -> Value:
         if value.name in scope.values:
             raise GraphError(f"{self.at(pos)}: value {value.name!r} is defined twice")
         scope.values[value.name] = value
         return value
 
-    def use(self, scope: _Scope, name: str, pos: int, what: str) -> Value:
+    def use(self, scope: Scope, name: str, pos: int, what: str) -> Value:
         value = scope.find(name)
         if value is None:
             raise GraphError(f"{self.at(pos)}: {what} uses undefined value {name!r}")

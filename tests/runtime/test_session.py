@@ -235,3 +235,40 @@ def test_model_local_functions_with_attribute_references_and_defaults():
     expected = ort.InferenceSession(onyx.to_bytes(model)).run(None, {"x": x})
     np.testing.assert_array_equal(y, expected[0])
     np.testing.assert_array_equal(z, expected[1])
+
+
+def _add_chain(n: int) -> onyx.ir.Model:
+    x = onyx.ir.Value("x", onyx.ir.tensor_type("float", [2]))
+    one = onyx.ir.Value("one", const_value=onyx.ir.Tensor(np.ones(2, np.float32), "one"))
+    graph = onyx.ir.Graph(inputs=[x], initializers=[one])
+    current = x
+    for i in range(n):
+        out = onyx.ir.Value(f"t{i}")
+        graph.append(onyx.ir.Node("Add", [current, one], [out]))
+        current = out
+    graph.outputs.append(current)
+    return onyx.ir.Model(graph, ir_version=10, opset_imports={"": 21})
+
+
+def test_long_chains_fuse_without_recursion_and_match_the_unoptimized_run():
+    model = _add_chain(3000)
+    x = {"x": np.zeros(2, np.float32)}
+    fused = onyx.InferenceSession(model)
+    plain = onyx.InferenceSession(model, SessionOptions(graph_optimization_level=0))
+    assert len(fused._plan.steps) == 1 and len(plain._plan.steps) == 3000
+    np.testing.assert_array_equal(fused.run(None, x)[0], [3000, 3000])
+    np.testing.assert_array_equal(plain.run(None, x)[0], [3000, 3000])
+
+
+def test_in_place_fusion_leaves_shared_values_alone():
+    s = session("""
+        <ir_version: 10, opset_import: ["" : 21]>
+        g (float[2] x, float[2] y) => (float[2] a, float[2] b) {
+            s = Add (x, y)
+            a = Relu (s)
+            b = Neg (s)
+        }
+    """)
+    a, b = s.run(None, {"x": np.array([-3, 1], np.float32), "y": np.ones(2, np.float32)})
+    np.testing.assert_array_equal(a, [0, 2])
+    np.testing.assert_array_equal(b, [2, -2])  # s was not clamped in place: Neg reads it too

@@ -8,19 +8,8 @@ import numpy as np
 
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError
+from onyx.runtime.kernels._common import F64, cast, work_dtype
 from onyx.runtime.kernels.registry import kernel
-
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
-
-
-def _work(dtype: np.dtype) -> np.dtype:
-    """float64 stays; float32, float16 and bfloat16 compute in float32."""
-    return _F64 if dtype == _F64 else _F32
-
-
-def _cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    return a if a.dtype == dtype else a.astype(dtype)
 
 
 def _heads(x: np.ndarray, num_heads: int | None, name: str) -> np.ndarray:
@@ -106,20 +95,20 @@ class _Attention:
                 raise KernelError(f"past_value has shape {past_value.shape}, expected "
                                   f"{past_key.shape[:3] + (vh.shape[3],)}")  # fmt: skip
             past = past_key.shape[2]
-            kh = np.concatenate([past_key, _cast(kh, past_key.dtype)], axis=2)
-            vh = np.concatenate([past_value, _cast(vh, past_value.dtype)], axis=2)
+            kh = np.concatenate([past_key, cast(kh, past_key.dtype)], axis=2)
+            vh = np.concatenate([past_value, cast(vh, past_value.dtype)], axis=2)
         present_k, present_v = kh, vh
         total = kh.shape[2]
         dv = vh.shape[3]
 
-        wt = _work(out_dtype)
-        if self.softmax_dtype is not None and self.softmax_dtype == _F64:
-            wt = _F64
+        wt = work_dtype(out_dtype)
+        if self.softmax_dtype is not None and self.softmax_dtype == F64:
+            wt = F64
         scale = self.scale if self.scale is not None else 1.0 / math.sqrt(d)
         group = hq // hkv
         # GQA without copies: query heads of one kv head are stacked along the query rows
-        qg = _cast(qh, wt).reshape(b, hkv, group * sq, d)
-        scores = np.matmul(qg, _cast(kh, wt).swapaxes(-1, -2))
+        qg = cast(qh, wt).reshape(b, hkv, group * sq, d)
+        scores = np.matmul(qg, cast(kh, wt).swapaxes(-1, -2))
         scores = scores.reshape(b, hq, sq, total)
         scores *= wt.type(scale)
         qk_out = scores.copy() if self.want_qk and self.mode == 0 else None
@@ -143,16 +132,16 @@ class _Attention:
             probs = _softmax_rows(scores, guard)
         if self.want_qk and self.mode == 3:
             qk_out = probs
-        y = np.matmul(probs.reshape(b, hkv, group * sq, total), _cast(vh, wt))
+        y = np.matmul(probs.reshape(b, hkv, group * sq, total), cast(vh, wt))
         y = y.reshape(b, hq, sq, dv)
         if rank == 3:
             y = y.transpose(0, 2, 1, 3).reshape(b, sq, hq * dv)
-        y = _cast(y, out_dtype)
+        y = cast(y, out_dtype)
         if qk_out is None:
             qk_out = np.zeros((b, hq, sq, total), out_dtype) if self.want_qk else None
         outs = (y, present_k, present_v)
         if self.want_qk:
-            outs += (_cast(qk_out, out_dtype),)
+            outs += (cast(qk_out, out_dtype),)
         return outs
 
     def _bias(self, mask, b, hq, sq, total, past, nonpad, wt):
@@ -166,7 +155,7 @@ class _Attention:
                 bias = np.where(mask, wt.type(0), wt.type(-np.inf))
                 guard = True
             else:
-                bias = _cast(mask, wt)
+                bias = cast(mask, wt)
                 guard = True
             last = bias.shape[-1] if bias.ndim else 1
             if bias.ndim and last < total:  # a short mask is padded with -inf
@@ -265,8 +254,8 @@ class RotaryEmbedding:
         if cos.shape != (b, s, half) or sin.shape != (b, s, half):
             raise KernelError(f"cos/sin caches give shapes {cos.shape}/{sin.shape}, "
                               f"expected {(b, s, half)}")  # fmt: skip
-        wt = _work(x.dtype)
-        cos, sin = _cast(cos, wt), _cast(sin, wt)
+        wt = work_dtype(x.dtype)
+        cos, sin = cast(cos, wt), cast(sin, wt)
         cos, sin = (cos[:, None], sin[:, None]) if x.ndim == 4 else (cos[:, :, None],
                                                                       sin[:, :, None])  # fmt: skip
         y = xv.astype(wt, copy=True)
@@ -278,7 +267,7 @@ class RotaryEmbedding:
             x1, x2 = y[..., :half].copy(), y[..., half:rd].copy()
             y[..., :half] = cos * x1 - sin * x2
             y[..., half:rd] = sin * x1 + cos * x2
-        return _cast(y.reshape(x.shape), x.dtype)
+        return cast(y.reshape(x.shape), x.dtype)
 
 
 # --- LinearAttention -----------------------------------------------------------------------
@@ -317,21 +306,21 @@ class LinearAttention:
             raise KernelError(f"update_rule {self.rule!r} needs the decay input")
         if delta and beta is None:
             raise KernelError(f"update_rule {self.rule!r} needs the beta input")
-        wt = _work(query.dtype)
+        wt = work_dtype(query.dtype)
         g = hq // hkv
-        q = _cast(query, wt).reshape(b, t, hkv, g, dk)
-        k = _cast(key, wt).reshape(b, t, hkv, dk)
-        v = _cast(value, wt).reshape(b, t, hkv, dv)
+        q = cast(query, wt).reshape(b, t, hkv, g, dk)
+        k = cast(key, wt).reshape(b, t, hkv, dk)
+        v = cast(value, wt).reshape(b, t, hkv, dv)
         if gated:
             if decay.shape not in ((b, t, hkv * dk), (b, t, hkv)):
                 raise KernelError(f"decay must have shape {(b, t, hkv * dk)} or {(b, t, hkv)}, "
                                   f"got {decay.shape}")  # fmt: skip
-            gate = np.exp(_cast(decay, wt)).reshape(b, t, hkv, -1)[..., None]  # (.., dk|1, 1)
+            gate = np.exp(cast(decay, wt)).reshape(b, t, hkv, -1)[..., None]  # (.., dk|1, 1)
         if delta:
             if beta.shape not in ((b, t, hkv), (b, t, 1)):
                 raise KernelError(f"beta must have shape {(b, t, hkv)} or {(b, t, 1)}, "
                                   f"got {beta.shape}")  # fmt: skip
-            bt = _cast(beta, wt).reshape(b, t, -1)[..., None]  # (B, T, H|1, 1)
+            bt = cast(beta, wt).reshape(b, t, -1)[..., None]  # (B, T, H|1, 1)
         state_dtype = past_state.dtype if past_state is not None else query.dtype
         if past_state is None:
             s = np.zeros((b, hkv, dk, dv), wt)
@@ -352,4 +341,4 @@ class LinearAttention:
             s = s + ki[..., :, None] * vi[..., None, :]
             out[:, i] = np.einsum("bhgk,bhkv->bhgv", q[:, i], s)
         out *= wt.type(scale)
-        return (_cast(out.reshape(b, t, hq * dv), query.dtype), _cast(s, state_dtype))
+        return (cast(out.reshape(b, t, hq * dv), query.dtype), cast(s, state_dtype))

@@ -6,19 +6,8 @@ import numpy as np
 
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError, UnknownDataTypeError
+from onyx.runtime.kernels._common import F32, F64, cast, work_dtype
 from onyx.runtime.kernels.registry import kernel
-
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
-
-
-def _work(dtype: np.dtype) -> np.dtype:
-    """The dtype to compute in: float64 stays, everything else (f16, bf16, f32) is float32."""
-    return _F64 if dtype == _F64 else _F32
-
-
-def _cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    return a if a.dtype == dtype else a.astype(dtype)
 
 
 def _axis(axis: int, rank: int, what: str = "axis") -> int:
@@ -42,9 +31,9 @@ def _bn_apply(x, scale, b, mean, var, epsilon, spatial=True):
     """(x - mean) / sqrt(var + eps) * scale + b with per-channel (or per-feature) parameters."""
     if x.ndim < 2:
         raise KernelError(f"BatchNormalization expects X of rank >= 2, got shape {x.shape}")
-    wt = _work(x.dtype)
+    wt = work_dtype(x.dtype)
     c = x.shape[1]
-    params = [_cast(np.asarray(p), wt) for p in (scale, b, mean, var)]
+    params = [cast(np.asarray(p), wt) for p in (scale, b, mean, var)]
     if spatial:
         for name, p in zip(("scale", "B", "mean", "var"), params):
             _check_channels(x, name, p, c)
@@ -60,15 +49,15 @@ def _bn_apply(x, scale, b, mean, var, epsilon, spatial=True):
     s, bb, m, v = params
     mult = s / np.sqrt(v + wt.type(epsilon))
     shift = bb - m * mult
-    y = _cast(x, wt) * mult
+    y = cast(x, wt) * mult
     y += shift
-    return _cast(y, x.dtype)
+    return cast(y, x.dtype)
 
 
 def _batch_stats(x: np.ndarray, spatial: bool = True):
-    wt = _work(x.dtype)
+    wt = work_dtype(x.dtype)
     axes = (0,) + tuple(range(2, x.ndim)) if spatial else (0,)
-    xf = _cast(x, wt)
+    xf = cast(x, wt)
     mean = xf.mean(axis=axes)
     var = xf.var(axis=axes)
     return mean, var
@@ -107,7 +96,7 @@ def batch_normalization(x, scale, b, input_mean, input_var, *, epsilon=1e-5, mom
     y = _bn_apply(x, scale, b, cur_mean, cur_var, epsilon)
     run_mean = input_mean * momentum + cur_mean * (1 - momentum)
     run_var = input_var * momentum + cur_var * (1 - momentum)
-    return y, _cast(run_mean, input_mean.dtype), _cast(run_var, input_var.dtype)
+    return y, cast(run_mean, input_mean.dtype), cast(run_var, input_var.dtype)
 
 
 # --- Instance / Group normalization --------------------------------------------------------
@@ -142,12 +131,12 @@ def instance_normalization(x, scale, b, *, epsilon=1e-5, consumed_inputs=None):
     c = x.shape[1]
     _check_channels(x, "scale", scale, c)
     _check_channels(x, "B", b, c)
-    wt = _work(x.dtype)
-    d, _, _ = _standardize(_cast(x, wt), 2, epsilon)
+    wt = work_dtype(x.dtype)
+    d, _, _ = _standardize(cast(x, wt), 2, epsilon)
     y = d.reshape(x.shape)
-    y *= _channel_view(_cast(scale, wt), x.ndim)
-    y += _channel_view(_cast(b, wt), x.ndim)
-    return _cast(y, x.dtype)
+    y *= _channel_view(cast(scale, wt), x.ndim)
+    y += _channel_view(cast(b, wt), x.ndim)
+    return cast(y, x.dtype)
 
 
 @kernel("GroupNormalization", 18)
@@ -171,8 +160,8 @@ class GroupNormalization18:
         want = c if self.per_channel else g
         _check_channels(x, "scale", scale, want)
         _check_channels(x, "bias", bias, want)
-        wt = _work(x.dtype)
-        xf = _cast(x, wt).reshape((n, g, -1))
+        wt = work_dtype(x.dtype)
+        xf = cast(x, wt).reshape((n, g, -1))
         d, _, _ = _standardize(xf, 2, self.epsilon)
         if not self.per_channel:
             scale, bias = np.repeat(scale, c // g), np.repeat(bias, c // g)
@@ -180,8 +169,8 @@ class GroupNormalization18:
             wt = x.dtype
             d = d.astype(wt)
         y = d.reshape(x.shape)
-        y *= _channel_view(_cast(scale, wt), x.ndim)
-        y += _channel_view(_cast(bias, wt), x.ndim)
+        y *= _channel_view(cast(scale, wt), x.ndim)
+        y += _channel_view(cast(bias, wt), x.ndim)
         return y
 
 
@@ -201,7 +190,7 @@ def _stash(stash_type: int, xdtype: np.dtype) -> tuple[np.dtype, np.dtype]:
         raise KernelError(f"stash_type {stash_type} is not a valid element type") from None
     if st.kind != "f" and st.name != "bfloat16":
         raise KernelError(f"stash_type must be a floating type, got {st}")
-    wt = _F64 if _F64 in (st, xdtype) else _F32
+    wt = F64 if F64 in (st, xdtype) else F32
     return wt, st
 
 
@@ -215,24 +204,24 @@ class LayerNormalization:
     def __call__(self, x, scale, b=None):
         axis = _axis(self.axis, x.ndim)
         wt, st = _stash(self.stash_type, x.dtype)
-        d, mean, inv = _standardize(_cast(x, wt), axis, self.epsilon)
+        d, mean, inv = _standardize(cast(x, wt), axis, self.epsilon)
         y = d.reshape(x.shape)
         try:
             if np.broadcast_shapes(scale.shape, x.shape) != x.shape or (
                 b is not None and np.broadcast_shapes(b.shape, x.shape) != x.shape
             ):
                 raise ValueError
-            y *= _cast(scale, wt)
+            y *= cast(scale, wt)
             if b is not None:
-                y += _cast(b, wt)
+                y += cast(b, wt)
         except ValueError:
             got = scale.shape if b is None else (scale.shape, b.shape)
             raise KernelError(
                 f"Scale/B of shape {got} do not broadcast to X of shape {x.shape}"
             ) from None
         stat_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
-        return (_cast(y, x.dtype), _cast(mean.reshape(stat_shape), st),
-                _cast(inv.reshape(stat_shape), st))  # fmt: skip
+        return (cast(y, x.dtype), cast(mean.reshape(stat_shape), st),
+                cast(inv.reshape(stat_shape), st))  # fmt: skip
 
 
 @kernel("RMSNormalization", 23)
@@ -245,7 +234,7 @@ class RMSNormalization:
     def __call__(self, x, scale):
         axis = _axis(self.axis, x.ndim)
         wt, _ = _stash(self.stash_type, x.dtype)
-        xf = _cast(x, wt)
+        xf = cast(x, wt)
         outer = int(np.prod(x.shape[:axis], dtype=np.int64))
         x2 = xf.reshape(outer, -1) if x.size else xf.reshape(outer, 0)
         inner = x2.shape[1]
@@ -256,12 +245,12 @@ class RMSNormalization:
         try:
             if np.broadcast_shapes(scale.shape, x.shape) != x.shape:
                 raise ValueError
-            y *= _cast(scale, wt)
+            y *= cast(scale, wt)
         except ValueError:
             raise KernelError(
                 f"scale of shape {scale.shape} does not broadcast to X of shape {x.shape}"
             ) from None
-        return _cast(y, scale.dtype)
+        return cast(y, scale.dtype)
 
 
 # --- Lp / LRN / MVN ------------------------------------------------------------------------
@@ -271,8 +260,8 @@ def lp_normalization(x, *, axis=-1, p=2):
     if p not in (1, 2):
         raise KernelError(f"LpNormalization supports p=1 or p=2, got p={p}")
     axis = _axis(axis, x.ndim)
-    wt = _work(x.dtype)
-    xf = _cast(x, wt)
+    wt = work_dtype(x.dtype)
+    xf = cast(x, wt)
     norm = (
         np.abs(xf).sum(axis, keepdims=True)
         if p == 1
@@ -280,7 +269,7 @@ def lp_normalization(x, *, axis=-1, p=2):
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(norm == 0, wt.type(0), xf / norm)
-    return _cast(y, x.dtype)
+    return cast(y, x.dtype)
 
 
 @kernel("LRN", 1)
@@ -290,8 +279,8 @@ def lrn(x, *, size, alpha=1e-4, beta=0.75, bias=1.0):
         raise KernelError(f"LRN size must be positive, got {size}")
     if x.ndim < 2:
         raise KernelError(f"LRN expects rank >= 2, got shape {x.shape}")
-    wt = _work(x.dtype)
-    sq = np.square(_cast(x, wt))
+    wt = work_dtype(x.dtype)
+    sq = np.square(cast(x, wt))
     c = x.shape[1]
     lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
     # prefix sums along channels: csum[k] = sum of sq[:k]
@@ -302,17 +291,17 @@ def lrn(x, *, size, alpha=1e-4, beta=0.75, bias=1.0):
     top = np.minimum(idx + hi, c - 1) + 1
     bot = np.maximum(idx - lo, 0)
     square_sum = np.take(csum, top, axis=1) - np.take(csum, bot, axis=1)
-    y = _cast(x, wt) / (wt.type(bias) + wt.type(alpha / size) * square_sum) ** wt.type(beta)
-    return _cast(y, x.dtype)
+    y = cast(x, wt) / (wt.type(bias) + wt.type(alpha / size) * square_sum) ** wt.type(beta)
+    return cast(y, x.dtype)
 
 
 @kernel("MeanVarianceNormalization", 9)
 def mean_variance_normalization(x, *, axes=(0, 2, 3)):
     """(x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9) over ``axes``."""
     axes = tuple(_axis(a, x.ndim, "axes entry") for a in axes)
-    wt = _work(x.dtype)
-    xf = _cast(x, wt)
+    wt = work_dtype(x.dtype)
+    xf = cast(x, wt)
     mean = xf.mean(axis=axes, keepdims=True)
     var = np.square(xf).mean(axis=axes, keepdims=True) - np.square(mean)
     std = np.sqrt(np.maximum(var, 0)) + wt.type(1e-9)
-    return _cast((xf - mean) / std, x.dtype)
+    return cast((xf - mean) / std, x.dtype)
