@@ -97,7 +97,7 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - the peer failing is a result to report
                 ref = f"fails ({type(e).__name__})"
         print(
-            f"{name:<22}{t_ort * 1e3:>15.1f}{t_onyx * 1e3:>10.1f}{t_onyx / t_ort:>9.2f}x{ref:>15}"
+            f"{name:<22}{t_ort * 1e3:>15.1f}{t_onyx * 1e3:>10.1f}{t_onyx / t_ort:>9.2f}x  {ref:>13}"
         )
 
 
