@@ -174,6 +174,10 @@ class _Reader:
         _opset_presence(p.opset_import, m)
         for f in p.functions:
             fn = self.function(f)
+            if fn.id in m.functions:
+                domain, name, overload = fn.id
+                label = f"{domain}::{name}" + (f":{overload}" if overload else "")
+                raise GraphError(f"{self.where}: function {label} is defined twice")
             m.functions[fn.id] = fn
         for t in p.training_info:
             info = TrainingInfo(

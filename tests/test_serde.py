@@ -435,3 +435,18 @@ def test_saving_over_the_file_a_model_was_loaded_from(tmp_path):
         again.graph.initializers["big"].const_value.numpy(),
         _weights_model().graph.initializers["big"].const_value.numpy(),
     )
+
+
+def test_function_defined_twice():
+    body = [helper.make_node("Identity", ["a"], ["b"])]
+    fn = helper.make_function("local", "F", ["a"], ["b"], body, [helper.make_opsetid("", 21)])
+    graph = helper.make_graph(
+        [helper.make_node("F", ["x"], ["y"], domain="local")], "g",
+        [helper.make_tensor_value_info("x", 1, [1])], [helper.make_tensor_value_info("y", 1, [1])],
+    )  # fmt: skip
+    model = helper.make_model(
+        graph, functions=[fn, fn],
+        opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("local", 1)],
+    )  # fmt: skip
+    with pytest.raises(onyx.GraphError, match="function local::F is defined twice"):
+        onyx.load(model.SerializeToString())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,9 @@ from onyx.errors import FeedError
 from onyx.ir import MapType, Model, OptionalType, SequenceType, TensorType, Type, Value
 from onyx.runtime import memory
 from onyx.runtime.plan import Context, Plan
+
+
+_log = logging.getLogger("onyx")
 
 
 @dataclasses.dataclass
@@ -91,6 +95,11 @@ class InferenceSession:
         self._input_index = {v.name: i for i, v in enumerate(graph.inputs)}
         self._output_index = {v.name: i for i, v in enumerate(graph.outputs)}
         self._profile: list | None = [] if self.options.enable_profiling else None
+        if self.options.log_severity_level <= 1:  # onnxruntime's scale: 0 verbose, 1 info, ...
+            _log.info(
+                "prepared %d steps from %d nodes (constants folded and steps fused: %d)",
+                len(self._plan.steps), len(graph.nodes), len(graph.nodes) - len(self._plan.steps),
+            )  # fmt: skip
         self._limit = self.options.allocation_limit or memory.default_limit()
 
     # --- description -----------------------------------------------------------------------
