@@ -1,9 +1,11 @@
 """Inference speed on real models: onyx, onnxruntime (CPU, default threads) and onnx's
-reference evaluator in the same run, reported as ratios to onnxruntime.
+reference evaluator, reported as ratios to onnxruntime.
 
 Models: four of the light zoo shipped with onnx's test data, and BERT-base and GPT-2 small at
 sequence length 128 (exported from randomly initialised models by export_models.py; never
-committed). onyx's outputs are checked against onnxruntime's before timing.
+committed). Each runtime is timed in a process of its own, one after the other: in one process,
+onnxruntime's spinning thread pool and OpenBLAS's threads slow each other down and skew the
+comparison. onyx's outputs are checked against onnxruntime's.
 
 Run: python benchmarks/bench_models.py [--models ...] [--repeat 10] [--no-reference]
 """
@@ -12,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -26,6 +31,7 @@ import onyx
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 MODELS = ["light_resnet50", "light_inception_v1", "light_densenet121", "light_squeezenet",
           "bert_base", "gpt2_small"]  # fmt: skip
+RUNTIMES = ("onnxruntime", "onyx", "reference")
 
 
 def model_path(name: str) -> str:
@@ -60,6 +66,53 @@ def median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def worker(runtime: str, name: str, repeat: int, out: str) -> None:
+    """Time one runtime on one model; write its median and its outputs to ``out``."""
+    path = model_path(name)
+    feeds = feeds_for(onyx.InferenceSession(path))
+    if runtime == "onyx":
+        run = functools.partial(onyx.InferenceSession(path).run, None, feeds)
+    elif runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        run = functools.partial(session.run, None, feeds)
+    else:
+        from onnx.reference import ReferenceEvaluator
+
+        run = functools.partial(ReferenceEvaluator(path).run, None, feeds)
+        repeat = 1
+    outputs = run()
+    seconds = median_time(run, repeat)
+    np.savez(out + ".npz", *outputs)
+    with open(out + ".json", "w") as f:
+        json.dump({"seconds": seconds}, f)
+
+
+def measure(runtime: str, name: str, repeat: int, tmp: str) -> tuple[float | None, list, str]:
+    out = os.path.join(tmp, f"{runtime}-{name}")
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        runtime,
+        name,
+        "--repeat",
+        str(repeat),
+        "--out",
+        out,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["?"])[-1]
+        return None, [], last.split(":")[0]
+    with open(out + ".json") as f:
+        seconds = json.load(f)["seconds"]
+    with np.load(out + ".npz") as data:
+        outputs = [data[k] for k in data.files]
+    return seconds, outputs, ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="*", default=MODELS)
@@ -67,38 +120,34 @@ def main() -> None:
     parser.add_argument(
         "--no-reference", action="store_true", help="skip onnx's reference evaluator"
     )
+    parser.add_argument("--worker", nargs=2, metavar=("RUNTIME", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker, args.repeat, args.out)
+        return
 
-    import onnxruntime as ort
-    from onnx.reference import ReferenceEvaluator
-
-    print(f"median of {args.repeat} runs; ratios are time / onnxruntime's time")
+    print(f"median of {args.repeat} runs, each runtime in its own process; ratios to onnxruntime")
     print(
-        f"{'model':<22}{'onnxruntime ms':>15}{'onyx ms':>10}{'onyx/ort':>10}{'reference/ort':>15}"
+        f"{'model':<22}{'onnxruntime ms':>15}{'onyx ms':>10}{'onyx/ort':>10}{'reference/ort':>17}"
     )
-    for name in args.models:
-        path = model_path(name)
-        session = onyx.InferenceSession(path)
-        feeds = feeds_for(session)
-        ort_session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        ours, theirs = session.run(None, feeds), ort_session.run(None, feeds)
-        for a, b in zip(ours, theirs):
-            np.testing.assert_allclose(
-                a, b, rtol=1e-3, atol=1e-4, err_msg=f"{name}: onyx != onnxruntime"
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            t_ort, theirs, _ = measure("onnxruntime", name, args.repeat, tmp)
+            t_onyx, ours, error = measure("onyx", name, args.repeat, tmp)
+            if t_onyx is None or t_ort is None:
+                raise SystemExit(f"{name}: a runtime failed: {error}")
+            for a, b in zip(ours, theirs):
+                np.testing.assert_allclose(
+                    a, b, rtol=1e-3, atol=1e-4, err_msg=f"{name}: onyx != onnxruntime"
+                )
+            ref = "-"
+            if not args.no_reference:
+                t_ref, _, error = measure("reference", name, args.repeat, tmp)
+                ref = f"{t_ref / t_ort:.1f}x" if t_ref is not None else f"fails ({error})"
+            print(
+                f"{name:<22}{t_ort * 1e3:>15.1f}{t_onyx * 1e3:>10.1f}{t_onyx / t_ort:>9.2f}x  {ref:>15}"
             )
-        t_ort = median_time(functools.partial(ort_session.run, None, feeds), args.repeat)
-        t_onyx = median_time(functools.partial(session.run, None, feeds), args.repeat)
-        ref = "-"
-        if not args.no_reference:
-            try:
-                evaluator = ReferenceEvaluator(path)
-                t_ref = median_time(functools.partial(evaluator.run, None, feeds), 1)
-                ref = f"{t_ref / t_ort:.1f}x"
-            except Exception as e:  # noqa: BLE001 - the peer failing is a result to report
-                ref = f"fails ({type(e).__name__})"
-        print(
-            f"{name:<22}{t_ort * 1e3:>15.1f}{t_onyx * 1e3:>10.1f}{t_onyx / t_ort:>9.2f}x  {ref:>13}"
-        )
 
 
 if __name__ == "__main__":

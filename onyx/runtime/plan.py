@@ -35,7 +35,7 @@ _NOT_FOLDABLE = frozenset({
 _FOLD_LIMIT = 256 << 20
 # Steps whose result is a fresh array that a following elementwise step may overwrite.
 _FRESH_RESULT = frozenset(
-    {"Conv", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Gemm", "MatMul"}
+    {"Conv", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Gemm", "MatMul", "Sum"}
 )
 _IN_PLACE = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 
@@ -327,9 +327,9 @@ def _owned(y) -> bool:
 
 
 def _constant_in_place(follower: Callable, ufunc, operand: np.ndarray) -> Callable:
-    def apply(y):
+    def apply(y, fresh: bool):
         if (
-            _owned(y)
+            fresh
             and y.dtype.kind == "f"
             and operand.dtype == y.dtype
             and np.broadcast_shapes(y.shape, operand.shape) == y.shape
@@ -340,17 +340,17 @@ def _constant_in_place(follower: Callable, ufunc, operand: np.ndarray) -> Callab
     return apply
 
 
-def _relu_in_place(y):
-    if _owned(y):
-        return np.maximum(y, 0, out=y)  # a fresh result no one else holds
-    return np.maximum(y, 0)
+def _relu_in_place(y, fresh: bool):
+    return np.maximum(y, 0, out=y) if fresh else np.maximum(y, 0)
 
 
 def _chained(fn: Callable, followers: tuple[Callable, ...]) -> Callable:
     def run(*args):
         y = fn(*args)
         for apply in followers:
-            y = apply(y)
+            # in place only on a result no one else holds: not a view, not one of the inputs
+            fresh = _owned(y) and not any(y is a for a in args)
+            y = apply(y, fresh)
         return y
 
     return run

@@ -281,3 +281,19 @@ def test_log_severity_level_info_reports_the_prepared_plan(caplog):
     messages = [r.getMessage() for r in caplog.records if r.name == "onyx"]
     # s is a graph output as well as the input of Relu, so nothing is fused here
     assert messages == ["prepared 2 steps from 2 nodes (constants folded and steps fused: 0)"]
+
+
+def test_in_place_fusion_never_writes_into_an_input_returned_as_is():
+    # Sum of one input may hand back that very array; a Relu fused after it must not clamp it
+    s = session("""
+        <ir_version: 10, opset_import: ["" : 21]>
+        g (float[2] x) => (float[2] r, float[2] n) {
+            t = Neg (x)
+            u = Sum (t)
+            r = Relu (u)
+            n = Identity (t)
+        }
+    """)
+    r, n = s.run(None, {"x": np.array([1, -1], np.float32)})
+    np.testing.assert_array_equal(r, [0, 1])
+    np.testing.assert_array_equal(n, [-1, 1])

@@ -197,3 +197,28 @@ def test_deform_conv_zero_offset_is_conv():
     off = np.zeros((1, 2 * 9 * 2) + want.shape[2:], np.float32)
     got = lookup("", "DeformConv", 22)(offset_group=2, **attrs)(x, w, off, b)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "n, c, m, hw, kernel, pads, dilations",
+    [
+        (1, 64, 16, 20, (3, 3), [1, 1, 1, 1], [1, 1]),
+        (2, 32, 8, 17, (3, 3), [0, 2, 1, 0], [1, 1]),  # batch of 2, asymmetric pads
+        (1, 48, 12, 24, (3, 5), [2, 2, 2, 2], [2, 1]),  # rectangular kernel, dilation
+        (1, 40, 4, 16, (1, 3), [0, 1, 0, 1], [1, 3]),
+    ],
+)
+def test_shift_and_accumulate_path_matches_im2col(n, c, m, hw, kernel, pads, dilations):
+    from onyx.runtime.kernels import conv as C
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    w = rng.standard_normal((m, c, *kernel)).astype(np.float32)
+    op = C.Conv(pads=pads, dilations=dilations)
+    plan = op.geom.plan(x.shape, w.shape)
+    assert C.shifted_eligible(plan, 1, w.shape)
+    w_gemm, w_dw = C.prepare_weight(w, 1, np.float32)
+    shifted = C.conv_shifted(x, C.shifted_weight(w_gemm, plan[0]), plan)
+    im2col = C.conv_forward(x, w_gemm, plan, 1, w_dw)
+    np.testing.assert_allclose(shifted, im2col, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(op(x, w), im2col, rtol=1e-4, atol=1e-4)
