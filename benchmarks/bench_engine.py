@@ -14,7 +14,6 @@ import time
 import numpy as np
 
 import onyx
-import onyx.runtime.session
 from onyx import ir
 
 
@@ -54,9 +53,7 @@ def main() -> None:
     results: dict[str, float] = {}
 
     # both runtimes run the graph as written: no folding or fusing of the chain
-    session = onyx.InferenceSession(
-        data, onyx.runtime.session.SessionOptions(graph_optimization_level=0)
-    )
+    session = onyx.InferenceSession(data, onyx.SessionOptions(graph_optimization_level=0))
     expected = session.run(None, feed)[0]
     results["onyx"] = best_of(lambda: session.run(None, feed), args.repeat)
 

@@ -36,10 +36,12 @@ __all__ = [
     "ExternalDataError",
     "FeedError",
     "FormatError",
+    "InferenceSession",
     "GraphError",
     "KernelError",
     "OnyxError",
     "ParseError",
+    "SessionOptions",
     "TensorDataError",
     "UnknownDataTypeError",
     "UnsupportedError",
@@ -56,9 +58,9 @@ __all__ = [
 
 
 def __getattr__(name):
-    # Heavier layers load on first use, so `import onyx` stays quick.
-    if name == "InferenceSession":
-        from onyx.runtime.session import InferenceSession
+    # The runtime (and its kernel tables) loads on first use, so `import onyx` stays quick.
+    if name in ("InferenceSession", "SessionOptions"):
+        from onyx.runtime import session
 
-        return InferenceSession
+        return getattr(session, name)
     raise AttributeError(f"module 'onyx' has no attribute {name!r}")
