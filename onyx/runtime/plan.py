@@ -225,7 +225,10 @@ class Plan:
             if previous is not None and previous[0].op_type in _FRESH_RESULT and len(outs) == 1:
                 host, host_fn, host_ins, _ = previous
                 if node.op_type == "Relu":
-                    followers.setdefault(last, []).append(_relu_in_place)
+                    if hasattr(host_fn, "relu") and last not in followers:
+                        host_fn.relu = True  # Conv applies it per cache-hot band
+                    else:
+                        followers.setdefault(last, []).append(_relu_in_place)
                     fused[-1] = (host, host_fn, host_ins, outs)
                     continue
                 if node.op_type in _IN_PLACE and len(ins) == 2 and constant(ins[1]):

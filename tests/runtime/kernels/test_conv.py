@@ -222,3 +222,31 @@ def test_shift_and_accumulate_path_matches_im2col(n, c, m, hw, kernel, pads, dil
     im2col = C.conv_forward(x, w_gemm, plan, 1, w_dw)
     np.testing.assert_allclose(shifted, im2col, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(op(x, w), im2col, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "n, c, m, hw, kernel, strides, pads",
+    [
+        (2, 3, 8, 19, (3, 3), [2, 2], [1, 1, 1, 1]),
+        (1, 16, 4, 12, (1, 1), [1, 1], [0, 0, 0, 0]),  # pointwise: bands of the input itself
+        (1, 6, 5, 15, (5, 3), [1, 2], [2, 0, 1, 1]),
+    ],
+)
+def test_banded_convolution_with_bias_and_relu_matches_the_plain_path(
+    n, c, m, hw, kernel, strides, pads, monkeypatch
+):
+    from onyx.runtime.kernels import conv as C
+
+    monkeypatch.setattr(C, "_TILE_BYTES", 4096)  # force several bands per image
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    w = rng.standard_normal((m, c, *kernel)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    op = C.Conv(strides=strides, pads=pads)
+    plan = op.geom.plan(x.shape, w.shape)
+    w_gemm, w_dw = C.prepare_weight(w, 1, np.float32)
+    plain = np.maximum(C.add_bias(C.conv_forward(x, w_gemm, plan, 1, w_dw), b, "Conv"), 0)
+    banded = C.conv_blocked(x, w_gemm[0], b, True, plan)
+    np.testing.assert_allclose(banded, plain, rtol=1e-5, atol=1e-5)
+    op.relu = True
+    np.testing.assert_allclose(op(x, w, b), plain, rtol=1e-5, atol=1e-5)
