@@ -297,3 +297,12 @@ def test_in_place_fusion_never_writes_into_an_input_returned_as_is():
     r, n = s.run(None, {"x": np.array([1, -1], np.float32)})
     np.testing.assert_array_equal(r, [0, 1])
     np.testing.assert_array_equal(n, [-1, 1])
+
+
+def test_every_operator_with_a_schema_has_a_kernel():
+    import onyx.defs
+    from onyx.runtime.kernels import KERNELS
+
+    have = {(domain or "", op) for domain, op in KERNELS}
+    wanted = {("" if s.domain == "ai.onnx" else s.domain, s.name) for s in onyx.defs.schemas()}
+    assert not sorted(wanted - have)
