@@ -8,10 +8,9 @@ and the ratios. The machine is shared and noisy: compare ratios from one run, no
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from bench_models import median_time  # this folder is on sys.path when run as a script
 
 import onyx
 from onyx import ir
@@ -31,16 +30,6 @@ def add_chain(nodes: int) -> ir.Model:
     return ir.Model(graph, ir_version=10, opset_imports={"": 21})
 
 
-def best_of(fn, repeat: int) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=1000)
@@ -55,7 +44,7 @@ def main() -> None:
     # both runtimes run the graph as written: no folding or fusing of the chain
     session = onyx.InferenceSession(data, onyx.SessionOptions(graph_optimization_level=0))
     expected = session.run(None, feed)[0]
-    results["onyx"] = best_of(lambda: session.run(None, feed), args.repeat)
+    results["onyx"] = median_time(lambda: session.run(None, feed), args.repeat)
 
     import onnxruntime as ort
 
@@ -63,12 +52,12 @@ def main() -> None:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep 1,000 nodes
     ort_session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(ort_session.run(None, feed)[0], expected)
-    results["onnxruntime"] = best_of(lambda: ort_session.run(None, feed), args.repeat)
+    results["onnxruntime"] = median_time(lambda: ort_session.run(None, feed), args.repeat)
 
     from onnx.reference import ReferenceEvaluator
 
     ref = ReferenceEvaluator(data)
-    results["onnx reference"] = best_of(lambda: ref.run(None, feed), max(args.repeat // 10, 5))
+    results["onnx reference"] = median_time(lambda: ref.run(None, feed), max(args.repeat // 10, 5))
 
     print(f"Add chain of {args.nodes} nodes on float[1,4], median of {args.repeat} runs")
     print(f"{'runtime':<16}{'µs / node':>12}{'vs onyx':>10}")

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from onyx import dtypes
 from onyx._proto import onyx_pb2 as pb
 from onyx._proto import wire
-from onyx.errors import ExternalDataError, FormatError, GraphError, OnyxError
+from onyx.errors import ExternalDataError, FormatError, GraphError, TensorDataError
 from onyx.ir.attribute import Attribute, AttrType
 from onyx.ir.graph import Graph, Node, Scope, Value
 from onyx.ir.model import Function, Model, TrainingInfo
@@ -400,7 +400,7 @@ class _Reader:
     def tensor(self, t: pb.TensorProto, raw: memoryview | None = None) -> Tensor:
         where = f"tensor {t.name!r}"
         if len(t.dims) > 64 or any(d < 0 for d in t.dims):
-            raise _tensor_error(f"{self.where}: {where} has invalid dims {list(t.dims)}")
+            raise TensorDataError(f"{self.where}: {where} has invalid dims {list(t.dims)}")
         external = None
         if t.data_location == pb.TensorProto.EXTERNAL:
             external = self.external(t)
@@ -427,11 +427,11 @@ class _Reader:
             tensor.segment = (t.segment.begin, t.segment.end)
         _present(t, tensor, ("name", "doc_string", "data_type", "raw_data", "data_location"))
         if tensor.size > 0 and field is None and raw is None and external is None:
-            raise _tensor_error(
+            raise TensorDataError(
                 f"{self.where}: {where} has dims {list(t.dims)} but carries no data"
             )
         if tensor.size > 2**40:
-            raise _tensor_error(
+            raise TensorDataError(
                 f"{self.where}: {where} declares {tensor.size} elements (absurd dims)"
             )
         return tensor
@@ -478,12 +478,6 @@ class _Reader:
 def _opset_presence(entries, obj) -> None:
     if any(not e.domain and not e.HasField("domain") for e in entries):
         obj.present.add("-opset_domain")
-
-
-def _tensor_error(message: str) -> OnyxError:
-    from onyx.errors import TensorDataError
-
-    return TensorDataError(message)
 
 
 def _confine(location: str, folder: str, name: str) -> None:

@@ -14,6 +14,7 @@ import onnx.backend.test.case.node as node_cases
 from onnx import numpy_helper
 
 import onyx
+from onyx.runtime.kernels import lookup
 
 
 @functools.cache
@@ -29,6 +30,18 @@ def cases_for(op_types: set[str]) -> list:
         for name, case in all_node_cases().items()
         if all(n.op_type in op_types for n in case.model.graph.node)
     )
+
+
+def bind(op_type: str, opset: int = 28, domain: str = "", **attrs):
+    """A kernel ready to call on inputs, bound as the session binds it (for direct unit tests)."""
+    impl = lookup(domain, op_type, opset)
+    assert impl is not None, f"no kernel for {op_type} at opset {opset}"
+    return impl(**attrs) if isinstance(impl, type) else functools.partial(impl, **attrs)
+
+
+def call(op_type: str, opset: int, *inputs, **attrs):
+    """Run one kernel directly on ``inputs``."""
+    return bind(op_type, opset, **attrs)(*inputs)
 
 
 def _as_numpy(value):

@@ -162,7 +162,7 @@ class Plan:
                 subplans[name] = sub
                 captured += [v for v in sub.captures if v not in captured]
                 continue
-            attrs[name] = _attribute_value(attr)
+            attrs[name] = _attribute_value(attr.value)
         for sub in subplans.values():
             sub.bind_captures(captured)
         attrs.update(subplans)
@@ -276,7 +276,7 @@ class Plan:
         bindings = {name: attr.value for name, attr in function.attribute_defaults.items()}
         for name, attr in node.attributes.items():
             bindings[name] = attr.value
-        bindings = {k: (_attribute_value_raw(v)) for k, v in bindings.items()}
+        bindings = {k: _attribute_value(v) for k, v in bindings.items()}
         context = Context({**self.context.opsets, **function.opset_imports}, self.context.functions)
         body = Plan(function.graph, context, f"{label}.{function.name}", bindings)
         body.bind_captures([])
@@ -389,17 +389,14 @@ def _frozen(array):
     return view
 
 
-def _attribute_value(attr) -> Any:
-    return _attribute_value_raw(attr.value)
-
-
-def _attribute_value_raw(value) -> Any:
+def _attribute_value(value) -> Any:
+    """An attribute's value as kernels take it: tensors as numpy arrays (sparse ones densified)."""
     if isinstance(value, Tensor):
         return value.numpy()
     if isinstance(value, SparseTensor):
         return value.to_dense()
     if isinstance(value, list) and value and isinstance(value[0], Tensor | SparseTensor):
-        return [_attribute_value_raw(v) for v in value]
+        return [_attribute_value(v) for v in value]
     return value
 
 

@@ -18,7 +18,6 @@ from onyx.ir import MapType, Model, OptionalType, SequenceType, TensorType, Type
 from onyx.runtime import memory
 from onyx.runtime.plan import Context, Plan
 
-
 _log = logging.getLogger("onyx")
 
 

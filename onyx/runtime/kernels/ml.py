@@ -844,6 +844,8 @@ def _pick(plain, tensor):
 
 def _legacy_forest(treeids, nodeids, featureids, values, modes, truenodeids, falsenodeids, missing):
     """A _Forest from the per-node tuples of TreeEnsembleRegressor/Classifier; returns (forest, index)."""
+    treeids, nodeids, featureids = list(treeids), list(nodeids), list(featureids)
+    modes, truenodeids, falsenodeids = list(modes), list(truenodeids), list(falsenodeids)
     n = len(nodeids)
     cols = {"nodes_treeids": treeids, "nodes_featureids": featureids, "nodes_values": values,
             "nodes_modes": modes, "nodes_truenodeids": truenodeids, "nodes_falsenodeids": falsenodeids}  # fmt: skip
@@ -931,15 +933,9 @@ class TreeEnsembleRegressor:
         self.aggregate = aggregate_function
         values = _pick(nodes_values, nodes_values_as_tensor)
         self.forest, index = _legacy_forest(
-            list(nodes_treeids),
-            list(nodes_nodeids),
-            list(nodes_featureids),
-            values,
-            list(nodes_modes),
-            list(nodes_truenodeids),
-            list(nodes_falsenodeids),
-            nodes_missing_value_tracks_true,
-        )
+            nodes_treeids, nodes_nodeids, nodes_featureids, values, nodes_modes,
+            nodes_truenodeids, nodes_falsenodeids, nodes_missing_value_tracks_true,
+        )  # fmt: skip
         if n_targets is None:
             n_targets = int(max(target_ids)) + 1 if len(target_ids) else 1
         weights = _pick(target_weights, target_weights_as_tensor)
@@ -973,15 +969,9 @@ class TreeEnsembleClassifier:
             raise KernelError("one of classlabels_int64s / classlabels_strings must be given")
         values = _pick(nodes_values, nodes_values_as_tensor)
         self.forest, index = _legacy_forest(
-            list(nodes_treeids),
-            list(nodes_nodeids),
-            list(nodes_featureids),
-            values,
-            list(nodes_modes),
-            list(nodes_truenodeids),
-            list(nodes_falsenodeids),
-            nodes_missing_value_tracks_true,
-        )
+            nodes_treeids, nodes_nodeids, nodes_featureids, values, nodes_modes,
+            nodes_truenodeids, nodes_falsenodeids, nodes_missing_value_tracks_true,
+        )  # fmt: skip
         weights = _pick(class_weights, class_weights_as_tensor)
         self.w, self.has, _, cols = _leaf_table(index, len(nodes_nodeids), k, list(class_treeids),
                                                 list(class_nodeids), class_ids, weights, "class")  # fmt: skip

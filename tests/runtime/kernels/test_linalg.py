@@ -1,6 +1,7 @@
 import ml_dtypes
 import numpy as np
 import pytest
+from kernel_harness import call as _run
 from kernel_harness import cases_for, check_case
 
 from onyx.errors import KernelError
@@ -12,13 +13,6 @@ OPS = {"MatMul", "Gemm", "Einsum", "Softmax", "LogSoftmax", "Hardmax", "TopK"}
 @pytest.mark.parametrize("name", cases_for(OPS))
 def test_official_node_case(name):
     check_case(name)
-
-
-def _run(op, opset, *inputs, **attrs):
-    impl = lookup("", op, opset)
-    if isinstance(impl, type):
-        return impl(**attrs)(*inputs)
-    return impl(*inputs, **attrs)
 
 
 ALL_TYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64,

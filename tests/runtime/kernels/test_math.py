@@ -6,11 +6,11 @@ import ml_dtypes
 import numpy as np
 import onnxruntime as ort
 import pytest
+from kernel_harness import call as run
 from kernel_harness import cases_for, check_case
 from onnx import helper
 
 from onyx.errors import KernelError
-from onyx.runtime.kernels import lookup
 
 OPS = {
     "Add", "Sub", "Mul", "Div", "Pow", "Mod", "Neg", "Abs", "Reciprocal", "Sqrt", "Exp", "Log",
@@ -28,14 +28,6 @@ def test_official_node_case(name):
 
 # --- our own checks ----------------------------------------------------------------------------
 BF16 = np.dtype(ml_dtypes.bfloat16)
-
-
-def run(op, opset, *inputs, **attrs):
-    impl = lookup("", op, opset)
-    assert impl is not None, f"no kernel for {op} at opset {opset}"
-    if isinstance(impl, type):
-        return impl(**attrs)(*inputs)
-    return impl(*inputs, **attrs)
 
 
 def ort_run(op, opset, *inputs, out_dtype=None, **attrs):

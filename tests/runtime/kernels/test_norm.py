@@ -3,10 +3,10 @@
 import ml_dtypes
 import numpy as np
 import pytest
+from kernel_harness import bind as _k
 from kernel_harness import cases_for, check_case
 
 from onyx.errors import KernelError
-from onyx.runtime.kernels import lookup
 
 OPS = {
     "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
@@ -17,11 +17,6 @@ OPS = {
 @pytest.mark.parametrize("name", cases_for(OPS))
 def test_official_node_case(name):
     check_case(name)
-
-
-def _k(op, version, **attrs):
-    impl = lookup("", op, version)
-    return impl(**attrs) if isinstance(impl, type) else (lambda *a: impl(*a, **attrs))
 
 
 def _layer_norm_ref(x, scale, b, axis, eps):

@@ -3,10 +3,10 @@
 import ml_dtypes
 import numpy as np
 import pytest
+from kernel_harness import call as run
 from kernel_harness import cases_for, check_case
 
 from onyx.errors import KernelError
-from onyx.runtime.kernels import lookup
 
 OPS = {
     "QuantizeLinear",
@@ -20,12 +20,6 @@ OPS = {
 @pytest.mark.parametrize("name", cases_for(OPS))
 def test_official_node_case(name):
     check_case(name)
-
-
-def run(op, opset, *inputs, **attrs):
-    impl = lookup("", op, opset)
-    fn = impl(**attrs) if isinstance(impl, type) else (lambda *a: impl(*a, **attrs))
-    return fn(*inputs)
 
 
 def test_blocked_quantization_with_a_ragged_last_block():

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from kernel_harness import bind as _op
 from kernel_harness import cases_for, check_case
 
 from onyx.errors import KernelError
-from onyx.runtime.kernels import lookup
 
 OPS = {"DFT", "STFT", "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix"}
 
@@ -16,11 +16,6 @@ def test_official_node_case(name):
 
 
 # --- our own checks: error paths and types the official cases miss ------------------------
-
-
-def _op(op, opset, **attrs):
-    impl = lookup("", op, opset)
-    return lambda *a: impl(*a, **attrs)
 
 
 def test_dft_matches_numpy_in_both_versions():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
+from kernel_harness import bind as op
 from kernel_harness import cases_for, check_case
 
 from onyx.errors import KernelError
-from onyx.runtime.kernels import lookup
 
 OPS = {
     "Constant", "ConstantOfShape", "Range", "EyeLike", "Shape", "Size", "Reshape", "Flatten",
@@ -22,14 +22,6 @@ OPS = {
 @pytest.mark.parametrize("name", cases_for(OPS))
 def test_official_node_case(name):
     check_case(name)
-
-
-def op(op_type, opset=28, **attrs):
-    impl = lookup("", op_type, opset)
-    assert impl is not None, f"{op_type} not registered at {opset}"
-    if isinstance(impl, type):
-        return impl(**attrs)
-    return lambda *inputs: impl(*inputs, **attrs)
 
 
 # --- error paths ---------------------------------------------------------------------------

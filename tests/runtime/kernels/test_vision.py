@@ -5,10 +5,10 @@ import sys
 
 import numpy as np
 import pytest
+from kernel_harness import bind as _op
 from kernel_harness import cases_for, check_case
 
 from onyx.errors import KernelError, UnsupportedError
-from onyx.runtime.kernels import lookup
 
 OPS = {
     "Resize",
@@ -27,11 +27,6 @@ def test_official_node_case(name):
 
 
 # --- our own checks: error paths, legacy versions, types the official cases miss ----------
-
-
-def _op(op, opset, **attrs):
-    impl = lookup("", op, opset)
-    return impl(**attrs) if isinstance(impl, type) else (lambda *a: impl(*a, **attrs))
 
 
 X = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
