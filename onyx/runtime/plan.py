@@ -7,7 +7,6 @@ the slots to free after it (values no later step needs). ``run`` is then a tight
 
 from __future__ import annotations
 
-import collections
 import functools
 import inspect
 import time
@@ -25,6 +24,7 @@ from onyx.errors import (
 )
 from onyx.ir import AttrType, Function, Graph, Node, SparseTensor, Tensor, Value
 from onyx.runtime import kernels
+from onyx.runtime.fusion import fuse
 from onyx.runtime.kernels.registry import lookup
 
 # Operators whose result is not a function of their inputs alone: never folded at build time.
@@ -33,12 +33,6 @@ _NOT_FOLDABLE = frozenset({
     "Bernoulli", "Dropout",
 })  # fmt: skip
 _FOLD_LIMIT = 256 << 20
-# Steps whose result is a fresh array that a following elementwise step may overwrite.
-_FRESH_RESULT = frozenset(
-    {"Conv", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Gemm", "MatMul", "Sum"}
-)
-_IN_PLACE = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
-
 # Attributes of old operator versions that carry no meaning for inference.
 _LEGACY_ATTRIBUTES = frozenset({"consumed_inputs"})
 
@@ -114,7 +108,7 @@ class Plan:
         self.output_slots = [read(v) for v in graph.outputs]
         self.capture_slots = [slots[v] for v in self.captures]
         if self.context.optimize:
-            steps = self._fuse(steps, fed)
+            steps = fuse(steps, self.template, fed, self.output_slots, self._add_constant)
 
         # free each slot right after its last reader; keep outputs and constants
         keep = set(self.output_slots) | {i for i, v in enumerate(self.template) if v is not None}
@@ -194,79 +188,9 @@ class Plan:
             self.template[s] = _frozen(np.asarray(r))
         return True
 
-    def _fuse(self, steps: list, fed: set[int]) -> list:
-        """Merge a producer with the one step that consumes its output, where that is exact:
-        BatchNormalization (inference) into the Conv before it (folded into W and B); and
-        Relu, or Add/Sub/Mul/Div by a constant, applied in place on the fresh result of the step
-        before (falling back to the ordinary kernel whenever in place would change anything)."""
-        readers = collections.Counter(i for _, _, ins, _ in steps for i in ins if i >= 0)
-        producer = {out: k for k, (_, _, _, outs) in enumerate(steps) for out in outs}
-        outputs = set(self.output_slots)
-
-        def constant(i: int) -> bool:
-            return i >= 0 and i not in fed and self.template[i] is not None
-
-        fused: list = []
-        followers: dict[int, list] = {}  # fused index -> in-place steps applied after its host
-        for node, fn, ins, outs in steps:
-            source = producer.get(ins[0]) if ins and ins[0] >= 0 else None
-            private = source is not None and readers[ins[0]] == 1 and ins[0] not in outputs
-            previous = fused[-1] if fused and private and fused[-1][3] == steps[source][3] else None
-            last = len(fused) - 1
-            if (
-                previous is not None
-                and node.op_type == "BatchNormalization"
-                and last not in followers
-            ):
-                merged = self._conv_batchnorm(previous, node, ins, outs, constant)
-                if merged is not None:
-                    fused[-1] = merged
-                    continue
-            if previous is not None and previous[0].op_type in _FRESH_RESULT and len(outs) == 1:
-                host, host_fn, host_ins, _ = previous
-                if node.op_type == "Relu":
-                    if hasattr(host_fn, "relu") and last not in followers:
-                        host_fn.relu = True  # Conv applies it per cache-hot band
-                    else:
-                        followers.setdefault(last, []).append(_relu_in_place)
-                    fused[-1] = (host, host_fn, host_ins, outs)
-                    continue
-                if node.op_type in _IN_PLACE and len(ins) == 2 and constant(ins[1]):
-                    apply = _constant_in_place(fn, _IN_PLACE[node.op_type], self.template[ins[1]])
-                    followers.setdefault(last, []).append(apply)
-                    fused[-1] = (host, host_fn, host_ins, outs)
-                    continue
-            fused.append((node, fn, ins, outs))
-        for index, chain in followers.items():
-            node, fn, ins, outs = fused[index]
-            fused[index] = (node, _chained(fn, tuple(chain)), ins, outs)
-        return fused
-
-    def _conv_batchnorm(self, conv, bn: Node, ins, outs, constant):
-        conv_node, conv_fn, conv_ins, _ = conv
-        if conv_node.op_type != "Conv" or len(outs) != 1 or bn.attribute("training_mode", 0):
-            return None
-        if bn.attribute("spatial", 1) != 1 or not all(constant(i) for i in ins[1:5]):
-            return None
-        if not constant(conv_ins[1]) or (
-            len(conv_ins) > 2 and conv_ins[2] >= 0 and not constant(conv_ins[2])
-        ):
-            return None
-        w = self.template[conv_ins[1]]
-        scale, shift, mean, var = (self.template[i] for i in ins[1:5])
-        if w.dtype.kind != "f" or any(p.shape != (w.shape[0],) for p in (scale, shift, mean, var)):
-            return None
-        factor = scale.astype(np.float64) / np.sqrt(
-            var.astype(np.float64) + bn.attribute("epsilon", 1e-5)
-        )
-        bias = self.template[conv_ins[2]] if len(conv_ins) > 2 and conv_ins[2] >= 0 else 0.0
-        new_w = (w * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
-        new_b = ((bias - mean) * factor + shift).astype(w.dtype)
-        slots = []
-        for array in (new_w, new_b):
-            slots.append(len(self.template))
-            self.template.append(_frozen(array))
-        return (conv_node, conv_fn, [conv_ins[0], *slots], outs)
+    def _add_constant(self, array: np.ndarray) -> int:
+        self.template.append(_frozen(array))
+        return len(self.template) - 1
 
     def bind_captures(self, order: list[Value]) -> None:
         """Say where each captured value sits in the list the owner passes to ``run``."""
@@ -323,40 +247,6 @@ class Plan:
             for s in step.frees:
                 regs[s] = None
         return [regs[s] for s in self.output_slots]
-
-
-def _owned(y) -> bool:
-    return type(y) is np.ndarray and y.flags.owndata and y.flags.writeable
-
-
-def _constant_in_place(follower: Callable, ufunc, operand: np.ndarray) -> Callable:
-    def apply(y, fresh: bool):
-        if (
-            fresh
-            and y.dtype.kind == "f"
-            and operand.dtype == y.dtype
-            and np.broadcast_shapes(y.shape, operand.shape) == y.shape
-        ):
-            return ufunc(y, operand, out=y)
-        return follower(y, operand)
-
-    return apply
-
-
-def _relu_in_place(y, fresh: bool):
-    return np.maximum(y, 0, out=y) if fresh else np.maximum(y, 0)
-
-
-def _chained(fn: Callable, followers: tuple[Callable, ...]) -> Callable:
-    def run(*args):
-        y = fn(*args)
-        for apply in followers:
-            # in place only on a result no one else holds: not a view, not one of the inputs
-            fresh = _owned(y) and not any(y is a for a in args)
-            y = apply(y, fresh)
-        return y
-
-    return run
 
 
 def _describe(e: Exception) -> str:

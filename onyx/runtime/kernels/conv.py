@@ -14,6 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from onyx.errors import KernelError
+from onyx.runtime.epilogue import Epilogue
 from onyx.runtime.kernels.registry import kernel
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -211,12 +212,13 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
 _TILE_BYTES = 1 << 20  # the im2col tile a blocked convolution keeps cache-hot
 
 
-def conv_blocked(x, w2d, bias, relu: bool, plan):
+def conv_blocked(x, w2d, plan, finish):
     """2-D convolution with one group, computed a band of output rows at a time.
 
     For each band: its im2col columns (or, for a 1x1 stride-1 kernel, the input itself), one GEMM
-    written straight into the output, then bias and Relu while the band is still in cache. Done
-    as separate passes over a whole model's tensors, those streamed through memory every time.
+    written straight into the output, then ``finish(y, region)`` (bias and the fused steps after
+    the Conv) while the band is still in cache. Done as separate passes over a whole model's
+    tensors, those streamed through memory every time.
     """
     k, s, d, pb, pe, out, pointwise = plan
     n = x.shape[0]
@@ -230,20 +232,15 @@ def conv_blocked(x, w2d, bias, relu: bool, plan):
     else:
         view = window_view(pad_input(x, pb, pe), k, s, d, out)  # (N, C, kh, kw, Ho, Wo)
     rows = max(1, min(ho, _TILE_BYTES // (4 * depth * wo)))
-    b2 = None if bias is None else bias.reshape(m, 1)
     for i in range(n):
         for r0 in range(0, ho, rows):
             r1 = min(ho, r0 + rows)
-            band = y2d[i, :, r0 * wo : r1 * wo]
             if view is None:
                 cols = source[i, :, r0 * wo : r1 * wo]
             else:
                 cols = view[i, :, :, :, r0:r1, :].reshape(depth, (r1 - r0) * wo)
-            np.matmul(w2d, cols, out=band)
-            if b2 is not None:
-                band += b2
-            if relu:
-                np.maximum(band, 0, out=band)
+            np.matmul(w2d, cols, out=y2d[i, :, r0 * wo : r1 * wo])
+            finish(y, (slice(i, i + 1), slice(None), slice(r0, r1)))
     return y
 
 
@@ -321,13 +318,16 @@ def prepare_weight(w, group, dtype):
     return w_gemm, w_dw
 
 
+def check_bias(b, m, name):
+    if b is not None and (np.ndim(b) != 1 or np.shape(b)[0] != m):
+        raise KernelError(f"{name}: expected B of shape ({m},), got {np.shape(b)}")
+
+
 def add_bias(y, b, name):
     if b is None:
         return y
-    b = np.asarray(b)
-    if b.ndim != 1 or b.shape[0] != y.shape[1]:
-        raise KernelError(f"{name}: expected B of shape ({y.shape[1]},), got {b.shape}")
-    y += b.astype(y.dtype, copy=False).reshape((1, -1) + (1,) * (y.ndim - 2))
+    check_bias(b, y.shape[1], name)
+    y += np.asarray(b).astype(y.dtype, copy=False).reshape((1, -1) + (1,) * (y.ndim - 2))
     return y
 
 
@@ -351,33 +351,41 @@ class _WeightCache:
 class Conv:
     """Conv: N-D convolution with groups, dilations, strides, pads and auto_pad."""
 
+    takes_epilogue = True  # the plan's fusion may hand it the elementwise steps that follow
+
     def __init__(self, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                  pads=None, strides=None):  # fmt: skip
         self.geom = _ConvGeometry("Conv", kernel_shape, strides, dilations, pads, auto_pad, group)
         self.cache = _WeightCache()
         self.shift_cache = _WeightCache()
-        self.relu = False  # set by the session's fusion when a Relu alone consumes the output
 
-    def __call__(self, x, w, b=None):
+    def __call__(self, x, w, b=None, *, epilogue=None):
+        """Y; with an ``epilogue`` that fits, Y with the epilogue applied (``epilogue.applied``)."""
         _check_rank("Conv", x, w)
         plan = self.geom.plan(x.shape, w.shape)
         dtype = compute_dtype(x.dtype)
         group = self.geom.group
         w_gemm, w_dw = self.cache.get(w, lambda: prepare_weight(w, group, dtype))
-        xw = x.astype(dtype, copy=False)
-        if shifted_eligible(plan, group, w.shape):
-            w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
-            y = add_bias(conv_shifted(xw, w_shift, plan), b, "Conv")
-        elif group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w.shape):
-            if b is not None and (np.ndim(b) != 1 or len(b) != w.shape[0]):
-                raise KernelError(f"Conv: expected B of shape ({w.shape[0]},), got {np.shape(b)}")
-            bias = None if b is None else np.asarray(b, dtype)
-            y = conv_blocked(xw, w_gemm[0], bias, self.relu, plan)
-            return y.astype(x.dtype, copy=False)
+        check_bias(b, w.shape[0], "Conv")
+        bias = None if b is None else np.asarray(b).astype(dtype, copy=False)
+        if epilogue is None or x.dtype != dtype:
+            epilogue = Epilogue()  # the bias alone; the caller applies its own epilogue
+        y_shape = (x.shape[0], w.shape[0], *plan[5])
+        if not epilogue.prepare(y_shape, dtype, bias):
+            epilogue = Epilogue()
+            epilogue.prepare(y_shape, dtype, bias)
         else:
-            y = add_bias(conv_forward(xw, w_gemm, plan, group, w_dw), b, "Conv")
-        if self.relu:
-            np.maximum(y, 0, out=y)
+            epilogue.applied = True
+        xw = x.astype(dtype, copy=False)
+        if group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w.shape):
+            y = conv_blocked(xw, w_gemm[0], plan, epilogue.apply)
+        else:
+            if shifted_eligible(plan, group, w.shape):
+                w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
+                y = conv_shifted(xw, w_shift, plan)
+            else:
+                y = conv_forward(xw, w_gemm, plan, group, w_dw)
+            epilogue.apply_all(y)
         return y.astype(x.dtype, copy=False)
 
 

@@ -274,25 +274,40 @@ def lp_normalization(x, *, axis=-1, p=2):
 
 @kernel("LRN", 1)
 def lrn(x, *, size, alpha=1e-4, beta=0.75, bias=1.0):
-    """Local response normalization across channels."""
+    """Local response normalization across channels:
+    x / (bias + alpha / size * (sum of x^2 over the channel window)) ** beta."""
     if size <= 0:
         raise KernelError(f"LRN size must be positive, got {size}")
     if x.ndim < 2:
         raise KernelError(f"LRN expects rank >= 2, got shape {x.shape}")
     wt = work_dtype(x.dtype)
-    sq = np.square(cast(x, wt))
+    xf = cast(x, wt)
+    sq = np.square(xf)
     c = x.shape[1]
-    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
-    # prefix sums along channels: csum[k] = sum of sq[:k]
-    pad = [(0, 0)] * x.ndim
-    pad[1] = (1, 0)
-    csum = np.cumsum(np.pad(sq, pad), axis=1)
-    idx = np.arange(c)
-    top = np.minimum(idx + hi, c - 1) + 1
-    bot = np.maximum(idx - lo, 0)
-    square_sum = np.take(csum, top, axis=1) - np.take(csum, bot, axis=1)
-    y = cast(x, wt) / (wt.type(bias) + wt.type(alpha / size) * square_sum) ** wt.type(beta)
-    return cast(y, x.dtype)
+    below, above = (size - 1) // 2, -(-(size - 1) // 2)  # the window is [i - below, i + above]
+    denominator = sq.copy()
+    for k in range(1, min(below, c - 1) + 1):  # a sum of shifted slices: size is small
+        denominator[:, k:] += sq[:, : c - k]
+    for k in range(1, min(above, c - 1) + 1):
+        denominator[:, : c - k] += sq[:, k:]
+    denominator *= wt.type(alpha / size)
+    denominator += wt.type(bias)
+    _power_in_place(denominator, beta)
+    return cast(np.divide(xf, denominator, out=denominator), x.dtype)
+
+
+def _power_in_place(t: np.ndarray, beta: float) -> None:
+    """t **= beta, through square roots for the common exponents (several times faster)."""
+    if beta == 1:
+        return
+    if beta == 0.5:
+        np.sqrt(t, out=t)
+    elif beta == 0.75:
+        root = np.sqrt(t)
+        np.sqrt(root, out=t)
+        t *= root
+    else:
+        np.power(t, t.dtype.type(beta), out=t)
 
 
 @kernel("MeanVarianceNormalization", 9)

@@ -232,9 +232,10 @@ def test_shift_and_accumulate_path_matches_im2col(n, c, m, hw, kernel, pads, dil
         (1, 6, 5, 15, (5, 3), [1, 2], [2, 0, 1, 1]),
     ],
 )
-def test_banded_convolution_with_bias_and_relu_matches_the_plain_path(
+def test_banded_convolution_with_bias_and_epilogue_matches_the_plain_path(
     n, c, m, hw, kernel, strides, pads, monkeypatch
 ):
+    from onyx.runtime.epilogue import Epilogue, Extra, Follower, Result
     from onyx.runtime.kernels import conv as C
 
     monkeypatch.setattr(C, "_TILE_BYTES", 4096)  # force several bands per image
@@ -245,8 +246,30 @@ def test_banded_convolution_with_bias_and_relu_matches_the_plain_path(
     op = C.Conv(strides=strides, pads=pads)
     plan = op.geom.plan(x.shape, w.shape)
     w_gemm, w_dw = C.prepare_weight(w, 1, np.float32)
-    plain = np.maximum(C.add_bias(C.conv_forward(x, w_gemm, plan, 1, w_dw), b, "Conv"), 0)
-    banded = C.conv_blocked(x, w_gemm[0], b, True, plan)
-    np.testing.assert_allclose(banded, plain, rtol=1e-5, atol=1e-5)
-    op.relu = True
-    np.testing.assert_allclose(op(x, w, b), plain, rtol=1e-5, atol=1e-5)
+    plain = C.add_bias(C.conv_forward(x, w_gemm, plan, 1, w_dw), b, "Conv")
+    residual = rng.standard_normal(plain.shape).astype(np.float32)
+    expected = np.maximum(plain + residual, 0)
+    followers = (
+        Follower(((np.add, Extra(0), False),), np.add, (Result(), Extra(0))),
+        Follower(((np.maximum, None, False),), np.maximum, (Result(), 0)),
+    )
+    epilogue = Epilogue(followers, [residual])
+    assert epilogue.prepare(plain.shape, np.float32, b)
+    banded = C.conv_blocked(x, w_gemm[0], plan, epilogue.apply)
+    np.testing.assert_allclose(banded, expected, rtol=1e-5, atol=1e-5)
+    epilogue = Epilogue(followers, [residual])
+    np.testing.assert_allclose(op(x, w, b, epilogue=epilogue), expected, rtol=1e-5, atol=1e-5)
+    assert epilogue.applied
+
+
+def test_convolution_leaves_an_epilogue_that_does_not_fit_to_its_caller():
+    from onyx.runtime.epilogue import Epilogue, Extra, Follower, Result
+    from onyx.runtime.kernels import conv as C
+
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    wide = np.ones((1, 3, 3, 4), np.float32)  # does not broadcast to the (1, 3, 3, 3) result
+    epilogue = Epilogue((Follower(((np.add, Extra(0), False),), np.add, (Result(), Extra(0))),), [wide])
+    y = C.Conv()(x, w, np.full(3, 0.5, np.float32), epilogue=epilogue)
+    assert not epilogue.applied
+    np.testing.assert_array_equal(y, np.full((1, 3, 3, 3), 18.5, np.float32))

@@ -94,11 +94,16 @@ def test_rms_norm_bf16_and_lp_zero():
         _k("LpNormalization", 22, p=3)(np.zeros((2, 3), np.float32))
 
 
-def test_lrn_matches_direct_sum():
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 9])
+@pytest.mark.parametrize("beta", [0.5, 0.75, 1.0, 0.6])
+def test_lrn_matches_direct_sum(size, beta):
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((1, 5, 2, 2)).astype(np.float32)
-    y = _k("LRN", 13, size=4)(x)
-    sq = np.zeros_like(x)
+    x = rng.standard_normal((2, 5, 3, 2)).astype(np.float32)
+    alpha, bias = 0.3, 1.5
+    y = _k("LRN", 13, size=size, alpha=alpha, beta=beta, bias=bias)(x)
+    x64 = x.astype(np.float64)
+    below, above = (size - 1) // 2, size // 2
+    sq = np.zeros_like(x64)
     for c in range(5):
-        sq[:, c] = (x[:, max(0, c - 1) : min(4, c + 2) + 1] ** 2).sum(1)
-    np.testing.assert_allclose(y, x / (1 + 1e-4 / 4 * sq) ** 0.75, rtol=1e-5)
+        sq[:, c] = (x64[:, max(0, c - below) : c + above + 1] ** 2).sum(1)
+    np.testing.assert_allclose(y, x64 / (bias + alpha / size * sq) ** beta, rtol=2e-6)

@@ -1,0 +1,277 @@
+"""Build-time merges of a plan's steps, where the merged step computes exactly the same values.
+
+- BatchNormalization (inference) right after a Conv with constant weights is folded into the
+  Conv's weight and bias.
+- Elementwise steps that alone consume a producer's fresh result (Relu, BatchNormalization in
+  inference mode, Add/Sub/Mul/Div/Sum by a constant or by another tensor) run as the producer's
+  epilogue, in place, region by region (epilogue.py); Conv applies it to each band it computes.
+- A run of such elementwise steps after any other step runs as one chain: one pass that reads
+  the input once and writes one new array.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from onyx.ir import Node
+from onyx.runtime.epilogue import Extra, Follower, Result, run_chain, run_fused
+
+# Producers whose result is a fresh array (or one of their inputs, which run_fused detects).
+_FRESH_RESULT = frozenset({
+    "Conv", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Gemm", "MatMul", "Sum", "Concat",
+    "MaxPool", "AveragePool",
+})  # fmt: skip
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Sum": np.add}
+_COMMUTATIVE = frozenset({"Add", "Mul", "Sum"})
+
+StepTuple = tuple[Node, Callable, list[int], list[int]]
+
+
+def fuse(steps: list[StepTuple], template: list[Any], fed: set[int], output_slots: list[int],
+         add_constant: Callable[[np.ndarray], int]) -> list[StepTuple]:  # fmt: skip
+    """The steps with producers and their elementwise consumers merged. ``template`` holds the
+    constants by slot; ``add_constant`` stores a new one (a folded weight) and gives its slot."""
+    readers = collections.Counter(i for _, _, ins, _ in steps for i in ins if i >= 0)
+    outputs = set(output_slots)
+
+    def constant(i: int) -> bool:
+        return i >= 0 and i not in fed and template[i] is not None
+
+    fused: list[StepTuple] = []
+    chains: dict[int, tuple[list[Follower], list[int]]] = {}  # fused index -> followers, extras
+    heads: dict[int, StepTuple] = {}  # fused index -> the step a chain starts with, as it was
+    for node, fn, ins, outs in steps:
+        host = fused[-1] if fused else None
+        position = None
+        if host is not None and len(host[3]) == 1 and len(outs) == 1:
+            result = host[3][0]
+            if result not in outputs and readers[result] == 1 and result in ins:
+                position = ins.index(result)
+        if position is not None:
+            last = len(fused) - 1
+            if last not in chains:
+                folded = _fold_into_conv(host, node, ins, outs, position, template, constant,
+                                         add_constant)  # fmt: skip
+                if folded is not None:
+                    fused[-1] = folded
+                    continue
+            if host[0].op_type in _FRESH_RESULT or last in heads:
+                followers, extras = chains.get(last, ([], []))
+                follower = _follower(node, fn, ins, position, template, constant, extras)
+                if follower is not None:
+                    merged = _merged_affine(followers[-1], follower) if followers else None
+                    if merged is not None:
+                        followers[-1] = merged
+                    else:
+                        followers.append(follower)
+                    chains[last] = (followers, extras)
+                    fused[-1] = (host[0], host[1], host[2], outs)
+                    continue
+        # not merged into the step before: it may start an elementwise chain of its own
+        if len(outs) == 1 and ins and ins[0] >= 0 and not constant(ins[0]):
+            extras = []
+            follower = _follower(node, fn, ins, 0, template, constant, extras)
+            if follower is not None:
+                chains[len(fused)] = ([follower], extras)
+                heads[len(fused)] = (node, fn, ins, outs)
+                fused.append((node, fn, [ins[0]], outs))
+                continue
+        fused.append((node, fn, ins, outs))
+    for index, (followers, extras) in chains.items():
+        node, fn, ins, outs = fused[index]
+        if index in heads:
+            if outs == heads[index][3]:  # nothing joined it: the step as it was
+                fused[index] = (node, heads[index][1], heads[index][2], outs)
+                continue
+            run = run_chain(tuple(followers))
+        else:
+            run = run_fused(fn, tuple(followers), len(ins), getattr(fn, "takes_epilogue", False))
+        fused[index] = (node, run, ins + extras, outs)
+    return fused
+
+
+def _follower(node: Node, fn: Callable, ins: list[int], position: int, template: list[Any],
+              constant: Callable[[int], bool], extras: list[int]) -> Follower | None:  # fmt: skip
+    """``node`` as a Follower of the result at input ``position``, or None where it cannot be
+    one. An operand computed at run time is appended to ``extras``."""
+    op = node.op_type
+    if op == "Relu" and len(ins) == 1:
+        return Follower(((np.maximum, None, False),), fn, (Result(),))
+    if op == "BatchNormalization" and position == 0:
+        return _batchnorm_follower(node, fn, ins, template, constant)
+    if op not in _BINARY or len(ins) != 2 or (position != 0 and op not in _COMMUTATIVE):
+        return None
+    other = ins[1 - position]
+    if other < 0:
+        return None
+    if constant(other):
+        operand = template[other]
+        per_channel, rank = False, None
+        if operand.ndim and operand.size > 1 and _per_channel_rank(operand.shape):
+            # (C, 1, ..., 1) and (1, C, 1, ..., 1) read as per channel, for the rank they imply
+            per_channel, rank = True, _per_channel_rank(operand.shape)
+        args = [operand, operand]
+        args[position] = Result()
+        ops = ((_BINARY[op], operand.reshape(-1) if per_channel else operand, per_channel),)
+        return Follower(ops, fn, tuple(args), rank)
+    operand = Extra(len(extras))
+    extras.append(other)
+    args = [operand, operand]
+    args[position] = Result()
+    return Follower(((_BINARY[op], operand, False),), fn, tuple(args))
+
+
+def _per_channel_rank(shape: tuple[int, ...]) -> int | None:
+    """The rank of result for which a constant of ``shape`` holds one value per channel (axis
+    1), or None: (C, 1, ..., 1) broadcasts that way against rank len(shape) + 1, and
+    (1, C, 1, ..., 1) against rank len(shape). (A vector (C,) is left as numpy broadcasts it,
+    along the last axis, whatever the rank.)"""
+    if len(shape) >= 2 and all(n == 1 for n in shape[1:]):
+        return len(shape) + 1
+    if len(shape) >= 2 and shape[0] == 1 and all(n == 1 for n in shape[2:]):
+        return len(shape)
+    return None
+
+
+def _batchnorm_follower(node, fn, ins, template, constant) -> Follower | None:
+    """Inference BatchNormalization as y * mult + shift per channel, with mult and shift
+    computed as its kernel computes them (so the result is the same to the bit)."""
+    if len(ins) != 5 or not all(constant(i) for i in ins[1:]):
+        return None
+    if node.attribute("training_mode", 0) or node.attribute("spatial", 1) != 1:
+        return None
+    scale, bias, mean, var = (template[i] for i in ins[1:])
+    dtype = scale.dtype
+    if dtype not in (np.float32, np.float64) or scale.ndim != 1:
+        return None
+    if any(p.dtype != dtype or p.shape != scale.shape for p in (bias, mean, var)):
+        return None
+    mult = scale / np.sqrt(var + dtype.type(node.attribute("epsilon", 1e-5)))
+    shift = bias - mean * mult
+    ops = ((np.multiply, mult, True), (np.add, shift, True))
+    return Follower(ops, fn, (Result(), scale, bias, mean, var))
+
+
+def _fold_into_conv(conv: StepTuple, node: Node, ins, outs, position, template, constant,
+                    add_constant) -> StepTuple | None:  # fmt: skip
+    """Conv then a per-output-channel scaling or shift (BatchNormalization in inference mode,
+    Mul or Add by a constant) as one Conv with scaled weights and shifted bias, computed in
+    float64 (the result agrees with the unfolded one to rounding)."""
+    conv_node, conv_fn, conv_ins, _ = conv
+    if conv_node.op_type != "Conv":
+        return None
+    has_bias = len(conv_ins) > 2 and conv_ins[2] >= 0
+    if not constant(conv_ins[1]) or (has_bias and not constant(conv_ins[2])):
+        return None
+    w = template[conv_ins[1]]
+    if w.dtype.kind != "f":
+        return None
+    affine = _affine(node, ins, position, template, constant)
+    if affine is None:
+        return None
+    factor, offset, rank = affine
+    m = w.shape[0]
+    if rank not in (None, w.ndim) or any(a.size not in (1, m) for a in (factor, offset)):
+        return None
+    factor, offset = np.broadcast_to(factor, (m,)), np.broadcast_to(offset, (m,))
+    bias = template[conv_ins[2]].astype(np.float64) if has_bias else 0.0
+    new_w = (w * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+    new_b = (bias * factor + offset).astype(w.dtype)
+    return (conv_node, conv_fn, [conv_ins[0], add_constant(new_w), add_constant(new_b)], outs)
+
+
+def _affine(node: Node, ins, position, template, constant):
+    """``node`` as y * factor + offset per channel of y (float64 vectors or scalars), with the
+    rank of y that reading requires (None: any), or None where it is not such a step."""
+    op = node.op_type
+    if op == "BatchNormalization":
+        if position != 0 or len(ins) != 5 or not all(constant(i) for i in ins[1:]):
+            return None
+        if node.attribute("training_mode", 0) or node.attribute("spatial", 1) != 1:
+            return None
+        scale, bias, mean, var = (template[i].astype(np.float64) for i in ins[1:])
+        if scale.ndim != 1 or any(p.shape != scale.shape for p in (bias, mean, var)):
+            return None
+        factor = scale / np.sqrt(var + node.attribute("epsilon", 1e-5))
+        return factor, bias - mean * factor, None
+    if op not in ("Mul", "Add", "Sub") or len(ins) != 2 or (op == "Sub" and position != 0):
+        return None
+    other = ins[1 - position]
+    if not constant(other) or template[other].dtype.kind != "f":
+        return None
+    c = template[other].astype(np.float64)
+    if c.size == 1:
+        vector, rank = c.reshape(()), None
+    elif _per_channel_rank(c.shape):
+        vector, rank = c.reshape(-1), _per_channel_rank(c.shape)
+    else:
+        return None
+    if op == "Mul":
+        return vector, np.zeros(()), rank
+    return np.ones(()), (-vector if op == "Sub" else vector), rank
+
+
+def _merged_affine(first: Follower, second: Follower) -> Follower | None:
+    """Two per-channel scale-and-shift followers as one (computed in float64), or None."""
+    a, b = _follower_affine(first), _follower_affine(second)
+    if a is None or b is None:
+        return None
+    (f1, o1, r1, d1), (f2, o2, r2, d2) = a, b
+    if d1 != d2 or (r1 is not None and r2 is not None and r1 != r2):
+        return None
+    if f1.size > 1 and f2.size > 1 and f1.size != f2.size:
+        return None
+    factor, offset = f1 * f2, o1 * f2 + o2
+    size = max(factor.size, offset.size)
+    per_channel = size > 1
+    shape = (size,) if per_channel else ()
+    factor, offset = (np.broadcast_to(v, shape).astype(d1) for v in (factor, offset))
+    ops = ((np.multiply, factor, per_channel), (np.add, offset, per_channel))
+
+    steps = _InSequence(_parts(first) + _parts(second))
+    return Follower(ops, steps, (Result(),), r1 if r1 is not None else r2)
+
+
+class _InSequence:
+    """The fallback of merged followers: their own kernels, one after another."""
+
+    def __init__(self, followers: tuple[Follower, ...]):
+        self.followers = followers
+
+    def __call__(self, y):
+        for follower in self.followers:
+            y = follower.kernel(*[y if type(a) is Result else a for a in follower.args])
+        return y
+
+
+def _parts(follower: Follower) -> tuple[Follower, ...]:
+    kernel = follower.kernel
+    return kernel.followers if isinstance(kernel, _InSequence) else (follower,)
+
+
+def _follower_affine(follower: Follower):
+    """(factor, offset, rank, dtype) of a follower that scales then shifts by constants."""
+    ops = follower.ops
+    if any(type(operand) is Extra or operand is None for _, operand, _ in ops):
+        return None
+    if not ops or not all(ufunc in (np.multiply, np.add) for ufunc, _, _ in ops):
+        return None
+    dtypes = {operand.dtype for _, operand, _ in ops}
+    if len(dtypes) != 1:
+        return None
+    factor, offset = np.ones(()), np.zeros(())
+    for ufunc, operand, per_channel in ops:
+        v = operand.astype(np.float64)
+        if not per_channel:
+            if v.size != 1:
+                return None
+            v = v.reshape(())
+        if ufunc is np.multiply:
+            factor, offset = factor * v, offset * v
+        else:
+            offset = offset + v
+    return factor, offset, follower.rank, dtypes.pop()
