@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 _EXACT = (np.dtype(np.float32), np.dtype(np.float64))
-_REGION_BYTES = 256 << 10  # what a region of the result may hold: about a quarter of L2
+_REGION_BYTES = 1 << 20  # what a region of the result may hold: about half of L2
 
 
 class Extra(NamedTuple):

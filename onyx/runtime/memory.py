@@ -1,8 +1,12 @@
-"""The session's allocation limit, checked by kernels whose output size comes from input values."""
+"""Memory: the session's allocation limit, checked by kernels whose output size comes from input
+values, and the process-wide setting that keeps freed memory for reuse (the "arena")."""
 
 from __future__ import annotations
 
 import contextvars
+import ctypes
+import ctypes.util
+import functools
 import math
 import os
 
@@ -37,3 +41,30 @@ def check_allocation(shape, dtype) -> None:
             f"a tensor of shape {dims} ({nbytes:,} bytes) exceeds the session's allocation limit "
             f"of {limit:,} bytes"
         )
+
+
+# glibc malloc serves big blocks with mmap and hands them back to the OS on free, and trims the
+# heap's top likewise: every new intermediate tensor then costs page faults and zeroing by the
+# kernel (measured: erf on 393k floats 10 ms -> 3 ms, 2,765 faults per call -> 0, once freed
+# memory is kept). onnxruntime keeps its tensors in an arena of its own; numpy allocates with
+# malloc, so the arena here is malloc told to keep what it has.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+_MMAP_THRESHOLD = 32 << 20  # glibc's ceiling for this setting on 64-bit
+_TRIM_THRESHOLD = 512 << 20
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Make malloc keep freed memory for reuse (once per process); False where that is not
+    possible (not glibc)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # only glibc has both
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )

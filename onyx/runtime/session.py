@@ -26,13 +26,16 @@ class SessionOptions:
     """Options of a session: ``allocation_limit`` in bytes (default: physical memory),
     ``enable_profiling`` to time every node, ``log_severity_level`` (0 verbose .. 4 fatal),
     ``graph_optimization_level`` (0: run the graph as written; above 0, the default: fold
-    constants and fuse steps at build, as onnxruntime does)."""
+    constants and fuse steps at build, as onnxruntime does), ``enable_cpu_mem_arena`` (the
+    default: freed memory stays in the process for the next tensors instead of going back to
+    the OS; on glibc this is a setting of malloc, so it holds for the whole process)."""
 
     allocation_limit: int | None = None
     graph_optimization_level: int = 1
     enable_profiling: bool = False
     profile_file_prefix: str = "onyx_profile"
     log_severity_level: int = 2
+    enable_cpu_mem_arena: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,8 @@ class InferenceSession:
         if not opsets:
             opsets = {"": 1}
         optimize = self.options.graph_optimization_level > 0
+        if self.options.enable_cpu_mem_arena:
+            memory.keep_freed_memory()
         self._context = Context(opsets, self.model.functions, optimize)
         self._plan = Plan(graph, self._context)
         self._plan.bind_captures([])
