@@ -269,7 +269,9 @@ def test_convolution_leaves_an_epilogue_that_does_not_fit_to_its_caller():
     x = np.ones((1, 2, 5, 5), np.float32)
     w = np.ones((3, 2, 3, 3), np.float32)
     wide = np.ones((1, 3, 3, 4), np.float32)  # does not broadcast to the (1, 3, 3, 3) result
-    epilogue = Epilogue((Follower(((np.add, Extra(0), False),), np.add, (Result(), Extra(0))),), [wide])
+    epilogue = Epilogue(
+        (Follower(((np.add, Extra(0), False),), np.add, (Result(), Extra(0))),), [wide]
+    )
     y = C.Conv()(x, w, np.full(3, 0.5, np.float32), epilogue=epilogue)
     assert not epilogue.applied
     np.testing.assert_array_equal(y, np.full((1, 3, 3, 3), 18.5, np.float32))

@@ -62,6 +62,15 @@ POOL_CASES = [
     ((1, 2, 10, 9), {"kernel_shape": [4, 4], "strides": [3, 2], "auto_pad": "SAME_LOWER"}),
     ((1, 2, 10, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "VALID"}),
     ((2, 3, 13), {"kernel_shape": [4], "strides": [3], "pads": [1, 2]}),
+    # stride-1 windows reaching into the padding at both ends of each row (the rows run as one
+    # line, these columns are computed again): inception's pooling branch, dilated, lopsided
+    ((2, 3, 7, 8), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((1, 2, 6, 7), {"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [2, 1, 2, 2]}),
+    ((1, 2, 5, 5), {"kernel_shape": [5, 5], "pads": [2, 2, 2, 2], "strides": [1, 2]}),
+    ((1, 1, 4, 3), {"kernel_shape": [2, 4], "pads": [0, 3, 1, 0]}),
+    ((1, 3, 8, 12), {"kernel_shape": [3, 3], "strides": [2, 2]}),
+    ((2, 2, 9, 12), {"kernel_shape": [3, 4], "strides": [2, 3], "pads": [1, 2, 0, 3]}),
+    ((1, 2, 6, 10), {"kernel_shape": [3, 3], "strides": [1, 2], "ceil_mode": 1}),
     (
         (1, 2, 5, 6, 7),
         {"kernel_shape": [2, 3, 2], "strides": [2, 1, 2], "pads": [0, 1, 1, 1, 1, 0]},
