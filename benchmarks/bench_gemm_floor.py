@@ -21,10 +21,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_models import feeds_for, measure, model_path  # noqa: E402
+from bench_models import feeds_for, measure, model_path
 
-import onyx  # noqa: E402
-from onyx.runtime.kernels import conv  # noqa: E402
+import onyx
+from onyx.runtime.kernels import conv
 
 CNNS = ["light_resnet50", "light_inception_v1", "light_densenet121", "light_squeezenet"]
 

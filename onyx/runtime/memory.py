@@ -61,7 +61,8 @@ def keep_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL(name)
         mallopt = libc.mallopt
-        libc.gnu_get_libc_version  # only glibc has both
+        if not hasattr(libc, "gnu_get_libc_version"):  # only glibc has both
+            return False
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

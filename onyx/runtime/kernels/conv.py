@@ -255,7 +255,7 @@ def shifted_eligible(plan, group, w_shape) -> bool:
     """Whether the shift-and-accumulate path pays: 2-D, one group, stride 1, and a layer that
     narrows (C >= 2M), where im2col's copy of every input pixel per kernel offset outweighs the
     GEMM it feeds (measured: 1.3-2x faster there, slower or even elsewhere)."""
-    k, s, d, pb, pe, out, pointwise = plan
+    k, s, d, _, _, out, pointwise = plan
     if len(k) != 2 or group != 1 or pointwise or any(v != 1 for v in s):
         return False
     if w_shape[1] < 2 * w_shape[0]:
