@@ -1,0 +1,102 @@
+"""Build-time fusion: every fused plan computes what the plan without optimizations computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onyx
+from onyx.build import GraphBuilder
+from onyx.runtime.session import SessionOptions
+
+RNG = np.random.default_rng(5)
+
+
+def both_ways(model: onyx.ir.Model, feeds: dict, rtol=1e-5, atol=1e-6) -> onyx.InferenceSession:
+    """Run ``model`` fused and unfused, check they agree, and return the fused session."""
+    fused = onyx.InferenceSession(model)
+    plain = onyx.InferenceSession(model, SessionOptions(graph_optimization_level=0))
+    kept = {k: v.copy() for k, v in feeds.items()}
+    for got, want in zip(fused.run(None, feeds), plain.run(None, feeds)):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    for name, value in feeds.items():  # nothing was written into a feed
+        np.testing.assert_array_equal(value, kept[name])
+    return fused
+
+
+def op_types(session: onyx.InferenceSession) -> list[str]:
+    return [step.node.op_type for step in session._plan.steps]
+
+
+def f32(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def test_conv_folds_batchnorm_and_per_channel_scale_and_shift_then_takes_the_relu():
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", [1, 3, 9, 9])
+    y = g.op.Conv(x, f32(4, 3, 3, 3), f32(4), pads=[1, 1, 1, 1])
+    y = g.op.BatchNormalization(y, f32(4), f32(4), f32(4),
+                             np.abs(f32(4)) + 0.5)  # fmt: skip
+    y = g.op.Mul(y, f32(4, 1, 1))
+    y = g.op.Add(f32(1, 4, 1, 1), y)
+    g.output(g.op.Relu(y), "y")
+    session = both_ways(g.model(), {"x": f32(1, 3, 9, 9)})
+    assert op_types(session) == ["Conv"]
+
+
+def test_elementwise_run_after_a_shared_value_is_one_out_of_place_chain():
+    # densenet's shape: the concatenated features feed the next Concat and a BN-Mul-Add-Relu run
+    g = GraphBuilder(opset=21)
+    a, b = g.input("a", "float", [1, 3, 4, 5]), g.input("b", "float", [1, 2, 4, 5])
+    both = g.op.Concat(a, b, axis=1)
+    y = g.op.BatchNormalization(both, f32(5), f32(5), f32(5),
+                             np.abs(f32(5)) + 0.5)  # fmt: skip
+    y = g.op.Relu(g.op.Add(g.op.Mul(y, f32(5, 1, 1)), f32(5, 1, 1)))
+    g.output(y, "y")
+    g.output(g.op.Concat(both, a, axis=1), "z")
+    session = both_ways(g.model(), {"a": f32(1, 3, 4, 5), "b": f32(1, 2, 4, 5)})
+    assert op_types(session) == ["Concat", "BatchNormalization", "Concat"]
+
+
+def test_residual_add_and_relu_run_inside_the_convolution():
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", [2, 4, 6, 6])
+    y = g.op.Conv(x, f32(4, 4, 1, 1), f32(4))
+    g.output(g.op.Relu(g.op.Add(x, y)), "y")  # the residual comes first: Add commutes
+    session = both_ways(g.model(), {"x": f32(2, 4, 6, 6)})
+    assert op_types(session) == ["Conv"]
+
+
+@pytest.mark.parametrize(
+    "shape, other",
+    [
+        ((2, 3, 4), (3, 1)),  # (3, 1) is per channel only for rank 3: here it is, along axis 1
+        ((2, 4, 3, 5), (3, 1)),  # rank 4: it lies along axis 2, not per channel
+        ((3, 4), (3, 1)),  # rank 2: the same constant runs down the rows instead
+        ((1, 3), (2, 3)),  # the other operand is larger: the result grows, not in place
+    ],
+)
+def test_followers_that_cannot_run_in_place_fall_back_to_their_kernels(shape, other):
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", list(shape))
+    y = g.op.Mul(g.op.Neg(x), f32(*other))
+    g.output(g.op.Relu(g.op.Add(y, f32(*other))), "y")
+    both_ways(g.model(), {"x": f32(*shape)})
+
+
+def test_half_precision_chains_keep_the_kernels_rounding():
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float16", [2, 3, 4])
+    y = g.op.Add(g.op.Mul(g.op.Neg(x), f32(3, 1).astype(np.float16)),
+              f32(3, 1).astype(np.float16))  # fmt: skip
+    g.output(g.op.Relu(y), "y")
+    both_ways(g.model(), {"x": f32(2, 3, 4).astype(np.float16)}, rtol=0, atol=0)
+
+
+def test_runtime_operand_of_another_shape_is_not_written_in_place():
+    g = GraphBuilder(opset=21)
+    x, w = g.input("x", "float", [1, 3]), g.input("w", "float", [2, 3])
+    g.output(g.op.Relu(g.op.Add(g.op.Neg(x), w)), "y")
+    session = both_ways(g.model(), {"x": f32(1, 3), "w": f32(2, 3)})
+    assert session.run(None, {"x": f32(1, 3), "w": f32(2, 3)})[0].shape == (2, 3)
