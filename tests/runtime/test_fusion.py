@@ -36,8 +36,7 @@ def test_conv_folds_batchnorm_and_per_channel_scale_and_shift_then_takes_the_rel
     g = GraphBuilder(opset=21)
     x = g.input("x", "float", [1, 3, 9, 9])
     y = g.op.Conv(x, f32(4, 3, 3, 3), f32(4), pads=[1, 1, 1, 1])
-    y = g.op.BatchNormalization(y, f32(4), f32(4), f32(4),
-                             np.abs(f32(4)) + 0.5)  # fmt: skip
+    y = g.op.BatchNormalization(y, f32(4), f32(4), f32(4), np.abs(f32(4)) + 0.5)
     y = g.op.Mul(y, f32(4, 1, 1))
     y = g.op.Add(f32(1, 4, 1, 1), y)
     g.output(g.op.Relu(y), "y")
@@ -50,8 +49,7 @@ def test_elementwise_run_after_a_shared_value_is_one_out_of_place_chain():
     g = GraphBuilder(opset=21)
     a, b = g.input("a", "float", [1, 3, 4, 5]), g.input("b", "float", [1, 2, 4, 5])
     both = g.op.Concat(a, b, axis=1)
-    y = g.op.BatchNormalization(both, f32(5), f32(5), f32(5),
-                             np.abs(f32(5)) + 0.5)  # fmt: skip
+    y = g.op.BatchNormalization(both, f32(5), f32(5), f32(5), np.abs(f32(5)) + 0.5)
     y = g.op.Relu(g.op.Add(g.op.Mul(y, f32(5, 1, 1)), f32(5, 1, 1)))
     g.output(y, "y")
     g.output(g.op.Concat(both, a, axis=1), "z")
