@@ -1,14 +1,16 @@
-"""Build-time merges of a plan's steps, where the merged step computes exactly the same values.
+"""Build-time merges of a plan's steps.
 
-- BatchNormalization (inference) right after a Conv with constant weights is folded into the
-  Conv's weight and bias.
+- A per-output-channel scaling or shift right after a Conv with constant weights
+  (BatchNormalization in inference mode, Mul or Add by a constant) is folded into the Conv's
+  weight and bias, computed in float64: the result agrees with the unfolded one to rounding.
 - Elementwise steps that alone consume a producer's fresh result (Relu, BatchNormalization in
   inference mode, Add/Sub/Mul/Div/Sum by a constant or by another tensor) run as the producer's
   epilogue, in place, region by region (epilogue.py); Conv applies it to each band it computes.
+  These compute exactly what the steps compute, except that consecutive per-channel scalings
+  and shifts by constants are merged into one (in float64, like the folding above).
 - A run of such elementwise steps after any other step runs as one chain: one pass that reads
   the input once and writes one new array.
 """
-
 from __future__ import annotations
 
 import collections
@@ -177,6 +179,8 @@ def _fold_into_conv(conv: StepTuple, node: Node, ins, outs, position, template, 
     m = w.shape[0]
     if rank not in (None, w.ndim) or any(a.size not in (1, m) for a in (factor, offset)):
         return None
+    if node.op_type != "BatchNormalization" and template[ins[1 - position]].ndim > w.ndim:
+        return None  # the constant would broadcast the result to a higher rank
     factor, offset = np.broadcast_to(factor, (m,)), np.broadcast_to(offset, (m,))
     bias = template[conv_ins[2]].astype(np.float64) if has_bias else 0.0
     new_w = (w * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
@@ -266,10 +270,8 @@ def _follower_affine(follower: Follower):
     factor, offset = np.ones(()), np.zeros(())
     for ufunc, operand, per_channel in ops:
         v = operand.astype(np.float64)
-        if not per_channel:
-            if v.size != 1:
-                return None
-            v = v.reshape(())
+        if not per_channel and v.ndim != 0:  # (a (1, 1) scalar may raise the result's rank)
+            return None
         if ufunc is np.multiply:
             factor, offset = factor * v, offset * v
         else:

@@ -97,3 +97,13 @@ def test_runtime_operand_of_another_shape_is_not_written_in_place():
     g.output(g.op.Relu(g.op.Add(g.op.Neg(x), w)), "y")
     session = both_ways(g.model(), {"x": f32(1, 3), "w": f32(2, 3)})
     assert session.run(None, {"x": f32(1, 3), "w": f32(2, 3)})[0].shape == (2, 3)
+
+
+def test_a_scalar_of_higher_rank_still_broadcasts_the_result_up():
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", [1, 2, 5, 5])
+    y = g.op.Conv(x, f32(3, 2, 3, 3))
+    y = g.op.Mul(g.op.Add(y, np.float32(0.5).reshape(1, 1, 1, 1, 1)), np.float32(2))
+    g.output(g.op.Mul(y, np.float32(3)), "y")
+    session = both_ways(g.model(), {"x": f32(1, 2, 5, 5)})
+    assert session.run(None, {"x": f32(1, 2, 5, 5)})[0].shape == (1, 1, 3, 3, 3)
