@@ -72,7 +72,9 @@ def median_time(fn, repeat: int) -> float:
 def worker(runtime: str, name: str, repeat: int, out: str) -> None:
     """Time one runtime on one model; write its median and its outputs to ``out``."""
     path = model_path(name)
-    feeds = feeds_for(onyx.InferenceSession(path))
+    # (onyx's malloc arena is a process-wide setting: leave the other runtimes' processes as is)
+    reader = onyx.SessionOptions(enable_cpu_mem_arena=runtime == "onyx")
+    feeds = feeds_for(onyx.InferenceSession(path, reader))
     if runtime == "onyx":
         run = functools.partial(onyx.InferenceSession(path).run, None, feeds)
     elif runtime == "onnxruntime":
