@@ -176,7 +176,8 @@ class Plan:
         ):
             return False
         try:
-            result = fn(*[self.template[i] if i >= 0 else None for i in ins])
+            with np.errstate(all="ignore"):  # as at run time: inf/NaN results are values
+                result = fn(*[self.template[i] if i >= 0 else None for i in ins])
         except Exception:
             return False  # leave the failure to run time, where it is reported with its node
         results = result if type(result) is tuple else (result,)
