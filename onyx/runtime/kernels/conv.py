@@ -368,11 +368,9 @@ class Conv:
         w_gemm, w_dw = self.cache.get(w, lambda: prepare_weight(w, group, dtype))
         check_bias(b, w.shape[0], "Conv")
         bias = None if b is None else np.asarray(b).astype(dtype, copy=False)
-        if epilogue is None or x.dtype != dtype:
-            epilogue = Epilogue()  # the bias alone; the caller applies its own epilogue
         y_shape = (x.shape[0], w.shape[0], *plan[5])
-        if not epilogue.prepare(y_shape, dtype, bias):
-            epilogue = Epilogue()
+        if epilogue is None or x.dtype != dtype or not epilogue.prepare(y_shape, dtype, bias):
+            epilogue = Epilogue()  # the bias alone; the caller applies its followers itself
             epilogue.prepare(y_shape, dtype, bias)
         else:
             epilogue.applied = True
