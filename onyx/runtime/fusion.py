@@ -11,6 +11,7 @@
 - A run of such elementwise steps after any other step runs as one chain: one pass that reads
   the input once and writes one new array.
 """
+
 from __future__ import annotations
 
 import collections
@@ -112,10 +113,9 @@ def _follower(node: Node, fn: Callable, ins: list[int], position: int, template:
         return None
     if constant(other):
         operand = template[other]
-        per_channel, rank = False, None
-        if operand.ndim and operand.size > 1 and _per_channel_rank(operand.shape):
-            # (C, 1, ..., 1) and (1, C, 1, ..., 1) read as per channel, for the rank they imply
-            per_channel, rank = True, _per_channel_rank(operand.shape)
+        # (C, 1, ..., 1) and (1, C, 1, ..., 1) read as per channel, for the rank they imply
+        rank = _per_channel_rank(operand.shape) if operand.size > 1 else None
+        per_channel = rank is not None
         args = [operand, operand]
         args[position] = Result()
         ops = ((_BINARY[op], operand.reshape(-1) if per_channel else operand, per_channel),)
@@ -139,23 +139,33 @@ def _per_channel_rank(shape: tuple[int, ...]) -> int | None:
     return None
 
 
-def _batchnorm_follower(node, fn, ins, template, constant) -> Follower | None:
-    """Inference BatchNormalization as y * mult + shift per channel, with mult and shift
-    computed as its kernel computes them (so the result is the same to the bit)."""
+def _batchnorm_constants(node: Node, ins, template, constant) -> tuple | None:
+    """(scale, bias, mean, var) of a BatchNormalization in inference mode with constant vectors
+    of one length, or None."""
     if len(ins) != 5 or not all(constant(i) for i in ins[1:]):
         return None
     if node.attribute("training_mode", 0) or node.attribute("spatial", 1) != 1:
         return None
-    scale, bias, mean, var = (template[i] for i in ins[1:])
-    dtype = scale.dtype
-    if dtype not in (np.float32, np.float64) or scale.ndim != 1:
+    params = tuple(template[i] for i in ins[1:])
+    if params[0].ndim != 1 or any(p.shape != params[0].shape for p in params[1:]):
         return None
-    if any(p.dtype != dtype or p.shape != scale.shape for p in (bias, mean, var)):
+    return params
+
+
+def _batchnorm_follower(node, fn, ins, template, constant) -> Follower | None:
+    """Inference BatchNormalization as y * mult + shift per channel, with mult and shift
+    computed as its kernel computes them (so the result is the same to the bit)."""
+    params = _batchnorm_constants(node, ins, template, constant)
+    if params is None:
+        return None
+    scale, bias, mean, var = params
+    dtype = scale.dtype
+    if dtype not in (np.float32, np.float64) or any(p.dtype != dtype for p in params):
         return None
     mult = scale / np.sqrt(var + dtype.type(node.attribute("epsilon", 1e-5)))
     shift = bias - mean * mult
     ops = ((np.multiply, mult, True), (np.add, shift, True))
-    return Follower(ops, fn, (Result(), scale, bias, mean, var))
+    return Follower(ops, fn, (Result(), *params))
 
 
 def _fold_into_conv(conv: StepTuple, node: Node, ins, outs, position, template, constant,
@@ -193,13 +203,10 @@ def _affine(node: Node, ins, position, template, constant):
     rank of y that reading requires (None: any), or None where it is not such a step."""
     op = node.op_type
     if op == "BatchNormalization":
-        if position != 0 or len(ins) != 5 or not all(constant(i) for i in ins[1:]):
+        params = _batchnorm_constants(node, ins, template, constant) if position == 0 else None
+        if params is None:
             return None
-        if node.attribute("training_mode", 0) or node.attribute("spatial", 1) != 1:
-            return None
-        scale, bias, mean, var = (template[i].astype(np.float64) for i in ins[1:])
-        if scale.ndim != 1 or any(p.shape != scale.shape for p in (bias, mean, var)):
-            return None
+        scale, bias, mean, var = (p.astype(np.float64) for p in params)
         factor = scale / np.sqrt(var + node.attribute("epsilon", 1e-5))
         return factor, bias - mean * factor, None
     if op not in ("Mul", "Add", "Sub") or len(ins) != 2 or (op == "Sub" and position != 0):
