@@ -72,21 +72,28 @@ def median_time(fn, repeat: int) -> float:
 def worker(runtime: str, name: str, repeat: int, out: str) -> None:
     """Time one runtime on one model; write its median and its outputs to ``out``."""
     path = model_path(name)
-    # (onyx's malloc arena is a process-wide setting: leave the other runtimes' processes as is)
-    reader = onyx.SessionOptions(enable_cpu_mem_arena=runtime == "onyx")
-    feeds = feeds_for(onyx.InferenceSession(path, reader))
     if runtime == "onyx":
-        run = functools.partial(onyx.InferenceSession(path).run, None, feeds)
-    elif runtime == "onnxruntime":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        # one session, as a user has: building and dropping a second one first tunes glibc's
+        # malloc thresholds by accident (that hid the page faults of every BERT and GPT-2 run,
+        # 35-42k each, from this benchmark until the arena removed them)
+        session = onyx.InferenceSession(path)
+        feeds = feeds_for(session)
         run = functools.partial(session.run, None, feeds)
     else:
-        from onnx.reference import ReferenceEvaluator
+        # the inputs as onyx reads them, with onyx's process-wide malloc arena left off
+        reader = onyx.SessionOptions()  # (set as an attribute: older revisions lack the option)
+        reader.enable_cpu_mem_arena = False
+        feeds = feeds_for(onyx.InferenceSession(path, reader))
+        if runtime == "onnxruntime":
+            import onnxruntime as ort
 
-        run = functools.partial(ReferenceEvaluator(path).run, None, feeds)
-        repeat = 1
+            ort_session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            run = functools.partial(ort_session.run, None, feeds)
+        else:
+            from onnx.reference import ReferenceEvaluator
+
+            run = functools.partial(ReferenceEvaluator(path).run, None, feeds)
+            repeat = 1
     outputs = run()
     seconds = median_time(run, repeat)
     np.savez(out + ".npz", *outputs)
@@ -94,8 +101,11 @@ def worker(runtime: str, name: str, repeat: int, out: str) -> None:
         json.dump({"seconds": seconds}, f)
 
 
-def measure(runtime: str, name: str, repeat: int, tmp: str) -> tuple[float | None, list, str]:
-    out = os.path.join(tmp, f"{runtime}-{name}")
+def measure(runtime: str, name: str, repeat: int, tmp: str,
+            tree: str | None = None) -> tuple[float | None, list, str]:  # fmt: skip
+    """(median seconds, outputs, error) of one runtime on one model, in a process of its own;
+    with ``tree``, onyx is imported from that source tree instead of the installed one."""
+    out = os.path.join(tmp, f"{runtime}-{name}-{abs(hash(tree))}")
     cmd = [
         sys.executable,
         __file__,
@@ -107,7 +117,13 @@ def measure(runtime: str, name: str, repeat: int, tmp: str) -> tuple[float | Non
         "--out",
         out,
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    env = None
+    if tree is not None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]),
+        }
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["?"])[-1]
         return None, [], last.split(":")[0]

@@ -45,9 +45,8 @@ def check_allocation(shape, dtype) -> None:
 
 # glibc malloc serves big blocks with mmap and hands them back to the OS on free, and trims the
 # heap's top likewise: every new intermediate tensor then costs page faults and zeroing by the
-# kernel (measured: erf on 393k floats 10 ms -> 3 ms, 2,765 faults per call -> 0, once freed
-# memory is kept). onnxruntime keeps its tensors in an arena of its own; numpy allocates with
-# malloc, so the arena here is malloc told to keep what it has.
+# kernel (tests/runtime/test_session.py counts them). onnxruntime keeps its tensors in an arena
+# of its own; numpy allocates with malloc, so the arena here is malloc told to keep what it has.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _MMAP_THRESHOLD = 32 << 20  # glibc's ceiling for this setting on 64-bit
 _TRIM_THRESHOLD = 512 << 20
