@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from onyx.runtime.fastloops import clamp
+
 _EXACT = (np.dtype(np.float32), np.dtype(np.float64))
 _REGION_BYTES = 1 << 20  # what a region of the result may hold: about half of L2
 
@@ -102,7 +104,10 @@ class Epilogue:
                 operand = operand[
                     tuple(r if n != 1 else slice(None) for r, n in zip(region, operand.shape))
                 ]
-            ufunc(current, operand, out=target)
+            if type(operand) is not np.ndarray and (ufunc is np.maximum or ufunc is np.minimum):
+                clamp(ufunc, current, operand, target)
+            else:
+                ufunc(current, operand, out=target)
             current = target
 
     def apply_all(self, y: np.ndarray, source=None) -> None:

@@ -14,6 +14,7 @@ import ml_dtypes
 import numpy as np
 
 from onyx.errors import KernelError
+from onyx.runtime.fastloops import clamp
 from onyx.runtime.kernels.registry import kernel
 
 # `out=...` (numpy >= 2.3) makes a ufunc return a 0-d array instead of a scalar.
@@ -314,7 +315,7 @@ def sigmoid_kernel(x, *, consumed_inputs=None):
 
 @kernel("Relu", 1)
 def relu(x, *, consumed_inputs=None):
-    return np.maximum(x, 0, out=A)
+    return clamp(np.maximum, x, 0, np.empty_like(x))
 
 
 @kernel("LeakyRelu", 1)
@@ -486,22 +487,25 @@ def _bound(value: np.ndarray, name: str) -> np.ndarray:
 @kernel("Clip", 11)
 def clip(x, min=None, max=None):
     """min(max(x, min), max); omitted bounds leave that side open."""
-    y = x
-    if min is not None:
-        y = np.maximum(y, _bound(min, "min"), out=A)
-    if max is not None:
-        y = np.minimum(y, _bound(max, "max"), out=A)
-    return y.view() if y is x else y
+    return _clip(
+        x, None if min is None else _bound(min, "min"), None if max is None else _bound(max, "max")
+    )
 
 
 @kernel("Clip", 1)
 def clip_legacy(x, *, min=None, max=None, consumed_inputs=None):
-    y = x
-    if min is not None:
-        y = np.maximum(y, min, out=A)
-    if max is not None:
-        y = np.minimum(y, max, out=A)
-    return y.view() if y is x else y
+    return _clip(x, min, max)
+
+
+def _clip(x, low, high):
+    if low is None and high is None:
+        return x.view()
+    y = np.empty_like(x)
+    if low is not None:
+        clamp(np.maximum, x, low, y)
+    if high is not None:
+        clamp(np.minimum, x if low is None else y, high, y)
+    return y
 
 
 # --- variadic ------------------------------------------------------------------------------
