@@ -45,8 +45,7 @@ def clamp(ufunc: np.ufunc, x: np.ndarray, bound, out: np.ndarray) -> np.ndarray:
     if dtype not in _FLOATS or x.dtype != dtype or x.shape != out.shape or x.size == 0:
         return ufunc(x, bound, out=out)
     buffer = _bound_buffer(dtype.type(bound).tobytes(), dtype)
-    tail = min(_contiguous_tail(x), _contiguous_tail(out))
-    if tail == x.ndim:  # both contiguous: as flat chunks
+    if x.flags.c_contiguous and out.flags.c_contiguous:  # as flat chunks
         flat_x, flat_out = x.reshape(-1), out.reshape(-1)
         for start in range(0, x.size, _BOUND_CHUNK):
             stop = min(x.size, start + _BOUND_CHUNK)
@@ -54,6 +53,7 @@ def clamp(ufunc: np.ufunc, x: np.ndarray, bound, out: np.ndarray) -> np.ndarray:
         return out
     # otherwise against the bound laid out over the trailing axes that are contiguous
     # (where that block is long: against a short one, the scalar loop is faster)
+    tail = min(_contiguous_tail(x), _contiguous_tail(out))
     while tail and math.prod(x.shape[x.ndim - tail :]) > _BOUND_CHUNK:
         tail -= 1
     shape = x.shape[x.ndim - tail :]
