@@ -72,6 +72,7 @@ POOL_CASES = [
     ((2, 2, 9, 12), {"kernel_shape": [3, 4], "strides": [2, 3], "pads": [1, 2, 0, 3]}),
     ((1, 2, 6, 10), {"kernel_shape": [3, 3], "strides": [1, 2], "ceil_mode": 1}),
     ((2, 3, 5, 4), {"kernel_shape": [5, 4]}),  # one window over the whole input
+    ((1, 2, 5, 4), {"kernel_shape": [3, 4], "dilations": [2, 1]}),  # spans it, skipping rows
     # strides along the last axis: the stride-1 windows over the line, every s-th kept
     ((1, 2, 12, 12), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     ((2, 2, 9, 13), {"kernel_shape": [2, 3], "strides": [2, 3], "dilations": [1, 2],
