@@ -13,11 +13,10 @@ import numpy as np
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-# numpy (2.x) runs maximum/minimum against a broadcast scalar in a plain loop, 3-4x slower than
-# its SIMD loop against an array of the same shape (float32 ReLU over 194k values: 72-85 us
-# against a scalar, 20 us against an array). So a bound is laid out as a buffer, and contiguous
-# data goes through in chunks of that buffer's length.
-_BOUND_CHUNK = 1 << 17  # elements per call (512 KB of float32; measured 1.2-1.5x faster than 32k)
+# numpy (2.x) runs maximum/minimum against a broadcast scalar in a plain loop, 3.5-4x slower
+# than its SIMD loop against an array of the same shape (benchmarks/bench_numpy_layouts.py).
+# So a bound is laid out as a buffer, and contiguous data goes through in chunks of its length.
+_BOUND_CHUNK = 1 << 17  # elements per call (512 KB of float32)
 
 
 @functools.lru_cache(maxsize=16)

@@ -85,7 +85,7 @@ def pad_input(x, pb, pe, value=0):
     if not any(pb) and not any(pe):
         return x
     shape = x.shape[:2] + tuple(s + b + e for s, b, e in zip(x.shape[2:], pb, pe))
-    # zeros where it can: np.zeros is ~20% faster than np.full
+    # zeros where it can: np.zeros fills about twice as fast as np.full (bench_numpy_layouts.py)
     out = np.zeros(shape, x.dtype) if value == 0 else np.full(shape, value, dtype=x.dtype)
     out[(slice(None), slice(None)) + tuple(slice(b, b + s) for b, s in zip(pb, x.shape[2:]))] = x
     return out
@@ -102,7 +102,7 @@ def window_view(xp, kernel_shape, strides, dilations, out_shape, kernel_first=Tr
     else:
         shape = xp.shape[:2] + tuple(out_shape) + tuple(kernel_shape)
         strides = st[:2] + os_ + ks
-    if xp.flags.c_contiguous and xp.size:  # the ndarray constructor: 6x faster (0.6 us)
+    if xp.flags.c_contiguous and xp.size:  # the ndarray constructor is faster (bench_numpy_layouts)
         view = np.ndarray(shape, xp.dtype, buffer=xp, strides=strides)
         view.flags.writeable = False
         return view
