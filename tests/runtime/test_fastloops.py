@@ -44,7 +44,8 @@ def test_longer_than_the_buffer(monkeypatch):
 @pytest.mark.parametrize(
     "region",
     [
-        (slice(None), slice(None), slice(2, 9)),  # a band of rows: long contiguous runs
+        (slice(None), slice(None), slice(2, 30)),  # a band of rows: 840-value contiguous runs
+        (slice(None), slice(None), slice(2, 9)),  # a short band (210 values): the scalar loop
         (slice(None), slice(None), slice(None), slice(1, 3)),  # short runs: the scalar loop
         (slice(None, None, 2),),  # every other image
     ],

@@ -225,20 +225,22 @@ def test_shift_and_accumulate_path_matches_im2col(n, c, m, hw, kernel, pads, dil
 
 
 @pytest.mark.parametrize(
-    "n, c, m, hw, kernel, strides, pads",
+    "n, c, m, hw, kernel, strides, pads, tile",
     [
-        (2, 3, 8, 19, (3, 3), [2, 2], [1, 1, 1, 1]),
-        (1, 16, 4, 12, (1, 1), [1, 1], [0, 0, 0, 0]),  # pointwise: bands of the input itself
-        (1, 6, 5, 15, (5, 3), [1, 2], [2, 0, 1, 1]),
+        (2, 3, 8, 19, (3, 3), [2, 2], [1, 1, 1, 1], 4096),
+        (1, 16, 4, 12, (1, 1), [1, 1], [0, 0, 0, 0], 4096),  # pointwise: bands of the input
+        (1, 6, 5, 15, (5, 3), [1, 2], [2, 0, 1, 1], 4096),
+        # bands of 14 rows x 64: the ReLU clamps against a block of the bound, not the scalar
+        (1, 4, 3, 64, (3, 3), [1, 1], [1, 1, 1, 1], 1 << 17),
     ],
 )
 def test_banded_convolution_with_bias_and_epilogue_matches_the_plain_path(
-    n, c, m, hw, kernel, strides, pads, monkeypatch
+    n, c, m, hw, kernel, strides, pads, tile, monkeypatch
 ):
     from onyx.runtime.epilogue import Epilogue, Extra, Follower, Result
     from onyx.runtime.kernels import conv as C
 
-    monkeypatch.setattr(C, "_TILE_BYTES", 4096)  # force several bands per image
+    monkeypatch.setattr(C, "_TILE_BYTES", tile)  # force several bands per image
     rng = np.random.default_rng(9)
     x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
     w = rng.standard_normal((m, c, *kernel)).astype(np.float32)
