@@ -99,8 +99,8 @@ def _reduce_axis(x, axis, k, s, d, begin, out, op, fill):
 
     Along the last axis the taps run over the whole tensor as one line (``_line_windows``): its
     rows are short, and numpy's per-row cost would outweigh the arithmetic. A stride s > 1 there
-    computes the stride-1 windows and keeps every s-th: numpy's loops over strided reads are
-    several times slower than over contiguous ones.
+    computes the stride-1 windows and keeps every s-th where windows overlap: numpy's loops over
+    strided reads are several times slower than over contiguous ones.
     """
     x = np.ascontiguousarray(x)
     shape = x.shape
@@ -108,7 +108,8 @@ def _reduce_axis(x, axis, k, s, d, begin, out, op, fill):
     outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
     shifts = [t * d - begin for t in range(k)]  # window j reads row j * s + shift
     dense = (out - 1) * s + 1  # the stride-1 windows spanning the same range
-    if inner == 1 and dense <= length and outer > 1:
+    overlap = (k - 1) * d + 1 > s  # windows share elements (else the dense ones only add work)
+    if inner == 1 and dense <= length and outer > 1 and (s == 1 or overlap):
         result = _line_windows(x.reshape(outer, length), shifts, dense, op, fill)[:, ::s]
     else:
         source = x.reshape(outer, length, inner)
