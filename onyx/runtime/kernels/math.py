@@ -501,6 +501,8 @@ def _clip(x, low, high):
     if low is None and high is None:
         return x.view()
     y = np.empty_like(x)
+    if low is not None and high is not None and x.dtype in (F32, np.float64):
+        return np.clip(x, low, high, out=y)  # one pass (numpy vectorizes a clip by two scalars)
     if low is not None:
         clamp(np.maximum, x, low, y)
     if high is not None:
