@@ -4,7 +4,8 @@ Each line times the obvious numpy call and the layout the runtime uses instead, 
 one process (best of many), and prints both and their ratio:
 
 - ``maximum`` by a scalar (ReLU) against ``fastloops.clamp`` (a buffer of the bound) and
-  against a plain array of the same shape;
+  against a plain array of the same shape; a clip to two scalars (vectorized) against
+  maximum-then-minimum;
 - an operand broadcast along short rows (a per-channel bias) with numpy's default ufunc buffer
   and with the session's 1024-element buffer, beside the add of a scalar; and the row length
   where numpy stops copying rows through its buffer;
@@ -68,6 +69,16 @@ def main() -> None:
             "max(y, zeros)": lambda: np.maximum(y, zeros, out=y),
         })  # fmt: skip
         show(str(shape), times, "max(y, 0)")
+
+    print("\nReLU6 (Clip to [0, 6]), float32 (ratios to maximum then minimum by scalars):")
+    y = rng.standard_normal((96, 56, 56)).astype(np.float32)
+    out = np.empty_like(y)
+    low, high = np.float32(0), np.float32(6)
+    times = best_of({
+        "min(max(y, 0), 6)": lambda: np.minimum(np.maximum(y, low, out=out), high, out=out),
+        "np.clip(y, 0, 6)": lambda: np.clip(y, low, high, out=out),
+    })  # fmt: skip
+    show("(96, 56, 56)", times, "min(max(y, 0), 6)")
 
     print("\nper-channel bias add, float32 (ratios to the default buffer):")
     for shape in [(64, 3025), (256, 3136), (1024, 196), (256, 784)]:
