@@ -258,7 +258,8 @@ def _erf32(x: np.ndarray) -> np.ndarray:
     y *= x  # NaN stays NaN here: it never enters the outer piece
     outer = np.flatnonzero(a >= 1)
     if outer.size:
-        ao = np.minimum(a[outer], 4.0, dtype=F32)
+        ao = a[outer]
+        clamp(np.minimum, ao, 4.0, ao)
         tail = _horner(_ERF32_R, np.reciprocal(ao))
         tail *= np.exp(-(ao * ao))
         np.subtract(1, tail, out=tail)
@@ -301,7 +302,7 @@ def sigmoid(x):
     """1 / (1 + exp(-x)), with exp capped below overflow (no warnings, exact tails)."""
     work = _up(x)
     t = np.negative(work, out=A)
-    np.minimum(t, _EXP_CAP[t.dtype], out=t)
+    clamp(np.minimum, t, _EXP_CAP[t.dtype], t)
     np.exp(t, out=t)
     t += 1
     np.reciprocal(t, out=t)
@@ -376,10 +377,10 @@ def hard_swish(x):
 
 def _elu_core(work, alpha):
     """max(x, 0) + alpha * (exp(min(x, 0)) - 1), free of overflow."""
-    neg = np.minimum(work, 0, out=A)
+    neg = clamp(np.minimum, work, 0, np.empty_like(work))
     np.expm1(neg, out=neg)
     neg *= alpha
-    neg += np.maximum(work, 0)
+    neg += clamp(np.maximum, work, 0, np.empty_like(work))
     return neg
 
 
@@ -400,11 +401,11 @@ def selu(x, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875,
 def celu(x, *, alpha=1.0):
     work = _up(x)
     if alpha > 0:  # max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
-        y = np.minimum(work, 0, out=A)
+        y = clamp(np.minimum, work, 0, np.empty_like(work))
         y /= alpha
         np.expm1(y, out=y)
         y *= alpha
-        y += np.maximum(work, 0)
+        y += clamp(np.maximum, work, 0, np.empty_like(work))
     else:
         with np.errstate(all="ignore"):
             y = np.maximum(work, 0) + np.minimum(0, alpha * np.expm1(work / alpha))
