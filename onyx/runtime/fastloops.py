@@ -16,7 +16,7 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # numpy (2.x) runs maximum/minimum against a broadcast scalar in a plain loop, 3.5-4x slower
 # than its SIMD loop against an array of the same shape (benchmarks/bench_numpy_layouts.py).
 # So a bound is laid out as a buffer, and contiguous data goes through in chunks of its length.
-_BOUND_CHUNK = 1 << 17  # elements per call (512 KB of float32)
+_BOUND_CHUNK = 1 << 16  # elements per call (256 KB of float32; at most 16 bounds are kept)
 
 
 @functools.lru_cache(maxsize=16)
