@@ -2,7 +2,8 @@
 
 onyx's CNN runs are GEMM-bound (bench_gemm_floor.py), and the rest is numpy passes over memory:
 one per elementwise step, copies for im2col, tap after tap for pooling. This script times three
-of those steps as onyx runs them beside prototypes compiled with numba, on resnet50 shapes:
+of those steps as onyx runs them beside prototypes compiled with numba, alternately, on resnet50
+shapes:
 
 - a Conv's epilogue: bias, residual add and ReLU on 256 x 56 x 56 (three passes in numpy);
 - the im2col copy of a 3x3 convolution on 64 x 56 x 56;
@@ -17,9 +18,8 @@ Run: python benchmarks/bench_compiled_prototype.py
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+from bench_numpy_layouts import best_of  # this folder is on sys.path when run as a script
 
 from onyx.runtime.epilogue import Epilogue, Extra, Follower, Result
 from onyx.runtime.kernels.conv import pad_input, window_view
@@ -73,16 +73,6 @@ def maxpool_3x3_stride_2(xp, out):
     return out
 
 
-def best_ms(fn, rounds: int = 200) -> float:
-    fn()  # (the first call compiles)
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
-
-
 def main() -> None:
     keep_freed_memory()  # as a session runs
     old_bufsize = np.setbufsize(1024)
@@ -126,7 +116,8 @@ def main() -> None:
 
     print(f"{'step (resnet50 shapes)':<36}{'numpy ms':>10}{'numba ms':>10}{'numba/numpy':>13}")
     for name, numpy_fn, numba_fn in rows:
-        a, b = best_ms(numpy_fn), best_ms(numba_fn)
+        times = best_of({"numpy": numpy_fn, "numba": numba_fn}, rounds=200)  # first call compiles
+        a, b = times["numpy"] / 1e3, times["numba"] / 1e3
         print(f"{name:<36}{a:>10.3f}{b:>10.3f}{b / a:>12.2f}x")
     np.setbufsize(old_bufsize)
 
