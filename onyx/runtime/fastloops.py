@@ -21,7 +21,7 @@ _BOUND_CHUNK = 1 << 16  # elements per call (256 KB of float32; at most 16 bound
 
 @functools.lru_cache(maxsize=16)
 def _bound_buffer(value: bytes, dtype: np.dtype) -> np.ndarray:
-    """The bound (keyed by its bytes: 0.0 and -0.0 are equal keys) repeated over a buffer."""
+    """The bound repeated over a buffer (keyed by its bytes: 0.0 and -0.0 compare equal)."""
     buffer = np.full(_BOUND_CHUNK, np.frombuffer(value, dtype)[0], dtype)
     buffer.flags.writeable = False
     return buffer
