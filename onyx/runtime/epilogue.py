@@ -8,6 +8,8 @@ computes its result in bands (Conv) applies the epilogue to each band as soon as
 
 An epilogue only runs in place when that is exact: float32/float64 results, operands of the
 same dtype that broadcast to the result's shape. Otherwise the fused steps' own kernels run.
+Where the compiled kernels are available (compiled.py) and every operand is a scalar, a
+per-channel vector or an array of the result's shape, all steps run as one compiled pass.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from onyx.runtime import compiled
 from onyx.runtime.fastloops import clamp
 
 _EXACT = (np.dtype(np.float32), np.dtype(np.float64))
@@ -52,13 +55,14 @@ class Follower(NamedTuple):
 class Epilogue:
     """The followers of one step, bound to one call's extra inputs."""
 
-    __slots__ = ("_ops", "applied", "extras", "followers")
+    __slots__ = ("_ops", "_program", "applied", "extras", "followers")
 
     def __init__(self, followers: Sequence[Follower] = (), extras: Sequence[Any] = ()):
         self.followers = followers
         self.extras = extras
         self.applied = False  # set by a producer that applied it itself
         self._ops: list[tuple[np.ufunc, Any]] = []
+        self._program: tuple | None = None  # the ops for compiled.elementwise, where they fit
 
     def _operand(self, operand):
         return self.extras[operand.index] if type(operand) is Extra else operand
@@ -92,6 +96,7 @@ class Epilogue:
                         return False
                 ops.append((ufunc, operand))
         self._ops = ops
+        self._program = _program(ops, shape, dtype) if ops else None
         return True
 
     def apply(self, y: np.ndarray, region: tuple[slice, ...] = (), source=None) -> None:
@@ -110,12 +115,38 @@ class Epilogue:
                 ufunc(current, operand, out=target)
             current = target
 
+    def apply_rows(self, y: np.ndarray, sample: int, r0: int, r1: int) -> None:
+        """``apply`` to rows r0..r1 of sample ``sample`` of a 4-D ``y`` (N, C, H, W)."""
+        if self._program is not None and y.flags.c_contiguous:
+            channels, width = y.shape[1], y.shape[3]
+            self._run_program(y, None, sample * channels, (sample + 1) * channels,
+                              r0 * width, r1 * width)  # fmt: skip
+        else:
+            self.apply(y, (slice(sample, sample + 1), slice(None), slice(r0, r1)))
+
     def apply_all(self, y: np.ndarray, source=None) -> None:
         """``apply`` over all of ``y``, a cache-sized region at a time."""
         if not self._ops:
             return
+        if (
+            self._program is not None
+            and y.flags.c_contiguous
+            and (source is None or source.flags.c_contiguous)
+        ):
+            rows = y.shape[0] * y.shape[1]
+            self._run_program(y, source, 0, rows, 0, y.size // rows if rows else 0)
+            return
         for region in regions(y.shape, y.dtype.itemsize):
             self.apply(y, region, source)
+
+    def _run_program(self, y, source, row0, row1, col0, col1) -> None:
+        codes, kinds, scalars, vectors, full = self._program
+        rows = y.shape[0] * y.shape[1]
+        y2d = y.reshape(rows, -1)
+        source2d = y2d if source is None else source.reshape(rows, -1)
+        full2d = y2d if full is None else full.reshape(rows, -1)
+        compiled.kernels().elementwise(y2d, source2d, source is not None, full2d, row0, row1,
+                                       col0, col1, y.shape[1], codes, kinds, scalars, vectors)  # fmt: skip
 
     def fallback(self, y):
         """The followers' own kernels, one after another (not in place)."""
@@ -126,6 +157,35 @@ class Epilogue:
             ]
             y = follower.kernel(*args)
         return y
+
+
+def _program(ops, shape: tuple[int, ...], dtype: np.dtype) -> tuple | None:
+    """``ops`` as arrays for compiled.elementwise (codes, kinds, scalars, vectors, the one
+    full-shape operand or None), or None where they do not fit it or it is unavailable."""
+    if len(shape) < 2 or 0 in shape or dtype not in compiled.DTYPES or compiled.kernels() is None:
+        return None
+    n = len(ops)
+    codes, kinds = np.empty(n, np.int8), np.empty(n, np.int8)
+    scalars, vectors = np.zeros(n, dtype), np.zeros((n, shape[1]), dtype)
+    full = None
+    for k, (ufunc, operand) in enumerate(ops):
+        code = compiled.OPCODES.get(ufunc)
+        if code is None:
+            return None
+        codes[k] = code
+        if type(operand) is not np.ndarray or operand.size == 1:
+            kinds[k], scalars[k] = compiled.SCALAR, np.asarray(operand).reshape(())
+        elif operand.shape == (1, shape[1]) + (1,) * (len(shape) - 2):
+            kinds[k], vectors[k] = compiled.CHANNEL, operand.reshape(-1)
+        elif (
+            operand.shape == shape
+            and operand.flags.c_contiguous
+            and (full is None or full is operand)
+        ):
+            kinds[k], full = compiled.FULL, operand
+        else:
+            return None
+    return codes, kinds, scalars, vectors, full
 
 
 def _per_channel(vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -9,6 +9,8 @@ import onyx
 from onyx.build import GraphBuilder
 from onyx.runtime.session import SessionOptions
 
+pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
+
 RNG = np.random.default_rng(5)
 
 

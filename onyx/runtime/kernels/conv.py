@@ -14,6 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from onyx.errors import KernelError
+from onyx.runtime import compiled
 from onyx.runtime.epilogue import Epilogue
 from onyx.runtime.kernels.registry import kernel
 
@@ -195,6 +196,14 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
         cols = x.reshape(n, g, c // g, o_size)
         y = np.matmul(w_gemm, cols)  # (N, g, M/g, O)
         return y.reshape((n, g * mg) + tuple(out))
+    jit = compiled.kernels() if x.dtype in compiled.DTYPES and len(out) == 2 else None
+    if jit is not None and w_depthwise is None:
+        x = np.ascontiguousarray(x)
+        cols = np.empty((n, c * math.prod(k), o_size), x.dtype)
+        for i in range(n):
+            jit.im2col(x[i], cols[i], *k, *s, *d, pb[0], pb[1], 0, out[0], out[1])
+        y = np.matmul(w_gemm, cols.reshape(n, g, ck, o_size))
+        return y.reshape((n, g * mg) + tuple(out))
     xp = pad_input(x, pb, pe)
     if w_depthwise is not None:
         mult = mg
@@ -217,12 +226,12 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
 _TILE_BYTES = 1 << 20  # the im2col tile a blocked convolution keeps cache-hot
 
 
-def conv_blocked(x, w2d, plan, finish):
+def conv_blocked(x, w2d, plan, epilogue):
     """2-D convolution with one group, computed a band of output rows at a time.
 
     For each band: its im2col columns (or, for a 1x1 stride-1 kernel, the input itself), one GEMM
-    written straight into the output, then ``finish(y, region)`` (bias and the fused steps after
-    the Conv) while the band is still in cache. Done as separate passes over a whole model's
+    written straight into the output, then the ``epilogue`` (bias and the fused steps after the
+    Conv) while the band is still in cache. Done as separate passes over a whole model's
     tensors, those streamed through memory every time.
     """
     k, s, d, pb, pe, out, pointwise = plan
@@ -231,21 +240,28 @@ def conv_blocked(x, w2d, plan, finish):
     ho, wo = out
     y = np.empty((n, m, ho, wo), x.dtype)
     y2d = y.reshape(n, m, ho * wo)
+    jit = compiled.kernels() if x.dtype in compiled.DTYPES else None
+    rows = max(1, min(ho, _TILE_BYTES // (4 * depth * wo)))
+    view = buffer = None
     if pointwise and all(v == 1 for v in s):
         source = x.reshape(n, x.shape[1], ho * wo)
-        view = None
+    elif jit is not None:
+        x = np.ascontiguousarray(x)
+        buffer = np.empty(depth * rows * wo, x.dtype)
     else:
         view = window_view(pad_input(x, pb, pe), k, s, d, out)  # (N, C, kh, kw, Ho, Wo)
-    rows = max(1, min(ho, _TILE_BYTES // (4 * depth * wo)))
     for i in range(n):
         for r0 in range(0, ho, rows):
             r1 = min(ho, r0 + rows)
-            if view is None:
+            if buffer is not None:
+                cols = buffer[: depth * (r1 - r0) * wo].reshape(depth, (r1 - r0) * wo)
+                jit.im2col(x[i], cols, *k, *s, *d, pb[0], pb[1], r0, r1, wo)
+            elif view is None:
                 cols = source[i, :, r0 * wo : r1 * wo]
             else:
                 cols = view[i, :, :, :, r0:r1, :].reshape(depth, (r1 - r0) * wo)
             np.matmul(w2d, cols, out=y2d[i, :, r0 * wo : r1 * wo])
-            finish(y, (slice(i, i + 1), slice(None), slice(r0, r1)))
+            epilogue.apply_rows(y, i, r0, r1)
     return y
 
 
@@ -313,6 +329,59 @@ def conv_shifted(x, w_shift, plan):
     return y
 
 
+# Winograd F(2x2, 3x3): each 2x2 output tile from a 4x4 input patch with 16 multiplications
+# instead of 36, i.e. 16 GEMMs of (M, C) by (C, tiles) in place of one (M, 9C) by (9C, 4*tiles).
+_WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+
+def winograd_pays(plan, group, w_shape, dtype) -> bool:
+    """Whether a convolution runs as Winograd F(2x2, 3x3): 3x3, stride 1, undilated, one group,
+    float32/float64 with the compiled transforms, and a layer where it was measured faster than
+    im2col (benchmarks/bench_winograd.py): at least 64 outputs and 32 inputs channels, and an
+    output of at least 14x14 (below, the 16 GEMMs get too narrow)."""
+    k, s, d, _, _, out, _ = plan
+    return (
+        list(k) == [3, 3]
+        and group == 1
+        and all(v == 1 for v in s)
+        and all(v == 1 for v in d)
+        and np.dtype(dtype) in compiled.DTYPES
+        and w_shape[0] >= 64
+        and w_shape[1] >= 32
+        and out[0] * out[1] >= 196
+        and compiled.kernels() is not None
+    )
+
+
+def winograd_weight(w, dtype) -> np.ndarray:
+    """W (M, C, 3, 3) transformed to G W G^T, as (16, M, C) (computed in float64)."""
+    m, c = w.shape[:2]
+    g = _WINOGRAD_G
+    u = np.einsum("ai,mcij,bj->abmc", g, np.asarray(w, np.float64), g)
+    return np.ascontiguousarray(u.reshape(16, m, c), dtype=dtype)
+
+
+def conv_winograd(x, u, plan):
+    """2-D 3x3 stride-1 convolution through Winograd F(2x2, 3x3) (``u`` from winograd_weight)."""
+    jit = compiled.kernels()
+    _, _, _, pb, _, out, _ = plan
+    n, c, h, w = x.shape
+    m = u.shape[1]
+    ho, wo = out
+    tiles_h, tiles_w = (ho + 1) // 2, (wo + 1) // 2
+    padded = np.zeros((c, 2 * tiles_h + 2, 2 * tiles_w + 2), x.dtype)
+    inner = padded[:, pb[0] : pb[0] + h, pb[1] : pb[1] + w]  # (2*tiles + 2 >= pads + size)
+    v = np.empty((16, c, tiles_h * tiles_w), x.dtype)
+    products = np.empty((16, m, tiles_h * tiles_w), x.dtype)
+    y = np.empty((n, m, ho, wo), x.dtype)
+    for i in range(n):
+        inner[...] = x[i]
+        jit.winograd_input(padded, v, tiles_h, tiles_w)
+        np.matmul(u, v, out=products)
+        jit.winograd_output(products, y[i], tiles_w)
+    return y
+
+
 def prepare_weight(w, group, dtype):
     """(W as (g, M/g, C/g*prod(K)), W as (M, prod(K)) when depthwise else None) in ``dtype``."""
     m = w.shape[0]
@@ -363,6 +432,7 @@ class Conv:
         self.geom = _ConvGeometry("Conv", kernel_shape, strides, dilations, pads, auto_pad, group)
         self.cache = _WeightCache()
         self.shift_cache = _WeightCache()
+        self.winograd_cache = _WeightCache()
 
     def __call__(self, x, w, b=None, *, epilogue=None):
         """Y; with an ``epilogue`` that fits, Y with the epilogue applied (``epilogue.applied``)."""
@@ -380,8 +450,12 @@ class Conv:
         else:
             epilogue.applied = True
         xw = x.astype(dtype, copy=False)
-        if group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w.shape):
-            y = conv_blocked(xw, w_gemm[0], plan, epilogue.apply)
+        if winograd_pays(plan, group, w.shape, dtype):
+            u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
+            y = conv_winograd(xw, u, plan)
+            epilogue.apply_all(y)
+        elif group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w.shape):
+            y = conv_blocked(xw, w_gemm[0], plan, epilogue)
         else:
             if shifted_eligible(plan, group, w.shape):
                 w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))

@@ -9,6 +9,8 @@ from onnx import helper
 from onyx.errors import KernelError
 from onyx.runtime.kernels import lookup
 
+pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
+
 OPS = {"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv", "Col2Im",
        "CausalConvWithState"}  # fmt: skip
 
@@ -257,7 +259,7 @@ def test_banded_convolution_with_bias_and_epilogue_matches_the_plain_path(
     )
     epilogue = Epilogue(followers, [residual])
     assert epilogue.prepare(plain.shape, np.float32, b)
-    banded = C.conv_blocked(x, w_gemm[0], plan, epilogue.apply)
+    banded = C.conv_blocked(x, w_gemm[0], plan, epilogue)
     np.testing.assert_allclose(banded, expected, rtol=1e-5, atol=1e-5)
     epilogue = Epilogue(followers, [residual])
     np.testing.assert_allclose(op(x, w, b, epilogue=epilogue), expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,58 @@
+"""Compiled kernels for the loops numpy can only run pass by pass (optional: needs numba).
+
+onyx's CNN runs are GEMM-bound; over the GEMMs, numpy spends its time in passes over memory:
+im2col copies, and a Conv's epilogue (bias, residual, ReLU, a BatchNormalization) one pass per
+step. Compiled, an epilogue is one pass, and a 3x3 convolution can run as Winograd F(2x2, 3x3)
+(2.25x fewer multiplications), whose input and output transforms numpy could only do in some
+twenty passes each. numba compiles each kernel at its first call (a
+few seconds); its on-disk cache keeps that to once per machine.
+
+The kernels are single-threaded (see _jit.py for why). Figures: benchmarks/bench_models.py runs
+onyx with and without them, bench_winograd.py times Winograd against im2col per layer.
+
+``kernels()`` gives the compiled functions, or None where numba is missing or unusable, or
+where ``ONYX_COMPILED=0`` is set. Callers keep their numpy path for that case, and for what
+these kernels do not cover (other dtypes, layouts, ranks). Both paths compute the same values,
+to rounding for Winograd (a different order of additions, like any GEMM's).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from types import ModuleType
+
+import numpy as np
+
+log = logging.getLogger("onyx")
+
+# opcodes of an elementwise program: y = op(y, operand)
+ADD, SUB, MUL, DIV, MAX, MIN = range(6)
+OPCODES = {np.add: ADD, np.subtract: SUB, np.multiply: MUL, np.divide: DIV,
+           np.maximum: MAX, np.minimum: MIN}  # fmt: skip
+# operand kinds: one value; one value per channel (axis 1); an array of the result's shape
+SCALAR, CHANNEL, FULL = range(3)
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+enabled = os.environ.get("ONYX_COMPILED", "1") != "0"  # tests switch it to compare both paths
+_kernels: ModuleType | None = None
+_failed = False
+
+
+def kernels() -> ModuleType | None:
+    """The compiled kernels, or None (numba missing or broken, or switched off)."""
+    if not enabled or _failed:
+        return None
+    return _kernels if _kernels is not None else _load()
+
+
+def _load() -> ModuleType | None:
+    global _kernels, _failed
+    try:
+        from onyx.runtime import _jit  # imports numba (the kernels compile at first call)
+    except (ImportError, OSError) as e:  # numba absent, refusing this numpy, or llvmlite broken
+        _failed = True
+        log.info("onyx: compiled kernels unavailable (%s: %s); using numpy", type(e).__name__, e)
+        return None
+    _kernels = _jit
+    return _kernels

@@ -1,0 +1,204 @@
+"""The compiled kernels (numba, a test extra) against the numpy paths they stand in for."""
+
+import math
+
+import numpy as np
+import pytest
+
+from onyx.runtime import compiled
+from onyx.runtime.epilogue import Epilogue, Extra, Follower, Result, run_chain
+from onyx.runtime.kernels import conv as C
+
+RNG = np.random.default_rng(11)
+
+
+@pytest.fixture
+def jit(monkeypatch):
+    monkeypatch.setattr(compiled, "enabled", True)
+    kernels = compiled.kernels()
+    if kernels is None:
+        pytest.fail("the compiled kernels did not load (is numba installed? see the log)")
+    return kernels
+
+
+def test_switched_off_gives_none(monkeypatch):
+    monkeypatch.setattr(compiled, "enabled", False)
+    assert compiled.kernels() is None
+
+
+@pytest.mark.parametrize(
+    "c, hw, kernel, strides, dilations, pads",
+    [
+        (3, (9, 11), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+        (2, (16, 16), (7, 7), (2, 2), (1, 1), (3, 3, 3, 3)),
+        (4, (8, 13), (3, 5), (2, 3), (1, 1), (0, 2, 1, 0)),
+        (2, (10, 10), (3, 3), (1, 1), (2, 3), (2, 0, 1, 3)),
+        (1, (5, 4), (1, 1), (2, 2), (1, 1), (0, 0, 0, 0)),
+        (2, (3, 3), (3, 3), (1, 1), (1, 1), (4, 4, 4, 4)),  # rows and columns of padding only
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_matches_the_strided_view(jit, c, hw, kernel, strides, dilations, pads, dtype):
+    x = RNG.standard_normal((1, c, *hw)).astype(dtype)
+    pb, pe = list(pads[:2]), list(pads[2:])
+    out, pb, pe = C.output_geometry("Conv", hw, kernel, strides, dilations, pb, pe, "NOTSET")
+    view = C.window_view(C.pad_input(x, pb, pe), kernel, strides, dilations, out)
+    expected = view.reshape(c * math.prod(kernel), -1)
+    cols = np.full_like(expected, np.nan)
+    jit.im2col(x[0], cols, *kernel, *strides, *dilations, pb[0], pb[1], 0, out[0], out[1])
+    np.testing.assert_array_equal(cols, expected)
+    # a band of output rows, as conv_blocked asks for it
+    r0, r1 = 1, min(out[0], 3)
+    band = np.empty((c * math.prod(kernel), (r1 - r0) * out[1]), dtype)
+    jit.im2col(x[0], band, *kernel, *strides, *dilations, pb[0], pb[1], r0, r1, out[1])
+    np.testing.assert_array_equal(band, expected[:, r0 * out[1] : r1 * out[1]])
+
+
+def _bits_equal(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+SPECIALS = [0.0, -0.0, 1.0, -2.5, np.inf, -np.inf, np.nan, 3e38]
+
+
+@pytest.mark.parametrize("ufunc", list(compiled.OPCODES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_matches_numpy_bit_for_bit(jit, ufunc, dtype):
+    """Every opcode and operand kind, over values that include NaN, infinities, signed zeros
+    and division by zero: the same bits as numpy's ufunc, in place and from a source."""
+    values = np.array(SPECIALS, dtype)
+    grid = np.meshgrid(values, values)
+    y, full = (np.ascontiguousarray(g.reshape(2, 4, -1)) for g in grid)  # (N=2, C=4, 16)
+    vector = values[:4].copy()
+    cases = [  # (the follower's op, the operand as numpy broadcasts it)
+        ((ufunc, np.array(-0.0, dtype), False), dtype(-0.0)),
+        ((ufunc, np.array([[[2.0]]], dtype), False), np.array([[[2.0]]], dtype)),
+        ((ufunc, vector, True), vector.reshape(1, 4, 1)),
+        ((ufunc, Extra(0), False), full),
+    ]
+    for op, operand in cases:
+        with np.errstate(all="ignore"):
+            expected = ufunc(y, operand)
+            epilogue = Epilogue((Follower((op,), ufunc, ()),), [full])
+            assert epilogue.prepare(y.shape, dtype)
+            assert epilogue._program is not None, op
+            got = y.copy()
+            epilogue.apply_all(got)
+            fresh = np.empty_like(y)
+            epilogue.apply_all(fresh, source=y)
+        assert _bits_equal(got, expected), op
+        assert _bits_equal(fresh, expected), (op, "from a source")
+
+
+def _residual_relu_epilogue(residual):
+    followers = (
+        Follower(((np.add, Extra(0), False),), np.add, (Result(), Extra(0))),
+        Follower(((np.maximum, None, False),), np.maximum, (Result(), 0)),
+    )
+    return Epilogue(followers, [residual])
+
+
+def test_epilogue_program_covers_scalars_channels_and_one_full_operand(jit):
+    shape = (2, 3, 4, 5)
+    residual = RNG.standard_normal(shape).astype(np.float32)
+    epilogue = _residual_relu_epilogue(residual)
+    assert epilogue.prepare(shape, np.float32, np.ones(3, np.float32))
+    assert epilogue._program is not None
+    y = RNG.standard_normal(shape).astype(np.float32)
+    expected = np.maximum(y + np.ones((1, 3, 1, 1), np.float32) + residual, 0)
+    epilogue.apply_all(y)
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_epilogue_program_declines_what_it_cannot_index(jit):
+    """A broadcast operand that is neither per channel nor full, a second full operand, or a
+    non-contiguous one: no program, and the numpy regions still compute it."""
+    shape = (1, 3, 4, 5)
+    row = RNG.standard_normal((1, 1, 1, 5)).astype(np.float32)
+    epilogue = Epilogue(
+        (Follower(((np.add, Extra(0), False),), np.add, (Result(), Extra(0))),), [row]
+    )
+    assert epilogue.prepare(shape, np.float32)
+    assert epilogue._program is None
+    y = RNG.standard_normal(shape).astype(np.float32)
+    expected = y + row
+    epilogue.apply_all(y)
+    np.testing.assert_array_equal(y, expected)
+
+    strided = RNG.standard_normal((1, 3, 4, 10)).astype(np.float32)[..., ::2]
+    epilogue = _residual_relu_epilogue(strided)
+    assert epilogue.prepare(shape, np.float32) and epilogue._program is None
+
+    a, b = (RNG.standard_normal(shape).astype(np.float32) for _ in range(2))
+    followers = tuple(
+        Follower(((np.add, Extra(i), False),), np.add, (Result(), Extra(i))) for i in range(2)
+    )
+    epilogue = Epilogue(followers, [a, b])
+    assert epilogue.prepare(shape, np.float32) and epilogue._program is None
+
+
+def test_epilogue_bands_apply_to_their_rows_only(jit):
+    shape = (2, 3, 6, 4)
+    residual = RNG.standard_normal(shape).astype(np.float32)
+    epilogue = _residual_relu_epilogue(residual)
+    assert epilogue.prepare(shape, np.float32)
+    y = RNG.standard_normal(shape).astype(np.float32)
+    expected = y.copy()
+    expected[1, :, 2:5] = np.maximum(y[1, :, 2:5] + residual[1, :, 2:5], 0)
+    epilogue.apply_rows(y, 1, 2, 5)
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_chain_reads_its_source_and_leaves_it(jit):
+    x = RNG.standard_normal((1, 4, 3, 3)).astype(np.float32)
+    kept = x.copy()
+    chain = run_chain((Follower(((np.maximum, None, False),), np.maximum, (Result(), 0)),))
+    np.testing.assert_array_equal(chain(x), np.maximum(x, 0))
+    np.testing.assert_array_equal(x, kept)
+
+
+def _plain_conv(x, w, pads):
+    op = C.Conv(pads=pads)
+    plan = op.geom.plan(x.shape, w.shape)
+    w_gemm, _ = C.prepare_weight(w, 1, x.dtype)
+    return C.conv_forward(x, w_gemm, plan, 1), op, plan
+
+
+@pytest.mark.parametrize(
+    "n, c, m, hw, pads",
+    [
+        (1, 8, 16, (8, 8), (1, 1, 1, 1)),
+        (2, 5, 3, (7, 9), (1, 1, 1, 1)),  # odd sizes: the far tiles are cut
+        (1, 4, 6, (6, 5), (0, 0, 0, 0)),
+        (1, 3, 4, (5, 6), (2, 0, 1, 2)),
+        (1, 2, 2, (1, 1), (1, 1, 1, 1)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_matches_im2col(jit, n, c, m, hw, pads, dtype):
+    x = RNG.standard_normal((n, c, *hw)).astype(dtype)
+    w = (RNG.standard_normal((m, c, 3, 3)) / 3).astype(dtype)
+    expected, _, plan = _plain_conv(x, w, list(pads))
+    got = C.conv_winograd(x, C.winograd_weight(w, dtype), plan)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * np.abs(expected).max())
+
+
+def test_conv_takes_winograd_where_it_pays_and_fuses_its_epilogue(jit, monkeypatch):
+    x = RNG.standard_normal((1, 32, 14, 14)).astype(np.float32)
+    w = (RNG.standard_normal((64, 32, 3, 3)) / 17).astype(np.float32)
+    b = RNG.standard_normal(64).astype(np.float32)
+    plain, op, plan = _plain_conv(x, w, [1, 1, 1, 1])
+    assert C.winograd_pays(plan, 1, w.shape, np.float32)
+    assert not C.winograd_pays(plan, 1, (32, 32, 3, 3), np.float32)  # too few outputs
+    calls = []
+    monkeypatch.setattr(C, "conv_winograd", lambda *a: calls.append(1) or _winograd(*a))
+    residual = RNG.standard_normal(plain.shape).astype(np.float32)
+    epilogue = _residual_relu_epilogue(residual)
+    got = op(x, w, b, epilogue=epilogue)
+    assert calls and epilogue.applied
+    expected = np.maximum(plain + b.reshape(1, -1, 1, 1) + residual, 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+_winograd = C.conv_winograd
