@@ -5,7 +5,8 @@ Models: four of the light zoo shipped with onnx's test data, and BERT-base and G
 sequence length 128 (exported from randomly initialised models by export_models.py; never
 committed). Each runtime is timed in a process of its own, one after the other: in one process,
 onnxruntime's spinning thread pool and OpenBLAS's threads slow each other down and skew the
-comparison. onyx's outputs are checked against onnxruntime's.
+comparison. onyx runs twice, with its compiled kernels (onyx.runtime.compiled, where numba is
+installed) and without (onyx-numpy). onyx's outputs are checked against onnxruntime's.
 
 The shared machine's speed drifts by tens of percent from minute to minute, so the two runtimes
 are measured alternately for several rounds and each keeps its best median.
@@ -34,7 +35,7 @@ import onyx
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 MODELS = ["light_resnet50", "light_inception_v1", "light_densenet121", "light_squeezenet",
           "bert_base", "gpt2_small"]  # fmt: skip
-RUNTIMES = ("onnxruntime", "onyx", "reference")
+RUNTIMES = ("onnxruntime", "onyx", "onyx-numpy", "reference")  # onyx-numpy: compiled kernels off
 
 
 def model_path(name: str) -> str:
@@ -72,7 +73,7 @@ def median_time(fn, repeat: int) -> float:
 def worker(runtime: str, name: str, repeat: int, out: str) -> None:
     """Time one runtime on one model; write its median and its outputs to ``out``."""
     path = model_path(name)
-    if runtime == "onyx":
+    if runtime in ("onyx", "onyx-numpy"):
         # one session, as a user has: building and dropping a second one first tunes glibc's
         # malloc thresholds by accident (that hid the page faults of every BERT and GPT-2 run,
         # 35-42k each, from this benchmark until the arena removed them)
@@ -117,12 +118,11 @@ def measure(runtime: str, name: str, repeat: int, tmp: str,
         "--out",
         out,
     ]
-    env = None
+    env = dict(os.environ)
     if tree is not None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]),
-        }
+        env["PYTHONPATH"] = os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")])
+    if runtime == "onyx-numpy":
+        env["ONYX_COMPILED"] = "0"
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["?"])[-1]
@@ -149,35 +149,43 @@ def main() -> None:
         worker(*args.worker, args.repeat, args.out)
         return
 
+    from onyx.runtime import compiled
+
+    numpy_only = compiled.kernels() is None
     print(
         f"best of {args.rounds} alternating rounds of a median of {args.repeat} runs, each runtime"
     )
-    print("in its own process; ratios to onnxruntime")
+    print("in its own process; ratios to onnxruntime; onyx-numpy: onyx without its compiled")
     print(
-        f"{'model':<22}{'onnxruntime ms':>15}{'onyx ms':>10}{'onyx/ort':>10}{'reference/ort':>17}"
+        "kernels" + (" (numba is not installed: onyx runs without them too)" if numpy_only else "")
+    )
+    print(
+        f"{'model':<22}{'onnxruntime ms':>15}{'onyx ms':>10}{'onyx/ort':>10}"
+        f"{'onyx-numpy/ort':>16}{'reference/ort':>15}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            t_ort = t_onyx = math.inf
+            best = {"onnxruntime": math.inf, "onyx": math.inf, "onyx-numpy": math.inf}
+            outputs = {}
             for _ in range(args.rounds):
-                seconds, theirs, error = measure("onnxruntime", name, args.repeat, tmp)
-                if seconds is None:
-                    raise SystemExit(f"{name}: onnxruntime failed: {error}")
-                t_ort = min(t_ort, seconds)
-                seconds, ours, error = measure("onyx", name, args.repeat, tmp)
-                if seconds is None:
-                    raise SystemExit(f"{name}: onyx failed: {error}")
-                t_onyx = min(t_onyx, seconds)
-            for a, b in zip(ours, theirs):
-                np.testing.assert_allclose(
-                    a, b, rtol=1e-3, atol=1e-4, err_msg=f"{name}: onyx != onnxruntime"
-                )
+                for runtime, fastest in best.items():
+                    seconds, outputs[runtime], error = measure(runtime, name, args.repeat, tmp)
+                    if seconds is None:
+                        raise SystemExit(f"{name}: {runtime} failed: {error}")
+                    best[runtime] = min(fastest, seconds)
+            for runtime in ("onyx", "onyx-numpy"):
+                for a, b in zip(outputs[runtime], outputs["onnxruntime"]):
+                    np.testing.assert_allclose(
+                        a, b, rtol=1e-3, atol=1e-4, err_msg=f"{name}: {runtime} != onnxruntime"
+                    )
             ref = "-"
+            t_ort = best["onnxruntime"]
             if not args.no_reference:
                 t_ref, _, error = measure("reference", name, args.repeat, tmp)
                 ref = f"{t_ref / t_ort:.1f}x" if t_ref is not None else f"fails ({error})"
             print(
-                f"{name:<22}{t_ort * 1e3:>15.1f}{t_onyx * 1e3:>10.1f}{t_onyx / t_ort:>9.2f}x  {ref:>15}"
+                f"{name:<22}{t_ort * 1e3:>15.1f}{best['onyx'] * 1e3:>10.1f}"
+                f"{best['onyx'] / t_ort:>9.2f}x{best['onyx-numpy'] / t_ort:>15.2f}x{ref:>15}"
             )
 
 
