@@ -185,7 +185,7 @@ def main() -> None:
                 ref = f"{t_ref / t_ort:.1f}x" if t_ref is not None else f"fails ({error})"
             print(
                 f"{name:<22}{t_ort * 1e3:>15.1f}{best['onyx'] * 1e3:>10.1f}"
-                f"{best['onyx'] / t_ort:>9.2f}x{best['onyx-numpy'] / t_ort:>15.2f}x{ref:>15}"
+                f"{best['onyx'] / t_ort:>9.2f}x{best['onyx-numpy'] / t_ort:>15.2f}x  {ref:>13}"
             )
 
 

@@ -3,8 +3,11 @@
 import math
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
+import onyx
+from onyx.build import GraphBuilder
 from onyx.runtime import compiled
 from onyx.runtime.epilogue import Epilogue, Extra, Follower, Result, run_chain
 from onyx.runtime.kernels import conv as C
@@ -191,8 +194,7 @@ def test_conv_takes_winograd_where_it_pays_and_fuses_its_epilogue(jit, monkeypat
     plain, op, plan = _plain_conv(x, w, [1, 1, 1, 1])
     assert C.winograd_pays(plan, 1, w.shape, np.float32)
     assert not C.winograd_pays(plan, 1, (32, 32, 3, 3), np.float32)  # too few outputs
-    calls = []
-    monkeypatch.setattr(C, "conv_winograd", lambda *a: calls.append(1) or _winograd(*a))
+    calls = _count_winograd(monkeypatch)
     residual = RNG.standard_normal(plain.shape).astype(np.float32)
     epilogue = _residual_relu_epilogue(residual)
     got = op(x, w, b, epilogue=epilogue)
@@ -201,4 +203,36 @@ def test_conv_takes_winograd_where_it_pays_and_fuses_its_epilogue(jit, monkeypat
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-_winograd = C.conv_winograd
+def _count_winograd(monkeypatch) -> list:
+    """A list that grows by one with each conv_winograd call."""
+    calls, original = [], C.conv_winograd
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(C, "conv_winograd", counting)
+    return calls
+
+
+def test_a_residual_block_on_winograd_matches_onnxruntime(jit, monkeypatch):
+    """A resnet-like block whose 3x3 convolutions take Winograd, with random weights (the light
+    zoo's constant weights leave its outputs uniform, so they cannot show a wrong convolution)."""
+
+    def weight(*shape):
+        return (RNG.standard_normal(shape) / math.sqrt(math.prod(shape[1:]))).astype(np.float32)
+
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", [2, 64, 15, 14])
+    y = g.op.Conv(x, weight(64, 64, 3, 3), weight(64, 1)[:, 0], pads=[1, 1, 1, 1])
+    y = g.op.BatchNormalization(y, *(RNG.random((4, 64)).astype(np.float32) + 0.5))
+    y = g.op.Relu(y)
+    y = g.op.Conv(y, weight(64, 64, 3, 3), pads=[1, 1, 1, 1])
+    g.output(g.op.Relu(g.op.Add(y, x)), "y")
+    model = g.model()
+    feed = {"x": RNG.standard_normal((2, 64, 15, 14)).astype(np.float32)}
+    calls = _count_winograd(monkeypatch)
+    (got,) = onyx.InferenceSession(model).run(None, feed)
+    (expected,) = ort.InferenceSession(onyx.to_bytes(model)).run(None, feed)
+    assert len(calls) == 2
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
