@@ -1,10 +1,10 @@
 """Winograd F(2x2, 3x3) against im2col-and-GEMM, per 3x3 layer: the measurement behind
 ``conv.winograd_pays``.
 
-For the 3x3 stride-1 layers of resnet50 (M = C = 64..512) and densenet121 (C = 128, M = 32),
-times onyx's Winograd path (compiled input and output transforms around 16 GEMMs) beside the
-path a Conv takes otherwise (im2col and one GEMM; for densenet's narrowing layers, one GEMM per
-kernel offset without im2col), alternately, and their largest difference relative to the
+For 3x3 stride-1 layers of resnet50, densenet121, inception v1 and squeezenet, times onyx's
+Winograd path (compiled input and output transforms around 16 GEMMs) beside the path a Conv
+takes otherwise (im2col and one GEMM, in bands for shallow layers; for densenet's narrowing
+layers, one GEMM per kernel offset without im2col), alternately, and their largest difference relative to the
 output's magnitude. Needs numba (`pip install -e ".[fast]"`).
 
 Run: python benchmarks/bench_winograd.py
@@ -18,13 +18,16 @@ import numpy as np
 from bench_numpy_layouts import best_of  # this folder is on sys.path when run as a script
 
 from onyx.runtime import compiled
+from onyx.runtime.epilogue import Epilogue
 from onyx.runtime.kernels import conv as C
 from onyx.runtime.memory import keep_freed_memory
 
 LAYERS = [  # (model, inputs C, outputs M, height = width)
     ("resnet50", 64, 64, 56), ("resnet50", 128, 128, 28), ("resnet50", 256, 256, 14),
     ("resnet50", 512, 512, 7), ("densenet121", 128, 32, 56), ("densenet121", 128, 32, 28),
-    ("densenet121", 128, 32, 14),
+    ("densenet121", 128, 32, 14), ("inception_v1", 96, 128, 28), ("inception_v1", 128, 192, 28),
+    ("inception_v1", 112, 224, 14), ("inception_v1", 160, 320, 7), ("squeezenet", 16, 64, 55),
+    ("squeezenet", 32, 128, 27), ("squeezenet", 64, 256, 13),
 ]  # fmt: skip
 
 
@@ -42,7 +45,11 @@ def main() -> None:
         plan = op.geom.plan(x.shape, w.shape)
         w_gemm, _ = C.prepare_weight(w, 1, np.float32)
         u = C.winograd_weight(w, np.float32)
-        if C.shifted_eligible(plan, 1, w.shape):
+        if C._blocked_pays(w.shape):
+            bias_only = Epilogue()
+            bias_only.prepare((1, m, hw, hw), np.float32)
+            other = functools.partial(C.conv_blocked, x, w_gemm[0], plan, bias_only)
+        elif C.shifted_eligible(plan, 1, w.shape):
             other = functools.partial(C.conv_shifted, x, C.shifted_weight(w_gemm, plan[0]), plan)
         else:
             other = functools.partial(C.conv_forward, x, w_gemm, plan, 1)

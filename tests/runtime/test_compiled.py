@@ -188,12 +188,15 @@ def test_winograd_matches_im2col(jit, n, c, m, hw, pads, dtype):
 
 
 def test_conv_takes_winograd_where_it_pays_and_fuses_its_epilogue(jit, monkeypatch):
-    x = RNG.standard_normal((1, 32, 14, 14)).astype(np.float32)
-    w = (RNG.standard_normal((64, 32, 3, 3)) / 17).astype(np.float32)
+    x = RNG.standard_normal((1, 64, 28, 28)).astype(np.float32)
+    w = (RNG.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
     b = RNG.standard_normal(64).astype(np.float32)
     plain, op, plan = _plain_conv(x, w, [1, 1, 1, 1])
     assert C.winograd_pays(plan, 1, w.shape, np.float32)
-    assert not C.winograd_pays(plan, 1, (32, 32, 3, 3), np.float32)  # too few outputs
+    assert not C.winograd_pays(plan, 1, (32, 64, 3, 3), np.float32)  # too few outputs
+    assert not C.winograd_pays(plan, 1, (64, 32, 3, 3), np.float32)  # too few inputs
+    small = op.geom.plan((1, 64, 14, 14), w.shape)
+    assert not C.winograd_pays(small, 1, w.shape, np.float32)  # too few tiles for 64 inputs
     calls = _count_winograd(monkeypatch)
     residual = RNG.standard_normal(plain.shape).astype(np.float32)
     epilogue = _residual_relu_epilogue(residual)
@@ -223,14 +226,14 @@ def test_a_residual_block_on_winograd_matches_onnxruntime(jit, monkeypatch):
         return (RNG.standard_normal(shape) / math.sqrt(math.prod(shape[1:]))).astype(np.float32)
 
     g = GraphBuilder(opset=21)
-    x = g.input("x", "float", [2, 64, 15, 14])
+    x = g.input("x", "float", [2, 64, 27, 28])
     y = g.op.Conv(x, weight(64, 64, 3, 3), weight(64, 1)[:, 0], pads=[1, 1, 1, 1])
     y = g.op.BatchNormalization(y, *(RNG.random((4, 64)).astype(np.float32) + 0.5))
     y = g.op.Relu(y)
     y = g.op.Conv(y, weight(64, 64, 3, 3), pads=[1, 1, 1, 1])
     g.output(g.op.Relu(g.op.Add(y, x)), "y")
     model = g.model()
-    feed = {"x": RNG.standard_normal((2, 64, 15, 14)).astype(np.float32)}
+    feed = {"x": RNG.standard_normal((2, 64, 27, 28)).astype(np.float32)}
     calls = _count_winograd(monkeypatch)
     (got,) = onyx.InferenceSession(model).run(None, feed)
     (expected,) = ort.InferenceSession(onyx.to_bytes(model)).run(None, feed)
