@@ -164,28 +164,32 @@ def _program(ops, shape: tuple[int, ...], dtype: np.dtype) -> tuple | None:
     full-shape operand or None), or None where they do not fit it or it is unavailable."""
     if len(shape) < 2 or 0 in shape or dtype not in compiled.DTYPES or compiled.kernels() is None:
         return None
-    n = len(ops)
-    codes, kinds = np.empty(n, np.int8), np.empty(n, np.int8)
-    scalars, vectors = np.zeros(n, dtype), np.zeros((n, shape[1]), dtype)
-    full = None
-    for k, (ufunc, operand) in enumerate(ops):
-        code = compiled.OPCODES.get(ufunc)
-        if code is None:
+    per_channel = (1, shape[1]) + (1,) * (len(shape) - 2)
+    kinds, full = [], None
+    for ufunc, operand in ops:  # (classified before anything is allocated: most fit or not)
+        if ufunc not in compiled.OPCODES:
             return None
-        codes[k] = code
         if type(operand) is not np.ndarray or operand.size == 1:
-            kinds[k], scalars[k] = compiled.SCALAR, np.asarray(operand).reshape(())
-        elif operand.shape == (1, shape[1]) + (1,) * (len(shape) - 2):
-            kinds[k], vectors[k] = compiled.CHANNEL, operand.reshape(-1)
+            kinds.append(compiled.SCALAR)
+        elif operand.shape == per_channel:
+            kinds.append(compiled.CHANNEL)
         elif (
             operand.shape == shape
             and operand.flags.c_contiguous
             and (full is None or full is operand)
         ):
-            kinds[k], full = compiled.FULL, operand
+            kinds.append(compiled.FULL)
+            full = operand
         else:
             return None
-    return codes, kinds, scalars, vectors, full
+    codes = np.array([compiled.OPCODES[ufunc] for ufunc, _ in ops], np.int8)
+    scalars, vectors = np.zeros(len(ops), dtype), np.zeros((len(ops), shape[1]), dtype)
+    for k, ((_, operand), kind) in enumerate(zip(ops, kinds)):
+        if kind == compiled.SCALAR:
+            scalars[k] = np.asarray(operand).reshape(())
+        elif kind == compiled.CHANNEL:
+            vectors[k] = operand.reshape(-1)
+    return codes, np.array(kinds, np.int8), scalars, vectors, full
 
 
 def _per_channel(vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
