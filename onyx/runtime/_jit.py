@@ -216,3 +216,17 @@ def winograd_output(m, y, tiles_w):
                     row[2 * b], row[2 * b + 1] = s0[b] + s1[b] + s2[b], s1[b] - s2[b] - s3[b]
                 if whole < tiles_w:  # an odd width: the last tile's first column only
                     row[2 * whole] = s0[whole] + s1[whole] + s2[whole]
+
+
+@njit(**_OPTIONS)
+def shift_sum(products, y, offsets, wp):
+    """y[m, r, q] = sum over taps k of products[k, m, r*wp + q + offsets[k]], for y (M, Ho, Wo):
+    the shift-and-add of conv.conv_shifted, in tap order (as its numpy path adds)."""
+    for m in range(y.shape[0]):
+        for r in range(y.shape[1]):
+            out = y[m, r]
+            start = r * wp + offsets[0]
+            out[:] = products[0, m, start : start + out.shape[0]]
+            for k in range(1, products.shape[0]):
+                start = r * wp + offsets[k]
+                _by_row(ADD, out, out, products[k, m, start : start + out.shape[0]])

@@ -8,7 +8,7 @@ twenty passes each. numba compiles each kernel at its first call (a
 few seconds); its on-disk cache keeps that to once per machine.
 
 The kernels are single-threaded (see _jit.py for why). Figures: benchmarks/bench_models.py runs
-onyx with and without them, bench_winograd.py times Winograd against im2col per layer.
+onyx with and without them, bench_conv_paths.py times every convolution path per layer.
 
 ``kernels()`` gives the compiled functions, or None where numba is missing or unusable, or
 where ``ONYX_COMPILED=0`` is set. Callers keep their numpy path for that case, and for what

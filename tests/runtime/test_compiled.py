@@ -239,3 +239,16 @@ def test_a_residual_block_on_winograd_matches_onnxruntime(jit, monkeypatch):
     (expected,) = ort.InferenceSession(onyx.to_bytes(model)).run(None, feed)
     assert len(calls) == 2
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shift_and_add_compiled_adds_in_numpys_order(jit, dtype, monkeypatch):
+    """conv_shifted's compiled shift-and-add sums the kernel offsets' products in the order
+    its numpy path does: the same bits."""
+    x = RNG.standard_normal((2, 12, 9, 7)).astype(dtype)
+    w = RNG.standard_normal((5, 12, 3, 2)).astype(dtype)
+    plan = C.Conv(pads=[1, 0, 2, 1], dilations=[2, 1]).geom.plan(x.shape, w.shape)
+    w_shift = C.shifted_weight(C.prepare_weight(w, 1, dtype)[0], plan[0])
+    fast = C.conv_shifted(x, w_shift, plan)
+    monkeypatch.setattr(compiled, "enabled", False)
+    assert _bits_equal(fast, C.conv_shifted(x, w_shift, plan))

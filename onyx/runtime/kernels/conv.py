@@ -273,24 +273,22 @@ def _blocked_pays(w_shape) -> bool:
 
 
 def shifted_eligible(plan, group, w_shape) -> bool:
-    """Whether the shift-and-accumulate path pays: 2-D, one group, stride 1, and a layer that
-    narrows (C >= 2M), where im2col's copy of every input pixel per kernel offset outweighs the
-    GEMM it feeds (measured: 1.3-2x faster there, slower or even elsewhere)."""
-    k, s, d, _, _, out, pointwise = plan
+    """Whether the shift-and-add path pays: 2-D, one group, stride 1, and a layer that narrows
+    (C >= 2M), where im2col's copy of every input pixel per kernel offset outweighs the GEMM it
+    feeds (measured on densenet121's 3x3 layers, 7x7 to 56x56: 1.1-1.9x faster than im2col;
+    slower or even on layers that do not narrow)."""
+    k, s, _, _, _, _, pointwise = plan
     if len(k) != 2 or group != 1 or pointwise or any(v != 1 for v in s):
         return False
-    if w_shape[1] < 2 * w_shape[0]:
-        return False
-    padded_width = out[1] + (k[1] - 1) * d[1]
-    return out[0] * padded_width >= 128  # below that, one big im2col GEMM wins
+    return w_shape[1] >= 2 * w_shape[0]
 
 
 def shifted_weight(w_gemm, kernel) -> np.ndarray:
-    """W as (kh*kw, M, C): one (M, C) matrix per kernel offset."""
+    """W as (kh*kw*M, C): the (M, C) matrices of the kernel offsets, stacked."""
     _, m, ck = w_gemm.shape
     c = ck // math.prod(kernel)
     w = w_gemm.reshape((m, c) + tuple(kernel))
-    return np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(-1, m, c))
+    return np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(-1, c))
 
 
 def conv_shifted(x, w_shift, plan):
@@ -298,33 +296,35 @@ def conv_shifted(x, w_shift, plan):
 
     In the padded image flattened row by row, the input pixel under kernel offset (i, j) of
     output (r, q) sits at a fixed distance i*dh*Wp + j*dw from the output's own flat position.
-    So each offset is one GEMM of its (M, C) weight with a contiguous column range of the
-    flattened image, accumulated over offsets. Outputs are computed on the padded width Wp and
-    the extra columns cropped at the end.
+    So one GEMM of all the offsets' weights, stacked, with the flattened image gives each
+    offset's products over every position, and the output is their sum, each read shifted by
+    its offset's distance. (One tall GEMM: OpenBLAS runs an (M, C) GEMM per offset for narrow M
+    at some 2/3 of the speed.) Outputs are summed on the padded width Wp and cropped.
     """
     k, _, d, pb, pe, out, _ = plan
     n, c, h, w = x.shape
-    m = w_shift.shape[1]
+    taps = math.prod(k)
+    m = w_shift.shape[0] // taps
     hp, wp = h + pb[0] + pe[0], w + pb[1] + pe[1]
     ho, wo = out
     length = ho * wp
     # the last offset's range runs (kw-1)*dw past the padded image: keep zeros there
     flat = np.zeros((c, hp * wp + (k[1] - 1) * d[1]), x.dtype)
     image = flat[:, : hp * wp].reshape(c, hp, wp)
+    products = np.empty((taps, m, flat.shape[1]), x.dtype)
+    offsets = [i * d[0] * wp + j * d[1] for i in range(k[0]) for j in range(k[1])]
     y = np.empty((n, m, ho, wo), x.dtype)
-    acc = np.empty((m, length), x.dtype)
-    tmp = np.empty_like(acc)
+    jit = compiled.kernels() if x.dtype in compiled.DTYPES else None
+    acc = None if jit is not None else np.empty((m, length), x.dtype)
     for b in range(n):
         image[:, pb[0] : pb[0] + h, pb[1] : pb[1] + w] = x[b]
-        for i in range(k[0]):
-            for j in range(k[1]):
-                start = i * d[0] * wp + j * d[1]
-                cols = flat[:, start : start + length]
-                if i == 0 and j == 0:
-                    np.matmul(w_shift[0], cols, out=acc)
-                else:
-                    np.matmul(w_shift[i * k[1] + j], cols, out=tmp)
-                    acc += tmp
+        np.matmul(w_shift, flat, out=products.reshape(taps * m, -1))
+        if jit is not None:
+            jit.shift_sum(products, y[b], np.array(offsets), wp)
+            continue
+        np.copyto(acc, products[0, :, offsets[0] : offsets[0] + length])
+        for tap in range(1, taps):
+            acc += products[tap, :, offsets[tap] : offsets[tap] + length]
         y[b] = acc.reshape(m, ho, wp)[:, :, :wo]
     return y
 
@@ -339,7 +339,7 @@ def winograd_pays(plan, group, w_shape, dtype) -> bool:
     float32/float64 with the compiled transforms, and GEMMs (M, C) x (C, tiles) that stay wide
     enough: M and C at least 64 and C * tiles at least 12544 (resnet50's 256 channels at 14x14).
     Measured per layer of resnet50, densenet121, inception v1 and squeezenet
-    (benchmarks/bench_winograd.py): 10-17% faster in the layers this takes; the ones it leaves
+    (benchmarks/bench_conv_paths.py): 10-17% faster in the layers this takes; the ones it leaves
     were slower (up to 1.5x) or within a few percent, run to run."""
     k, s, d, _, _, out, _ = plan
     tiles = ((out[0] + 1) // 2) * ((out[1] + 1) // 2) if len(out) == 2 else 0
