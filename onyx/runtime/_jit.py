@@ -96,8 +96,7 @@ def _visible(shift, step, count, width):
 def im2col(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, r0, r1, wo):
     """The im2col rows of output rows r0..r1 of a 2-D convolution over one image ``x`` (C, H, W)
     into ``cols`` (C*kh*kw, (r1-r0)*wo), reading zeros outside the image (the padding)."""
-    channels, height = x.shape[0], x.shape[1]
-    width = x.shape[2]
+    channels, height, width = x.shape
     for c in range(channels):
         for i in range(kh):
             for j in range(kw):
@@ -120,6 +119,7 @@ def im2col(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, r0, r1, wo):
 
 @njit(inline="always")
 def _step(code, kind, out, a, full, scalar, per_channel):
+    """out = op(a, operand), the operand picked by ``kind`` (see compiled.py)."""
     if kind == FULL:
         _by_row(code, out, a, full)
     elif kind == SCALAR:

@@ -2,10 +2,10 @@
 
 onyx's CNN runs are GEMM-bound; over the GEMMs, numpy spends its time in passes over memory:
 im2col copies, and a Conv's epilogue (bias, residual, ReLU, a BatchNormalization) one pass per
-step. Compiled, an epilogue is one pass, and a 3x3 convolution can run as Winograd F(2x2, 3x3)
-(2.25x fewer multiplications), whose input and output transforms numpy could only do in some
-twenty passes each. numba compiles each kernel at its first call (a
-few seconds); its on-disk cache keeps that to once per machine.
+step. Compiled, an epilogue is one pass, a shift-and-add one pass, and a 3x3 convolution can
+run as Winograd F(2x2, 3x3) (2.25x fewer multiplications), whose input and output transforms
+numpy could only do in some twenty passes each. numba compiles each kernel at its first call
+(a few seconds); its on-disk cache keeps that to once per machine.
 
 The kernels are single-threaded (see _jit.py for why). Figures: benchmarks/bench_models.py runs
 onyx with and without them, bench_conv_paths.py times every convolution path per layer.

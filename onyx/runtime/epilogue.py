@@ -125,7 +125,8 @@ class Epilogue:
             self.apply(y, (slice(sample, sample + 1), slice(None), slice(r0, r1)))
 
     def apply_all(self, y: np.ndarray, source=None) -> None:
-        """``apply`` over all of ``y``, a cache-sized region at a time."""
+        """``apply`` over all of ``y``: compiled, a row at a time; else a cache-sized region at a
+        time."""
         if not self._ops:
             return
         if (
