@@ -52,7 +52,7 @@ def paths(x, w):
         "banded": functools.partial(C.conv_blocked, x, w_gemm[0], plan, bias_only),
         "shifted": functools.partial(C.conv_shifted, x, C.shifted_weight(w_gemm, plan[0]), plan),
     }
-    if compiled.kernels() is not None:
+    if compiled.kernels(compiled.MIN_SIZE) is not None:
         u = C.winograd_weight(w, np.float32)
         calls["winograd"] = functools.partial(C.conv_winograd, x, u, plan)
     # as Conv.__call__ chooses
@@ -69,7 +69,7 @@ def main() -> None:
     keep_freed_memory()  # as a session runs
     old_bufsize = np.setbufsize(1024)
     rng = np.random.default_rng(0)
-    mode = "compiled" if compiled.kernels() is not None else "numpy only"
+    mode = "compiled" if compiled.kernels(compiled.MIN_SIZE) is not None else "numpy only"
     print(f"kernels: {mode}; times relative to im2col, * = the path Conv takes")
     print(
         f"{'layer':<30}{'im2col ms':>10}" + "".join(f"{p:>11}" for p in PATHS[1:]) + "  wino diff"

@@ -10,9 +10,9 @@ numpy could only do in some twenty passes each. numba compiles each kernel at it
 The kernels are single-threaded (see _jit.py for why). Figures: benchmarks/bench_models.py runs
 onyx with and without them, bench_conv_paths.py times every convolution path per layer.
 
-``kernels()`` gives the compiled functions, or None where numba is missing or unusable, or
-where ``ONYX_COMPILED=0`` is set. Callers keep their numpy path for that case, and for what
-these kernels do not cover (other dtypes, layouts, ranks). Both paths compute the same values,
+``kernels(size)`` gives the compiled functions, or None where numba is missing or unusable,
+where ``ONYX_COMPILED=0`` is set, or for work too small to pay. Callers keep their numpy path
+for that case, and for what these kernels do not cover (other dtypes, layouts, ranks). Both paths compute the same values,
 to rounding for Winograd (a different order of additions, like any GEMM's).
 """
 
@@ -35,13 +35,17 @@ SCALAR, CHANNEL, FULL = range(3)
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 enabled = os.environ.get("ONYX_COMPILED", "1") != "0"  # tests switch it to compare both paths
+# Work on fewer elements stays on numpy: its time there is call overhead either way, and a
+# process running only small models should not pay numba's import (0.4-0.6 s, cache included).
+MIN_SIZE = 1 << 14
 _kernels: ModuleType | None = None
 _failed = False
 
 
-def kernels() -> ModuleType | None:
-    """The compiled kernels, or None (numba missing or broken, or switched off)."""
-    if not enabled or _failed:
+def kernels(size: int) -> ModuleType | None:
+    """The compiled kernels for work producing ``size`` elements, or None: numba missing or
+    broken, kernels switched off, or the work too small (below ``MIN_SIZE``)."""
+    if not enabled or _failed or size < MIN_SIZE:
         return None
     return _kernels if _kernels is not None else _load()
 

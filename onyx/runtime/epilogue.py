@@ -14,6 +14,7 @@ per-channel vector or an array of the result's shape, all steps run as one compi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -146,7 +147,7 @@ class Epilogue:
         y2d = y.reshape(rows, -1)
         source2d = y2d if source is None else source.reshape(rows, -1)
         full2d = y2d if full is None else full.reshape(rows, -1)
-        compiled.kernels().elementwise(y2d, source2d, source is not None, full2d, row0, row1,
+        compiled.kernels(y.size).elementwise(y2d, source2d, source is not None, full2d, row0, row1,
                                        col0, col1, y.shape[1], codes, kinds, scalars, vectors)  # fmt: skip
 
     def fallback(self, y):
@@ -163,7 +164,7 @@ class Epilogue:
 def _program(ops, shape: tuple[int, ...], dtype: np.dtype) -> tuple | None:
     """``ops`` as arrays for compiled.elementwise (codes, kinds, scalars, vectors, the one
     full-shape operand or None), or None where they do not fit it or it is unavailable."""
-    if len(shape) < 2 or 0 in shape or dtype not in compiled.DTYPES or compiled.kernels() is None:
+    if len(shape) < 2 or dtype not in compiled.DTYPES or compiled.kernels(math.prod(shape)) is None:
         return None
     per_channel = (1, shape[1]) + (1,) * (len(shape) - 2)
     kinds, full = [], None

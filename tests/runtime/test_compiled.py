@@ -18,15 +18,17 @@ RNG = np.random.default_rng(11)
 @pytest.fixture
 def jit(monkeypatch):
     monkeypatch.setattr(compiled, "enabled", True)
-    kernels = compiled.kernels()
+    monkeypatch.setattr(compiled, "MIN_SIZE", 0)  # the tests' small tensors too
+    kernels = compiled.kernels(0)
     if kernels is None:
         pytest.fail("the compiled kernels did not load (is numba installed? see the log)")
     return kernels
 
 
-def test_switched_off_gives_none(monkeypatch):
+def test_switched_off_or_small_work_gives_none(monkeypatch):
+    assert compiled.kernels(compiled.MIN_SIZE - 1) is None
     monkeypatch.setattr(compiled, "enabled", False)
-    assert compiled.kernels() is None
+    assert compiled.kernels(compiled.MIN_SIZE) is None
 
 
 @pytest.mark.parametrize(

@@ -196,8 +196,8 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
         cols = x.reshape(n, g, c // g, o_size)
         y = np.matmul(w_gemm, cols)  # (N, g, M/g, O)
         return y.reshape((n, g * mg) + tuple(out))
-    jit = compiled.kernels() if x.dtype in compiled.DTYPES and len(out) == 2 else None
-    if jit is not None and w_depthwise is None:
+    jit = compiled.kernels(n * g * ck * o_size) if x.dtype in compiled.DTYPES else None
+    if jit is not None and len(out) == 2 and w_depthwise is None:
         x = np.ascontiguousarray(x)
         cols = np.empty((n, c * math.prod(k), o_size), x.dtype)
         for i in range(n):
@@ -240,7 +240,7 @@ def conv_blocked(x, w2d, plan, epilogue):
     ho, wo = out
     y = np.empty((n, m, ho, wo), x.dtype)
     y2d = y.reshape(n, m, ho * wo)
-    jit = compiled.kernels() if x.dtype in compiled.DTYPES else None
+    jit = compiled.kernels(y.size) if x.dtype in compiled.DTYPES else None
     rows = max(1, min(ho, _TILE_BYTES // (4 * depth * wo)))
     view = buffer = None
     if pointwise and all(v == 1 for v in s):
@@ -314,7 +314,7 @@ def conv_shifted(x, w_shift, plan):
     products = np.empty((taps, m, flat.shape[1]), x.dtype)
     offsets = [i * d[0] * wp + j * d[1] for i in range(k[0]) for j in range(k[1])]
     y = np.empty((n, m, ho, wo), x.dtype)
-    jit = compiled.kernels() if x.dtype in compiled.DTYPES else None
+    jit = compiled.kernels(y.size) if x.dtype in compiled.DTYPES else None
     acc = None if jit is not None else np.empty((m, length), x.dtype)
     for b in range(n):
         image[:, pb[0] : pb[0] + h, pb[1] : pb[1] + w] = x[b]
@@ -352,7 +352,7 @@ def winograd_pays(plan, group, w_shape, dtype) -> bool:
         and w_shape[0] >= 64
         and w_shape[1] >= 64
         and w_shape[1] * tiles >= 12544
-        and compiled.kernels() is not None
+        and compiled.kernels(w_shape[0] * out[0] * out[1]) is not None
     )
 
 
@@ -365,8 +365,9 @@ def winograd_weight(w, dtype) -> np.ndarray:
 
 
 def conv_winograd(x, u, plan):
-    """2-D 3x3 stride-1 convolution through Winograd F(2x2, 3x3) (``u`` from winograd_weight)."""
-    jit = compiled.kernels()
+    """2-D 3x3 stride-1 convolution through Winograd F(2x2, 3x3) (``u`` from winograd_weight;
+    where winograd_pays)."""
+    jit = compiled.kernels(compiled.MIN_SIZE)
     _, _, _, pb, _, out, _ = plan
     n, c, h, w = x.shape
     m = u.shape[1]

@@ -75,8 +75,10 @@ POOL_CASES = [
     ((1, 2, 5, 4), {"kernel_shape": [3, 4], "dilations": [2, 1]}),  # spans it, skipping rows
     # strides along the last axis: the stride-1 windows over the line, every s-th kept
     ((1, 2, 12, 12), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
-    ((2, 2, 9, 13), {"kernel_shape": [2, 3], "strides": [2, 3], "dilations": [1, 2],
-                     "pads": [0, 2, 1, 2]}),  # fmt: skip
+    (
+        (2, 2, 9, 13),
+        {"kernel_shape": [2, 3], "strides": [2, 3], "dilations": [1, 2], "pads": [0, 2, 1, 2]},
+    ),  # fmt: skip
     (
         (1, 2, 5, 6, 7),
         {"kernel_shape": [2, 3, 2], "strides": [2, 1, 2], "pads": [0, 1, 1, 1, 1, 0]},
