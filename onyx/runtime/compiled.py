@@ -54,7 +54,9 @@ def _load() -> ModuleType | None:
     global _kernels, _failed
     try:
         from onyx.runtime import _jit  # imports numba (the kernels compile at first call)
-    except (ImportError, OSError) as e:  # numba absent, refusing this numpy, or llvmlite broken
+    # numba absent or refusing this numpy (ImportError), llvmlite broken (OSError), no writable
+    # place for its cache (RuntimeError)
+    except (ImportError, OSError, RuntimeError) as e:
         _failed = True
         log.info("onyx: compiled kernels unavailable (%s: %s); using numpy", type(e).__name__, e)
         return None

@@ -254,3 +254,21 @@ def test_shift_and_add_compiled_adds_in_numpys_order(jit, dtype, monkeypatch):
     fast = C.conv_shifted(x, w_shift, plan)
     monkeypatch.setattr(compiled, "enabled", False)
     assert _bits_equal(fast, C.conv_shifted(x, w_shift, plan))
+
+
+def test_numba_failing_to_load_leaves_numpy_and_says_so(monkeypatch, caplog):
+    import logging
+    import sys
+
+    monkeypatch.setattr(compiled, "enabled", True)
+    monkeypatch.setattr(compiled, "_kernels", None)
+    monkeypatch.setattr(compiled, "_failed", False)
+    monkeypatch.setitem(sys.modules, "onyx.runtime._jit", None)  # its import raises ImportError
+    monkeypatch.delattr(sys.modules["onyx.runtime"], "_jit", raising=False)
+    with caplog.at_level(logging.INFO, logger="onyx"):
+        assert compiled.kernels(compiled.MIN_SIZE) is None
+    assert "compiled kernels unavailable" in caplog.text
+    x = RNG.standard_normal((1, 64, 28, 28)).astype(np.float32)
+    w = (RNG.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
+    expected, op, _ = _plain_conv(x, w, [1, 1, 1, 1])
+    np.testing.assert_allclose(op(x, w), expected, rtol=1e-5, atol=1e-5)  # on numpy
