@@ -35,7 +35,6 @@ import onyx
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 MODELS = ["light_resnet50", "light_inception_v1", "light_densenet121", "light_squeezenet",
           "bert_base", "gpt2_small"]  # fmt: skip
-RUNTIMES = ("onnxruntime", "onyx", "onyx-numpy", "reference")  # onyx-numpy: compiled kernels off
 
 
 def model_path(name: str) -> str:

@@ -21,7 +21,7 @@ from onyx.runtime.compiled import ADD, DIV, FULL, MAX, MUL, SCALAR, SUB
 
 # Single-threaded: between GEMMs, OpenBLAS's idle threads spin on the other core, and a second
 # thread pool beside them made whole models 10x slower (OpenMP waiting actively) or no faster
-# (passively) than one thread.
+# (passively) than one thread (measured once with parallel=True on these kernels; not kept).
 _OPTIONS = {"parallel": False, "cache": True, "nogil": True, "error_model": "numpy"}
 
 

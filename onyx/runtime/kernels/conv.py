@@ -196,8 +196,9 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
         cols = x.reshape(n, g, c // g, o_size)
         y = np.matmul(w_gemm, cols)  # (N, g, M/g, O)
         return y.reshape((n, g * mg) + tuple(out))
-    jit = compiled.kernels(n * g * ck * o_size) if x.dtype in compiled.DTYPES else None
-    if jit is not None and len(out) == 2 and w_depthwise is None:
+    compiles = x.dtype in compiled.DTYPES and len(out) == 2 and w_depthwise is None
+    jit = compiled.kernels(n * g * ck * o_size) if compiles else None
+    if jit is not None:
         x = np.ascontiguousarray(x)
         cols = np.empty((n, c * math.prod(k), o_size), x.dtype)
         for i in range(n):
@@ -275,8 +276,8 @@ def _blocked_pays(w_shape) -> bool:
 def shifted_eligible(plan, group, w_shape) -> bool:
     """Whether the shift-and-add path pays: 2-D, one group, stride 1, and a layer that narrows
     (C >= 2M), where im2col's copy of every input pixel per kernel offset outweighs the GEMM it
-    feeds (measured on densenet121's 3x3 layers, 7x7 to 56x56: 1.1-1.9x faster than im2col;
-    slower or even on layers that do not narrow)."""
+    feeds (benchmarks/bench_conv_paths.py: 1.4-1.6x faster than im2col on densenet121's 3x3
+    layers, 4x4 to 56x56; 1.03-2x slower on the layers of the other CNNs, which do not narrow)."""
     k, s, _, _, _, _, pointwise = plan
     if len(k) != 2 or group != 1 or pointwise or any(v != 1 for v in s):
         return False
