@@ -219,14 +219,24 @@ def winograd_output(m, y, tiles_w):
 
 
 @njit(**_OPTIONS)
-def shift_sum(products, y, offsets, wp):
-    """y[m, r, q] = sum over taps k of products[k, m, r*wp + q + offsets[k]], for y (M, Ho, Wo):
-    the shift-and-add of conv.conv_shifted, in tap order (as its numpy path adds)."""
+def shift_sum(products, y, kh, kw, dh, dw, top, left, width):
+    """The shift-and-add of conv.conv_shifted: y[m, i, j] = the sum, in tap order from zero,
+    over the taps t = (a, b) whose input pixel (i - top + a*dh, j - left + b*dw) lies inside
+    the image, of products[t, m] at that pixel (the image flattened row by row, ``width``
+    columns), for y (M, Ho, Wo)."""
+    height = products.shape[2] // width
     for m in range(y.shape[0]):
-        for r in range(y.shape[1]):
-            out = y[m, r]
-            start = r * wp + offsets[0]
-            out[:] = products[0, m, start : start + out.shape[0]]
-            for k in range(1, products.shape[0]):
-                start = r * wp + offsets[k]
-                _by_row(ADD, out, out, products[k, m, start : start + out.shape[0]])
+        for i in range(y.shape[1]):
+            out = y[m, i]
+            out[:] = 0
+            for a in range(kh):
+                r = i - top + a * dh
+                if r < 0 or r >= height:
+                    continue
+                for b in range(kw):
+                    shift = b * dw - left  # output column j reads input column j + shift
+                    j0, j1 = max(0, -shift), min(out.shape[0], width - shift)
+                    if j1 <= j0:
+                        continue
+                    start = r * width + shift + j0
+                    _by_row(ADD, out[j0:j1], out[j0:j1], products[a * kw + b, m, start : start + j1 - j0])
