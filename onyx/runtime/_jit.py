@@ -25,14 +25,16 @@ from onyx.runtime.compiled import ADD, DIV, FULL, MAX, MUL, SCALAR, SUB
 _OPTIONS = {"parallel": False, "cache": True, "nogil": True, "error_model": "numpy"}
 
 
+# (written as comparisons LLVM turns into vector selects: a version calling np.isnan ran a ReLU
+# pass 1.4x slower)
 @njit(inline="always")
 def _max(a, b):
-    return a if a > b or np.isnan(a) else b
+    return b if a <= b or b != b else a
 
 
 @njit(inline="always")
 def _min(a, b):
-    return a if a < b or np.isnan(a) else b
+    return b if a >= b or b != b else a
 
 
 @njit(inline="always")
@@ -239,4 +241,8 @@ def shift_sum(products, y, kh, kw, dh, dw, top, left, width):
                     if j1 <= j0:
                         continue
                     start = r * width + shift + j0
-                    _by_row(ADD, out[j0:j1], out[j0:j1], products[a * kw + b, m, start : start + j1 - j0])
+                    part = out[j0:j1]  # (one name for the row read and written: vectorizes)
+                    source = products[a * kw + b, m, start : start + j1 - j0]
+                    for j in range(j1 - j0):
+                        part[j] += source[j]
+
