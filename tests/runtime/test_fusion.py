@@ -109,3 +109,86 @@ def test_a_scalar_of_higher_rank_still_broadcasts_the_result_up():
     g.output(g.op.Mul(y, np.float32(3)), "y")
     session = both_ways(g.model(), {"x": f32(1, 2, 5, 5)})
     assert session.run(None, {"x": f32(1, 2, 5, 5)})[0].shape == (1, 1, 3, 3, 3)
+
+
+def _dense_block(layers: int, growth: int = 2) -> onyx.ir.Model:
+    """densenet's pattern: each layer concatenates new features after all the block's earlier
+    ones, and reads the concatenation through BatchNormalization and Relu."""
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", ["N", 3, "H", "W"])
+    features, channels = x, 3
+    for _ in range(layers):
+        y = g.op.BatchNormalization(
+            features, f32(channels), f32(channels), f32(channels), np.abs(f32(channels)) + 0.5
+        )
+        y = g.op.Conv(g.op.Relu(y), f32(growth, channels, 3, 3), pads=[1, 1, 1, 1])
+        features = g.op.Concat(features, y, axis=1)
+        channels += growth
+    g.output(g.op.Relu(features), "y")
+    return g.model()
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 6), (2, 3, 4, 4)])  # batch 2: not one buffer
+def test_a_chain_of_concats_extends_one_buffer_and_computes_the_same(shape):
+    model = _dense_block(4)
+    session = both_ways(model, {"x": f32(*shape)})
+    assert sum("GrowingConcat" in repr(step.fn) for step in session._plan.steps) == 4
+    plain = onyx.InferenceSession(model, SessionOptions(graph_optimization_level=0))
+    # runs with room for the whole chain, and one of a larger size (the room learned before
+    # no longer fits)
+    for size in (shape, shape[:2] + (shape[2] + 3, shape[3] + 1), shape):
+        x = f32(*size)
+        first, again = session.run(None, {"x": x}), session.run(None, {"x": x})
+        np.testing.assert_allclose(first[0], plain.run(None, {"x": x})[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(first[0], again[0])
+
+
+def test_concat_chain_steps_write_after_their_first_input_in_one_buffer():
+    from onyx.runtime.fusion import GrowingConcat
+
+    chain = GrowingConcat(axis=1)
+    a, b, c = f32(1, 2, 3), f32(1, 1, 3), f32(1, 4, 3)
+    first = chain(a, b, extends=False)
+    second = chain(first, c, extends=True)  # first run: no room after `first`, a new buffer
+    np.testing.assert_array_equal(second, np.concatenate([a, b, c], axis=1))
+    first = chain(a, b, extends=False)  # the room for the chain's 7 channels is now known
+    second = chain(first, c, extends=True)
+    assert np.shares_memory(first, second) and second.base.size == 7 * 3
+    np.testing.assert_array_equal(second, np.concatenate([a, b, c], axis=1))
+    np.testing.assert_array_equal(first, np.concatenate([a, b], axis=1))  # left as it was
+    other = chain(f32(2, 3, 3), f32(2, 1, 3), extends=True)  # batch 2: the plain Concat
+    assert other.shape == (2, 4, 3) and other.base is None
+
+
+def test_a_concat_result_extended_twice_is_not_chained():
+    g = GraphBuilder(opset=21)
+    a, b = g.input("a", "float", [1, 2, 3]), g.input("b", "float", [1, 1, 3])
+    both = g.op.Concat(a, b, axis=1)
+    g.output(g.op.Concat(both, a, axis=1), "y")
+    g.output(g.op.Concat(both, b, axis=1), "z")  # both would write after `both`
+    session = both_ways(g.model(), {"a": f32(1, 2, 3), "b": f32(1, 1, 3)})
+    assert not any("GrowingConcat" in repr(step.fn) for step in session._plan.steps)
+    a_, b_ = f32(1, 2, 3), f32(1, 1, 3)
+    y, z = session.run(None, {"a": a_, "b": b_})
+    np.testing.assert_array_equal(y, np.concatenate([a_, b_, a_], axis=1))
+    np.testing.assert_array_equal(z, np.concatenate([a_, b_, b_], axis=1))
+
+
+def test_fused_steps_keep_their_prepared_work_across_runs_and_switches():
+    """An epilogue's preparation is kept between runs: other shapes, and the compiled kernels
+    switched off and on between runs, still give the unfused results."""
+    from onyx.runtime import compiled
+
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", [1, 3, "H", "W"])
+    y = g.op.Conv(x, f32(4, 3, 3, 3), f32(4), pads=[1, 1, 1, 1])
+    g.output(g.op.Relu(g.op.Add(g.op.Mul(y, f32(4, 1, 1)), f32(4, 1, 1))), "y")
+    model = g.model()
+    session = onyx.InferenceSession(model)
+    plain = onyx.InferenceSession(model, SessionOptions(graph_optimization_level=0))
+    for enabled, size in [(True, 6), (True, 9), (False, 6), (True, 6), (False, 9)]:
+        compiled.enabled = enabled  # (restored by the both_paths fixture)
+        x_ = f32(1, 3, size, size)
+        np.testing.assert_allclose(
+            session.run(None, {"x": x_})[0], plain.run(None, {"x": x_})[0], rtol=1e-5, atol=1e-6
+        )

@@ -447,6 +447,7 @@ class Conv:
         self.cache = _WeightCache()
         self.shift_cache = _WeightCache()
         self.winograd_cache = _WeightCache()
+        self.bias_memo: dict = {}  # for Epilogue.prepare
 
     def __call__(self, x, w, b=None, *, epilogue=None):
         """Y; with an ``epilogue`` that fits, Y with the epilogue applied (``epilogue.applied``)."""
@@ -459,7 +460,8 @@ class Conv:
         bias = None if b is None else np.asarray(b).astype(dtype, copy=False)
         y_shape = (x.shape[0], w.shape[0], *plan[5])
         if epilogue is None or x.dtype != dtype or not epilogue.prepare(y_shape, dtype, bias):
-            epilogue = Epilogue()  # the bias alone; the caller applies its followers itself
+            # the bias alone; the caller applies its followers itself
+            epilogue = Epilogue(memo=self.bias_memo)
             epilogue.prepare(y_shape, dtype, bias)
         else:
             epilogue.applied = True
