@@ -240,17 +240,22 @@ def regions(shape: tuple[int, ...], itemsize: int):
 
 def run_fused(kernel: Callable, followers: tuple[Follower, ...], n_inputs: int,
               takes_epilogue: bool) -> Callable:  # fmt: skip
-    """A step running ``kernel`` on its first ``n_inputs`` inputs, then ``followers``."""
+    """A step running ``kernel`` on its first ``n_inputs`` inputs, then ``followers``. Called
+    with ``out=`` (a kernel that takes an epilogue and ``out``: Conv), the result goes there
+    where the kernel can put it."""
     memo: dict = {}
 
-    def run(*args):
+    def run(*args, out=None):
         inputs = args[:n_inputs]
         epilogue = Epilogue(followers, args[n_inputs:], memo)
-        y = kernel(*inputs, epilogue=epilogue) if takes_epilogue else kernel(*inputs)
+        if out is not None:
+            y = kernel(*inputs, epilogue=epilogue, out=out)
+        else:
+            y = kernel(*inputs, epilogue=epilogue) if takes_epilogue else kernel(*inputs)
         if epilogue.applied:
             return y
         # in place only on a result no one else holds: not a view, not one of the inputs
-        fresh = (
+        fresh = (out is not None and y is out) or (
             type(y) is np.ndarray
             and y.flags.owndata
             and y.flags.writeable
@@ -261,6 +266,7 @@ def run_fused(kernel: Callable, followers: tuple[Follower, ...], n_inputs: int,
             return y
         return epilogue.fallback(y)
 
+    run.kernel = kernel  # (for the plan's fusion, which looks for Convs)
     return run
 
 

@@ -14,6 +14,9 @@
   appends its features to all the block's earlier ones) share one buffer: each writes only what
   it appends, after its first input, instead of copying the whole block again
   (``chain_concats``).
+- A Concat whose inputs are each a Conv's result that it alone reads (the modules of GoogLeNet
+  and SqueezeNet) runs those Convs itself, each writing into its place in the Concat's result
+  (``gather_concats``). A profile then counts their time under the Concat.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from onyx.errors import AllocationError, ExecutionError, OnyxError
 from onyx.ir import Node
 from onyx.runtime.epilogue import Extra, Follower, Result, run_chain, run_fused
+from onyx.runtime.kernels.conv import Conv
 from onyx.runtime.kernels.tensor import concat, concat_1
 
 # Producers whose result is a fresh array (or one of their inputs, which run_fused detects).
@@ -307,9 +312,9 @@ def chain_concats(steps: list[StepTuple], output_slots: list[int]) -> list[StepT
     model's outputs are not extended (the caller would hold a view of the buffer)."""
     axes = {}  # step index -> axis, for the plain Concat steps
     for index, (_, fn, ins, outs) in enumerate(steps):
-        kernel = fn.func if isinstance(fn, functools.partial) else fn
-        if kernel in (concat, concat_1) and len(outs) == 1 and len(ins) >= 2:
-            axes[index] = fn.keywords.get("axis", 1) if isinstance(fn, functools.partial) else 1
+        axis = _concat_axis(fn)
+        if axis is not None and len(outs) == 1 and len(ins) >= 2:
+            axes[index] = axis
     produced_by = {steps[i][3][0]: i for i in axes}
     extenders = collections.Counter(steps[i][2][0] for i in axes)
     outputs = set(output_slots)
@@ -391,3 +396,121 @@ class GrowingConcat:
         if extends:  # (a chain's steps run in order: the last one leaves the whole size)
             self.capacity = size
         return buffer[:size].reshape(shape)
+
+
+def _concat_axis(fn: Callable) -> int | None:
+    """The axis of a plain Concat step's kernel, or None for any other step."""
+    kernel = fn.func if isinstance(fn, functools.partial) else fn
+    if kernel not in (concat, concat_1):
+        return None
+    return fn.keywords.get("axis", 1) if isinstance(fn, functools.partial) else 1
+
+
+def _conv_of(fn: Callable) -> Conv | None:
+    """The Conv a step runs (alone, or with its fused followers), or None."""
+    kernel = getattr(fn, "kernel", fn)
+    return kernel if isinstance(kernel, Conv) else None
+
+
+def gather_concats(steps: list[StepTuple], output_slots: list[int],
+                   label: Callable[[Node], str]) -> list[StepTuple]:  # fmt: skip
+    """The steps with each Concat whose inputs all come from Convs that only it reads running
+    those Convs itself (``GatheredConcat``). The Convs move to the Concat's place in the order:
+    read by it alone, they are needed nowhere before it. ``label`` names a node in errors."""
+    made_by = {outs[0]: index for index, (_, _, _, outs) in enumerate(steps) if len(outs) == 1}
+    readers = collections.Counter(i for _, _, ins, _ in steps for i in ins if i >= 0)
+    outputs = set(output_slots)
+    gathered: dict[int, list[int]] = {}  # Concat step index -> its Convs' step indices
+    for index, (_, fn, ins, outs) in enumerate(steps):
+        if _concat_axis(fn) is None or len(outs) != 1 or len(ins) < 2 or len(set(ins)) < len(ins):
+            continue
+        convs = [made_by.get(i) for i in ins]
+        if all(
+            j is not None and _conv_of(steps[j][1]) is not None
+            and readers[i] == 1 and i not in outputs
+            for i, j in zip(ins, convs)
+        ):  # fmt: skip
+            gathered[index] = convs
+    moved = {j for convs in gathered.values() for j in convs}
+    result = []
+    for index, (node, fn, ins, outs) in enumerate(steps):
+        if index in moved:
+            continue
+        if index in gathered:
+            parts = [steps[j] for j in gathered[index]]
+            fn = GatheredConcat(_concat_axis(fn), [(p[1], len(p[2]), label(p[0])) for p in parts])
+            ins = [i for p in parts for i in p[2]]
+        result.append((node, fn, ins, outs))
+    return result
+
+
+class GatheredConcat:
+    """Concat of Conv results, running the Convs: each computes into its own block of the
+    result where the layout allows (every axis before the concatenation axis of size 1: batch 1
+    along channels, where each input is one block of the result's memory); otherwise the Convs
+    run as they would and their results are concatenated."""
+
+    def __init__(self, axis: int, parts: list[tuple[Callable, int, str]]):
+        self.axis = axis
+        self.parts = parts  # (step function, its number of inputs, its label)
+
+    def __call__(self, *args):
+        inputs, start = [], 0
+        for _, count, _ in self.parts:
+            inputs.append(args[start : start + count])
+            start += count
+        shapes = self._shapes(inputs)
+        if shapes is None:
+            results = [self._run(k, part) for k, part in enumerate(inputs)]
+            return concat(*results, axis=self.axis)
+        axis = self.axis % len(shapes[0])
+        total = list(shapes[0])
+        total[axis] = sum(shape[axis] for shape in shapes)
+        y = np.empty(total, inputs[0][0].dtype)
+        flat, offset = y.reshape(-1), 0
+        for k, (part, shape) in enumerate(zip(inputs, shapes)):
+            size = math.prod(shape)
+            block = flat[offset : offset + size].reshape(shape)
+            result = self._run(k, part, block)
+            if result is not block:  # (a path that cannot compute into it)
+                block[...] = result
+            offset += size
+        return y
+
+    def _shapes(self, inputs) -> list[tuple[int, ...]] | None:
+        """The Convs' result shapes, where they can all compute into blocks of one array."""
+        first = inputs[0][0]
+        if type(first) is not np.ndarray or first.dtype.kind != "f":
+            return None
+        shapes = []
+        for (fn, _, _), part in zip(self.parts, inputs):
+            x, w = part[0], part[1]
+            if type(x) is not np.ndarray or x.dtype != first.dtype or type(w) is not np.ndarray:
+                return None
+            try:
+                shapes.append(_conv_of(fn).output_shape(x, w))
+            except (OnyxError, ValueError, TypeError):
+                return None  # (the Conv itself reports it, when run)
+        rank, axis = len(shapes[0]), self.axis
+        if not -rank <= axis < rank:
+            return None
+        axis %= rank
+        rest = [shape[:axis] + shape[axis + 1 :] for shape in shapes]
+        if math.prod(shapes[0][:axis]) != 1 or any(r != rest[0] for r in rest):
+            return None
+        return shapes
+
+    def _run(self, k: int, part, out=None):
+        """Conv ``k`` on its inputs, into ``out`` where given; its errors named by its node."""
+        fn, _, label = self.parts[k]
+        try:
+            return fn(*part) if out is None else fn(*part, out=out)
+        except ExecutionError as e:
+            if str(e).startswith("node "):
+                raise
+            raise type(e)(f"{label}: {e}") from e
+        except MemoryError as e:
+            raise AllocationError(f"{label}: out of memory: {e}") from e
+        except Exception as e:
+            message = str(e) if isinstance(e, OnyxError) else f"{type(e).__name__}: {e}"
+            raise ExecutionError(f"{label} failed: {message}") from e

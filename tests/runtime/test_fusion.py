@@ -192,3 +192,49 @@ def test_fused_steps_keep_their_prepared_work_across_runs_and_switches():
         np.testing.assert_allclose(
             session.run(None, {"x": x_})[0], plain.run(None, {"x": x_})[0], rtol=1e-5, atol=1e-6
         )
+
+
+def _fire_module(dtype="float", group=1) -> onyx.ir.Model:
+    """squeezenet's pattern: two Convs of one input, each with its Relu, concatenated."""
+    g = GraphBuilder(opset=21)
+    x = g.input("x", dtype, ["N", 4, "H", "W"])
+    cast = (lambda a: a.astype(np.float16)) if dtype == "float16" else (lambda a: a)
+    s = g.op.Relu(g.op.Conv(x, cast(f32(4, 4, 1, 1)), cast(f32(4))))
+    a = g.op.Relu(g.op.Conv(s, cast(f32(3, 4, 1, 1)), cast(f32(3))))
+    b = g.op.Relu(g.op.Conv(s, cast(f32(4, 4 // group, 3, 3)), pads=[1, 1, 1, 1], group=group))
+    g.output(g.op.Concat(a, b, axis=1), "y")
+    return g.model()
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 6, 7), (2, 4, 5, 5)])  # batch 2: the plain Concat
+@pytest.mark.parametrize("dtype, group", [("float", 1), ("float", 4), ("float16", 1)])
+def test_convs_feeding_only_a_concat_compute_into_its_result(shape, dtype, group):
+    model = _fire_module(dtype, group)
+    x = f32(*shape).astype(np.float16 if dtype == "float16" else np.float32)
+    tolerance = {"rtol": 2e-3, "atol": 2e-3} if dtype == "float16" else {}
+    session = both_ways(model, {"x": x}, **tolerance)
+    assert [type(step.fn).__name__ for step in session._plan.steps][-1] == "GatheredConcat"
+    assert op_types(session) == ["Conv", "Concat"]
+
+
+def test_a_conv_result_read_elsewhere_too_is_not_computed_into_the_concat():
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", [1, 2, 5, 5])
+    a = g.op.Conv(x, f32(3, 2, 1, 1))
+    b = g.op.Conv(x, f32(2, 2, 3, 3), pads=[1, 1, 1, 1])
+    g.output(g.op.Concat(a, b, axis=1), "y")
+    g.output(g.op.Relu(a), "z")
+    session = both_ways(g.model(), {"x": f32(1, 2, 5, 5)})
+    assert op_types(session) == ["Conv", "Conv", "Concat", "Relu"]
+
+
+def test_a_gathered_conv_that_fails_is_named_in_the_error():
+    g = GraphBuilder(opset=21)
+    x, w = g.input("x", "float", [1, 2, 5, 5]), g.input("w", "float", [3, "C", 1, 1])
+    a = g.op.Conv(x, f32(3, 2, 1, 1))
+    b = g.op.Conv(x, w, name="second_conv")
+    g.output(g.op.Concat(a, b, axis=1), "y")
+    session = onyx.InferenceSession(g.model())
+    assert op_types(session) == ["Concat"]
+    with pytest.raises(onyx.errors.ExecutionError, match="second_conv"):
+        session.run(None, {"x": f32(1, 2, 5, 5), "w": f32(3, 4, 1, 1)})  # 4 input channels

@@ -181,8 +181,9 @@ class _ConvGeometry:
         return k, s, d, pb, pe, out, pointwise
 
 
-def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
-    """Y (N, M, *O) of ``x`` (N, C, *S) and a weight prepared as (g, M/g, C/g*prod(K)).
+def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
+    """Y (N, M, *O) of ``x`` (N, C, *S) and a weight prepared as (g, M/g, C/g*prod(K)); its GEMMs
+    write into ``y`` (C-contiguous) where given, the other paths return a new array.
 
     ``w_depthwise`` (M, prod(K)) selects the shifted multiply-add path (C/g == 1).
     """
@@ -194,8 +195,7 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
         if any(v != 1 for v in s):
             x = x[(slice(None), slice(None)) + tuple(slice(None, None, v) for v in s)]
         cols = x.reshape(n, g, c // g, o_size)
-        y = np.matmul(w_gemm, cols)  # (N, g, M/g, O)
-        return y.reshape((n, g * mg) + tuple(out))
+        return _grouped_matmul(w_gemm, cols, y, out)
     compiles = x.dtype in compiled.DTYPES and len(out) == 2 and w_depthwise is None
     jit = compiled.kernels(n * g * ck * o_size) if compiles else None
     if jit is not None:
@@ -203,8 +203,7 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
         cols = np.empty((n, c * math.prod(k), o_size), x.dtype)
         for i in range(n):
             jit.im2col(x[i], cols[i], *k, *s, *d, pb[0], pb[1], 0, out[0], out[1])
-        y = np.matmul(w_gemm, cols.reshape(n, g, ck, o_size))
-        return y.reshape((n, g * mg) + tuple(out))
+        return _grouped_matmul(w_gemm, cols.reshape(n, g, ck, o_size), y, out)
     xp = pad_input(x, pb, pe)
     if w_depthwise is not None:
         mult = mg
@@ -220,15 +219,25 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None):
                 y += np.multiply(xp[(slice(None), slice(None)) + sl], wk, out=tmp)
         return y
     cols = window_view(xp, k, s, d, out).reshape(n, g, ck, o_size)
-    y = np.matmul(w_gemm, cols)
-    return y.reshape((n, g * mg) + tuple(out))
+    return _grouped_matmul(w_gemm, cols, y, out)
+
+
+def _grouped_matmul(w_gemm, cols, y, out):
+    """(N, g*M/g, *out) from (g, M/g, K) weights and (N, g, K, O) columns, into ``y`` if given."""
+    n, g, _, o_size = cols.shape
+    mg = w_gemm.shape[1]
+    if y is None:
+        return np.matmul(w_gemm, cols).reshape((n, g * mg) + tuple(out))
+    np.matmul(w_gemm, cols, out=y.reshape(n, g, mg, o_size))
+    return y
 
 
 _TILE_BYTES = 1 << 20  # the im2col tile a blocked convolution keeps cache-hot
 
 
-def conv_blocked(x, w2d, plan, epilogue):
-    """2-D convolution with one group, computed a band of output rows at a time.
+def conv_blocked(x, w2d, plan, epilogue, y=None):
+    """2-D convolution with one group, computed a band of output rows at a time (into ``y``
+    where given).
 
     For each band: its im2col columns (or, for a 1x1 stride-1 kernel, the input itself), one GEMM
     written straight into the output, then the ``epilogue`` (bias and the fused steps after the
@@ -239,7 +248,7 @@ def conv_blocked(x, w2d, plan, epilogue):
     n = x.shape[0]
     m, depth = w2d.shape
     ho, wo = out
-    y = np.empty((n, m, ho, wo), x.dtype)
+    y = np.empty((n, m, ho, wo), x.dtype) if y is None else y
     y2d = y.reshape(n, m, ho * wo)
     jit = compiled.kernels(y.size) if x.dtype in compiled.DTYPES else None
     rows = max(1, min(ho, _TILE_BYTES // (4 * depth * wo)))
@@ -292,8 +301,8 @@ def shifted_weight(w_gemm, kernel) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(-1, c))
 
 
-def conv_shifted(x, w_shift, plan):
-    """2-D stride-1 convolution without im2col.
+def conv_shifted(x, w_shift, plan, y=None):
+    """2-D stride-1 convolution without im2col (into ``y`` where given).
 
     In the image flattened row by row, the input pixel under kernel offset (a, b) of output
     (i, j) sits at a fixed distance from the output's own position. So one GEMM of all the
@@ -309,7 +318,7 @@ def conv_shifted(x, w_shift, plan):
     m = w_shift.shape[0] // taps
     x = np.ascontiguousarray(x)
     products = np.empty((taps, m, h * w), x.dtype)
-    y = np.empty((n, m) + tuple(out), x.dtype)
+    y = np.empty((n, m) + tuple(out), x.dtype) if y is None else y
     # (sized by the GEMM's work: on small images numpy's tap-by-tap adds cost more in calls
     # than the whole convolution computes)
     jit = compiled.kernels(products.size * c) if x.dtype in compiled.DTYPES else None
@@ -374,9 +383,9 @@ def winograd_weight(w, dtype) -> np.ndarray:
     return np.ascontiguousarray(u.reshape(16, m, c), dtype=dtype)
 
 
-def conv_winograd(x, u, plan):
+def conv_winograd(x, u, plan, y=None):
     """2-D 3x3 stride-1 convolution through Winograd F(2x2, 3x3) (``u`` from winograd_weight;
-    where winograd_pays)."""
+    where winograd_pays), into ``y`` where given."""
     jit = compiled.kernels(compiled.MIN_SIZE)
     _, _, _, pb, _, out, _ = plan
     n, c, h, w = x.shape
@@ -387,7 +396,7 @@ def conv_winograd(x, u, plan):
     inner = padded[:, pb[0] : pb[0] + h, pb[1] : pb[1] + w]  # (2*tiles + 2 >= pads + size)
     v = np.empty((16, c, tiles_h * tiles_w), x.dtype)
     products = np.empty((16, m, tiles_h * tiles_w), x.dtype)
-    y = np.empty((n, m, ho, wo), x.dtype)
+    y = np.empty((n, m, ho, wo), x.dtype) if y is None else y
     for i in range(n):
         inner[...] = x[i]
         jit.winograd_input(padded, v, tiles_h, tiles_w)
@@ -449,8 +458,10 @@ class Conv:
         self.winograd_cache = _WeightCache()
         self.bias_memo: dict = {}  # for Epilogue.prepare
 
-    def __call__(self, x, w, b=None, *, epilogue=None):
-        """Y; with an ``epilogue`` that fits, Y with the epilogue applied (``epilogue.applied``)."""
+    def __call__(self, x, w, b=None, *, epilogue=None, out=None):
+        """Y; with an ``epilogue`` that fits, Y with the epilogue applied (``epilogue.applied``).
+        With ``out`` (an array of Y's shape and dtype, C-contiguous), Y is computed into it
+        where the path taken can (the caller checks for ``y is out``)."""
         _check_rank("Conv", x, w)
         plan = self.geom.plan(x.shape, w.shape)
         dtype = compute_dtype(x.dtype)
@@ -466,20 +477,29 @@ class Conv:
         else:
             epilogue.applied = True
         xw = x.astype(dtype, copy=False)
+        if out is not None and not (
+            x.dtype == dtype == out.dtype and out.shape == y_shape and out.flags.c_contiguous
+        ):
+            out = None
         if winograd_pays(plan, group, w.shape, dtype):
             u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
-            y = conv_winograd(xw, u, plan)
+            y = conv_winograd(xw, u, plan, out)
             epilogue.apply_all(y)
         elif group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w.shape):
-            y = conv_blocked(xw, w_gemm[0], plan, epilogue)
+            y = conv_blocked(xw, w_gemm[0], plan, epilogue, out)
         else:
             if shifted_eligible(plan, group, w.shape):
                 w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
-                y = conv_shifted(xw, w_shift, plan)
+                y = conv_shifted(xw, w_shift, plan, out)
             else:
-                y = conv_forward(xw, w_gemm, plan, group, w_dw)
+                y = conv_forward(xw, w_gemm, plan, group, w_dw, out)
             epilogue.apply_all(y)
         return y.astype(x.dtype, copy=False)
+
+    def output_shape(self, x, w) -> tuple[int, ...]:
+        """Y's shape for these inputs (raising as ``__call__`` would for ones that do not fit)."""
+        _check_rank("Conv", x, w)
+        return (x.shape[0], w.shape[0], *self.geom.plan(x.shape, w.shape)[5])
 
 
 # --- integer convolutions -----------------------------------------------------------------------
