@@ -25,16 +25,16 @@ from onyx.runtime.compiled import ADD, DIV, FULL, MAX, MUL, SCALAR, SUB
 _OPTIONS = {"parallel": False, "cache": True, "nogil": True, "error_model": "numpy"}
 
 
-# (written as comparisons LLVM turns into vector selects: a version calling np.isnan ran a ReLU
-# pass 1.4x slower)
+# Comparisons LLVM turns into vector selects (a version calling np.isnan ran a ReLU pass 1.4x
+# slower), in numpy's rules: a NaN wins, the first of two NaNs, the second operand of two equal.
 @njit(inline="always")
 def _max(a, b):
-    return b if a <= b or b != b else a
+    return b if a <= b or (b != b and a == a) else a  # noqa: PLR0124 (x != x: x is NaN)
 
 
 @njit(inline="always")
 def _min(a, b):
-    return b if a >= b or b != b else a
+    return b if a >= b or (b != b and a == a) else a  # noqa: PLR0124 (x != x: x is NaN)
 
 
 @njit(inline="always")
@@ -246,3 +246,247 @@ def shift_sum(products, y, kh, kw, dh, dw, top, left, width):
                     for j in range(j1 - j0):
                         part[j] += source[j]
 
+
+# --- windowed pooling (pool.py's MaxPool, AveragePool) ---------------------------------------
+
+# How these run fast, each measured on the pooling layers of squeezenet, resnet50, densenet121
+# and inception v1 (benchmarks/bench_pools.py):
+# - the helpers take whole arrays and offsets, and hold one loop each, none nested: a slice per
+#   row, or an inlined function with nested loops, costs numba a reference count increment and
+#   decrement per array and call, which took longer than the arithmetic;
+# - rows are folded in lengths rounded up to whole vector steps, reading and writing past a
+#   row's end into what comes after it (and is written later): a scalar remainder took as long
+#   as the rest on rows of 14 to 112 elements;
+# - the geometry is worked out once per call, and what can run over all lines of a group of
+#   planes does: per-row loop overhead was most of the time on 13x13 planes. A group's lines
+#   take about _GROUP_BYTES (8 KiB measured best, up to 64 KiB).
+_GROUP_BYTES = 8192
+_ONE = np.uint64(1)
+
+
+@njit(inline="always")
+def _fold_first(code, out, o, src, starts, shift, count, n, ostep=_ONE, step=_ONE):
+    """out[o + j*ostep] = op over the first ``count`` (1 to 3) taps t, in order, of
+    src[starts[t] + shift + j*step], for j < n (unsigned offsets; a row, or a column with the
+    steps of its array's rows)."""
+    last = count - 1
+    a = starts[0] + shift
+    b, c = starts[min(1, last)] + shift, starts[min(2, last)] + shift
+    if count == 1:
+        for j in range(n):
+            out[o + j * ostep] = src[a + j * step]
+    elif code == MAX:
+        if count == 2:
+            for j in range(n):
+                out[o + j * ostep] = _max(src[a + j * step], src[b + j * step])
+        else:
+            for j in range(n):
+                out[o + j * ostep] = _max(_max(src[a + j * step], src[b + j * step]),
+                                          src[c + j * step])  # fmt: skip
+    elif count == 2:
+        for j in range(n):
+            out[o + j * ostep] = src[a + j * step] + src[b + j * step]
+    else:
+        for j in range(n):
+            out[o + j * ostep] = (src[a + j * step] + src[b + j * step]) + src[c + j * step]
+
+
+@njit(inline="always")
+def _fold_onto(code, out, o, src, starts, shift, t, count, n, ostep=_ONE, step=_ONE):
+    """out[o + j*ostep] = op(out[o + j*ostep], tap t), then tap t + 1 if t + 1 < ``count``:
+    taps as in ``_fold_first``."""
+    a, b = starts[t] + shift, starts[min(t + 1, count - 1)] + shift
+    if code == MAX:
+        if t + 1 == count:
+            for j in range(n):
+                out[o + j * ostep] = _max(out[o + j * ostep], src[a + j * step])
+        else:
+            for j in range(n):
+                out[o + j * ostep] = _max(_max(out[o + j * ostep], src[a + j * step]),
+                                          src[b + j * step])  # fmt: skip
+    elif t + 1 == count:
+        for j in range(n):
+            out[o + j * ostep] = out[o + j * ostep] + src[a + j * step]
+    else:
+        for j in range(n):
+            out[o + j * ostep] = (out[o + j * ostep] + src[a + j * step]) + src[b + j * step]
+
+
+@njit(inline="always")
+def _split_pairs(pairs, even, odd, count):
+    """even[i], odd[i] = the low and high halves of pairs[i], i < ``count``: float32 lines'
+    two stride-2 phases by shifts, where numba's stride-2 reads would gather."""
+    for i in range(count):
+        pair = pairs[i]  # (read once: the stores might alias it, for all LLVM knows)
+        even[i] = np.uint32(pair & np.uint64(0xFFFFFFFF))
+        odd[i] = np.uint32(pair >> np.uint64(32))
+
+
+@njit(inline="always")
+def _take_phase(lines, phases, o, m, s, count):
+    """phases[o + i] = lines[i*s + m] for i < ``count``: phase m of stride s."""
+    start, step = np.uint64(m), np.uint64(s)
+    for i in range(np.uint64(count)):
+        phases[o + i] = lines[start + i * step]
+
+
+@njit(inline="always")
+def _scale(out, o, factors, divide, count):
+    """out[o + i] times (or divided by) factors[i], i < ``count``."""
+    if divide:
+        for i in range(count):
+            out[o + i] = out[o + i] / factors[i]
+    else:
+        for i in range(count):
+            out[o + i] = out[o + i] * factors[i]
+
+
+@njit(**_OPTIONS)
+def pool2d(x, y, code, kh, kw, sh, sw, dh, dw, pt, pl, finish, scale):
+    """Each window's max (``code`` MAX) or sum (ADD) of ``x`` (P, H, W) into ``y`` (P, Ho, Wo),
+    window (r, q) reading rows r*sh - pt + t*dh and columns q*sw - pl + t*dw inside ``x``, then
+    y times (``finish`` MUL) or divided by (DIV) ``scale`` (Ho, Wo), if either.
+
+    pool.py's separable fold, with its results: per window, its rows first (into a line), then
+    the line's columns, taps in order, from the first tap inside ``x`` (``fill`` where none
+    is). By groups of planes: the rows' folds into ``lines``, one per output row (with stride
+    1, those with every row inside in one loop); their stride-sw phases (one loop); each
+    output row's columns from the phases (where a line's phase is an output row long, all at
+    once), then a column at a time those of windows reaching into the padding; the scaling.
+    """
+    planes, height, width = x.shape
+    ho, wo = y.shape[1], y.shape[2]
+    fill = -np.inf if code == MAX else 0.0
+    # rows rounded to 64 bytes (the loops' vector steps: 8 or 16 floats), 128 where long
+    grain = (64 if width * x.itemsize < 256 else 128) // x.itemsize
+    span = (width + grain - 1) // grain * grain
+    # a line's elements: sw*wo where the line fits (its phases then an output row long);
+    # else the width (stride 1) or a whole number of grains per phase
+    if sw * wo >= width:
+        pitch = sw * wo
+    else:
+        pitch = width if sw == 1 else (width + grain * sw - 1) // (grain * sw) * (grain * sw)
+    part = pitch // sw
+    # planes a group (their lines about _GROUP_BYTES), a phase of their lines and the reads
+    # past them (even, for ``pairs``)
+    group = max(1, min(planes, _GROUP_BYTES // (ho * pitch * x.itemsize)))
+    plane = (group * ho * part + grain - 1) // grain * grain + span + 2 * grain
+    src, dst = x.reshape(-1), y.reshape(-1)
+    lines = np.empty(sw * plane, x.dtype)
+    phases = lines if sw == 1 else np.empty(sw * plane, x.dtype)
+    pairs = lines.view(np.uint64)
+    even, odd = phases.view(np.uint32), phases[plane:].view(np.uint32)
+    # the scale, once for each plane of a group
+    scaled = finish == MUL or finish == DIV
+    given, factors = scale.reshape(-1), np.empty(group * ho * wo if scaled else 0, x.dtype)
+    for i in range(factors.shape[0]):
+        factors[i] = given[i % (ho * wo)]
+    # output row r: the first of its input rows inside (in the plane) and their count; rows
+    # [ra, rb) have all kh, folded in one loop where lines follow one another as rows do in x
+    # (``across`` the planes too where a plane has as many lines as rows)
+    first, count = np.empty(ho, np.int64), np.empty(ho, np.int64)
+    ra, rb, empty = ho, ho, False
+    for r in range(ho):
+        t0, t1 = _visible(r * sh - pt, dh, kh, height)
+        first[r], count[r] = r * sh - pt + t0 * dh, max(t1 - t0, 0)
+        if count[r] == kh:
+            ra, rb = min(ra, r), r + 1
+        empty |= count[r] == 0
+    if sh != 1 or pitch != width:
+        ra = rb = ho
+    across = rb > ra and ho == height
+    rows = np.empty(kh, np.uint64)
+    # output column q, tap t: phase (t*dw - pl) % sw of its line at q + (t*dw - pl) // sw;
+    # columns [q0, q1) have every tap inside, each other (``edges``) ``valid`` of them, at
+    # columns ``inside`` of its line
+    q0 = _visible(-pl, sw, wo, width)[0]
+    q1 = max(q0, _visible((kw - 1) * dw - pl, sw, wo, width)[1])
+    inner = (q1 - q0 + grain - 1) // grain * grain
+    whole = part == wo and q1 > q0
+    taps = np.empty(kw, np.uint64)
+    for t in range(kw):
+        shift = t * dw - pl
+        taps[t] = shift % sw * plane + shift // sw + q0
+    edges = np.empty(wo - (q1 - q0), np.int64)
+    valid = np.zeros(edges.shape[0], np.int64)
+    inside = np.empty((edges.shape[0], kw), np.int64)
+    for e in range(edges.shape[0]):
+        edges[e] = e if e < q0 else q1 + e - q0
+        for t in range(kw):
+            j = edges[e] * sw + t * dw - pl
+            if 0 <= j < width:
+                inside[e, valid[e]] = j
+                valid[e] += 1
+    zero = np.uint64(0)
+    cols = np.empty(kw, np.uint64)
+    for p0 in range(0, planes, group):
+        size = min(group, planes - p0)  # planes in this group
+        # the rows' folds, line by line in order: a line's rounded length runs into the
+        # lines after it, written later (but to its exact length where the lines of all the
+        # group's full windows were folded at once, first)
+        if across:
+            for t in range(kh):
+                rows[t] = (p0 * height + first[ra] + t * dh) * width
+            n = np.uint64(((size - 1) * ho + rb - ra) * width)
+            at = np.uint64(ra * pitch)
+            _fold_first(code, lines, at, src, rows, zero, kh, n)
+            for t in range(3, kh, 2):
+                _fold_onto(code, lines, at, src, rows, zero, t, kh, n)
+        for g in range(size):
+            for r in range(ho):
+                c = count[r]
+                if c == 0 or ra < r < rb or (across and r == ra):
+                    continue
+                start = (p0 + g) * height + first[r]
+                if r == ra:  # rows [ra, rb) at once
+                    n = np.uint64((rb - ra) * width)
+                elif across or (start + (c - 1) * dh) * width + span > src.shape[0]:
+                    n = np.uint64(width)
+                else:
+                    n = np.uint64(span)
+                for t in range(c):
+                    rows[t] = (start + t * dh) * width
+                at = np.uint64((g * ho + r) * pitch)
+                _fold_first(code, lines, at, src, rows, zero, c, n)
+                for t in range(3, c, 2):
+                    _fold_onto(code, lines, at, src, rows, zero, t, c, n)
+        # their phases
+        if sw == 2 and x.itemsize == 4:
+            _split_pairs(pairs, even, odd, size * ho * part)
+        elif sw > 1:
+            for m in range(sw):
+                _take_phase(lines, phases, np.uint64(m * plane), m, sw, size * ho * part)
+        # the columns: every line's at once, or line by line
+        base = p0 * ho * wo
+        for line in range(0 if q1 > q0 else size * ho, 1 if whole else size * ho):
+            at = base + line * wo + q0
+            if whole:
+                n = np.uint64((size * ho - 1) * wo + q1 - q0)
+            elif count[line % ho] == 0:
+                continue
+            else:
+                n = np.uint64(inner if at + inner <= dst.shape[0] else q1 - q0)
+            shift = np.uint64(line * part)
+            _fold_first(code, dst, np.uint64(at), phases, taps, shift, kw, n)
+            for t in range(3, kw, 2):
+                _fold_onto(code, dst, np.uint64(at), phases, taps, shift, t, kw, n)
+        # the edges, a column at a time down all lines
+        n, down = np.uint64(size * ho), np.uint64(wo)
+        for e in range(edges.shape[0]):
+            c, at = valid[e], np.uint64(base + edges[e])
+            if c == 0:
+                for line in range(size * ho):
+                    dst[at + line * down] = fill
+                continue
+            for t in range(c):
+                cols[t] = inside[e, t]
+            _fold_first(code, dst, at, lines, cols, zero, c, n, down, np.uint64(pitch))
+            for t in range(3, c, 2):
+                _fold_onto(code, dst, at, lines, cols, zero, t, c, n, down, np.uint64(pitch))
+        if empty:  # rows of padding only (above, below, or between dilated taps)
+            for line in range(size * ho):
+                if count[line % ho] == 0:
+                    for q in range(wo):
+                        dst[base + line * wo + q] = fill
+        if scaled:
+            _scale(dst, np.uint64(base), factors, finish == DIV, np.uint64(size * ho * wo))

@@ -2,6 +2,8 @@
 
 Windowed pools reduce over strided views of the padded input, one vectorized step per kernel
 offset (never a loop over output pixels); averages divide by a count map pooled once per shape.
+2-D float MaxPool and AveragePool run compiled where numba is installed (compiled.py): the same
+fold, one pass over the input instead of one per tap and axis.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 import numpy as np
 
 from onyx.errors import KernelError
+from onyx.runtime import compiled
 from onyx.runtime.kernels.conv import (
     compute_dtype,
     kernel_slices,
@@ -58,15 +61,34 @@ class _Pool:
         a window has none).
         """
         k, s, d, pb, _, out = plan
-        spatial = x.shape[2:]
-        if all(o == 1 and b == 0 and e == 1 and n == size
-               for o, b, n, e, size in zip(out, pb, k, d, spatial)):  # fmt: skip
+        if _one_window(x.shape[2:], plan):
             # one window covering the whole input (resnet's final 7x7 average): one reduction
             return op.reduce(x, axis=tuple(range(2, x.ndim)), keepdims=True)
         acc = x
         for i in range(len(out)):
             acc = _reduce_axis(acc, 2 + i, k[i], s[i], d[i], pb[i], out[i], op, fill)
         return acc
+
+    def reduce_compiled(self, x, plan, code, finish=-1, scale=None):
+        """``reduce`` (op by opcode ``code``: MAX or ADD) by the compiled kernel, the result then
+        times (``finish`` MUL) or divided by (DIV) ``scale`` (the output's spatial shape); None
+        where the kernel does not cover ``x`` (2-D, float32/64) or is not there
+        (``compiled.kernels``)."""
+        out = plan[5]
+        if x.ndim != 4 or x.dtype not in compiled.DTYPES or x.size == 0:
+            return None
+        if _one_window(x.shape[2:], plan):  # (one numpy reduction: as fast)
+            return None
+        n, c = x.shape[:2]
+        jit = compiled.kernels(n * c * out[0] * out[1])
+        if jit is None:
+            return None
+        k, s, d, pb = plan[:4]
+        y = np.empty((n, c, *out), x.dtype)
+        planes = np.ascontiguousarray(x).reshape(n * c, *x.shape[2:])
+        scale = np.empty((1, 1), x.dtype) if scale is None else scale
+        jit.pool2d(planes, y.reshape(n * c, *out), code, *k, *s, *d, pb[0], pb[1], finish, scale)
+        return y
 
     def counts(self, spatial, plan, include_pad):
         """Elements per window (broadcast over N, C): real ones, or real + explicit pads."""
@@ -91,6 +113,13 @@ class _Pool:
                 c = c * n.reshape(shape)
             self._plans[key] = c
         return c
+
+
+def _one_window(spatial, plan):
+    """Whether one window covers the whole (unpadded) input."""
+    k, _, d, pb, _, out = plan
+    return all(o == 1 and b == 0 and e == 1 and n == size
+               for o, b, n, e, size in zip(out, pb, k, d, spatial))  # fmt: skip
 
 
 def _reduce_axis(x, axis, k, s, d, begin, out, op, fill):
@@ -193,7 +222,9 @@ class MaxPool(_Pool):
         exact = x.dtype.kind in "iu" or compute_dtype(x.dtype) == x.dtype
         work = x if exact else x.astype(np.float32)
         if not self.want_indices:
-            y = self.reduce(work, plan, np.maximum, _lowest(work.dtype))
+            y = self.reduce_compiled(work, plan, compiled.MAX)
+            if y is None:
+                y = self.reduce(work, plan, np.maximum, _lowest(work.dtype))
             return y.astype(x.dtype, copy=False)
         return self._with_indices(x, pad_input(work, pb, pe, _lowest(work.dtype)), plan)
 
@@ -241,13 +272,34 @@ class AveragePool(_Pool):
     def __call__(self, x):
         plan = self.plan(x)
         dtype = compute_dtype(x.dtype)
-        y = self.reduce(x.astype(dtype, copy=False), plan, np.add, 0)
+        work = x.astype(dtype, copy=False)
         counts = self.counts(x.shape[2:], plan, self.include_pad)
-        if counts.min() == counts.max():
-            y *= dtype.type(1.0 / counts.flat[0])
-        else:
-            y /= counts.astype(dtype)
+        y = None
+        if work.ndim == 4 and work.dtype in compiled.DTYPES:
+            finish, scale = self._scale(x.shape[2:], counts, dtype)
+            y = self.reduce_compiled(work, plan, compiled.ADD, finish, scale)
+        if y is None:
+            y = self.reduce(work, plan, np.add, 0)
+            if counts.min() == counts.max():
+                y *= dtype.type(1.0 / counts.flat[0])
+            else:
+                y /= counts.astype(dtype)
         return y.astype(x.dtype, copy=False)
+
+    def _scale(self, spatial, counts, dtype):
+        """(opcode, factors) of the division in ``__call__`` for the compiled kernel: the same
+        multiplication by one reciprocal, or division by each count, so the same roundings."""
+        key = ("scale", spatial, dtype)
+        scale = self._plans.get(key)
+        if scale is None:
+            if counts.min() == counts.max():
+                with np.errstate(divide="ignore"):  # (windows of padding only: 0 * inf, NaN)
+                    factor = dtype.type(1.0 / counts.flat[0])
+                scale = compiled.MUL, np.full(counts.shape[2:], factor)
+            else:
+                scale = compiled.DIV, np.ascontiguousarray(counts[0, 0], dtype)
+            self._plans[key] = scale
+        return scale
 
 
 @kernel("LpPool", 1, 2, 11, 18, 22)
