@@ -285,8 +285,9 @@ def _blocked_pays(w_shape) -> bool:
 def shifted_eligible(plan, group, w_shape) -> bool:
     """Whether the shift-and-add path pays: 2-D, one group, stride 1, and a layer that narrows
     (C >= 2M), where im2col's copy of every input pixel per kernel offset outweighs the GEMM it
-    feeds (benchmarks/bench_conv_paths.py: 1.4-1.6x faster than im2col on densenet121's 3x3
-    layers, 4x4 to 56x56; 1.03-2x slower on the layers of the other CNNs, which do not narrow)."""
+    feeds (benchmarks/bench_conv_paths.py: 1.6-3.2x faster than im2col on densenet121's 3x3
+    layers, 4x4 to 56x56; from 0.96x to 1.9x im2col's time on the layers of the other CNNs,
+    which do not narrow, where Winograd or im2col is faster still)."""
     k, s, _, _, _, _, pointwise = plan
     if len(k) != 2 or group != 1 or pointwise or any(v != 1 for v in s):
         return False
