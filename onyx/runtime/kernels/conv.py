@@ -209,15 +209,15 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
         mult = mg
         if mult != 1:
             xp = np.repeat(xp, mult, axis=1)
-        y = tmp = None
+        acc = tmp = None  # (a new array, not ``y``: the caller copies it where it must)
         for i, (_, sl) in enumerate(kernel_slices(k, s, d, out)):
             wk = w_depthwise[:, i].reshape((1, -1) + (1,) * len(out))
-            if y is None:
-                y = np.multiply(xp[(slice(None), slice(None)) + sl], wk)
-                tmp = np.empty_like(y)
+            if acc is None:
+                acc = np.multiply(xp[(slice(None), slice(None)) + sl], wk)
+                tmp = np.empty_like(acc)
             else:
-                y += np.multiply(xp[(slice(None), slice(None)) + sl], wk, out=tmp)
-        return y
+                acc += np.multiply(xp[(slice(None), slice(None)) + sl], wk, out=tmp)
+        return acc
     cols = window_view(xp, k, s, d, out).reshape(n, g, ck, o_size)
     return _grouped_matmul(w_gemm, cols, y, out)
 
