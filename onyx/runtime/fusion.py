@@ -10,10 +10,6 @@
   and shifts by constants are merged into one (in float64, like the folding above).
 - A run of such elementwise steps after any other step runs as one chain: one pass that reads
   the input once and writes one new array.
-- Concat steps that each extend the previous one's result (DenseNet's blocks, where every layer
-  appends its features to all the block's earlier ones) share one buffer: each writes only what
-  it appends, after its first input, instead of copying the whole block again
-  (``chain_concats``).
 - A Concat whose inputs are each a Conv's result that it alone reads (the modules of GoogLeNet
   and SqueezeNet) runs those Convs itself, each writing into its place in the Concat's result
   (``gather_concats``). A profile then counts their time under the Concat.
@@ -74,7 +70,7 @@ def fuse(steps: list[StepTuple], template: list[Any], fed: set[int], output_slot
                 if folded is not None:
                     fused[-1] = folded
                     continue
-            if (host[0].op_type in _FRESH_RESULT and not _shares_buffer(host[1])) or last in heads:
+            if host[0].op_type in _FRESH_RESULT or last in heads:
                 followers, extras = chains.get(last, ([], []))
                 follower = _follower(node, fn, ins, position, template, constant, extras)
                 if follower is not None:
@@ -107,11 +103,6 @@ def fuse(steps: list[StepTuple], template: list[Any], fed: set[int], output_slot
             run = run_fused(fn, tuple(followers), len(ins), getattr(fn, "takes_epilogue", False))
         fused[index] = (node, run, ins + extras, outs)
     return fused
-
-
-def _shares_buffer(fn: Callable) -> bool:
-    """Whether ``fn`` is a step of a Concat chain, whose result is a view (see chain_concats)."""
-    return isinstance(fn, functools.partial) and isinstance(fn.func, GrowingConcat)
 
 
 def _follower(node: Node, fn: Callable, ins: list[int], position: int, template: list[Any],
@@ -301,101 +292,6 @@ def _follower_affine(follower: Follower):
         else:
             offset = offset + v
     return factor, offset, follower.rank, dtypes.pop()
-
-
-def chain_concats(steps: list[StepTuple], output_slots: list[int]) -> list[StepTuple]:
-    """The steps with each chain of Concats (a Concat whose first input is the result of the
-    Concat before it, along the same axis) sharing one buffer: see ``GrowingConcat``. Runs
-    before ``fuse``, which then leaves these steps' results (views) to chains of their own.
-
-    A result is extended by at most one step (two would write the same place after it), and a
-    model's outputs are not extended (the caller would hold a view of the buffer)."""
-    axes = {}  # step index -> axis, for the plain Concat steps
-    for index, (_, fn, ins, outs) in enumerate(steps):
-        axis = _concat_axis(fn)
-        if axis is not None and len(outs) == 1 and len(ins) >= 2:
-            axes[index] = axis
-    produced_by = {steps[i][3][0]: i for i in axes}
-    extenders = collections.Counter(steps[i][2][0] for i in axes)
-    outputs = set(output_slots)
-    previous = {}  # step index -> the Concat step whose result it extends
-    for index, axis in axes.items():
-        first = steps[index][2][0]
-        before = produced_by.get(first)
-        extended_once = extenders[first] == 1 and first not in outputs
-        if before is not None and axes[before] == axis and extended_once:
-            previous[index] = before
-    chained = set(previous) | set(previous.values())
-    chains: dict[int, GrowingConcat] = {}  # step index -> its chain
-    result = list(steps)
-    for index in sorted(chained):
-        chain = chains[previous[index]] if index in previous else GrowingConcat(axes[index])
-        chains[index] = chain
-        node, _, ins, outs = steps[index]
-        result[index] = (node, functools.partial(chain, extends=index in previous), ins, outs)
-    return result
-
-
-class GrowingConcat:
-    """Concat for the steps of one chain: their results are views of one flat buffer, so a step
-    copies only its own new inputs, after the elements of its first input.
-
-    That layout holds when every axis before the concatenation axis has size 1 (batch 1 along
-    channels): the result is then its inputs one after another in memory. The buffer is
-    allocated by the chain's first step, with room for what the whole chain appended on the
-    previous run; a step whose first input is not a full prefix of such a buffer with room left
-    (the first run, other shapes, other layouts) copies everything into a new one, and anything
-    else goes to the plain Concat. Reads of a result are unaffected: later steps only write
-    after its last element.
-    """
-
-    _MAX_SPARE = 16  # an unused buffer this many times larger than needed is not reused
-
-    def __init__(self, axis: int):
-        self.axis = axis
-        self.capacity = 0  # elements of the chain's last result on the last run (a hint)
-
-    def __call__(self, *inputs, extends: bool):
-        axis = self.axis
-        first = inputs[0]
-        rank = getattr(first, "ndim", 0)
-        if not (
-            -rank <= axis < rank
-            and all(
-                type(x) is np.ndarray and x.dtype == first.dtype and x.ndim == rank for x in inputs
-            )
-        ):
-            return concat(*inputs, axis=axis)
-        axis %= rank
-        if math.prod(first.shape[:axis]) != 1 or any(
-            x.shape[:axis] + x.shape[axis + 1 :] != first.shape[:axis] + first.shape[axis + 1 :]
-            for x in inputs[1:]
-        ):
-            return concat(*inputs, axis=axis)  # (raises for shapes that disagree)
-        shape = list(first.shape)
-        shape[axis] = sum(x.shape[axis] for x in inputs)
-        size = math.prod(shape)
-        buffer = first.base
-        if (
-            extends
-            and type(buffer) is np.ndarray
-            and buffer.ndim == 1
-            and buffer.dtype == first.dtype
-            and first.flags.c_contiguous
-            and buffer.size >= size
-            and first.ctypes.data == buffer.ctypes.data
-        ):
-            start, parts = first.size, inputs[1:]
-        else:
-            spare = self.capacity if size <= self.capacity <= self._MAX_SPARE * size else size
-            buffer = np.empty(spare, first.dtype)
-            start, parts = 0, inputs
-        for x in parts:
-            buffer[start : start + x.size] = x.reshape(-1)
-            start += x.size
-        if extends:  # (a chain's steps run in order: the last one leaves the whole size)
-            self.capacity = size
-        return buffer[:size].reshape(shape)
 
 
 def _concat_axis(fn: Callable) -> int | None:

@@ -24,7 +24,7 @@ from onyx.errors import (
 )
 from onyx.ir import AttrType, Function, Graph, Node, SparseTensor, Tensor, Value
 from onyx.runtime import kernels
-from onyx.runtime.fusion import chain_concats, fuse, gather_concats
+from onyx.runtime.fusion import fuse, gather_concats
 from onyx.runtime.kernels.registry import lookup
 
 # Operators whose result is not a function of their inputs alone: never folded at build time.
@@ -108,7 +108,6 @@ class Plan:
         self.output_slots = [read(v) for v in graph.outputs]
         self.capture_slots = [slots[v] for v in self.captures]
         if self.context.optimize:
-            steps = chain_concats(steps, self.output_slots)
             steps = fuse(steps, self.template, fed, self.output_slots, self._add_constant)
             steps = gather_concats(steps, self.output_slots, lambda node: _label(node, path))
 
