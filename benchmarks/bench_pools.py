@@ -29,6 +29,7 @@ from onnx import TensorProto, helper
 
 from onyx.runtime import compiled
 from onyx.runtime.kernels.pool import AveragePool, MaxPool
+from onyx.runtime.memory import keep_freed_memory
 
 K3S2 = {"kernel_shape": [3, 3], "strides": [2, 2]}
 K3S1P1 = {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}
@@ -115,6 +116,7 @@ def layer_name(model, op, shape, attrs):
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 8
     rng = np.random.default_rng(0)
+    keep_freed_memory()  # as a session runs: each new output otherwise faults its pages in
     if compiled.kernels(compiled.MIN_SIZE) is None:
         print("numba unavailable: no compiled times")
     print("ms per call (best of medians); ort: all cores, ort1: one thread; c/np, c/ort: ratios")
