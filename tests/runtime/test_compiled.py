@@ -40,6 +40,17 @@ def test_switched_off_or_small_work_gives_none(monkeypatch):
         (2, (10, 10), (3, 3), (1, 1), (2, 3), (2, 0, 1, 3)),
         (1, (5, 4), (1, 1), (2, 2), (1, 1), (0, 0, 0, 0)),
         (2, (3, 3), (3, 3), (1, 1), (1, 1), (4, 4, 4, 4)),  # rows and columns of padding only
+        # stride 1 and outputs as wide as the image: each kernel offset copied as one run
+        (2, (6, 7), (3, 3), (1, 1), (2, 2), (2, 2, 2, 2)),
+        (3, (5, 6), (3, 3), (1, 1), (1, 1), (0, 2, 2, 0)),
+        (2, (4, 5), (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),
+        (2, (1, 8), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+        (2, (3, 2), (1, 5), (1, 1), (1, 1), (0, 2, 0, 2)),  # offsets reaching past the image
+        (2, (7, 6), (3, 3), (2, 1), (1, 1), (1, 1, 1, 1)),  # as wide, but every other row
+        # stride 2 across an even width: copied from the rows' even and odd columns (float32)
+        (3, (9, 10), (3, 3), (1, 2), (1, 1), (1, 1, 1, 1)),
+        (2, (12, 14), (3, 5), (2, 2), (2, 2), (2, 3, 1, 2)),
+        (2, (9, 9), (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),  # an odd width: read every other
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
