@@ -221,35 +221,61 @@ def elementwise(y, source, copy_source, full, row0, row1, col0, col1, channels, 
 
 
 @njit(inline="always")
-def _input_row(x, z, minus, planes, first, lo, count):
-    """Row i of B^T d B for ``count`` tiles into planes[first..first+3, lo:]: the row x - z
-    (or x + z) of B^T d, times B."""
-    o0, o1 = planes[first, lo:], planes[first + 1, lo:]
-    o2, o3 = planes[first + 2, lo:], planes[first + 3, lo:]
-    for b in range(count):
-        q = 2 * b
-        z0, z1, z2, z3 = z[q], z[q + 1], z[q + 2], z[q + 3]
-        if minus:  # (x + -z is x - z exactly)
-            z0, z1, z2, z3 = -z0, -z1, -z2, -z3
-        e0, e1, e2, e3 = x[q] + z0, x[q + 1] + z1, x[q + 2] + z2, x[q + 3] + z3
-        o0[b], o1[b], o2[b], o3[b] = e0 - e2, e1 + e2, e2 - e1, e1 - e3
+def _input_row(phases, x, z, minus, odd, v0, v1, v2, v3, at, count):
+    """Row i of B^T d B for ``count`` tiles into planes v0..v3 of ``v`` from ``at`` on: the row
+    x - z (or x + z) of B^T d, times B. ``x`` and ``z`` are where two rows of the padded image
+    start in ``phases``, which holds each row's even columns, then (from ``odd`` on) its odd
+    ones: tile b's patch columns are the even and odd ones at b, then at b + 1. (Each plane
+    by a name of its own: stores at distances LLVM cannot see into one array do not
+    vectorize.)"""
+    o = np.uint64(odd)
+    if minus:
+        for b in range(np.uint64(count)):
+            n = b + np.uint64(1)
+            e0, e1 = phases[x + b] - phases[z + b], phases[o + x + b] - phases[o + z + b]
+            e2, e3 = phases[x + n] - phases[z + n], phases[o + x + n] - phases[o + z + n]
+            v0[at + b], v1[at + b], v2[at + b], v3[at + b] = e0 - e2, e1 + e2, e2 - e1, e1 - e3
+    else:
+        for b in range(np.uint64(count)):
+            n = b + np.uint64(1)
+            e0, e1 = phases[x + b] + phases[z + b], phases[o + x + b] + phases[o + z + b]
+            e2, e3 = phases[x + n] + phases[z + n], phases[o + x + n] + phases[o + z + n]
+            v0[at + b], v1[at + b], v2[at + b], v3[at + b] = e0 - e2, e1 + e2, e2 - e1, e1 - e3
 
 
 @njit(**_OPTIONS)
 def winograd_input(xp, v, tiles_h, tiles_w):
     """Winograd F(2x2, 3x3) input transform: for each channel c and tile t (row-major over
     tiles_h x tiles_w), the 4x4 patch d at (2*row, 2*col) of the zero-padded image ``xp``
-    (C, 2*tiles_h + 2, 2*tiles_w + 2) as B^T d B, into ``v`` (16, C, tiles)."""
-    planes = v.reshape(16, -1)
-    for c in range(xp.shape[0]):
+    (C, 2*tiles_h + 2, 2*tiles_w + 2) as B^T d B, into ``v`` (16, C, tiles).
+
+    Each channel's rows are first split into their even and odd columns (float32: by halves
+    of 64-bit pairs), so the loops read consecutive elements, which LLVM vectorizes, where the
+    patches' stride-2 reads did not.
+    """
+    channels, rows, width = xp.shape
+    half = width // 2
+    size = rows * half  # a channel's even (or odd) columns
+    source = xp.reshape(-1)
+    p = v.reshape(16, -1)
+    phases = np.empty(2 * size, xp.dtype)
+    pairs = source[: source.shape[0] // 2 * 2].view(np.uint64)
+    even, odd = phases[:size].view(np.uint32), phases[size:].view(np.uint32)
+    for c in range(channels):
+        if xp.itemsize == 4:
+            _split_pairs(pairs[c * size : (c + 1) * size], even, odd, size)
+        else:
+            for k in range(np.uint64(size)):
+                at = np.uint64(c * 2 * size) + 2 * k
+                phases[k], phases[np.uint64(size) + k] = source[at], source[at + np.uint64(1)]
         for a in range(tiles_h):
-            r0, r1, r2, r3 = xp[c, 2 * a], xp[c, 2 * a + 1], xp[c, 2 * a + 2], xp[c, 2 * a + 3]
-            lo = (c * tiles_h + a) * tiles_w
-            # one loop per row of B^T: few arrays per loop, which LLVM can vectorize
-            _input_row(r0, r2, True, planes, 0, lo, tiles_w)
-            _input_row(r1, r2, False, planes, 4, lo, tiles_w)
-            _input_row(r2, r1, True, planes, 8, lo, tiles_w)
-            _input_row(r1, r3, True, planes, 12, lo, tiles_w)
+            r0 = np.uint64(2 * a * half)
+            r1, r2, r3 = r0 + np.uint64(half), r0 + np.uint64(2 * half), r0 + np.uint64(3 * half)
+            at = np.uint64((c * tiles_h + a) * tiles_w)
+            _input_row(phases, r0, r2, True, size, p[0], p[1], p[2], p[3], at, tiles_w)
+            _input_row(phases, r1, r2, False, size, p[4], p[5], p[6], p[7], at, tiles_w)
+            _input_row(phases, r2, r1, True, size, p[8], p[9], p[10], p[11], at, tiles_w)
+            _input_row(phases, r1, r3, True, size, p[12], p[13], p[14], p[15], at, tiles_w)
 
 
 @njit(inline="always")
