@@ -103,6 +103,18 @@ class InferenceSession:
         initialized = set(graph.initializers.values()) | set(graph.sparse_initializers.values())
         self._feeds = [v for v in graph.inputs if v not in initialized]
         self._overridable = [v for v in graph.inputs if v in initialized]
+        # Old exporters list every weight as an input (600 in densenet121): a run checks the
+        # feeds against the inputs without a value and the weights fed, not all of them (a pass
+        # over all, searching a list for each, cost 4 ms a run).
+        self._overridable_names = frozenset(v.name for v in self._overridable)
+        self._input_defaults = [
+            self._plan.template[self._plan.input_slots[i]] if v.name in self._overridable_names
+            else None
+            for i, v in enumerate(graph.inputs)
+        ]  # fmt: skip
+        self._feed_positions = [
+            (i, v) for i, v in enumerate(graph.inputs) if v.name not in self._overridable_names
+        ]
         self._input_index = {v.name: i for i, v in enumerate(graph.inputs)}
         self._output_index = {v.name: i for i, v in enumerate(graph.outputs)}
         self._profile: list | None = [] if self.options.enable_profiling else None
@@ -162,7 +174,7 @@ class InferenceSession:
 
     def _plan_for(self, feed: Mapping[str, Any]) -> Plan:
         """The folded plan, or (when a feed overrides an initializer) one that folds none."""
-        if not self._overridable or not any(v.name in feed for v in self._overridable):
+        if self._overridable_names.isdisjoint(feed):
             return self._plan
         if self._override_plan is None:
             self._override_plan = Plan(self.model.graph, self._context, fold_overridable=False)
@@ -176,16 +188,17 @@ class InferenceSession:
             raise FeedError(
                 f"unknown input {unknown[0]!r}; the model's inputs are {[v.name for v in self._feeds]}"
             )
-        inputs: list[Any] = [None] * len(graph.inputs)
-        for i, value in enumerate(graph.inputs):
+        inputs = self._input_defaults.copy()
+        for i, value in self._feed_positions:
             if value.name in feed:
                 inputs[i] = _check_value(value, feed[value.name])
-            elif value in self._overridable:
-                inputs[i] = self._plan.template[self._plan.input_slots[i]]
             elif not isinstance(value.type, OptionalType):
                 raise FeedError(
                     f"input {value.name!r} ({_type_str(value.type)}) is missing from the feed"
                 )
+        for name in self._overridable_names.intersection(feed):
+            i = self._input_index[name]
+            inputs[i] = _check_value(graph.inputs[i], feed[name])
         return inputs
 
     # --- profiling ---------------------------------------------------------------------------

@@ -204,6 +204,9 @@ def test_initializers_listed_as_inputs_are_folded_but_still_overridable():
     np.testing.assert_array_equal(
         s.run(None, {"x": x, "w": np.array([5, 6], np.float32)})[0], [-5, -6]
     )
+    with pytest.raises(onyx.FeedError, match="'w'"):  # a fed weight is checked like any input
+        s.run(None, {"x": x, "w": np.zeros(3, np.float32)})
+    np.testing.assert_array_equal(s.run(None, {"x": x})[0], [-1, -2])  # the folded one again
     assert [a.name for a in s.get_inputs()] == ["x"]
     assert [a.name for a in s.get_overridable_initializers()] == ["w"]
 
