@@ -101,19 +101,16 @@ class InferenceSession:
         self._plan.bind_captures([])
         self._override_plan: Plan | None = None  # built when a feed overrides an initializer
         initialized = set(graph.initializers.values()) | set(graph.sparse_initializers.values())
-        self._feeds = [v for v in graph.inputs if v not in initialized]
-        self._overridable = [v for v in graph.inputs if v in initialized]
         # Old exporters list every weight as an input (600 in densenet121): a run checks the
-        # feeds against the inputs without a value and the weights fed, not all of them (a pass
-        # over all, searching a list for each, cost 4 ms a run).
+        # feed against the inputs without a value and the weights it overrides, not against
+        # all (a pass over all, searching a list for each, took 3.3 ms a run, by timeit).
+        self._feed_positions = [(i, v) for i, v in enumerate(graph.inputs) if v not in initialized]
+        self._feeds = [v for _, v in self._feed_positions]
+        self._overridable = [v for v in graph.inputs if v in initialized]
         self._overridable_names = frozenset(v.name for v in self._overridable)
         self._input_defaults = [
-            self._plan.template[self._plan.input_slots[i]] if v.name in self._overridable_names
-            else None
+            self._plan.template[self._plan.input_slots[i]] if v in initialized else None
             for i, v in enumerate(graph.inputs)
-        ]  # fmt: skip
-        self._feed_positions = [
-            (i, v) for i, v in enumerate(graph.inputs) if v.name not in self._overridable_names
         ]
         self._input_index = {v.name: i for i, v in enumerate(graph.inputs)}
         self._output_index = {v.name: i for i, v in enumerate(graph.outputs)}
