@@ -8,8 +8,11 @@ returning the second operand when the two compare equal (so the sign of a zero i
 
 Habits that keep numba's loops vectorized (checked in the generated code): a row read and
 written in place goes by one name (two names for one row fail LLVM's overlap check at run
-time), a loop touches few arrays (LLVM gives up checking many for overlap), and computed
-indices are unsigned (numba skips its negative-index wraparound for those).
+time), a loop touches few arrays (LLVM gives up checking many for overlap), a loop storing
+to several places gives each its own array name (stores into one array at distances known
+only at run time stay scalar), and computed indices are unsigned (numba skips its
+negative-index wraparound for those). A slice costs numba a reference count increment and
+decrement: per image row, that can take longer than the row's work.
 """
 
 from __future__ import annotations
