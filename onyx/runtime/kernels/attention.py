@@ -101,16 +101,19 @@ class _Attention:
         total = kh.shape[2]
         dv = vh.shape[3]
 
-        wt = work_dtype(out_dtype)
+        # The steps of the operator's function body, each in T where T is a 16-bit float, as
+        # that body defines them (the softmax too, unless softmax_precision says otherwise;
+        # matrix products accumulate in float32 either way); float32 and float64 in their own.
+        wt = out_dtype if out_dtype.itemsize < 4 else work_dtype(out_dtype)
         if self.softmax_dtype is not None and self.softmax_dtype == F64:
             wt = F64
         scale = self.scale if self.scale is not None else 1.0 / math.sqrt(d)
+        root = wt.type(math.sqrt(scale))  # the body scales Q and K by its square root each
         group = hq // hkv
         # GQA without copies: query heads of one kv head are stacked along the query rows
-        qg = cast(qh, wt).reshape(b, hkv, group * sq, d)
-        scores = np.matmul(qg, cast(kh, wt).swapaxes(-1, -2))
+        qg = (cast(qh, wt) * root).reshape(b, hkv, group * sq, d)
+        scores = cast(np.matmul(qg, (cast(kh, wt) * root).swapaxes(-1, -2)), wt)
         scores = scores.reshape(b, hq, sq, total)
-        scores *= wt.type(scale)
         qk_out = scores.copy() if self.want_qk and self.mode == 0 else None
         if self.softcap:
             cap = wt.type(self.softcap)
@@ -125,14 +128,11 @@ class _Attention:
             scores += bias
         if self.want_qk and self.mode == 2:
             qk_out = scores.copy()
-        sd = self.softmax_dtype
-        if sd is not None and sd.itemsize < 4:  # a 16-bit softmax: round in and out
-            probs = _softmax_rows(scores.astype(sd).astype(wt), guard).astype(sd).astype(wt)
-        else:
-            probs = _softmax_rows(scores, guard)
+        sd = wt if self.softmax_dtype is None else self.softmax_dtype
+        probs = cast(_softmax_rows(cast(scores, sd), guard), wt)
         if self.want_qk and self.mode == 3:
             qk_out = probs
-        y = np.matmul(probs.reshape(b, hkv, group * sq, total), cast(vh, wt))
+        y = cast(np.matmul(probs.reshape(b, hkv, group * sq, total), cast(vh, wt)), wt)
         y = y.reshape(b, hq, sq, dv)
         if rank == 3:
             y = y.transpose(0, 2, 1, 3).reshape(b, sq, hq * dv)

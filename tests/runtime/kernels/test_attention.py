@@ -13,24 +13,8 @@ from onyx.runtime.kernels import lookup
 
 OPS = {"Attention", "RotaryEmbedding", "LinearAttention"}
 
-# Our bf16 results are correctly rounded from a float32 computation (max error <= 1/2 ulp against
-# float64); the expected data carries the reference's per-step bf16 rounding (errors up to ~1 ulp),
-# and rtol=1e-3 is below bf16 resolution (2**-8), so the two differ by one ulp in places.
-_BF16_ULP = "1-ulp bf16 difference: rtol 1e-3 < bf16 resolution; ours is correctly rounded"
-XFAIL = {
-    "test_attention_3d_causal_bf16", "test_attention_4d_causal_bf16",
-    "test_attention_4d_attn_mask_causal_bf16", "test_attention_4d_causal_padded_kv_bf16",
-    "test_attention_4d_padded_kv_bf16",
-}  # fmt: skip
 
-
-def _param(name):
-    if name in XFAIL:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=_BF16_ULP))
-    return name
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in cases_for(OPS)])
+@pytest.mark.parametrize("name", cases_for(OPS))
 def test_official_node_case(name):
     check_case(name)
 
