@@ -70,6 +70,36 @@ def test_im2col_matches_the_strided_view(jit, c, hw, kernel, strides, dilations,
     np.testing.assert_array_equal(band, expected[:, r0 * out[1] : r1 * out[1]])
 
 
+def test_im2col_matches_the_strided_view_on_random_geometries(jit):
+    # the special cases (one run per offset, the even/odd split) against every kind of geometry
+    rng = np.random.default_rng(5)
+    checked = 0
+    for trial in range(400):
+        c, h, w = (int(v) for v in rng.integers(1, [4, 12, 12]))
+        kernel = tuple(int(v) for v in rng.integers(1, 6, 2))
+        strides = tuple(int(v) for v in rng.integers(1, 4, 2))
+        dilations = tuple(int(v) for v in rng.integers(1, 3, 2))
+        pads = [int(v) for v in rng.integers(0, 5, 4)]
+        dtype = (np.float32, np.float64)[trial % 2]
+        extents = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+        if extents[0] > h + pads[0] + pads[2] or extents[1] > w + pads[1] + pads[3]:
+            continue  # (a Conv refuses these)
+        out, pb, pe = C.output_geometry(
+            "Conv", (h, w), kernel, strides, dilations, pads[:2], pads[2:], "NOTSET"
+        )
+        x = rng.standard_normal((1, c, h, w)).astype(dtype)
+        view = C.window_view(C.pad_input(x, pb, pe), kernel, strides, dilations, out)
+        expected = view.reshape(c * math.prod(kernel), -1)
+        r0 = int(rng.integers(0, out[0]))
+        r1 = int(rng.integers(r0 + 1, out[0] + 1))
+        band = np.full((expected.shape[0], (r1 - r0) * out[1]), np.nan, dtype)
+        jit.im2col(x[0], band, *kernel, *strides, *dilations, pb[0], pb[1], r0, r1, out[1])
+        geometry = (c, h, w, kernel, strides, dilations, pads, r0, r1)
+        np.testing.assert_array_equal(band, expected[:, r0 * out[1] : r1 * out[1]], geometry)
+        checked += 1
+    assert checked > 300
+
+
 def _bits_equal(a, b):
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
