@@ -20,8 +20,4 @@ EXPECTED_FAILURES: dict[str, str] = {
     # tensor this model's sequence starts with; onyx's output equals the expected one
     # (tests/runtime/test_control.py runs the same case with a comparison that handles it). (issue 3)
     r"^test_loop16_seq_none_cpu$": "the runner cannot compare a 0-d tensor inside a sequence",
-    # The expanded fp16 attention rounds to float16 after every numpy step; onyx computes fp16
-    # MatMul and Softmax in float32 and rounds once, so 2 of 192 values differ by one fp16 ulp,
-    # just outside rtol=1e-3. (issue 4)
-    r"^test_attention_4d_causal_fp16_expanded_cpu$": "one-ulp fp16 rounding differences",
 }
