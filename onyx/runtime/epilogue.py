@@ -166,13 +166,13 @@ class Epilogue:
             self.apply(y, region, source)
 
     def _run_program(self, y, source, row0, row1, col0, col1) -> None:
-        codes, kinds, scalars, vectors, full = self._program
+        codes, with_full, params, full = self._program
         rows = y.shape[0] * y.shape[1]
         y2d = y.reshape(rows, -1)
         source2d = y2d if source is None else source.reshape(rows, -1)
         full2d = y2d if full is None else full.reshape(rows, -1)
         compiled.kernels(y.size).elementwise(y2d, source2d, source is not None, full2d, row0, row1,
-                                       col0, col1, y.shape[1], codes, kinds, scalars, vectors)  # fmt: skip
+                                             col0, col1, y.shape[1], codes, with_full, params)  # fmt: skip
 
     def fallback(self, y):
         """The followers' own kernels, one after another (not in place)."""
@@ -186,36 +186,75 @@ class Epilogue:
 
 
 def _program(ops, shape: tuple[int, ...], dtype: np.dtype) -> tuple | None:
-    """``ops`` as arrays for compiled.elementwise (codes, kinds, scalars, vectors, the one
-    full-shape operand or None), or None where they do not fit it or it is unavailable."""
+    """``ops`` as stages for compiled.elementwise (codes, with_full, params: see ``_stages``),
+    with the one full-shape operand or None; None where they do not fit it or it is
+    unavailable."""
     if len(shape) < 2 or dtype not in compiled.DTYPES or compiled.kernels(math.prod(shape)) is None:
         return None
     per_channel = (1, shape[1]) + (1,) * (len(shape) - 2)
-    kinds, full = [], None
+    channels, full, steps = shape[1], None, []
     for ufunc, operand in ops:  # (classified before anything is allocated: most fit or not)
         if ufunc not in compiled.OPCODES:
             return None
         if type(operand) is not np.ndarray or operand.size == 1:
-            kinds.append(compiled.SCALAR)
+            values = np.full(channels, np.asarray(operand).reshape(()), dtype)
         elif operand.shape == per_channel:
-            kinds.append(compiled.CHANNEL)
+            values = operand.reshape(-1)
         elif (
             operand.shape == shape
             and operand.flags.c_contiguous
             and (full is None or full is operand)
         ):
-            kinds.append(compiled.FULL)
-            full = operand
+            values, full = None, operand
         else:
             return None
-    codes = np.array([compiled.OPCODES[ufunc] for ufunc, _ in ops], np.int8)
-    scalars, vectors = np.zeros(len(ops), dtype), np.zeros((len(ops), shape[1]), dtype)
-    for k, ((_, operand), kind) in enumerate(zip(ops, kinds)):
-        if kind == compiled.SCALAR:
-            scalars[k] = np.asarray(operand).reshape(())
-        elif kind == compiled.CHANNEL:
-            vectors[k] = operand.reshape(-1)
-    return codes, np.array(kinds, np.int8), scalars, vectors, full
+        steps.append((compiled.OPCODES[ufunc], values))
+    return (*_stages(steps, channels, dtype), full)
+
+
+# A fused stage's slots, in the order it applies them; an operation fills one where it comes
+# after the stage's last filled slot, else it starts a stage.
+_SLOTS = {(compiled.MUL, False): 0, (compiled.ADD, False): 1, (compiled.SUB, False): 1,
+          (compiled.ADD, True): 2, (compiled.MAX, False): 3, (compiled.MIN, False): 4}  # fmt: skip
+
+
+def _stages(steps, channels: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (opcode, per-channel values or None for the full operand) ``steps`` packed into
+    stages, as (codes, with_full, params (stages, 4, channels)).
+
+    A fused stage (code -1) computes min(max(y * m + a [+ full], lo), hi): the common
+    epilogues (bias, ReLU; a BatchNormalization's scale and shift; a residual) in one pass
+    over the row, not one per operation. The slots an operation leaves empty hold values that
+    change nothing, bit for bit (y * 1, y + -0.0, max with -inf, min with +inf, NaN kept),
+    and subtracting c is adding -c, so the result is the operations' own, each rounded in
+    turn. A division, a full operand other than an addend, or a NaN bound is a stage of its
+    own (code: its opcode).
+    """
+    identity = np.array([1.0, -0.0, -np.inf, np.inf], dtype)
+    codes, with_full, params, last = [], [], [], 5
+    for code, values in steps:
+        slot = _SLOTS.get((code, values is None))
+        if slot is not None and slot > 2 and np.isnan(values).any():
+            slot = None  # (the fused stage's clamp assumes bounds that are not NaN)
+        if slot is None:  # an operation alone
+            codes.append(code)
+            with_full.append(values is None)
+            params.append(np.zeros((4, channels), dtype))
+            if values is not None:
+                params[-1][1] = values
+            last = 5
+            continue
+        if slot <= last:
+            codes.append(-1)
+            with_full.append(False)
+            params.append(np.repeat(identity[:, None], channels, axis=1))
+        last = slot
+        if slot == 2:
+            with_full[-1] = True
+        else:
+            params[-1][slot - (slot > 2)] = -values if code == compiled.SUB else values
+    return (np.array(codes, np.int8), np.array(with_full, np.bool_),
+            np.ascontiguousarray(np.stack(params), dtype))  # fmt: skip
 
 
 def _per_channel(vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -104,6 +104,17 @@ def _bits_equal(a, b):
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
+def _same_values(a, b):
+    """Equal bits where not NaN (signed zeros told apart), NaN in the same places: which NaN
+    an operation on two NaNs gives is not numpy's to fix either (its vector loops take the
+    second operand's, its scalar loop the first's)."""
+    nan = np.isnan(a)
+    return (
+        a.dtype == b.dtype and a.shape == b.shape and np.array_equal(nan, np.isnan(b))
+        and a[~nan].tobytes() == b[~nan].tobytes()
+    )  # fmt: skip
+
+
 # (12 values: the grid of pairs fills (2, 4, 18); two NaNs of other bits: numpy keeps the first)
 SPECIALS = [0.0, -0.0, 1.0, -2.5, np.inf, -np.inf, np.nan, -np.nan, 3e38, -3e38, 7.0, 0.5]
 
@@ -135,6 +146,54 @@ def test_elementwise_matches_numpy_bit_for_bit(jit, ufunc, dtype):
             epilogue.apply_all(fresh, source=y)
         assert _bits_equal(got, expected), op
         assert _bits_equal(fresh, expected), (op, "from a source")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_chains_match_numpy_bit_for_bit(jit, dtype):
+    """Random chains of one to five operations (the fused stages pack them with values that
+    must change nothing: y * 1, y + -0.0, the clamps) over the special values, with scalar,
+    per-channel and full operands, NaN bounds among them: numpy's values (to the bit, NaN
+    payloads aside), in place, from a source, and over a band of rows."""
+    rng = np.random.default_rng(5)
+    values = np.array(SPECIALS, dtype)
+    grid = np.meshgrid(values, values)
+    y, full = (np.ascontiguousarray(g.reshape(2, 4, 3, 6)) for g in grid)
+    ufuncs = list(compiled.OPCODES)
+    fused = 0
+    for _ in range(300):
+        followers, expected, full_used = [], y, False
+        for _ in range(rng.integers(1, 6)):
+            ufunc = ufuncs[rng.integers(len(ufuncs))]
+            kind = rng.integers(2 if full_used else 3)  # (a program takes one full operand)
+            full_used |= kind == 2
+            if kind == 0:
+                operand = np.array(values[rng.integers(len(values))], dtype)
+                follower, broadcast = (ufunc, operand, False), operand
+            elif kind == 1:
+                vector = values[rng.choice(len(values), 4)]
+                follower, broadcast = (ufunc, vector, True), vector.reshape(1, 4, 1, 1)
+            else:
+                follower, broadcast = (ufunc, Extra(0), False), full
+            followers.append(Follower((follower,), ufunc, ()))
+            with np.errstate(all="ignore"):
+                expected = ufunc(expected, broadcast)
+        epilogue = Epilogue(tuple(followers), [full])
+        assert epilogue.prepare(y.shape, dtype) and epilogue._program is not None
+        fused += int((epilogue._program[0] < 0).any())
+        with np.errstate(all="ignore"):
+            got = y.copy()
+            epilogue.apply_all(got)
+            fresh = np.empty_like(y)
+            epilogue.apply_all(fresh, source=y)
+            band = y.copy()
+            epilogue.apply_rows(band, 1, 1, 3)
+        chain = [f.ops[0][0].__name__ for f in followers]
+        assert _same_values(got, expected), chain
+        assert _same_values(fresh, expected), (chain, "from a source")
+        banded = y.copy()
+        banded[1, :, 1:3] = expected[1, :, 1:3]
+        assert _same_values(band, banded), (chain, "a band")
+    assert fused > 100
 
 
 def _residual_relu_epilogue(residual):
