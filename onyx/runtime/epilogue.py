@@ -75,11 +75,11 @@ class Epilogue:
         """Bind the operands to a result of ``shape`` and ``dtype``; False where in place would
         not be exact. ``bias``, a per-channel vector, is added first (a producer's own bias)."""
         dtype = np.dtype(dtype)
-        # Without run-time operands the outcome depends on shape, dtype and bias only: kept in
-        # the memo, it is not rebuilt on every run (~10 us a step, timed alone; densenet121 has
-        # some 180 such steps).
-        memo = self._memo if not self.extras else None
-        key = (shape, dtype)
+        # The outcome depends on shape, dtype and bias only, and on the run-time operands'
+        # layouts where each is the program's one full-shape operand (a residual): kept in the
+        # memo, it is not rebuilt on every run (~10 us a step, timed alone; densenet121 has
+        # some 180 such steps, resnet50 16 residuals).
+        memo, key = self._memo, (shape, dtype)
         if memo is not None:
             known = memo.get(key)
             # (a program is kept only while the compiled kernels stay on: tests switch them)
@@ -87,42 +87,79 @@ class Epilogue:
                 known is not None
                 and known[0] is bias
                 and (known[2] is None or compiled.kernels(math.prod(shape)) is not None)
+                and self._rebind(known, shape, dtype)
             ):
-                _, self._ops, self._program = known
                 return self._ops is not None
-        ready = self._prepare(shape, dtype, bias)
-        if memo is not None:
-            memo[key] = (bias, self._ops if ready else None, self._program)
+        ready, from_extras = self._prepare(shape, dtype, bias)
+        if memo is not None and not from_extras:
+            memo[key] = (bias, self._ops if ready else None, self._program, from_extras)
+        elif memo is not None and self._full_only(from_extras):
+            # (kept without this run's operand: the memo must not hold a tensor alive)
+            ops = list(self._ops)
+            for i, _ in from_extras:
+                ops[i] = (ops[i][0], None)
+            memo[key] = (bias, ops, (*self._program[:3], None), from_extras)
         return ready
 
-    def _prepare(self, shape, dtype, bias) -> bool:
+    def _full_only(self, from_extras) -> bool:
+        """Whether each run-time operand is the program's full-shape one (its layout alone,
+        not its values, shaped the program)."""
+        full = self._program[3] if self._program is not None else None
+        return full is not None and all(self._ops[i][1] is full for i, _ in from_extras)
+
+    def _rebind(self, known, shape, dtype) -> bool:
+        """Take a memo entry, with this call's run-time operands in it where it has them;
+        False where they are not laid out as the entry's were."""
+        _, ops, program, from_extras = known
+        if not from_extras:
+            self._ops, self._program = ops, program
+            return True
+        ops = list(ops)
+        for i, j in from_extras:
+            e = self.extras[j]
+            if not (
+                type(e) is np.ndarray
+                and e.shape == shape
+                and e.dtype == dtype
+                and e.flags.c_contiguous
+            ):
+                return False
+            ops[i] = (ops[i][0], e)
+        self._ops, self._program = ops, (*program[:3], e)
+        return True
+
+    def _prepare(self, shape, dtype, bias) -> tuple[bool, list[tuple[int, int]]]:
+        """(ready, (op position, extra index) of each run-time operand)."""
+        from_extras: list[tuple[int, int]] = []
         if self.followers and dtype not in _EXACT:
-            return False
+            return False, from_extras
         ops = [] if bias is None else [(np.add, _per_channel(bias, shape))]
         for follower in self.followers:
             if follower.rank is not None and follower.rank != len(shape):
-                return False
+                return False, from_extras
             for ufunc, operand, per_channel in follower.ops:
                 if operand is None:
                     ops.append((ufunc, dtype.type(0)))
                     continue
+                if type(operand) is Extra:
+                    from_extras.append((len(ops), operand.index))
                 operand = self._operand(operand)
                 if type(operand) is not np.ndarray or operand.dtype != dtype:
-                    return False
+                    return False, from_extras
                 if per_channel:
                     if len(shape) < 2 or operand.shape != (shape[1],):
-                        return False
+                        return False, from_extras
                     operand = _per_channel(operand, shape)
                 else:
                     if operand.ndim > len(shape):
-                        return False
+                        return False, from_extras
                     operand = operand.reshape((1,) * (len(shape) - operand.ndim) + operand.shape)
                     if any(o not in (1, s) for o, s in zip(operand.shape, shape)):
-                        return False
+                        return False, from_extras
                 ops.append((ufunc, operand))
         self._ops = ops
         self._program = _program(ops, shape, dtype) if ops else None
-        return True
+        return True, from_extras
 
     def apply(self, y: np.ndarray, region: tuple[slice, ...] = (), source=None) -> None:
         """Apply the prepared operations to ``y[region]`` in place; with a ``source`` (of y's
@@ -192,12 +229,12 @@ def _program(ops, shape: tuple[int, ...], dtype: np.dtype) -> tuple | None:
     if len(shape) < 2 or dtype not in compiled.DTYPES or compiled.kernels(math.prod(shape)) is None:
         return None
     per_channel = (1, shape[1]) + (1,) * (len(shape) - 2)
-    channels, full, steps = shape[1], None, []
+    full, steps = None, []
     for ufunc, operand in ops:  # (classified before anything is allocated: most fit or not)
         if ufunc not in compiled.OPCODES:
             return None
         if type(operand) is not np.ndarray or operand.size == 1:
-            values = np.full(channels, np.asarray(operand).reshape(()), dtype)
+            values = dtype.type(np.asarray(operand).reshape(()))
         elif operand.shape == per_channel:
             values = operand.reshape(-1)
         elif (
@@ -209,18 +246,19 @@ def _program(ops, shape: tuple[int, ...], dtype: np.dtype) -> tuple | None:
         else:
             return None
         steps.append((compiled.OPCODES[ufunc], values))
-    return (*_stages(steps, channels, dtype), full)
+    return (*_stages(steps, shape[1], dtype), full)
 
 
 # A fused stage's slots, in the order it applies them; an operation fills one where it comes
 # after the stage's last filled slot, else it starts a stage.
 _SLOTS = {(compiled.MUL, False): 0, (compiled.ADD, False): 1, (compiled.SUB, False): 1,
           (compiled.ADD, True): 2, (compiled.MAX, False): 3, (compiled.MIN, False): 4}  # fmt: skip
+_PARAM = (0, 1, None, 2, 3)  # a slot's row of params (the full addend has none)
 
 
 def _stages(steps, channels: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The (opcode, per-channel values or None for the full operand) ``steps`` packed into
-    stages, as (codes, with_full, params (stages, 4, channels)).
+    """The (opcode, a value or per-channel values, or None for the full operand) ``steps``
+    packed into stages, as (codes, with_full, params (stages, 4, channels)).
 
     A fused stage (code -1) computes min(max(y * m + a [+ full], lo), hi): the common
     epilogues (bias, ReLU; a BatchNormalization's scale and shift; a residual) in one pass
@@ -230,31 +268,40 @@ def _stages(steps, channels: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarr
     turn. A division, a full operand other than an addend, or a NaN bound is a stage of its
     own (code: its opcode).
     """
-    identity = np.array([1.0, -0.0, -np.inf, np.inf], dtype)
-    codes, with_full, params, last = [], [], [], 5
+    n = len(steps)  # (at most a stage each)
+    codes, with_full = np.full(n, -1, np.int8), np.zeros(n, np.bool_)
+    params = np.empty((n, 4, channels), dtype)
+    count, last = 0, 5
     for code, values in steps:
         slot = _SLOTS.get((code, values is None))
-        if slot is not None and slot > 2 and np.isnan(values).any():
+        if slot is not None and slot > 2 and _any_nan(values):
             slot = None  # (the fused stage's clamp assumes bounds that are not NaN)
         if slot is None:  # an operation alone
-            codes.append(code)
-            with_full.append(values is None)
-            params.append(np.zeros((4, channels), dtype))
-            if values is not None:
-                params[-1][1] = values
-            last = 5
+            codes[count], with_full[count] = code, values is None
+            params[count, 1] = 0 if values is None else values
+            count, last = count + 1, 5
             continue
         if slot <= last:
-            codes.append(-1)
-            with_full.append(False)
-            params.append(np.repeat(identity[:, None], channels, axis=1))
+            params[count] = _IDENTITY
+            count += 1
         last = slot
         if slot == 2:
-            with_full[-1] = True
+            with_full[count - 1] = True
         else:
-            params[-1][slot - (slot > 2)] = -values if code == compiled.SUB else values
-    return (np.array(codes, np.int8), np.array(with_full, np.bool_),
-            np.ascontiguousarray(np.stack(params), dtype))  # fmt: skip
+            params[count - 1, _PARAM[slot]] = -values if code == compiled.SUB else values
+    return codes[:count], with_full[:count], params[:count]
+
+
+_IDENTITY = np.array([[1.0], [-0.0], [-np.inf], [np.inf]])  # (m, a, lo, hi) that change nothing
+
+
+def _any_nan(values) -> bool:
+    """Whether ``values`` (an array, or one value) hold a NaN (for one value, without numpy's
+    array machinery: ~20x faster; a program is built on every run where it has run-time
+    operands)."""
+    if type(values) is np.ndarray:
+        return bool(np.isnan(values).any())
+    return values != values  # noqa: PLR0124 (x != x: x is NaN)
 
 
 def _per_channel(vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

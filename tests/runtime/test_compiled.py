@@ -216,6 +216,33 @@ def test_epilogue_program_covers_scalars_channels_and_one_full_operand(jit):
     np.testing.assert_array_equal(y, expected)
 
 
+def test_epilogue_with_a_run_time_residual_is_prepared_once(jit, monkeypatch):
+    """A residual's program is kept across runs with the next run's residual bound into it;
+    a residual laid out otherwise (strided, other dtype) is prepared afresh, and right."""
+    from onyx.runtime import epilogue as E
+
+    built, stages = [], E._stages
+    monkeypatch.setattr(E, "_stages", lambda *a: built.append(1) or stages(*a))
+    shape, bias, memo = (1, 3, 4, 5), np.ones(3, np.float32), {}
+    followers = _residual_relu_epilogue(None).followers
+    for residual in (
+        RNG.standard_normal(shape).astype(np.float32),
+        RNG.standard_normal(shape).astype(np.float32),
+        RNG.standard_normal((1, 3, 4, 10)).astype(np.float32)[..., ::2],
+    ):
+        epilogue = Epilogue(followers, [residual], memo=memo)
+        assert epilogue.prepare(shape, np.float32, bias)
+        y = RNG.standard_normal(shape).astype(np.float32)
+        expected = np.maximum(y + bias.reshape(1, 3, 1, 1) + residual, 0)
+        epilogue.apply_all(y)
+        np.testing.assert_array_equal(y, expected)
+    assert len(built) == 1  # (the strided one has no program: numpy's regions run it)
+    assert epilogue._program is None
+    _, ops, program, _ = memo[(shape, np.dtype(np.float32))]
+    # the memo keeps no run's tensor alive
+    assert program[3] is None and sum(operand is None for _, operand in ops) == 1
+
+
 def test_epilogue_program_declines_what_it_cannot_index(jit):
     """A broadcast operand that is neither per channel nor full, a second full operand, or a
     non-contiguous one: no program, and the numpy regions still compute it."""
