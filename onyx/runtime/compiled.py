@@ -30,8 +30,6 @@ log = logging.getLogger("onyx")
 ADD, SUB, MUL, DIV, MAX, MIN = range(6)
 OPCODES = {np.add: ADD, np.subtract: SUB, np.multiply: MUL, np.divide: DIV,
            np.maximum: MAX, np.minimum: MIN}  # fmt: skip
-# operand kinds: one value; one value per channel (axis 1); an array of the result's shape
-SCALAR, CHANNEL, FULL = range(3)
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 enabled = os.environ.get("ONYX_COMPILED", "1") != "0"  # tests switch it to compare both paths

@@ -297,8 +297,8 @@ _IDENTITY = np.array([[1.0], [-0.0], [-np.inf], [np.inf]])  # (m, a, lo, hi) tha
 
 def _any_nan(values) -> bool:
     """Whether ``values`` (an array, or one value) hold a NaN (for one value, without numpy's
-    array machinery: ~20x faster; a program is built on every run where it has run-time
-    operands)."""
+    array machinery, ~20x faster: a program whose run-time operands are not all its residual
+    is built on every run)."""
     if type(values) is np.ndarray:
         return bool(np.isnan(values).any())
     return values != values  # noqa: PLR0124 (x != x: x is NaN)
