@@ -149,7 +149,7 @@ def test_elementwise_matches_numpy_bit_for_bit(jit, ufunc, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_elementwise_chains_match_numpy_bit_for_bit(jit, dtype):
+def test_elementwise_chains_match_numpy(jit, dtype):
     """Random chains of one to five operations (the fused stages pack them with values that
     must change nothing: y * 1, y + -0.0, the clamps) over the special values, with scalar,
     per-channel and full operands, NaN bounds among them: numpy's values (to the bit, NaN
@@ -218,7 +218,7 @@ def test_epilogue_program_covers_scalars_channels_and_one_full_operand(jit):
 
 def test_epilogue_with_a_run_time_residual_is_prepared_once(jit, monkeypatch):
     """A residual's program is kept across runs with the next run's residual bound into it;
-    a residual laid out otherwise (strided, other dtype) is prepared afresh, and right."""
+    a residual laid out otherwise (here strided) is prepared afresh, and right."""
     from onyx.runtime import epilogue as E
 
     built, stages = [], E._stages
