@@ -258,6 +258,8 @@ class _Reader:
         nodes = []
         for i, n in enumerate(protos):
             label = f"node {n.name or '#' + str(i)!r} ({n.op_type}) in graph {path!r}"
+            if not all(isinstance(t, str) for t in (n.op_type, n.domain, n.name)):
+                raise FormatError(f"{self.where}: {label}: a name or op type is not UTF-8")
             outputs = []
             for name in n.output:
                 outputs.append(self._define(scope, Value(name), label) if name else None)
@@ -280,6 +282,8 @@ class _Reader:
                 sub.parent = node
 
     def _define(self, scope: Scope, value: Value, where: str) -> Value:
+        if not isinstance(value.name, str):  # protobuf hands a string that is not UTF-8 as bytes
+            raise FormatError(f"{self.where}: value name {value.name!r} is not UTF-8 ({where})")
         if value.name in scope.values:
             raise GraphError(f"{self.where}: value {value.name!r} is defined twice ({where})")
         scope.values[value.name] = value
@@ -301,6 +305,8 @@ class _Reader:
     def _fill_info(self, value: Value, vi: pb.ValueInfoProto) -> None:
         if vi.HasField("type"):
             value.type = self.type(vi.type)
+            if value.type is None:  # an empty TypeProto: unknown, like none, but written back
+                value.present.add("type")
         value.doc_string = vi.doc_string
         value.metadata_props = {e.key: e.value for e in vi.metadata_props}
         _present(vi, value, ("name", "doc_string"))
@@ -316,6 +322,8 @@ class _Reader:
     def attribute(
         self, a: pb.AttributeProto, scope: Scope, where: str, path: str = ""
     ) -> Attribute:
+        if not isinstance(a.name, str):  # proto2 strings: protobuf hands invalid UTF-8 as bytes
+            raise FormatError(f"{self.where}: {where}: attribute name {a.name!r} is not UTF-8")
         kind = a.type if a.HasField("type") else _guess_attr_type(a)
         try:
             kind = AttrType(kind)
@@ -338,7 +346,7 @@ class _Reader:
         elif kind == AttrType.SPARSE_TENSOR:
             value = self.sparse_tensor(a.sparse_tensor) if a.HasField("sparse_tensor") else None
         elif kind == AttrType.TYPE_PROTO:
-            value = self.type(a.tp) if a.HasField("tp") else None
+            value = (self.type(a.tp) or UnknownType()) if a.HasField("tp") else None
         elif kind == AttrType.FLOATS:
             value = list(a.floats)
         elif kind == AttrType.INTS:
@@ -352,7 +360,7 @@ class _Reader:
         elif kind == AttrType.SPARSE_TENSORS:
             value = [self.sparse_tensor(s) for s in a.sparse_tensors]
         elif kind == AttrType.TYPE_PROTOS:
-            value = [self.type(t) for t in a.type_protos]
+            value = [self.type(t) or UnknownType() for t in a.type_protos]
         else:
             value = None
         attr = Attribute(a.name, kind, value, a.ref_attr_name, a.doc_string)
@@ -361,40 +369,56 @@ class _Reader:
             attr.present.add("-type")
         return attr
 
-    def type(self, t: pb.TypeProto) -> Type:
+    def type(self, t: pb.TypeProto) -> Type | None:
+        """The Type of a TypeProto: None when it is empty (unknown), UnknownType when it carries
+        only a denotation. ``present`` remembers empty fields the file set, for saving."""
         which = t.WhichOneof("value")
         den = t.denotation if t.HasField("denotation") else None
+        present: set[str] = set()
         if which == "tensor_type" or which == "sparse_tensor_type":
             tt = getattr(t, which)
+            if not tt.HasField("elem_type"):
+                present.add("-elem_type")
+            elif not tt.elem_type:
+                present.add("elem_type")
             dtype = dtypes.data_type(tt.elem_type, where=self.where)
             shape = self.shape(tt.shape) if tt.HasField("shape") else None
             cls = TensorType if which == "tensor_type" else SparseTensorType
-            return cls(dtype, shape, den)
-        if which == "sequence_type":
-            e = t.sequence_type.elem_type
-            return SequenceType(
-                self.type(e) if t.sequence_type.HasField("elem_type") else None, den
-            )
-        if which == "optional_type":
-            e = t.optional_type.elem_type
-            return OptionalType(
-                self.type(e) if t.optional_type.HasField("elem_type") else None, den
-            )
+            return cls(dtype, shape, den, present=frozenset(present))
+        if which == "sequence_type" or which == "optional_type":
+            elem = self._inner(getattr(t, which), "elem_type", present)
+            cls = SequenceType if which == "sequence_type" else OptionalType
+            return cls(elem, den, present=frozenset(present))
         if which == "map_type":
             m = t.map_type
+            if not m.HasField("key_type"):
+                present.add("-key_type")
             key = dtypes.data_type(m.key_type, where=self.where)
-            return MapType(key, self.type(m.value_type) if m.HasField("value_type") else None, den)
+            value = self._inner(m, "value_type", present)
+            return MapType(key, value, den, present=frozenset(present))
         if which == "opaque_type":
-            return OpaqueType(t.opaque_type.domain, t.opaque_type.name, den)
-        return UnknownType(den)
+            o = t.opaque_type
+            present.update(f for f in ("domain", "name") if o.HasField(f) and not getattr(o, f))
+            return OpaqueType(o.domain, o.name, den, present=frozenset(present))
+        return None if den is None else UnknownType(den)
+
+    def _inner(self, message, field: str, present: set[str]) -> Type | None:
+        """The type in ``message.field``: None when absent or empty (the latter noted)."""
+        if not message.HasField(field):
+            return None
+        inner = self.type(getattr(message, field))
+        if inner is None:
+            present.add(field)
+        return inner
 
     @staticmethod
     def shape(s: pb.TensorShapeProto) -> Shape:
+        # a negative dim_value or an empty dim_param: Shape reads it as unknown and keeps it
         dims, dens = [], []
         for d in s.dim:
             which = d.WhichOneof("value")
             dims.append(d.dim_value if which == "dim_value" else d.dim_param if which else None)
-            dens.append(d.denotation)
+            dens.append(d.denotation if d.HasField("denotation") else None)
         return Shape(dims, dens)
 
     def tensor(self, t: pb.TensorProto, raw: memoryview | None = None) -> Tensor:
@@ -425,6 +449,8 @@ class _Reader:
         tensor.metadata_props = {e.key: e.value for e in t.metadata_props}
         if t.HasField("segment"):
             tensor.segment = (t.segment.begin, t.segment.end)
+            tensor.present.update(f"-segment.{f}" for f in ("begin", "end")
+                                  if not t.segment.HasField(f))  # fmt: skip
         _present(t, tensor, ("name", "doc_string", "data_type", "raw_data", "data_location"))
         if tensor.size > 0 and field is None and raw is None and external is None:
             raise TensorDataError(
@@ -712,6 +738,7 @@ class _Writer:
         _props(p.metadata_props, fn.metadata_props)
 
     def graph(self, p: pb.GraphProto, g: Graph, top: bool = False) -> None:
+        p.SetInParent()  # a graph is written even when empty (an empty attribute graph)
         for node in g.nodes:
             self.node(p.node.add(), node)
         _set(p, g, "name", g.name)
@@ -753,6 +780,8 @@ class _Writer:
             p.name = name
         if v.type is not None:
             self.type(p.type, v.type)
+        elif "type" in v.present:  # the file wrote an empty type
+            p.type.SetInParent()
         _set(p, v, "doc_string", v.doc_string)
         _props(p.metadata_props, v.metadata_props)
 
@@ -815,46 +844,58 @@ class _Writer:
                 self.type(p.type_protos.add(), t)
 
     def type(self, p: pb.TypeProto, t: Type) -> None:
+        p.SetInParent()
         if t.denotation is not None:
             p.denotation = t.denotation
+        present = t.present
         if isinstance(t, TensorType | SparseTensorType):
             tt = p.tensor_type if isinstance(t, TensorType) else p.sparse_tensor_type
             tt.SetInParent()
-            if t.dtype or isinstance(t, TensorType):
+            # a TensorType writes its elem_type even when UNDEFINED, unless its file had none
+            if (
+                t.dtype
+                or "elem_type" in present
+                or (isinstance(t, TensorType) and "-elem_type" not in present)
+            ):
                 tt.elem_type = int(t.dtype)
             if t.shape is not None:
                 self.shape(tt.shape, t.shape)
-        elif isinstance(t, SequenceType):
-            p.sequence_type.SetInParent()
-            if t.elem_type is not None:
-                self.type(p.sequence_type.elem_type, t.elem_type)
-        elif isinstance(t, OptionalType):
-            p.optional_type.SetInParent()
-            if t.elem_type is not None:
-                self.type(p.optional_type.elem_type, t.elem_type)
+        elif isinstance(t, SequenceType | OptionalType):
+            seq = p.sequence_type if isinstance(t, SequenceType) else p.optional_type
+            seq.SetInParent()
+            self._inner(seq.elem_type, t.elem_type, "elem_type" in present)
         elif isinstance(t, MapType):
-            p.map_type.key_type = int(t.key_type)
-            if t.value_type is not None:
-                self.type(p.map_type.value_type, t.value_type)
+            p.map_type.SetInParent()
+            if t.key_type or "-key_type" not in present:
+                p.map_type.key_type = int(t.key_type)
+            self._inner(p.map_type.value_type, t.value_type, "value_type" in present)
         elif isinstance(t, OpaqueType):
             p.opaque_type.SetInParent()
-            if t.domain:
+            if t.domain or "domain" in present:
                 p.opaque_type.domain = t.domain
-            if t.name:
+            if t.name or "name" in present:
                 p.opaque_type.name = t.name
+
+    def _inner(self, p: pb.TypeProto, t: Type | None, empty: bool) -> None:
+        if t is not None:
+            self.type(p, t)
+        elif empty:
+            p.SetInParent()
 
     @staticmethod
     def shape(p: pb.TensorShapeProto, s: Shape) -> None:
         p.SetInParent()
-        dens = s.denotations or ("",) * len(s.dims)
-        for d, den in zip(s.dims, dens):
+        dens = s.denotations or ()
+        for i, d in enumerate(s.dims):
             dim = p.dim.add()
+            if d is None:
+                d = s.written.get(i)  # what the file had for an unknown dim (-1, ""), if anything
             if isinstance(d, int):
                 dim.dim_value = d
             elif isinstance(d, str):
                 dim.dim_param = d
-            if den:
-                dim.denotation = den
+            if i < len(dens) and dens[i] is not None:
+                dim.denotation = dens[i]
 
     def tensor(
         self, p: pb.TensorProto, t: Tensor, name: str | None = None, index: int | None = None
@@ -862,7 +903,11 @@ class _Writer:
         p.dims.extend(t.dims)
         _set(p, t, "data_type", int(t.dtype))
         if t.segment is not None:
-            p.segment.begin, p.segment.end = t.segment
+            p.segment.SetInParent()
+            if "-segment.begin" not in t.present:
+                p.segment.begin = t.segment[0]
+            if "-segment.end" not in t.present:
+                p.segment.end = t.segment[1]
         _set(p, t, "name", t.name if name is None else name)
         _set(p, t, "doc_string", t.doc_string)
         _props(p.metadata_props, t.metadata_props)
@@ -936,3 +981,193 @@ def _opsets(entries, opsets: dict[str, int], owner) -> None:
 def _props(entries, props: dict[str, str]) -> None:
     for k, v in props.items():
         entries.add(key=k, value=v)
+
+
+# ============================================================================================
+# models given in any form; single tensors and values (sequence, map, optional) as bytes
+# ============================================================================================
+def as_model(source: Model | Source | Any) -> Model:
+    """``source`` itself when it is an ``ir.Model``, else the model read from it.
+
+    Accepts what ``load`` reads (a path, bytes, a binary file object) and any object with a
+    ``SerializeToString`` method (an ``onnx.ModelProto``). Every function that takes a model goes
+    through here, so all of them take all of these.
+    """
+    if isinstance(source, Model):
+        return source
+    if isinstance(source, str | os.PathLike | bytes | bytearray | memoryview) or hasattr(
+        source, "read"
+    ):
+        return load(source)
+    if callable(getattr(source, "SerializeToString", None)):
+        return load(source.SerializeToString())
+    raise TypeError(
+        "expected an onyx.ir.Model, a path, bytes, a binary file object or a ModelProto; "
+        f"got {type(source).__name__}"
+    )
+
+
+def tensor_to_bytes(tensor: Tensor) -> bytes:
+    """The serialized TensorProto of ``tensor`` (data inline; the inverse of ``load_tensor``)."""
+    p = pb.TensorProto()
+    _Writer(Model(Graph())).tensor(p, tensor)
+    return p.SerializeToString()
+
+
+# SequenceProto.DataType / OptionalProto.DataType codes (the two enums agree).
+_VALUE_UNDEFINED, _VALUE_TENSOR, _VALUE_SPARSE, _VALUE_SEQUENCE, _VALUE_MAP, _VALUE_OPTIONAL = range(6)
+_INT_KEYS = frozenset(
+    dtypes.DataType[n] for n in ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
+                                 "UINT64")
+)  # fmt: skip
+
+
+def load_value(source: Source, kind: str) -> Any:
+    """Read a serialized SequenceProto, MapProto or OptionalProto (``kind``: 'sequence', 'map',
+    'optional') into onyx's values: lists, dicts, None or the value; tensors as numpy arrays."""
+    kinds = {"sequence": pb.SequenceProto, "map": pb.MapProto, "optional": pb.OptionalProto}
+    if kind not in kinds:
+        raise TypeError(f"kind must be one of {sorted(kinds)}, not {kind!r}")
+    buf, where, _ = _open(source)
+    proto = kinds[kind]()
+    try:
+        proto.ParseFromString(bytes(buf))
+    except DecodeError as e:
+        raise FormatError(f"{where} is not a valid {kinds[kind].__name__}: {e}") from None
+    reader = _Reader(None, {}, where)
+    return {"sequence": _read_sequence, "map": _read_map, "optional": _read_optional}[kind](
+        reader, proto
+    )
+
+
+def _read_sequence(reader: _Reader, p) -> list:
+    kind = p.elem_type
+    if kind == _VALUE_TENSOR:
+        return [reader.tensor(t).numpy() for t in p.tensor_values]
+    if kind == _VALUE_SPARSE:
+        return [reader.sparse_tensor(t).to_dense() for t in p.sparse_tensor_values]
+    if kind == _VALUE_SEQUENCE:
+        return [_read_sequence(reader, s) for s in p.sequence_values]
+    if kind == _VALUE_MAP:
+        return [_read_map(reader, m) for m in p.map_values]
+    if kind == _VALUE_OPTIONAL:
+        return [_read_optional(reader, o) for o in p.optional_values]
+    raise FormatError(f"{reader.where}: sequence {p.name!r} has element type {kind}, expected 1..5")
+
+
+def _read_map(reader: _Reader, p) -> dict:
+    key_type = dtypes.data_type(p.key_type, where=f"{reader.where}: map {p.name!r}")
+    keys = list(p.string_keys) if key_type == dtypes.DataType.STRING else list(p.keys)
+    values = _read_sequence(reader, p.values)
+    if len(keys) != len(values):
+        raise FormatError(
+            f"{reader.where}: map {p.name!r} has {len(keys)} keys but {len(values)} values"
+        )
+    return dict(zip(keys, values))
+
+
+def _read_optional(reader: _Reader, p) -> Any:
+    kind = p.elem_type
+    if kind == _VALUE_UNDEFINED:
+        return None
+    if kind == _VALUE_TENSOR:
+        return reader.tensor(p.tensor_value).numpy()
+    if kind == _VALUE_SPARSE:
+        return reader.sparse_tensor(p.sparse_tensor_value).to_dense()
+    if kind == _VALUE_SEQUENCE:
+        return _read_sequence(reader, p.sequence_value)
+    if kind == _VALUE_MAP:
+        return _read_map(reader, p.map_value)
+    if kind == _VALUE_OPTIONAL:
+        return _read_optional(reader, p.optional_value)
+    raise FormatError(f"{reader.where}: optional {p.name!r} has element type {kind}, expected 0..5")
+
+
+def value_to_bytes(value: Any, kind: str, name: str = "", elem_kind: int | None = None) -> bytes:
+    """Serialize a list, dict or optional value as a SequenceProto, MapProto or OptionalProto
+    (``kind``: 'sequence', 'map', 'optional'); ``elem_kind`` (1 tensor .. 5 optional) types an
+    empty sequence or an absent optional."""
+    writer = _Writer(Model(Graph()))
+    if kind == "sequence":
+        p = _write_sequence(writer, value, name, elem_kind)
+    elif kind == "map":
+        p = _write_map(writer, value, name)
+    elif kind == "optional":
+        p = _write_optional(writer, value, name, elem_kind)
+    else:
+        raise TypeError(f"kind must be 'sequence', 'map' or 'optional', not {kind!r}")
+    return p.SerializeToString()
+
+
+def _value_kind(value: Any) -> int:
+    if isinstance(value, dict):
+        return _VALUE_MAP
+    if isinstance(value, list):
+        return _VALUE_SEQUENCE
+    return _VALUE_TENSOR
+
+
+def _write_sequence(writer: _Writer, values: Any, name: str, elem_kind: int | None):
+    if not isinstance(values, list | tuple):
+        raise TypeError(f"sequence {name!r}: expected a list, got {type(values).__name__}")
+    p = pb.SequenceProto()
+    if name:
+        p.name = name
+    kind = elem_kind if elem_kind is not None else _value_kind(values[0]) if values else _VALUE_TENSOR
+    kinds = {_value_kind(v) for v in values}
+    if values and (len(kinds) > 1 or not all(isinstance(v, type(values[0])) for v in values)):
+        raise TypeError(f"sequence {name!r}: its elements are not all of one kind")
+    p.elem_type = kind
+    for v in values:
+        if kind == _VALUE_TENSOR:
+            writer.tensor(p.tensor_values.add(), Tensor(np.asarray(v)))
+        elif kind == _VALUE_SEQUENCE:
+            p.sequence_values.append(_write_sequence(writer, v, "", None))
+        elif kind == _VALUE_MAP:
+            p.map_values.append(_write_map(writer, v, ""))
+        else:
+            raise TypeError(f"sequence {name!r}: element kind {kind} is not supported")
+    return p
+
+
+def _write_map(writer: _Writer, mapping: Any, name: str):
+    if not isinstance(mapping, dict) or not mapping:
+        raise TypeError(f"map {name!r}: expected a non-empty dict, got {mapping!r:.60}")
+    p = pb.MapProto()
+    if name:
+        p.name = name
+    keys = list(mapping)
+    key_dtype = np.result_type(keys[0]) if not isinstance(keys[0], str | bytes) else np.dtype(object)
+    key_type = dtypes.DataType.STRING if key_dtype == object else dtypes.from_numpy(key_dtype)
+    if key_type != dtypes.DataType.STRING and key_type not in _INT_KEYS:
+        raise TypeError(f"map {name!r}: keys must be integers or strings, got {key_dtype}")
+    if not all(type(k) is type(keys[0]) for k in keys):
+        raise TypeError(f"map {name!r}: its keys are not all of one type")
+    p.key_type = int(key_type)
+    if key_type == dtypes.DataType.STRING:
+        p.string_keys.extend(k.encode("utf-8") if isinstance(k, str) else k for k in keys)
+    else:
+        p.keys.extend(int(k) for k in keys)
+    p.values.CopyFrom(_write_sequence(writer, list(mapping.values()), "", None))
+    return p
+
+
+def _write_optional(writer: _Writer, value: Any, name: str, elem_kind: int | None):
+    p = pb.OptionalProto()
+    if name:
+        p.name = name
+    if elem_kind is not None and elem_kind not in range(6):
+        raise TypeError(f"optional {name!r}: element kind {elem_kind} is not one of 0..5")
+    kind = elem_kind if elem_kind is not None else _VALUE_UNDEFINED if value is None else (
+        _value_kind(value))  # fmt: skip
+    p.elem_type = kind
+    if value is not None:
+        if kind == _VALUE_TENSOR:
+            writer.tensor(p.tensor_value, Tensor(np.asarray(value)))
+        elif kind == _VALUE_SEQUENCE:
+            p.sequence_value.CopyFrom(_write_sequence(writer, value, "", None))
+        elif kind == _VALUE_MAP:
+            p.map_value.CopyFrom(_write_map(writer, value, ""))
+        else:
+            raise TypeError(f"optional {name!r}: element kind {kind} is not supported")
+    return p

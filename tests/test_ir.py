@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
@@ -161,3 +163,36 @@ def test_initializers_need_data_and_unique_names():
     g.add_initializer(Value("w", const_value=Tensor(np.zeros(2, np.float32), "w")))
     with pytest.raises(GraphError, match="twice"):
         g.add_initializer(Value("w", const_value=Tensor(np.zeros(2, np.float32), "w")))
+
+
+def test_negative_and_empty_dims_are_unknown_and_remembered():
+    from onyx.ir import Shape
+
+    s = Shape([-1, 3, "", "N", None])
+    assert s.dims == (None, 3, None, "N", None)
+    assert dict(s.written) == {0: -1, 2: ""}
+    assert str(s) == "[?,3,?,N,?]" and not s.is_static
+    # what was written rides beside the dims: equality and hashing see unknown dims only
+    same = Shape([None, 3, None, "N", None])
+    assert s == same and hash(s) == hash(same) and dict(same.written) == {}
+    # a new shape made from the dims (as shape inference makes them) means new dims
+    assert dict(Shape(s.dims).written) == {}
+    assert dict(dataclasses.replace(s, dims=(4, 3)).written) == {}
+
+
+def test_dim_denotations_tell_none_from_empty():
+    from onyx.ir import Shape
+
+    assert Shape([1, 2], [None, None]).denotations is None
+    assert Shape([1, 2], ["", None]).denotations == ("", None)
+    assert Shape([1, 2], ["", None]) != Shape([1, 2])
+
+
+def test_type_presence_notes_do_not_change_equality():
+    from onyx.dtypes import DataType
+    from onyx.ir import SequenceType, TensorType
+
+    plain = TensorType(DataType.UNDEFINED)
+    noted = TensorType(DataType.UNDEFINED, present=frozenset({"-elem_type"}))
+    assert plain == noted and hash(plain) == hash(noted) and "present" not in repr(noted)
+    assert SequenceType(None) == SequenceType(None, present=frozenset({"elem_type"}))

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import onnx
 import pytest
+from kernel_harness import widen
 from onnx import TensorProto, helper, numpy_helper
 
 import onyx
@@ -104,8 +105,8 @@ def _assert_same(got: np.ndarray, want: np.ndarray, label: str) -> None:
         assert decode == list(want.flat), label
         return
     assert got.dtype == want.dtype, f"{label}: {got.dtype} != {want.dtype}"
-    kind = np.complex128 if want.dtype.kind == "c" else np.float64
-    np.testing.assert_array_equal(got.astype(kind), want.astype(kind), err_msg=label)
+    # widened exactly: int64/uint64 stay integers (float64 would merge 2**64-1 and 2**64-2)
+    np.testing.assert_array_equal(widen(got), widen(want), err_msg=label, strict=True)
 
 
 def _model_with(*tensors: onyx.ir.Tensor) -> onyx.ir.Model:
@@ -450,3 +451,193 @@ def test_function_defined_twice():
     )  # fmt: skip
     with pytest.raises(onyx.GraphError, match="function local::F is defined twice"):
         onyx.load(model.SerializeToString())
+
+
+# --- (f) what real exporters write: unknown dims and fields present but empty ---------------------
+def _exporter_model(value_info: onnx.ValueInfoProto | None = None, edit=None) -> bytes:
+    """x -> Identity -> t -> Identity -> y; ``value_info`` describes t; ``edit`` changes the proto."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    nodes = [helper.make_node("Identity", ["x"], ["t"], name="a"),
+             helper.make_node("Identity", ["t"], ["y"], name="b")]  # fmt: skip
+    g = helper.make_graph(nodes, "g", [x], [y], value_info=[value_info] if value_info else [])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    if edit is not None:
+        edit(m)
+    return m.SerializeToString()
+
+
+def _info(fill) -> onnx.ValueInfoProto:
+    vi = onnx.ValueInfoProto(name="t")
+    fill(vi.type)
+    return vi
+
+
+def _tensor(fill_shape):
+    def fill(tp):
+        tp.tensor_type.elem_type = TensorProto.FLOAT
+        fill_shape(tp.tensor_type.shape)
+
+    return fill
+
+
+def _attribute(name: str, kind: int, fill):
+    def edit(m):
+        a = m.graph.node[0].attribute.add(name=name, type=kind)
+        fill(a)
+
+    return edit
+
+
+# each case: the file's bytes (built with onnx) and what the IR must show for value 't'
+PRESENCE_CASES = {
+    "empty type (If branches)": (_info(lambda tp: tp.SetInParent()), lambda t: t is None),
+    "empty shape (rank 0)": (
+        _info(_tensor(lambda s: s.SetInParent())), lambda t: t.shape is not None and t.shape.rank == 0
+    ),
+    "no shape (rank unknown)": (
+        _info(lambda tp: setattr(tp.tensor_type, "elem_type", 1)), lambda t: t.shape is None
+    ),
+    "dim with neither value nor param": (
+        _info(_tensor(lambda s: s.dim.add())), lambda t: t.shape.dims == (None,)
+    ),
+    "dim_value -1": (
+        _info(_tensor(lambda s: setattr(s.dim.add(), "dim_value", -1))),
+        lambda t: t.shape.dims == (None,),
+    ),
+    "dim_param empty": (
+        _info(_tensor(lambda s: setattr(s.dim.add(), "dim_param", ""))),
+        lambda t: t.shape.dims == (None,),
+    ),
+    "dim_value 0": (
+        _info(_tensor(lambda s: setattr(s.dim.add(), "dim_value", 0))),
+        lambda t: t.shape.dims == (0,),
+    ),
+    "dim denotation empty": (
+        _info(_tensor(lambda s: s.dim.add(dim_value=3, denotation=""))),
+        lambda t: t.shape.dims == (3,) and t.shape.denotations == ("",),
+    ),
+    "tensor_type without elem_type": (
+        _info(lambda tp: tp.tensor_type.SetInParent()), lambda t: t.dtype == DataType.UNDEFINED
+    ),
+    "tensor elem_type 0": (
+        _info(lambda tp: setattr(tp.tensor_type, "elem_type", 0)),
+        lambda t: t.dtype == DataType.UNDEFINED,
+    ),
+    "sparse_tensor_type elem_type 0": (
+        _info(lambda tp: setattr(tp.sparse_tensor_type, "elem_type", 0)),
+        lambda t: isinstance(t, onyx.ir.SparseTensorType),
+    ),
+    "sequence without elem_type": (
+        _info(lambda tp: tp.sequence_type.SetInParent()), lambda t: t.elem_type is None
+    ),
+    "sequence of an empty type": (
+        _info(lambda tp: tp.sequence_type.elem_type.SetInParent()), lambda t: t.elem_type is None
+    ),
+    "optional of an empty type": (
+        _info(lambda tp: tp.optional_type.elem_type.SetInParent()), lambda t: t.elem_type is None
+    ),
+    "map empty": (_info(lambda tp: tp.map_type.SetInParent()), lambda t: t.value_type is None),
+    "map of an empty value type": (
+        _info(lambda tp: (setattr(tp.map_type, "key_type", 7), tp.map_type.value_type.SetInParent())),
+        lambda t: t.key_type == DataType.INT64 and t.value_type is None,
+    ),
+    "opaque with empty domain and name": (
+        _info(lambda tp: (setattr(tp.opaque_type, "domain", ""), setattr(tp.opaque_type, "name", ""))),
+        lambda t: isinstance(t, onyx.ir.OpaqueType),
+    ),
+    "type denotation empty": (
+        _info(lambda tp: (setattr(tp, "denotation", ""), setattr(tp.tensor_type, "elem_type", 1))),
+        lambda t: t.denotation == "",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(PRESENCE_CASES))
+def test_fields_present_but_empty_round_trip_and_read_as_unknown(case):
+    info, shows = PRESENCE_CASES[case]
+    data = _exporter_model(info)
+    model = onyx.load(data)
+    assert shows(model.graph.nodes[0].outputs[0].type)
+    assert onyx.to_bytes(model) == data
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.graph.output[0].type.Clear(),  # graph output with an empty type
+        lambda m: m.graph.input[0].type.tensor_type.shape.dim[0].Clear(),  # an empty dim
+        _attribute("g", onnx.AttributeProto.GRAPH, lambda a: a.g.SetInParent()),
+        _attribute("tp", onnx.AttributeProto.TYPE_PROTO, lambda a: a.tp.SetInParent()),
+        _attribute("tps", onnx.AttributeProto.TYPE_PROTOS, lambda a: a.type_protos.add()),
+        lambda m: m.graph.Clear(),  # an empty main graph
+        lambda m: m.training_info.add().initialization.SetInParent(),
+        lambda m: m.graph.initializer.append(
+            helper.make_tensor("w", TensorProto.FLOAT, [1], [1.0])
+        ) or m.graph.initializer[0].segment.SetInParent(),
+    ],
+    ids=["output-type-empty", "input-dim-empty", "graph-attribute-empty", "type-proto-empty",
+         "type-protos-item-empty", "main-graph-empty", "training-graph-empty", "segment-empty"],
+)  # fmt: skip
+def test_submessages_present_but_empty_round_trip(edit):
+    data = _exporter_model(edit=edit)
+    assert onyx.to_bytes(onyx.load(data)) == data
+
+
+def test_empty_value_type_reads_as_none_inside_an_if_branch():
+    # converters write value_info with an empty TypeProto inside If branches
+    empty = onnx.ValueInfoProto(name="u")
+    empty.type.SetInParent()
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["u"])], "then", [], [empty])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["u2"])], "else", [],
+                              [helper.make_tensor_value_info("u2", TensorProto.FLOAT, [2])])  # fmt: skip
+    cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=other, name="if")
+    g = helper.make_graph([node], "g", [cond, x], [y])
+    data = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+    model = onyx.load(data)
+    then = model.graph.nodes[0].attributes["then_branch"].value
+    assert then.outputs[0].type is None
+    assert onyx.to_bytes(model) == data
+    x_value = np.array([1.5, -2.0], np.float32)
+    (got,) = onyx.InferenceSession(data).run(None, {"c": np.array(True), "x": x_value})
+    np.testing.assert_array_equal(got, x_value)
+
+
+def _negative_dim_model(dims=(-1, 3)) -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(dims))
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="r")]
+    g = helper.make_graph(nodes, "g", [x], [y])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+
+
+def test_negative_dim_value_reads_as_unknown_and_saves_as_written(tmp_path):
+    data = _negative_dim_model((-1, 3, -7))
+    model = onyx.load(data)
+    shape = model.graph.inputs[0].type.shape
+    assert shape.dims == (None, 3, None)
+    assert dict(shape.written) == {0: -1, 2: -7}
+    assert shape == onyx.ir.Shape([None, 3, None])
+    assert onyx.to_bytes(model) == data
+    onyx.save(model, tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").read_bytes() == data
+    # the printer shows it as unknown, and shape inference keeps it unknown (no negative dim)
+    from onyx.text import print_model
+
+    text = print_model(model)
+    assert "float[?,3,?] x" in text and "-1" not in text
+    inferred = onyx.infer_shapes(model)
+    dims = inferred.graph.outputs[0].type.shape.dims
+    assert dims[1] == 3 and not any(isinstance(d, int) and d < 0 for d in dims)
+
+
+def test_negative_dim_model_runs_from_the_command_line(tmp_path, capsys):
+    from onyx.cli import main
+
+    path = tmp_path / "neg.onnx"
+    path.write_bytes(_negative_dim_model())
+    assert main(["run", str(path)]) == 0
+    assert "float32 [1, 3]" in capsys.readouterr().out
