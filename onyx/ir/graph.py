@@ -324,7 +324,7 @@ class Graph:
     def __str__(self) -> str:
         from onyx.text import print_graph
 
-        return print_graph(self)
+        return print_graph(self, max_elements=16)  # for reading: big tensors abbreviated
 
 
 def _reads(node: Node) -> Iterator[Value]:

@@ -71,4 +71,4 @@ class Model:
     def __str__(self) -> str:
         from onyx.text import print_model
 
-        return print_model(self)
+        return print_model(self, max_elements=16)  # for reading: big tensors abbreviated

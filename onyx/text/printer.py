@@ -4,6 +4,11 @@ Floats print in their shortest round-trip form (float32 data as float32), float1
 the float8/float4/float6 kinds as their bit patterns (as onnx's printer does), strings quoted with
 backslash escapes for '"' and '\\'. Sparse tensors use an onyx extension of the syntax:
 ``sparse_tensor(float[4,4]) name {float[2] {1, 2}, int64[2] {0, 5}}``.
+
+With ``max_elements`` (what ``print(model)`` and ``onyx print`` use) the text is for reading,
+not for parsing back: a tensor of more elements shows its first few and its count
+(``{0.5, -1.25, 3, 0.75, ... 4096 elements}``), and a symbolic dim longer than 24 characters
+is written as an alias (``s0``) defined once in a comment at the top.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from onyx.ir.types import (
     SparseTensorType,
     TensorType,
     Type,
+    UnknownType,
 )  # fmt: skip
 from onyx.text._lexer import SPECIAL_FLOATS
 from onyx.text.parser import _BITS_AS_INT, ATTR_TYPES, PRIM_TYPES, TYPE_KEYWORDS
@@ -35,11 +41,16 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = set(PRIM_TYPES) | TYPE_KEYWORDS | SPECIAL_FLOATS
 _ATTR_NAMES = {t: name for name, t in ATTR_TYPES.items()}
 _STEP = "   "
+_ALIAS_FROM = 24  # symbolic dims at least this long get an alias when printing for reading
+_SHOWN = 4  # elements an abbreviated tensor still shows
 
 
-def print_model(model: Model) -> str:
-    """The model as text: header, main graph, then its functions."""
-    p = _Printer(model.graph, model.functions.values())
+def print_model(model: Model, max_elements: int | None = None) -> str:
+    """The model as text: header, main graph, then its functions.
+
+    Without ``max_elements`` every element is printed and the text parses back to the same
+    model; with it, larger tensors and long symbolic dims are abbreviated (see above)."""
+    p = _Printer(model.graph, model.functions.values(), max_elements)
     lines = [f"{_STEP}ir_version: {model.ir_version}",
              f"{_STEP}opset_import: {_opsets(model.opset_imports)}"]  # fmt: skip
     for key in ("producer_name", "producer_version", "domain"):
@@ -55,12 +66,15 @@ def print_model(model: Model) -> str:
     out = ["<\n" + ",\n".join(lines) + "\n>\n", p.graph(model.graph, ""), "\n"]
     for fn in model.functions.values():
         out += ["\n", p.function(fn)]
-    return "".join(out)
+    return p.alias_comments() + "".join(out)
 
 
-def print_graph(graph: Graph) -> str:
-    """The graph as text: ``name (inputs) => (outputs) <initializers, value infos> {nodes}``."""
-    return _Printer(graph).graph(graph, "") + "\n"
+def print_graph(graph: Graph, max_elements: int | None = None) -> str:
+    """The graph as text: ``name (inputs) => (outputs) <initializers, value infos> {nodes}``;
+    ``max_elements`` abbreviates as ``print_model`` does."""
+    p = _Printer(graph, (), max_elements)
+    text = p.graph(graph, "") + "\n"
+    return p.alias_comments() + text
 
 
 def print_function(fn: Function) -> str:
@@ -86,46 +100,57 @@ def _pairs(props: dict[str, str]) -> str:
 
 
 # --- types -----------------------------------------------------------------------------------
-def type_text(t: Type) -> str:
+def type_text(t: Type | None, dim=None) -> str:
+    """The type as text; ``dim`` (if given) maps each symbolic dim to the name to print.
+
+    An unknown type (None, or an UnknownType) prints as nothing, as in ``seq()``; an unknown
+    dim (None, also one a file wrote as -1) prints as ``?``."""
+    if t is None or isinstance(t, UnknownType):
+        return ""
     if isinstance(t, TensorType):
-        return t.dtype.short_name + _shape(t.shape)
+        return t.dtype.short_name + _shape(t.shape, dim)
     if isinstance(t, SparseTensorType):
-        return f"sparse_tensor({t.dtype.short_name}{_shape(t.shape)})"
+        return f"sparse_tensor({t.dtype.short_name}{_shape(t.shape, dim)})"
     if isinstance(t, SequenceType):
-        return f"seq({type_text(t.elem_type)})"
+        return f"seq({type_text(t.elem_type, dim)})"
     if isinstance(t, OptionalType):
-        return f"optional({type_text(t.elem_type)})"
+        return f"optional({type_text(t.elem_type, dim)})"
     if isinstance(t, MapType):
-        return f"map({t.key_type.short_name}, {type_text(t.value_type)})"
+        return f"map({t.key_type.short_name}, {type_text(t.value_type, dim)})"
     if isinstance(t, OpaqueType):
         return f"opaque({t.domain + ',' if t.domain else ''}{t.name})"
     raise ValueError(f"type {t} has no textual form")
 
 
-def _shape(shape: Shape | None) -> str:
+def _shape(shape: Shape | None, dim=None) -> str:
     if shape is None:
         return "[]"
     if not shape.dims:
         return ""
-    return "[" + ",".join("?" if d is None else str(d) if isinstance(d, int) else name_text(d)
+    return "[" + ",".join("?" if d is None else str(d) if isinstance(d, int)
+                          else name_text(d if dim is None else dim(d))
                           for d in shape.dims) + "]"  # fmt: skip
 
 
 # --- tensors ---------------------------------------------------------------------------------
 def tensor_text(
-    t: Tensor | SparseTensor, name: str | None = None, initializer: bool = False
+    t: Tensor | SparseTensor,
+    name: str | None = None,
+    initializer: bool = False,
+    max_elements: int | None = None,
 ) -> str:
-    """``float[2,3] name {1.0, ...}``; with ``initializer``, ``float[2,3] name = {...}``."""
+    """``float[2,3] name {1.0, ...}``; with ``initializer``, ``float[2,3] name = {...}``;
+    with ``max_elements``, a larger tensor shows only its first elements and its count."""
     if isinstance(t, SparseTensor):
         head = f"sparse_tensor({t.dtype.short_name}{_dims(t.dims)})"
         name = t.values.name if name is None else name
-        values = tensor_text(t.values, "")
-        indices = tensor_text(t.indices, "")
+        values = tensor_text(t.values, "", max_elements=max_elements)
+        indices = tensor_text(t.indices, "", max_elements=max_elements)
         data = "{" + values + ", " + indices + "}"
     else:
         head = t.dtype.short_name + _dims(t.dims)
         name = t.name if name is None else name
-        data = _data(t)
+        data = _data(t, max_elements)
     if name:
         head += " " + name_text(name)
     return f"{head} = {data}" if initializer else f"{head} {data}"
@@ -135,7 +160,7 @@ def _dims(dims) -> str:
     return "[" + ",".join(str(d) for d in dims) + "]" if len(dims) else ""
 
 
-def _data(t: Tensor) -> str:
+def _data(t: Tensor, max_elements: int | None = None) -> str:
     ext = t.external
     if ext is not None:
         entries = dict(ext.extra) or {"location": ext.location}
@@ -147,6 +172,9 @@ def _data(t: Tensor) -> str:
         return _pairs(entries)
     if t.size == 0 and not t.is_loaded and t.raw is None and t.field is None:
         return "{}"
+    if max_elements is not None and t.size > max_elements:
+        shown = elements(t.numpy().reshape(-1)[: min(_SHOWN, max_elements)], t.dtype)
+        return "{" + "".join(x + ", " for x in shown) + f"... {t.size} elements}}"
     return "{" + ", ".join(elements(t.numpy(), t.dtype)) + "}"
 
 
@@ -177,10 +205,34 @@ def float_text(v: float) -> str:
 class _Printer:
     """Names values (unnamed ones get fresh names) and prints graphs with indentation."""
 
-    def __init__(self, graph: Graph, functions=()):
+    def __init__(self, graph: Graph, functions=(), max_elements: int | None = None):
         self.names: dict[Value, str] = {}
         self.taken: set[str] | None = None
         self.graphs = [graph] + [f.graph for f in functions]
+        self.max_elements = max_elements  # None: print everything, as parsing needs
+        self.aliases: dict[str, str] = {}  # long symbolic dim -> its short name
+        self.dims_taken: set[str] | None = None
+
+    def dim(self, d: str) -> str:
+        """The name a symbolic dim prints as: itself, or (when abbreviating) an alias."""
+        if self.max_elements is None or len(d) < _ALIAS_FROM:
+            return d
+        alias = self.aliases.get(d)
+        if alias is None:
+            if self.dims_taken is None:
+                self.dims_taken = _all_dims(self.graphs)
+            i = len(self.aliases)
+            while f"s{i}" in self.dims_taken:
+                i += 1
+            alias = self.aliases[d] = f"s{i}"
+            self.dims_taken.add(alias)
+        return alias
+
+    def alias_comments(self) -> str:
+        return "".join(f"# {alias} = {d}\n" for d, alias in self.aliases.items())
+
+    def type(self, t: Type) -> str:
+        return type_text(t, self.dim if self.max_elements is not None else None)
 
     def name(self, v: Value | None) -> str:
         return '""' if v is None else name_text(self.raw_name(v))
@@ -200,14 +252,14 @@ class _Printer:
         return fresh
 
     def value_info(self, v: Value) -> str:
-        return (type_text(v.type) + " " if v.type is not None else "") + self.name(v)
+        return (self.type(v.type) + " " if v.type is not None else "") + self.name(v)
 
     def graph(self, g: Graph, indent: str) -> str:
         inputs = ", ".join(self.value_info(v) for v in g.inputs)
         outputs = ", ".join(self.value_info(v) for v in g.outputs)
         head = f"{name_text(g.name)} ({inputs}) => ({outputs})"
         extras = [
-            tensor_text(v.const_value, self.raw_name(v), True)
+            tensor_text(v.const_value, self.raw_name(v), True, self.max_elements)
             for v in (*g.initializers.values(), *g.sparse_initializers.values())
         ]
         extras += [self.value_info(v) for v in g.value_info]
@@ -248,11 +300,11 @@ class _Printer:
         if k == AttrType.STRING:
             return head + quote(_str(v))
         if k in (AttrType.TENSOR, AttrType.SPARSE_TENSOR):
-            return head + tensor_text(_tensor(v))
+            return head + tensor_text(_tensor(v), max_elements=self.max_elements)
         if k == AttrType.GRAPH:
             return head + self.graph(v, indent)
         if k == AttrType.TYPE_PROTO:
-            return head + type_text(v)
+            return head + self.type(v)
         items = v or []
         if k == AttrType.FLOATS:
             parts = [float_text(x) for x in items]
@@ -261,11 +313,11 @@ class _Printer:
         elif k == AttrType.STRINGS:
             parts = [quote(_str(x)) for x in items]
         elif k in (AttrType.TENSORS, AttrType.SPARSE_TENSORS):
-            parts = [tensor_text(_tensor(x)) for x in items]
+            parts = [tensor_text(_tensor(x), max_elements=self.max_elements) for x in items]
         elif k == AttrType.GRAPHS:
             parts = [self.graph(x, indent) for x in items]
         elif k == AttrType.TYPE_PROTOS:
-            parts = [type_text(x) for x in items]
+            parts = [self.type(x) for x in items]
         else:
             raise ValueError(f"attribute {a.name!r} of kind {a.type!r} has no textual form")
         return head + "[" + ", ".join(parts) + "]"
@@ -311,3 +363,20 @@ def _all_names(graphs: list[Graph]) -> set[str]:
             names.update(v.name for v in node.outputs if v is not None)
             stack.extend(node.subgraphs())
     return names
+
+
+def _all_dims(graphs: list[Graph]) -> set[str]:
+    """Every symbolic dim named in the types of the graphs' values (aliases must not clash)."""
+    dims: set[str] = set()
+    stack = list(graphs)
+    while stack:
+        g = stack.pop()
+        values = [*g.inputs, *g.outputs, *g.value_info]
+        for node in g.nodes:
+            values.extend(v for v in node.outputs if v is not None)
+            stack.extend(node.subgraphs())
+        for v in values:
+            shape = getattr(v.type, "shape", None)
+            if shape is not None:
+                dims.update(d for d in shape.dims if isinstance(d, str))
+    return dims
