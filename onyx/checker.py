@@ -2,7 +2,7 @@
 
     onyx.check(model)                 # raises onyx.ValidationError on the first defect
     onyx.check(model, collect=True)   # raises one ValidationError listing every defect (.errors)
-    onyx.check(model, full=True)      # also runs shape inference (when onyx.shapes exists)
+    onyx.check(model, full=True)      # also strict shape inference: every shape error it proves
 
 One pass over the IR: the IR version against the features used, opset imports, every node
 against its schema (arity, attributes, type constraints), single assignment and topological
@@ -13,6 +13,7 @@ functions, sparse tensors and external data files.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -89,10 +90,15 @@ def check(model: Model, full: bool = False, collect: bool = False) -> list[str]:
     """Validate ``model``; raise ValidationError naming the place of the (first, or every) defect.
 
     With ``collect``, every defect is gathered and one ValidationError carries them all in
-    ``.errors`` (a list of messages). With ``full``, shape inference also runs (strictly), when
-    ``onyx.shapes`` is available. Returns notes: things not checked, and why.
+    ``.errors`` (a list of messages). With ``full``, strict shape inference also runs on a
+    model that passed the structural checks, and every contradiction it proves (operands that do
+    not multiply or broadcast, attributes out of range, subgraphs that do not fit their operator,
+    declared types the inferred ones contradict) is a defect naming the node. Returns notes:
+    things not checked, and why.
     """
-    checker = _Checker(model, collect)
+    from onyx.serde import as_model
+
+    checker = _Checker(as_model(model), collect)
     try:
         checker.run()
         if full:
@@ -313,12 +319,14 @@ class _Checker:
                 f"(UNDEFINED); expected one of the standard's element types"
             )
         if isinstance(t, TensorType | SparseTensorType) and t.shape is not None:
-            for d in t.shape.dims:
-                if isinstance(d, int) and d < 0:
-                    self.fail(
-                        f"{where}: {what} {value.name!r} has a negative dim in shape {t.shape}"
+            # exporters write -1 for "unknown": legal to read (as an unknown dim), worth a warning
+            for i, d in t.shape.written.items():
+                if isinstance(d, int):
+                    warnings.warn(
+                        f"{where}: {what} {value.name!r} declares dim {i} as {d}; a negative "
+                        f"dim is read as unknown (shape {t.shape})",
+                        stacklevel=2,
                     )
-                    break
 
     # --- tensors ---------------------------------------------------------------------------
     def tensor(self, t: Tensor, where: str) -> None:
@@ -870,10 +878,14 @@ class _Checker:
         except ImportError:
             self.notes.append("shape inference skipped: onyx.shapes is not available yet")
             return
+        if self.errors:
+            self.notes.append("shape inference skipped: the model has structural defects")
+            return
         try:
             shapes.infer_shapes(self.model, strict=True)
         except ValidationError as e:
-            self.fail(str(e))
+            for message in getattr(e, "errors", None) or [str(e)]:
+                self.fail(message)
         except OnyxError as e:
             self.fail(f"shape inference: {e}")
 

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import onnx.checker
 import pytest
+from checker_corpus import CORPUS as SHAPE_CORPUS
 from onnx import TensorProto, helper
 
 import onyx
@@ -50,6 +51,7 @@ def _failures(items) -> list[str]:
     return failing
 
 
+@pytest.mark.slow
 def test_official_node_test_models_pass():
     cases = [c for c in _node_cases() if _accepted_by_onnx(c.model)]
     assert len(cases) > 1500
@@ -298,6 +300,14 @@ def _dims_negative():
     return load(_model_with_graph_io(inputs=[vi("x", F, (-3,))]))
 
 
+def test_negative_dim_is_read_as_unknown_with_a_warning():
+    # exporters write -1 for "unknown": the checker accepts it and warns, naming value and dim
+    model = _dims_negative()
+    assert model.graph.inputs[0].type.shape.dims == (None,)
+    with pytest.warns(UserWarning, match=r"graph input 'x' declares dim 0 as -3"):
+        onyx.check(model)
+
+
 def _raw_data_short():
     t = TensorProto(name="w", data_type=F, dims=[2], raw_data=b"\0" * 4)
     node = helper.make_node("Add", ["x", "w"], ["y"], name="add")
@@ -402,7 +412,6 @@ CORPUS = [
     ("main-input-without-type", _input_without_type, "graph 'g': graph input 'x' has no type"),
     ("main-output-without-type", _output_without_type, "graph 'g': graph output 'y' has no type"),
     ("graph-output-undefined", _dangling_output, "graph 'g': graph output 'nowhere' is not defined"),
-    ("negative-dim", _dims_negative, "graph input 'x' has a negative dim"),
     ("initializer-undefined-dtype", _initializer(Tensor.stored("w", 0, [2], raw=b"\0" * 8)),
      "tensor 'w' has element type UNDEFINED"),
     ("initializer-raw-data-short", _raw_data_short, "tensor 'w': raw_data holds 4 bytes"),
@@ -542,3 +551,123 @@ def test_check_command(tmp_path, capsys):
     assert "ok" in capsys.readouterr().out
     assert cli_main(["check", str(bad), "--all"]) == 1
     assert "node 'add' (Add)" in capsys.readouterr().err
+
+
+# --- shape errors: what only inference can prove -------------------------------------------
+
+
+@pytest.mark.parametrize(("build", "expected"), [c[1:] for c in SHAPE_CORPUS],
+                         ids=[c[0] for c in SHAPE_CORPUS])  # fmt: skip
+def test_shape_defect_is_rejected_naming_the_node(build, expected):
+    model = load(build())
+    assert onyx.check(model) == []  # structurally sound: only inference finds the defect
+    with pytest.raises(onyx.ValidationError) as info:
+        onyx.check(model, full=True)
+    assert expected in str(info.value)
+    with pytest.raises(onyx.ValidationError) as info:
+        onyx.check(model, full=True, collect=True)
+    assert info.value.errors == [str(info.value)], info.value.errors  # one defect each
+
+
+def test_shape_corpus_is_big_enough():
+    assert len(SHAPE_CORPUS) >= 60
+    assert len({c[0] for c in SHAPE_CORPUS}) == len(SHAPE_CORPUS)
+
+
+def _three_shape_defects() -> onnx.ModelProto:
+    nodes = [A("Add", ["a", "b"], ["s"], name="bad_add"),
+             A("MatMul", ["a", "c"], ["p"], name="bad_mm"),
+             A("Softmax", ["a"], ["q"], name="bad_softmax", axis=3),
+             A("Relu", ["a"], ["r"], name="fine")]  # fmt: skip
+    ins = [helper.make_tensor_value_info(n, F, s) for n, s in (("a", [2, 3]), ("b", [4]),
+                                                                ("c", [4, 5]))]  # fmt: skip
+    outs = [helper.make_tensor_value_info(n, F, None) for n in ("s", "p", "q", "r")]
+    return proto(nodes, ins, outs)
+
+
+def test_collect_reports_every_shape_problem():
+    model = load(_three_shape_defects())
+    with pytest.raises(onyx.ValidationError) as info:
+        onyx.check(model, full=True, collect=True)
+    errors = info.value.errors
+    assert len(errors) == 3, errors
+    for name in ("'bad_add' (Add)", "'bad_mm' (MatMul)", "'bad_softmax' (Softmax)"):
+        assert sum(name in e for e in errors) == 1, (name, errors)
+    with pytest.raises(onyx.ValidationError) as info:
+        onyx.check(model, full=True)
+    assert info.value.errors == [errors[0]]
+
+
+def test_non_strict_inference_hands_problems_over_or_warns():
+    model = load(_three_shape_defects())
+    problems: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # handed over: no warning at all
+        inferred = onyx.infer_shapes(model, problems=problems)
+    assert len(problems) == 3 and "'bad_mm' (MatMul)" in problems[1]
+    r = next(v for v in inferred.graph.outputs if v.name == "r")
+    assert r.type.shape.dims == (2, 3)  # inference went on past the problems
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        onyx.infer_shapes(model)
+    assert [str(w.message) for w in caught] == problems
+
+
+def test_shapes_command_lists_problems(tmp_path, capsys):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(_three_shape_defects().SerializeToString())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cli_main(["shapes", str(path)]) in (0, None)
+    out = capsys.readouterr().out
+    assert "3 problem(s):" in out
+    assert "- node 'bad_softmax' (Softmax) in graph 'g': attribute axis 3" in out
+
+
+# --- empty and missing types are unknown, not contradictions -------------------------------
+def _branch_outputs_untyped(body_kind: str) -> onnx.ModelProto:
+    """If branches (or a Loop body) whose outputs carry an empty type or none, as exporters
+    write them; the main graph declares float[128]."""
+    empty = helper.make_value_info("t", onnx.TypeProto())  # type present but empty
+    bare = onnx.ValueInfoProto(name="e")  # no type at all
+    if body_kind == "if":
+        then = helper.make_graph([A("Relu", ["x"], ["t"], name="relu")], "then", [], [empty])
+        other = helper.make_graph([A("Neg", ["x"], ["e"], name="neg")], "else", [], [bare])
+        node = A("If", ["c"], ["y"], name="if0", then_branch=then, else_branch=other)
+        ins = [vi("x", F, [128]), vi("c", TensorProto.BOOL, [])]
+    else:
+        nodes = [A("Identity", ["c_in"], ["c_out"], name="cond"),
+                 A("Relu", ["v_in"], ["t"], name="relu")]  # fmt: skip
+        body_ins = [helper.make_value_info("i", onnx.TypeProto()),
+                    onnx.ValueInfoProto(name="c_in"),
+                    helper.make_value_info("v_in", onnx.TypeProto())]  # fmt: skip
+        outs = [onnx.ValueInfoProto(name="c_out"), empty]
+        body = helper.make_graph(nodes, "body", body_ins, outs)
+        node = A("Loop", ["n", "c", "x"], ["y"], name="loop0", body=body)
+        ins = [vi("n", I64, []), vi("c", TensorProto.BOOL, []), vi("x", F, [128])]
+    return proto([node], ins, [vi("y", F, [128])])
+
+
+@pytest.mark.parametrize("body_kind", ["if", "loop"])
+def test_empty_or_missing_subgraph_types_are_unknown(body_kind):
+    p = _branch_outputs_untyped(body_kind)
+    onnx.checker.check_model(p, full_check=True)  # onnx accepts it too
+    model = load(p)
+    assert onyx.check(model, full=True, collect=True) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inferred = onyx.infer_shapes(model)
+    y = inferred.graph.outputs[0].type
+    assert y.dtype == DataType.FLOAT and y.shape.dims == (128,)
+    node = inferred.graph.nodes[0]
+    sub = node.attributes["then_branch" if body_kind == "if" else "body"].value
+    t = next(v for v in sub.outputs if v.name == "t")
+    assert t.type.dtype == DataType.FLOAT  # the element type inference finds is kept
+
+
+def test_empty_type_still_meets_real_contradictions():
+    p = _branch_outputs_untyped("if")
+    p.graph.output[0].type.tensor_type.elem_type = I64  # the branches give float
+    model = load(p)
+    with pytest.raises(onyx.ValidationError, match=r"'if0' \(If\).*'y'.*contradicts"):
+        onyx.check(model, full=True)

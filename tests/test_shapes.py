@@ -132,6 +132,7 @@ def test_transformer_exports_fully_shaped(name):
     from export_models import export
 
     model = onyx.load(str(export(name)))
+    onyx.check(model, full=True)  # no shape problem in a real export
     inferred = infer_shapes(model)
     values = [v for n in inferred.graph.nodes for v in n.outputs if v is not None]
     ranked = [v for v in values if isinstance(v.type, TensorType) and v.type.shape is not None]

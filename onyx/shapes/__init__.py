@@ -34,10 +34,11 @@ from onyx.ir import (
     SparseTensorType,
     TensorType,
     Type,
+    UnknownType,
     Value,
 )  # fmt: skip
 from onyx.shapes.dims import ShapeError
-from onyx.shapes.rules import RULES, VALUES
+from onyx.shapes.rules import CHECKS, RULES, VALUES, check_attributes
 
 __all__ = ["ShapeError", "infer_shapes", "shapes_table"]
 
@@ -45,25 +46,47 @@ __all__ = ["ShapeError", "infer_shapes", "shapes_table"]
 VALUE_LIMIT = 1024
 
 
-def infer_shapes(model: Model, strict: bool = False, data_prop: bool = True) -> Model:
+def infer_shapes(
+    model: Model, strict: bool = False, data_prop: bool = True, problems: list[str] | None = None
+) -> Model:
     """A copy of ``model`` with inferred element types and shapes on every value it can type.
 
     The copy shares tensors with ``model`` (nothing is decoded or duplicated) but has its own
     graphs, nodes and values; ``model`` itself is not changed. Declared types (graph outputs,
-    value_info) are merged with inferred ones: the more specific compatible information wins.
-    A contradiction raises ``ValidationError`` naming the node and value when ``strict``, and
-    warns otherwise (the declared type is kept). ``strict`` also raises on shape errors a rule
-    detects (e.g. dims that do not broadcast).
+    value_info) are merged with inferred ones: the more specific compatible information wins;
+    a declared type that is empty or missing is unknown, never a contradiction.
+
+    A problem is a contradiction inference can prove: operands that do not multiply or
+    broadcast, an attribute out of range or naming no known value, a subgraph that does not fit
+    its operator, a declared type the inferred one contradicts. Each names the node (name, op
+    type, graph path) and the reason. With ``strict``, inference runs to the end and then raises
+    one ``ValidationError`` listing every problem (``.errors``); otherwise each problem is
+    appended to ``problems`` when given, else issued as a warning, and the declared type is kept.
     """
-    copy = clone_model(model)
-    _Inference(copy, strict, data_prop).run()
+    from onyx.serde import as_model
+
+    copy = clone_model(as_model(model))
+    inference = _Inference(copy, strict, data_prop, problems)
+    inference.run()
+    found = inference.problems
+    if strict and found:
+        text = (
+            found[0]
+            if len(found) == 1
+            else f"{len(found)} shape problems:\n" + "\n".join(f"- {p}" for p in found)
+        )
+        err = ValidationError(text)
+        err.errors = list(found)
+        raise err
     return copy
 
 
 # --- the inference pass --------------------------------------------------------------------
 class _Inference:
-    def __init__(self, model: Model, strict: bool, data_prop: bool):
+    def __init__(self, model: Model, strict: bool, data_prop: bool, sink: list[str] | None = None):
         self.model, self.strict, self.data_prop = model, strict, data_prop
+        self.sink = sink
+        self.problems: list[str] = []
         self.functions = model.functions
         self.types: dict[Value, Type] = {}
         self.known: dict[Value, np.ndarray] = {}
@@ -80,8 +103,20 @@ class _Inference:
             if isinstance(t, TensorType | SparseTensorType) and t.shape is not None:
                 self.used_symbols.update(d for d in t.shape.dims if isinstance(d, str))
         opsets = {("" if k == "ai.onnx" else k): v for k, v in self.model.opset_imports.items()}
-        self.graph(g, opsets, "main", {})
+        self.graph(g, opsets, g.name or "main", {})
         self.write(g)
+
+    def report(self, message: str) -> None:
+        """One contradiction: kept for the strict error, handed to the caller, or warned."""
+        if message in self.problems:
+            return  # a subgraph inferred again (e.g. a function called twice) says it once
+        self.problems.append(message)
+        if self.strict:
+            return
+        if self.sink is not None:
+            self.sink.append(message)
+        else:
+            warnings.warn(message, stacklevel=4)
 
     def fresh(self) -> str:
         while True:
@@ -96,7 +131,7 @@ class _Inference:
             return None
         t = self.types.get(v)
         if t is None:
-            t = v.type
+            t = known(v.type)
             if t is None and v.const_value is not None:
                 c = v.const_value
                 t = TensorType(DataType(c.dtype), Shape(c.dims))
@@ -123,11 +158,13 @@ class _Inference:
     def graph(self, g: Graph, opsets: dict[str, int], path: str, bindings: dict) -> None:
         for v in g.inputs:
             self.type_of(v)
-        for node in g.nodes:
-            self.node(node, opsets, path, bindings)
+        for i, node in enumerate(g.nodes):
+            self.node(node, opsets, path, bindings, i)
 
-    def node(self, node: Node, opsets: dict[str, int], path: str, bindings: dict) -> None:
-        label = _label(node, path)
+    def node(
+        self, node: Node, opsets: dict[str, int], path: str, bindings: dict, index: int = 0
+    ) -> None:
+        label = _label(node, path, index)
         domain = "" if node.domain == "ai.onnx" else node.domain
         fn = self.functions.get((node.domain, node.op_type, node.overload))
         ctx = NodeContext(self, node, opsets, path, bindings, label)
@@ -153,11 +190,13 @@ class _Inference:
                     if val is not None and node.outputs and node.outputs[0] is not None:
                         self.known[node.outputs[0]] = _as_array(val)
             try:
+                if ctx.schema is not None:
+                    check_attributes(ctx)
+                    for check in CHECKS.get((domain, node.op_type), ()):
+                        check(ctx)
                 out = rule(ctx) if rule is not None else None
             except ShapeError as e:
-                if self.strict:
-                    raise ValidationError(f"{label}: {e}") from None
-                warnings.warn(f"{label}: {e}", stacklevel=2)
+                self.report(f"{label}: {e}")
                 out = None
             except OnyxError:
                 raise
@@ -171,8 +210,8 @@ class _Inference:
                 self.set(v, t, label)
 
     def set(self, v: Value, inferred: Type | None, label: str) -> None:
-        inferred = self.freshen(inferred)
-        declared = v.type
+        inferred = self.freshen(known(inferred))
+        declared = known(v.type)
         if declared is None:
             merged = inferred
         elif inferred is None:
@@ -181,13 +220,10 @@ class _Inference:
             try:
                 merged = merge(declared, inferred)
             except ShapeError as e:
-                msg = (
+                self.report(
                     f"{label}: value {v.name!r}: inferred type {type_str(inferred)} contradicts "
                     f"the declared {type_str(declared)} ({e})"
                 )
-                if self.strict:
-                    raise ValidationError(msg) from None
-                warnings.warn(msg, stacklevel=3)
                 merged = declared
         if merged is not None:
             self.types[v] = merged
@@ -228,7 +264,7 @@ class _Inference:
             fn_opsets.update(
                 {("" if k == "ai.onnx" else k): v for k, v in fn.opset_imports.items()}
             )
-            self.graph(body, fn_opsets, f"{ctx.label}.{fn.name}", bindings)
+            self.graph(body, fn_opsets, f"function {fn.domain}::{fn.name}", bindings)
             results = [self.types.get(v) if v is not None else None for v in body.outputs]
             values = [self.known.get(v) for v in body.outputs]
         finally:
@@ -334,19 +370,44 @@ class NodeContext:
     def sub(self, name: str) -> Graph | None:
         return self.a(name)
 
+    def sub_path(self, g: Graph) -> str:
+        """The path of subgraph ``g`` of this node, as the checker writes it."""
+        for attr in self.node.attributes.values():
+            value = attr.value
+            if value is g:
+                return f"{self.path}/{self.node.name or self.node.op_type}.{attr.name}"
+            if isinstance(value, list) and any(x is g for x in value):
+                k = next(i for i, x in enumerate(value) if x is g)
+                return f"{self.path}/{self.node.name or self.node.op_type}.{attr.name}[{k}]"
+        return f"{self.path}/{self.node.name or self.node.op_type}"
+
     def infer_subgraph(self, g: Graph, input_types: list[Type | None]) -> list[Type | None]:
-        """Infer ``g`` (a subgraph of this node) with its inputs typed, return its output types."""
+        """Infer ``g`` (a subgraph of this node) with its inputs typed, return its output types.
+
+        A declared input whose element type contradicts the one the operator gives it is a
+        problem; declared dims win over given ones (loop-carried shapes may change)."""
+        path = self.sub_path(g)
         for v, t in zip(g.inputs, input_types):
+            t = known(t)
             if t is None:
                 continue
             t = self.inf.freshen(t)
-            if v.type is not None:
+            declared = known(v.type)
+            if declared is not None:
                 try:
-                    t = merge(v.type, t)
+                    t = merge(declared, t)
                 except ShapeError:
-                    t = v.type
+                    try:
+                        merge(declared, _strip(t))
+                    except ShapeError as e:
+                        self.inf.report(
+                            f"{self.label}: input {v.name!r} of subgraph {path!r} is declared "
+                            f"{type_str(declared)}, but the operator passes "
+                            f"{type_str(t)} ({e})"
+                        )
+                    t = declared
             self.inf.types[v] = t
-        self.inf.graph(g, self.opsets, f"{self.label}", self.bindings)
+        self.inf.graph(g, self.opsets, path, self.bindings)
         return [self.inf.type_of(v) for v in g.outputs]
 
     # outputs
@@ -437,8 +498,22 @@ def parse_type(s: str) -> Type | None:
 
 
 # --- merging -------------------------------------------------------------------------------
+def known(t: Type | None) -> Type | None:
+    """``t`` with empty types (a TypeProto with nothing set) made None: they say nothing."""
+    if isinstance(t, UnknownType):
+        return None
+    if isinstance(t, SequenceType | OptionalType) and t.elem_type is not None:
+        elem = known(t.elem_type)
+        if elem is not t.elem_type:
+            return type(t)(elem, t.denotation)
+    return t
+
+
 def merge(declared: Type, inferred: Type) -> Type:
     """The more specific of two compatible types; ShapeError when they contradict."""
+    declared, inferred = known(declared), known(inferred)
+    if declared is None or inferred is None:
+        return inferred if declared is None else declared
     if type(declared) is not type(inferred):
         raise ShapeError("different kinds of type")
     if isinstance(declared, TensorType | SparseTensorType):
@@ -487,10 +562,11 @@ def type_str(t: Type | None) -> str:
     return str(t)
 
 
-def _label(node: Node, path: str) -> str:
-    name = f"{node.name!r} " if node.name else ""
-    where = f" in graph {path!r}" if path != "main" else ""
-    return f"node {name}({node.op_type}){where}"
+def _label(node: Node, path: str, index: int = 0) -> str:
+    """The node as the checker names it: ``node 'name' (domain::Op) in graph 'main/If_0.then'``."""
+    name = node.name or f"#{index}"
+    op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+    return f"node {name!r} ({op}) in graph {path!r}"
 
 
 # --- copying the model ---------------------------------------------------------------------

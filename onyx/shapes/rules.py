@@ -1135,7 +1135,27 @@ def optional_get_element(n):
 def if_(n):
     a = n.infer_subgraph(n.a("then_branch"), [])
     b = n.infer_subgraph(n.a("else_branch"), [])
+    for k, (x, y) in enumerate(zip(a, b)):
+        if _clash(x, y):
+            raise ShapeError(f"output {k} is {_kind(x)} in then_branch but {_kind(y)} in "
+                             f"else_branch; expected one type")  # fmt: skip
     return [_union(x, y) for x, y in zip(a, b)]
+
+
+def _clash(a, b) -> bool:
+    """Two types of one kind (tensor, sequence, optional) whose element types differ."""
+    return type(a) is type(b) and bool(_kind(a)) and bool(_kind(b)) and _kind(a) != _kind(b)
+
+
+def _kind(t) -> str | None:
+    """The type without its shape, as text ('tensor(float)'), or None while not fully known."""
+    if isinstance(t, TensorType):
+        return None if t.dtype == DataType.UNDEFINED else f"tensor({t.dtype.short_name})"
+    if isinstance(t, SequenceType | OptionalType):
+        inner = _kind(t.elem_type)
+        head = "seq" if isinstance(t, SequenceType) else "optional"
+        return None if inner is None else f"{head}({inner})"
+    return None
 
 
 def _union(a, b):
@@ -1161,6 +1181,10 @@ def loop(n):
     outs = n.infer_subgraph(body, ins)
     k = len(carried)
     final = list(outs[1 : 1 + k])
+    for j, (t_in, t_out) in enumerate(zip(carried, final)):
+        if _clash(t_in, t_out):
+            raise ShapeError(f"loop-carried value {j} enters as {_kind(t_in)} but the body "
+                             f"returns {_kind(t_out)}; expected one type")  # fmt: skip
     scans = []
     for t in outs[1 + k :]:
         if isinstance(t, TensorType):
@@ -1584,3 +1608,480 @@ def v_reduce(n):
     f = np.prod if n.op_type() == "ReduceProd" else np.sum
     out = f(x, keepdims=bool(n.a("keepdims", 1)))
     return np.asarray(out, x.dtype)
+
+
+# --- contradictions: checks run before a node's rule -----------------------------------------
+# A check raises ShapeError for what inference can prove wrong (operands that cannot go
+# together, an attribute out of range or naming nothing the standard knows, a subgraph that does
+# not fit its operator). What it cannot know (a symbolic dim, an unknown rank) it lets pass.
+CHECKS: dict[tuple[str, str], list] = {}
+
+
+def check(*ops: str, domain: str = ""):
+    def register(fn):
+        for op in ops:
+            CHECKS.setdefault((domain, op), []).append(fn)
+        return fn
+
+    return register
+
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _ints(*dims) -> bool:
+    return all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
+
+
+AUTO_PAD = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+# (op, attribute) -> the values any version of the operator accepts.
+ENUMS = {
+    ("Resize", "mode"): ("nearest", "linear", "cubic"),
+    ("Resize", "coordinate_transformation_mode"): (
+        "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+        "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize"),
+    ("Resize", "nearest_mode"): ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"),
+    ("Resize", "keep_aspect_ratio_policy"): ("stretch", "not_larger", "not_smaller"),
+    ("Upsample", "mode"): ("nearest", "linear", "bilinear"),
+    ("Pad", "mode"): ("constant", "reflect", "edge", "wrap"),
+    ("RNN", "direction"): ("forward", "reverse", "bidirectional"),
+    ("GRU", "direction"): ("forward", "reverse", "bidirectional"),
+    ("LSTM", "direction"): ("forward", "reverse", "bidirectional"),
+    ("GridSample", "mode"): ("bilinear", "nearest", "bicubic", "linear", "cubic"),
+    ("GridSample", "padding_mode"): ("zeros", "border", "reflection"),
+    ("Gelu", "approximate"): ("none", "tanh"),
+    ("NegativeLogLikelihoodLoss", "reduction"): ("none", "sum", "mean"),
+    ("SoftmaxCrossEntropyLoss", "reduction"): ("none", "sum", "mean"),
+    ("ScatterElements", "reduction"): ("none", "add", "mul", "max", "min"),
+    ("ScatterND", "reduction"): ("none", "add", "mul", "max", "min"),
+    ("DepthToSpace", "mode"): ("DCR", "CRD"),
+    ("RoiAlign", "mode"): ("avg", "max"),
+    ("RoiAlign", "coordinate_transformation_mode"): ("half_pixel", "output_half_pixel"),
+    ("StringNormalizer", "case_change_action"): ("LOWER", "UPPER", "NONE"),
+    ("TfIdfVectorizer", "mode"): ("TF", "IDF", "TFIDF"),
+    ("BitShift", "direction"): ("LEFT", "RIGHT"),
+    ("ImageDecoder", "pixel_format"): ("RGB", "BGR", "Grayscale"),
+}  # fmt: skip
+# (op, attribute) -> the output whose element type it sets (None: not checked against the
+# schema), and whether 0 (UNDEFINED) means "not set".
+DTYPE_ATTRS = {
+    ("Cast", "to"): (0, False),
+    ("BitCast", "to"): (0, False),
+    ("RandomNormal", "dtype"): (0, True),
+    ("RandomUniform", "dtype"): (0, True),
+    ("RandomNormalLike", "dtype"): (0, True),
+    ("RandomUniformLike", "dtype"): (0, True),
+    ("EyeLike", "dtype"): (0, True),
+    ("Multinomial", "dtype"): (0, True),
+    ("Bernoulli", "dtype"): (0, True),
+    ("QuantizeLinear", "output_dtype"): (0, True),
+    ("DequantizeLinear", "output_dtype"): (0, True),
+    ("HannWindow", "output_datatype"): (0, True),
+    ("HammingWindow", "output_datatype"): (0, True),
+    ("BlackmanWindow", "output_datatype"): (0, True),
+    ("MelWeightMatrix", "output_datatype"): (0, True),
+    ("LayerNormalization", "stash_type"): (None, True),
+    ("SequenceEmpty", "dtype"): (None, True),
+}
+# op -> input whose rank bounds its `axis` attribute (to [-r, r-1]).
+AXIS_ATTRS = {
+    "Softmax": 0, "LogSoftmax": 0, "Hardmax": 0, "Gather": 0, "GatherElements": 0,
+    "ScatterElements": 0, "Scatter": 0, "LpNormalization": 0, "RMSNormalization": 0,
+    "Concat": 0, "ArgMax": 0, "ArgMin": 0, "Compress": 0, "TopK": 0, "LayerNormalization": 0,
+    "Split": 0, "Unique": 0,
+}  # fmt: skip
+
+
+def _axis_in(a, r: int, what: str, low: int | None = None, high: int | None = None) -> None:
+    low = -r if low is None else low
+    high = r - 1 if high is None else high
+    if isinstance(a, int) and not low <= a <= high and not (r == 0 and a in (0, -1)):
+        raise ShapeError(f"{what} {a} is out of range for an input of rank {r} "
+                         f"(expected {low}..{high})")  # fmt: skip
+
+
+def check_attributes(n) -> None:
+    """Raise ShapeError for an attribute of ``n`` out of range or naming no known value."""
+    if n.node.domain not in ("", "ai.onnx"):
+        return
+    op = n.op_type()
+    for name in n.node.attributes:
+        values = AUTO_PAD if name == "auto_pad" else ENUMS.get((op, name))
+        if values is not None:
+            v = _text(n.a(name))
+            if isinstance(v, str) and v not in values:
+                raise ShapeError(f"attribute {name}={v!r} is not one of {', '.join(values)}")
+        spec = DTYPE_ATTRS.get((op, name))
+        if spec is not None:
+            _check_dtype_attr(n, name, *spec)
+    at = AXIS_ATTRS.get(op)
+    if at is not None and "axis" in n.node.attributes:
+        r = n.r(at)
+        if r is not None:
+            _axis_in(n.a("axis"), r, "attribute axis")
+
+
+def _check_dtype_attr(n, name: str, output: int | None, zero_ok: bool) -> None:
+    code = n.a(name)
+    if not isinstance(code, int) or (zero_ok and code == 0):
+        return
+    try:
+        dt = DataType(code)
+    except ValueError:
+        dt = None
+    if dt is None or dt == DataType.UNDEFINED:
+        raise ShapeError(f"attribute {name}={code} names no element type (expected one of the "
+                         f"standard's type codes 1..{max(DataType)})")  # fmt: skip
+    sc = n.schema
+    if output is None or sc is None or not sc.outputs or output >= len(sc.outputs):
+        return
+    allowed = {t.replace(" ", "") for t in sc.allowed_types(sc.outputs[output].type_str)}
+    if allowed and f"tensor({dt.short_name})" not in allowed:
+        raise ShapeError(f"attribute {name}={code} ({dt.short_name}) gives output {output} a type "
+                         f"{sc.name} does not allow (tensor({dt.short_name}))")  # fmt: skip
+
+
+@check("Flatten")
+def check_flatten(n):
+    r = n.r(0)
+    if r is not None:
+        _axis_in(n.a("axis", 1), r, "attribute axis", -r, r)
+
+
+@check("Transpose")
+def check_transpose(n):
+    perm, r = n.a("perm"), n.r(0)
+    if perm is None:
+        return
+    if sorted(perm) != list(range(len(perm))):
+        raise ShapeError(f"attribute perm={list(perm)} is not a permutation of 0..{len(perm) - 1}")
+    if r is not None and len(perm) != r:
+        raise ShapeError(f"attribute perm={list(perm)} has {len(perm)} entries for an input of "
+                         f"rank {r}")  # fmt: skip
+
+
+@check("Gemm")
+def check_gemm(n):
+    a, b = n.s(0), n.s(1)
+    for name, s in (("A", a), ("B", b)):
+        if s is not None and len(s) != 2:
+            raise ShapeError(f"input {name} has rank {len(s)}; Gemm multiplies matrices (rank 2)")
+    if a is None or b is None:
+        return
+    ta, tb = n.a("transA", 0), n.a("transB", 0)
+    ka, kb = (a[0] if ta else a[1]), (b[1] if tb else b[0])
+    if _ints(ka, kb) and ka != kb:
+        raise ShapeError(f"inner dims differ: A{'^T' if ta else ''} is {_shape_text(a, ta)} "
+                         f"and B{'^T' if tb else ''} is {_shape_text(b, tb)} ({ka} != {kb}); "
+                         f"cannot multiply")  # fmt: skip
+    m, k = (a[1] if ta else a[0]), (b[0] if tb else b[1])
+    c = n.s(2) if n.has(2) and n.opset >= 7 else None
+    if c is not None and (
+        len(c) > 2 or any(_ints(dc, d) and dc not in (1, d) for dc, d in zip(c[::-1], (k, m)))
+    ):
+        raise ShapeError(f"input C of shape {list(c)} does not broadcast to the product's "
+                         f"shape [{m}, {k}]")  # fmt: skip
+
+
+def _shape_text(s, transposed):
+    s = s[::-1] if transposed else s
+    return "[" + ", ".join("?" if d is None else str(d) for d in s) + "]"
+
+
+@check("Conv", "ConvInteger", "QLinearConv", "DeformConv", "ConvTranspose")
+def check_conv(n):
+    op = n.op_type()
+    w_at = 3 if op == "QLinearConv" else 1
+    x, w = n.s(0), n.s(w_at)
+    group = n.a("group", 1)
+    if not isinstance(group, int) or group < 1:
+        raise ShapeError(f"attribute group={group!r}; expected a positive integer")
+    for name, s in (("X", x), ("W", w)):
+        if s is not None and len(s) < 3:
+            raise ShapeError(f"input {name} has rank {len(s)}; expected N x C x D1 x ... "
+                             f"(rank >= 3)")  # fmt: skip
+    if x is not None and w is not None:
+        if len(x) != len(w):
+            raise ShapeError(f"input X has rank {len(x)} but weight W has rank {len(w)}; "
+                             f"expected equal ranks")  # fmt: skip
+        if op == "ConvTranspose":
+            if _ints(x[1], w[0]) and x[1] != w[0]:
+                raise ShapeError(f"input X has {x[1]} channels but weight W has {w[0]} input "
+                                 f"channels (dim 0); expected equal")  # fmt: skip
+        elif _ints(x[1], w[1]) and x[1] != w[1] * group:
+            raise ShapeError(f"input X has {x[1]} channels but weight W takes {w[1]} per group "
+                             f"x group {group} = {w[1] * group}")  # fmt: skip
+    if w is not None and op != "ConvTranspose" and _ints(w[0]) and w[0] % group:
+        raise ShapeError(f"weight W has {w[0]} output channels, not a multiple of group {group}")
+    k = len(x) - 2 if x is not None else len(w) - 2 if w is not None else None
+    kernel = n.a("kernel_shape")
+    if (kernel is not None and w is not None and len(kernel) == len(w) - 2
+            and any(_ints(a, b) and a != b for a, b in zip(kernel, w[2:]))):  # fmt: skip
+        raise ShapeError(f"attribute kernel_shape={list(kernel)} differs from weight W's "
+                         f"spatial dims {list(w[2:])}")  # fmt: skip
+    _check_window_attrs(n, k, ("kernel_shape", "strides", "dilations", "output_padding"))
+    bias_at = {"Conv": 2, "ConvTranspose": 2, "QLinearConv": 8}.get(op)
+    bias = n.s(bias_at) if bias_at is not None and n.has(bias_at) else None
+    if bias is not None and w is not None:
+        m = w[0] if op != "ConvTranspose" else dmul(w[1], group)
+        if len(bias) != 1 or _ints(bias[0], m) and bias[0] != m:
+            raise ShapeError(f"bias B has shape {list(bias)}; expected [{m}] (one per output "
+                             f"channel)")  # fmt: skip
+
+
+def _check_window_attrs(n, k, names):
+    if k is None:
+        return
+    for name in names:
+        v = n.a(name)
+        if v is not None and len(v) != k:
+            raise ShapeError(f"attribute {name} has {len(v)} values for {k} spatial dims")
+    pads = n.a("pads")
+    if pads is not None and len(pads) != 2 * k:
+        raise ShapeError(f"attribute pads has {len(pads)} values; expected {2 * k} (begin and "
+                         f"end for {k} spatial dims)")  # fmt: skip
+    for name in ("strides", "dilations"):
+        v = n.a(name)
+        if v is not None and any(isinstance(d, int) and d < 1 for d in v):
+            raise ShapeError(f"attribute {name}={list(v)}; expected positive values")
+
+
+@check("AveragePool", "MaxPool", "LpPool")
+def check_pool(n):
+    r = n.r(0)
+    if r is not None and r < 3:
+        raise ShapeError(f"input X has rank {r}; expected N x C x D1 x ... (rank >= 3)")
+    _check_window_attrs(n, r - 2 if r is not None else None,
+                        ("kernel_shape", "strides", "dilations"))  # fmt: skip
+
+
+@check("BatchNormalization", "InstanceNormalization")
+def check_norm_params(n):
+    x = n.s(0)
+    if x is None or len(x) < 2 or not _ints(x[1]) or n.opset < 9 and n.op_type()[0] == "B":
+        return
+    names = ("scale", "B", "input_mean", "input_var")
+    for i in range(1, min(n.nin, 5)):
+        s = n.s(i) if n.has(i) else None
+        if s is not None and (len(s) != 1 or _ints(s[0]) and s[0] != x[1]):
+            raise ShapeError(f"input {names[i - 1]} has shape {list(s)}; expected [{x[1]}] "
+                             f"(one per channel of X)")  # fmt: skip
+
+
+@check("Reshape")
+def check_reshape(n):
+    target = n.ints(1) if n.opset >= 5 else n.a("shape")
+    if target is None:
+        return
+    allow_zero = n.a("allowzero", 0)
+    if sum(1 for d in target if _ints(d) and d == -1) > 1:
+        raise ShapeError(f"shape {list(target)} has more than one -1")
+    if any(_ints(d) and d < -1 for d in target):
+        raise ShapeError(f"shape {list(target)} has a negative dim other than -1")
+    if allow_zero and any(_ints(d) and d == 0 for d in target) and -1 in target:
+        raise ShapeError(f"shape {list(target)} has both 0 and -1 while allowzero=1")
+    s = n.s(0)
+    if s is None:
+        return
+    for k, d in enumerate(target):
+        if _ints(d) and d == 0 and not allow_zero and k >= len(s):
+            raise ShapeError(f"shape {list(target)} copies dim {k} (a 0), but the input has "
+                             f"rank {len(s)}")  # fmt: skip
+    total = prod(s)
+    dims = [s[k] if _ints(d) and d == 0 and not allow_zero else d for k, d in enumerate(target)]
+    rest = prod([d for d in dims if not (_ints(d) and d == -1)])
+    if not _ints(total, rest):
+        return
+    if -1 in dims:
+        if (rest == 0 and total != 0) or (rest and total % rest):
+            raise ShapeError(f"cannot reshape {total} elements (shape {list(s)}) into "
+                             f"{list(target)}")  # fmt: skip
+    elif rest != total:
+        raise ShapeError(f"cannot reshape {total} elements (shape {list(s)}) into shape "
+                         f"{list(target)} ({rest} elements)")  # fmt: skip
+
+
+@check("Split")
+def check_split(n):
+    s = n.s(0)
+    if s is None:
+        return
+    a = axis(n.a("axis", 0), len(s))
+    sizes = n.ints(1) if n.opset >= 13 and n.has(1) else n.a("split")
+    if sizes is None:
+        return
+    if len(sizes) != n.nout:
+        raise ShapeError(f"split gives {len(sizes)} sizes for {n.nout} outputs")
+    if _ints(s[a], *sizes) and sum(sizes) != s[a]:
+        raise ShapeError(f"split sizes {list(sizes)} add up to {sum(sizes)}, but dim {a} of the "
+                         f"input is {s[a]}")  # fmt: skip
+
+
+@check("Squeeze")
+def check_squeeze(n):
+    s, axes = n.s(0), _axes(n, 1)
+    if s is None or axes is None:
+        return
+    for a in axes:
+        k = axis(a, len(s))
+        if _ints(s[k]) and s[k] != 1:
+            raise ShapeError(f"axis {a} has size {s[k]}; only dims of size 1 can be squeezed")
+
+
+@check("Unsqueeze")
+def check_unsqueeze(n):
+    axes = _axes(n, 1)
+    if axes is not None and len(set(axes)) != len(axes):
+        raise ShapeError(f"axes {list(axes)} repeat an axis")
+
+
+@check("Tile")
+def check_tile(n):
+    r, reps = n.r(0), n.s(1)
+    if r is not None and reps is not None and len(reps) == 1 and _ints(reps[0]) and reps[0] != r:
+        raise ShapeError(f"repeats has {reps[0]} entries for an input of rank {r}")
+
+
+@check("Pad")
+def check_pad(n):
+    r = n.r(0)
+    if r is None or n.opset < 11:
+        return
+    k = r
+    if n.has(3):
+        axes = n.ints(3)
+        if axes is None:
+            return
+        k = len(axes)
+        for a in axes:
+            axis(a, r)
+    pads = n.s(1)
+    if pads is not None and len(pads) == 1 and _ints(pads[0]) and pads[0] != 2 * k:
+        raise ShapeError(f"pads has {pads[0]} values; expected {2 * k} (begin and end for each "
+                         f"of {k} axes)")  # fmt: skip
+
+
+@check("GatherElements", "ScatterElements", "Scatter")
+def check_elements(n):
+    r, ri = n.r(0), n.r(1)
+    if r is not None and ri is not None and r != ri:
+        raise ShapeError(f"data has rank {r} but indices rank {ri}; expected equal ranks")
+    if n.op_type() != "GatherElements" and n.s(1) is not None and n.s(2) is not None:
+        i, u = n.s(1), n.s(2)
+        if len(i) != len(u) or any(_ints(a, b) and a != b for a, b in zip(i, u)):
+            raise ShapeError(f"indices of shape {list(i)} and updates of shape {list(u)} differ")
+
+
+@check("GatherND", "ScatterND")
+def check_gather_nd(n):
+    s, i = n.s(0), n.s(1)
+    b = n.a("batch_dims", 0)
+    if s is None or i is None:
+        return
+    if b and b >= min(len(s), len(i)):
+        raise ShapeError(f"batch_dims={b} must be less than the ranks of data ({len(s)}) and "
+                         f"indices ({len(i)})")  # fmt: skip
+    if i and _ints(i[-1]) and i[-1] > len(s) - b:
+        raise ShapeError(f"indices address {i[-1]} dims, but data has rank {len(s)}")
+
+
+@check("MeanVarianceNormalization")
+def check_mvn(n):
+    r = n.r(0)
+    if r is not None:
+        for a in n.a("axes") or ():
+            _axis_in(a, r, "axis")
+
+
+@check("CumSum", "CumProd")
+def check_cumulative(n):
+    r, a = n.r(0), n.ints(1)
+    if r is not None and a:
+        _axis_in(a[0], r, "axis")
+
+
+@check("ReverseSequence")
+def check_reverse_sequence(n):
+    b, t = n.a("batch_axis", 1), n.a("time_axis", 0)
+    if {b, t} != {0, 1}:
+        raise ShapeError(f"batch_axis={b} and time_axis={t}; expected 0 and 1 in some order")
+
+
+@check("Einsum")
+def check_einsum(n):
+    eq = _text(n.a("equation", "")).replace(" ", "")
+    terms = eq.partition("->")[0].split(",")
+    if len(terms) != n.nin:
+        raise ShapeError(f"equation {eq!r} has {len(terms)} operands, but the node has "
+                         f"{n.nin} inputs")  # fmt: skip
+    for i, term in enumerate(terms):
+        r = n.r(i)
+        letters = len(term.replace("...", ""))
+        if r is not None and (letters > r if "..." in term else letters != r):
+            raise ShapeError(f"operand {i} of equation {eq!r} names {letters} dims, but input "
+                             f"{i} has rank {r}")  # fmt: skip
+
+
+@check("If")
+def check_if(n):
+    then, other = n.a("then_branch"), n.a("else_branch")
+    if then is None or other is None:
+        return
+    a, b = len(then.outputs), len(other.outputs)
+    if a != b:
+        raise ShapeError(f"then_branch has {a} outputs but else_branch {b}; expected the same")
+    if a != n.nout:
+        raise ShapeError(f"the branches have {a} outputs but the node {n.nout}; expected the "
+                         f"same")  # fmt: skip
+
+
+@check("Loop")
+def check_loop(n):
+    body = n.a("body")
+    if body is None:
+        return
+    carried = max(n.nin - 2, 0)
+    if len(body.inputs) != 2 + carried:
+        raise ShapeError(f"body has {len(body.inputs)} inputs; expected 2 + {carried} "
+                         f"(iteration number, condition, loop-carried values)")  # fmt: skip
+    if len(body.outputs) != 1 + n.nout:
+        raise ShapeError(f"body has {len(body.outputs)} outputs; expected 1 + {n.nout} "
+                         f"(condition, then one per node output)")  # fmt: skip
+    if n.nout < carried:
+        raise ShapeError(f"the node has {n.nout} outputs for {carried} loop-carried values")
+
+
+@check("Scan")
+def check_scan(n):
+    body, m = n.a("body"), n.a("num_scan_inputs")
+    if body is None or not isinstance(m, int):
+        return
+    first = 1 if n.opset < 9 else 0
+    states = n.nin - m - first
+    if m < 1 or states < 0:
+        raise ShapeError(f"num_scan_inputs={m} does not fit the node's {n.nin} inputs")
+    if len(body.inputs) != states + m:
+        raise ShapeError(f"body has {len(body.inputs)} inputs; expected {states} state + {m} "
+                         f"scan inputs")  # fmt: skip
+    if len(body.outputs) != n.nout:
+        raise ShapeError(f"body has {len(body.outputs)} outputs but the node {n.nout}; expected "
+                         f"the same")  # fmt: skip
+    k = n.nout - states
+    if k < 0:
+        raise ShapeError(f"the node has {n.nout} outputs for {states} state values")
+    for name, want in (("scan_input_axes", m), ("scan_input_directions", m),
+                       ("scan_output_axes", k), ("scan_output_directions", k)):  # fmt: skip
+        v = n.a(name)
+        if v is not None and len(v) != want:
+            raise ShapeError(f"attribute {name} has {len(v)} values; expected {want}")
+
+
+@check("SequenceMap")
+def check_sequence_map(n):
+    body = n.a("body")
+    if body is None:
+        return
+    if len(body.inputs) != n.nin or len(body.outputs) != n.nout:
+        raise ShapeError(f"body takes {len(body.inputs)} inputs and gives {len(body.outputs)} "
+                         f"outputs; the node has {n.nin} and {n.nout}")  # fmt: skip
