@@ -17,7 +17,9 @@ from onyx.errors import (
     GraphError,
     KernelError,
     OnyxError,
+    OptionError,
     ParseError,
+    RegistrationError,
     TensorDataError,
     UnknownDataTypeError,
     UnsupportedError,
@@ -31,16 +33,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllocationError",
+    "CustomOp",
     "DataType",
     "ExecutionError",
     "ExternalDataError",
     "FeedError",
     "FormatError",
-    "InferenceSession",
     "GraphError",
+    "GraphOptimizationLevel",
+    "InferenceSession",
     "KernelError",
     "OnyxError",
+    "OptionError",
     "ParseError",
+    "RegistrationError",
+    "RunOptions",
     "SessionOptions",
     "TensorDataError",
     "UnknownDataTypeError",
@@ -48,19 +55,41 @@ __all__ = [
     "ValidationError",
     "check",
     "convert_version",
+    "export",
+    "get_available_providers",
+    "helper",
     "infer_shapes",
     "ir",
     "load",
     "load_tensor",
+    "numpy_helper",
+    "register_op",
+    "registered_ops",
     "save",
     "to_bytes",
+    "to_torch",
+    "unregister_op",
+    "utils",
 ]  # fmt: skip
+
+# Loaded on first use (name -> module), so `import onyx` stays quick.
+_LAZY = {
+    "InferenceSession": "onyx.runtime.session", "SessionOptions": "onyx.runtime.session",
+    "RunOptions": "onyx.runtime.options", "GraphOptimizationLevel": "onyx.runtime.options",
+    "get_available_providers": "onyx.runtime.options",
+    "CustomOp": "onyx.custom", "register_op": "onyx.custom", "unregister_op": "onyx.custom",
+    "registered_ops": "onyx.custom",
+    "to_torch": "onyx.pytorch", "export": "onyx.pytorch",  # the PyTorch bridge (onyx[torch])
+}  # fmt: skip
+_SUBMODULES = frozenset({"helper", "numpy_helper", "utils"})
 
 
 def __getattr__(name):
     # The runtime (and its kernel tables) loads on first use, so `import onyx` stays quick.
-    if name in ("InferenceSession", "SessionOptions"):
-        from onyx.runtime import session
+    import importlib
 
-        return getattr(session, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"onyx.{name}")
     raise AttributeError(f"module 'onyx' has no attribute {name!r}")

@@ -59,3 +59,18 @@ class ExecutionError(OnyxError):
 
 class AllocationError(ExecutionError):
     """An operator asked for more memory than the session's allocation limit."""
+
+
+class PassError(OnyxError):
+    """A graph optimization pass failed or did not settle (the message names the pass and graph)."""
+
+
+# --- extending -----------------------------------------------------------------------------
+class RegistrationError(OnyxError):
+    """A custom operator cannot be registered: its name is taken, its schema is malformed, or
+    its kernel's signature does not fit the schema."""
+
+
+class OptionError(OnyxError, ValueError):
+    """A session or run option has a value outside what it accepts (an unknown option name is a
+    TypeError, as for any Python keyword)."""

@@ -49,7 +49,12 @@ def min_ir_version(opset: int) -> int:
 
 # --- the public entry ----------------------------------------------------------------------
 def convert_version(model: Model, target_opset: int) -> Model:
-    """A copy of ``model`` with its ai.onnx operators rewritten for opset ``target_opset``."""
+    """A copy of ``model`` with its ai.onnx operators rewritten for opset ``target_opset``.
+
+    ``model`` may also be a path, bytes or a file object (anything ``onyx.load`` reads)."""
+    from onyx.serde import as_model
+
+    model = as_model(model)
     first, last = defs.opset_range("") or (1, 28)
     if not isinstance(target_opset, int) or not first <= target_opset <= last:
         raise UnsupportedError(

@@ -177,3 +177,34 @@ def attribute_defaults(op_type: str, opset: int, domain: str = "") -> dict[str, 
     """Attribute name -> default value for the selected schema (attributes with a default)."""
     schema = get_schema(op_type, opset, domain)
     return {n: a.default for n, a in schema.attributes.items() if a.default is not None}
+
+
+# --- schemas added at run time (custom operators; see onyx.custom) -----------------------------
+_RETIRED: list[Schema] = []  # removed schemas stay alive: caches elsewhere key on id(schema)
+
+
+def register_schema(schema: Schema) -> None:
+    """Add ``schema`` to the table; ``find_schema`` and everything built on it then know it.
+
+    Raises ``ValueError`` when the table already holds that (domain, name, since_version).
+    """
+    key = (_norm(schema.domain), schema.name)
+    versions, items = _table().setdefault(key, ([], []))
+    if schema.since_version in versions:
+        raise ValueError(f"{schema!r} is already registered")
+    i = bisect.bisect_left(versions, schema.since_version)
+    versions.insert(i, schema.since_version)
+    items.insert(i, schema)
+
+
+def deregister_schema(op_type: str, since_version: int, domain: str = "") -> None:
+    """Remove a schema ``register_schema`` added (KeyError when there is none)."""
+    key = (_norm(domain), op_type)
+    versions, items = _table().get(key, ([], []))
+    if since_version not in versions:
+        raise KeyError(f"{domain}::{op_type}-{since_version}")
+    i = versions.index(since_version)
+    _RETIRED.append(items.pop(i))
+    versions.pop(i)
+    if not versions:
+        del _table()[key]

@@ -22,10 +22,12 @@ from onyx.errors import (
     UnsupportedError,
     ValidationError,
 )
+from onyx.defs import find_schema
 from onyx.ir import AttrType, Function, Graph, Node, SparseTensor, Tensor, Value
 from onyx.runtime import kernels
 from onyx.runtime.fusion import fuse, gather_concats
 from onyx.runtime.kernels.registry import lookup
+from onyx.runtime.profiler import shapes_of
 
 # Operators whose result is not a function of their inputs alone: never folded at build time.
 _NOT_FOLDABLE = frozenset({
@@ -83,7 +85,8 @@ class Plan:
             | set(graph.initializers.values())
             | set(graph.sparse_initializers.values())
         )
-        for node in graph.nodes:
+        nodes = _in_order(graph)
+        for node in nodes:
             defined.update(v for v in node.outputs if v is not None)
 
         def read(value: Value) -> int:
@@ -97,7 +100,7 @@ class Plan:
         initializer_slots = {slots[v] for v in graph.initializers.values()}
         fed = {s for s in self.input_slots if not (fold_overridable and s in initializer_slots)}
         steps: list[tuple[Node, Callable, list[int], list[int]]] = []
-        for node in graph.nodes:
+        for node in nodes:
             fn, captured = self._prepare(node)
             ins = [-1 if v is None else read(v) for v in node.inputs]
             ins += [read(v) for v in captured]
@@ -141,6 +144,9 @@ class Plan:
             raise UnsupportedError(
                 f"{label}: onyx has no kernel for {where}operator {node.op_type!r} at opset {opset}"
             )
+        schema = find_schema(node.op_type, opset, node.domain)
+        if schema is not None:
+            _check_signature(node, schema, label)
         attrs: dict[str, Any] = {}
         captured: list[Value] = []
         subplans: dict[str, Any] = {}
@@ -153,7 +159,9 @@ class Plan:
                 attrs[name] = self.bindings[attr.ref_attr_name]
                 continue
             if attr.type == AttrType.GRAPH:
-                sub = Plan(attr.value, self.context, f"{label}.{name}", self.bindings)
+                if attr.value is None:
+                    raise ValidationError(f"{label}: graph attribute {name!r} has no graph")
+                sub = Plan(attr.value, self.context, _subpath(self.path, node, name), self.bindings)
                 subplans[name] = sub
                 captured += [v for v in sub.captures if v not in captured]
                 continue
@@ -204,7 +212,7 @@ class Plan:
             bindings[name] = attr.value
         bindings = {k: _attribute_value(v) for k, v in bindings.items()}
         context = Context({**self.context.opsets, **function.opset_imports}, self.context.functions)
-        body = Plan(function.graph, context, f"{label}.{function.name}", bindings)
+        body = Plan(function.graph, context, _subpath(self.path, node, function.name), bindings)
         body.bind_captures([])
 
         def call(*inputs):
@@ -214,8 +222,11 @@ class Plan:
 
     # --- run -----------------------------------------------------------------------------
     def run(
-        self, inputs: Sequence[Any], captures: Sequence[Any] = (), profile: list | None = None
+        self, inputs: Sequence[Any], captures: Sequence[Any] = (), profile: list | None = None,
+        stop: Any = None,
     ) -> list:
+        """Run the steps; ``stop`` (a RunOptions) ends the run before the next step once its
+        ``terminate`` is set."""
         regs = self.template.copy()
         for s, v in zip(self.input_slots, inputs):
             regs[s] = v
@@ -223,6 +234,8 @@ class Plan:
             for s, i in zip(self.capture_slots, self.capture_positions):
                 regs[s] = captures[i]
         for step in self.steps:
+            if stop is not None and stop.terminate:
+                raise ExecutionError(f"run terminated by RunOptions before {step.label}")
             args = [regs[i] if i >= 0 else None for i in step.inputs]
             try:
                 if profile is None:
@@ -230,7 +243,7 @@ class Plan:
                 else:
                     start = time.perf_counter()
                     result = step.fn(*args)
-                    profile.append((step, time.perf_counter() - start))
+                    profile.append((step, start, time.perf_counter(), shapes_of(args)))
             except AllocationError as e:
                 if str(e).startswith("node "):  # already placed by a subgraph's own plan
                     raise
@@ -251,6 +264,54 @@ class Plan:
         return [regs[s] for s in self.output_slots]
 
 
+def _in_order(graph: Graph) -> list[Node]:
+    """The graph's nodes in an order that runs each after the producers of its inputs: the stored
+    order where it is one (the standard asks for that), else sorted (as onnxruntime does)."""
+    produced = {v for node in graph.nodes for v in node.outputs if v is not None}
+    for node in graph.nodes:
+        if any(v in produced for v in node.inputs):
+            break  # read before it is produced
+        produced.difference_update(node.outputs)
+    else:
+        return graph.nodes
+    saved = list(graph.nodes)
+    try:
+        graph.sort()  # GraphError on a cycle
+        return list(graph.nodes)
+    finally:
+        graph.nodes[:] = saved
+
+
+_VALUED = (AttrType.TENSOR, AttrType.GRAPH, AttrType.SPARSE_TENSOR, AttrType.TYPE_PROTO)
+
+
+def _check_signature(node: Node, schema, label: str) -> None:
+    """Raise ValidationError where a node breaks what its kernel may take for granted: attributes
+    of the schema's kinds, with a value, the required inputs given, as many inputs and outputs
+    as the operator allows."""
+    for name, attr in node.attributes.items():
+        spec = schema.attributes.get(name)
+        if spec is None or attr.is_ref:
+            continue
+        if attr.type != spec.type:
+            raise ValidationError(
+                f"{label}: attribute {name!r} must be {spec.type.name}, got {attr.type.name}"
+            )
+        if attr.type in _VALUED and attr.value is None:
+            raise ValidationError(f"{label}: attribute {name!r} ({attr.type.name}) has no value")
+    n = len(node.inputs)
+    for i, param in enumerate(schema.inputs):
+        if param.option == "single" and (i >= n or node.inputs[i] is None):
+            raise ValidationError(f"{label}: required input {i} ({param.name!r}) is missing")
+    if n > schema.max_input:
+        raise ValidationError(f"{label}: {n} inputs, the operator takes at most {schema.max_input}")
+    if not schema.min_output <= len(node.outputs) <= schema.max_output:
+        raise ValidationError(
+            f"{label}: {len(node.outputs)} outputs, the operator has {schema.min_output} to "
+            f"{schema.max_output}"
+        )
+
+
 def _describe(e: Exception) -> str:
     if isinstance(e, OnyxError):
         return str(e)
@@ -259,8 +320,14 @@ def _describe(e: Exception) -> str:
 
 def _label(node: Node, path: str) -> str:
     name = f"{node.name!r} " if node.name else ""
-    where = f" in graph {path!r}" if path != "main" else ""
+    where = f" in {path}" if path != "main" else ""
     return f"node {name}({node.op_type}){where}"
+
+
+def _subpath(path: str, node: Node, part: str) -> str:
+    """Where a subgraph sits, readable when nested: ``If_1.then_branch > If_4.else_branch``."""
+    here = f"{node.name or node.op_type}.{part}"
+    return here if path == "main" else f"{path} > {here}"
 
 
 def _constant(value: Tensor | SparseTensor):

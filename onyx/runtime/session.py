@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -13,10 +12,20 @@ from typing import Any
 import numpy as np
 
 from onyx import dtypes
-from onyx.errors import FeedError
+from onyx.errors import FeedError, OptionError
 from onyx.ir import MapType, Model, OptionalType, SequenceType, TensorType, Type, Value
 from onyx.runtime import memory
+from onyx.runtime.options import (
+    RunOptions,
+    ThreadLimit,
+    check_out,
+    check_output_names,
+    check_session_option,
+    reject_unknown,
+    write_out,
+)  # fmt: skip
 from onyx.runtime.plan import Context, Plan
+from onyx.runtime.profiler import Profiler
 
 _log = logging.getLogger("onyx")
 
@@ -30,12 +39,29 @@ _UFUNC_BUFFER = 1024
 
 @dataclasses.dataclass
 class SessionOptions:
-    """Options of a session: ``allocation_limit`` in bytes (default: physical memory),
-    ``enable_profiling`` to time every node, ``log_severity_level`` (0 verbose .. 4 fatal),
+    """Options of a session: ``allocation_limit`` in bytes (default: physical memory; see
+    below), ``enable_profiling`` to time every node, ``log_severity_level`` (0 verbose .. 4 fatal),
     ``graph_optimization_level`` (0: run the graph as written; above 0, the default: fold
     constants and fuse steps at build, as onnxruntime does), ``enable_cpu_mem_arena`` (the
     default: freed memory stays in the process for the next tensors instead of going back to
-    the OS; on glibc this is a setting of malloc, so it holds for the whole process)."""
+    the OS; on glibc this is a setting of malloc, so it holds for the whole process),
+    ``free_dimension_overrides`` (symbolic dim name -> size, filled by
+    ``add_free_dimension_override_by_name``), ``intra_op_num_threads`` (0, the default: as
+    the BLAS library decides; n > 0: the BLAS threads numpy's matrix products use are held to n
+    during each run, through threadpoolctl when it is installed, and the option is advisory
+    without it) and ``inter_op_num_threads`` (advisory: onyx runs one step at a time; onyx's
+    own thread pool will size itself by these two).
+
+    ``allocation_limit`` guards against tensors whose size comes from the *values* of inputs,
+    which a bad or hostile input can make huge: the kernels that build a tensor from a shape
+    or count they read (ConstantOfShape, Expand, Tile, Pad, Range, Resize-like upsampling,
+    the random generators, ...) raise ``AllocationError`` naming the node before allocating
+    more than this many bytes. Other allocations (a MatMul's output, intermediates that follow
+    from the fed shapes) are not counted against it; the limit is per tensor, not a total.
+
+    Every option is checked when set: an unknown name raises ``TypeError`` naming it, a value
+    out of range (e.g. ``graph_optimization_level=5``; onnxruntime's levels 0, 1, 2, 3 and 99
+    are accepted) raises ``OptionError``."""
 
     allocation_limit: int | None = None
     graph_optimization_level: int = 1
@@ -43,6 +69,33 @@ class SessionOptions:
     profile_file_prefix: str = "onyx_profile"
     log_severity_level: int = 2
     enable_cpu_mem_arena: bool = True
+    free_dimension_overrides: dict[str, int] = dataclasses.field(default_factory=dict)
+    intra_op_num_threads: int = 0
+    inter_op_num_threads: int = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        reject_unknown(self, name)
+        object.__setattr__(self, name, check_session_option(name, value))
+
+    def add_free_dimension_override_by_name(self, dim_name: str, dim_value: int) -> None:
+        """Fix the symbolic dim ``dim_name`` of the model's inputs to ``dim_value``.
+
+        As in onnxruntime: get_inputs() (and get_outputs()) show the size in place of the
+        symbol, a feed of another size is refused, a name no input uses changes nothing, and the
+        first size given for a name is the one that holds."""
+        if not isinstance(dim_name, str) or not dim_name:
+            raise OptionError(
+                f"free dimension override: expected the name of a symbolic dim, got {dim_name!r}"
+            )
+        if isinstance(dim_value, bool) or not isinstance(dim_value, int | np.integer):
+            raise OptionError(
+                f"free dimension override {dim_name!r}: expected an integer size, got {dim_value!r}"
+            )
+        if dim_value < 0:
+            raise OptionError(
+                f"free dimension override {dim_name!r}: expected a size >= 0, got {dim_value}"
+            )
+        self.free_dimension_overrides.setdefault(dim_name, int(dim_value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,18 +123,19 @@ class InferenceSession:
 
     def __init__(self, model: str | os.PathLike | bytes | Model, sess_options: SessionOptions | None = None,
                  providers: Sequence[str] | None = None, **kwargs):  # fmt: skip
-        from onyx.serde import load
+        from onyx.serde import as_model
 
-        self.model = model if isinstance(model, Model) else load(model)
-        self.options = sess_options or SessionOptions()
-        for key, value in kwargs.items():
-            setattr(self.options, key, value)
+        started = time.perf_counter()
+        self.model = as_model(model)  # also an onnx ModelProto
+        torch_options = _torch_options(providers, kwargs.get("provider_options"))
+        self.options = _session_options(sess_options, providers, kwargs)
         self._providers = ["CPUExecutionProvider"]
         if providers:
             unknown = [
                 p
                 for p in providers
-                if (p[0] if isinstance(p, tuple) else p) != "CPUExecutionProvider"
+                if (p[0] if isinstance(p, tuple) else p)
+                not in ("CPUExecutionProvider", "TorchExecutionProvider")
             ]
             if len(unknown) == len(providers):
                 from onyx.errors import UnsupportedError
@@ -89,6 +143,12 @@ class InferenceSession:
                 raise UnsupportedError(
                     f"providers {unknown} are not available; onyx has CPUExecutionProvider"
                 )
+        self._torch = None  # TorchExecutionProvider: the whole graph as one torch module
+        if torch_options is not None:
+            from onyx.pytorch.provider import TorchProvider
+
+            self._torch = TorchProvider(self.model, torch_options)
+            self._providers = [TorchProvider.name, "CPUExecutionProvider"]
         graph = self.model.graph
         opsets = dict(self.model.opset_imports)
         if not opsets:
@@ -106,6 +166,9 @@ class InferenceSession:
         # all (a pass over all, searching a list for each, took 3.3 ms a run, by timeit).
         self._feed_positions = [(i, v) for i, v in enumerate(graph.inputs) if v not in initialized]
         self._feeds = [v for _, v in self._feed_positions]
+        # free dimension overrides: input name -> [(axis, symbol, size)] for the dims they fix
+        self._dim_sizes = dict(self.options.free_dimension_overrides)
+        self._fixed_dims = _fixed_dims(graph.inputs, self._dim_sizes)
         self._overridable = [v for v in graph.inputs if v in initialized]
         self._overridable_names = frozenset(v.name for v in self._overridable)
         self._input_defaults = [
@@ -114,28 +177,36 @@ class InferenceSession:
         ]
         self._input_index = {v.name: i for i, v in enumerate(graph.inputs)}
         self._output_index = {v.name: i for i, v in enumerate(graph.outputs)}
-        self._profile: list | None = [] if self.options.enable_profiling else None
+        self._profiler = (
+            Profiler(self.options.profile_file_prefix, started, time.perf_counter())
+            if self.options.enable_profiling
+            else None
+        )
         if self.options.log_severity_level <= 1:  # onnxruntime's scale: 0 verbose, 1 info, ...
             _log.info(
                 "prepared %d steps from %d nodes (constants folded and steps fused: %d)",
                 len(self._plan.steps), len(graph.nodes), len(graph.nodes) - len(self._plan.steps),
             )  # fmt: skip
         self._limit = self.options.allocation_limit or memory.default_limit()
+        self._threads = ThreadLimit(self.options.intra_op_num_threads)
 
     # --- description -----------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
-        return [_node_arg(v) for v in self._feeds]
+        return [_node_arg(v, self._dim_sizes) for v in self._feeds]
 
     def get_overridable_initializers(self) -> list[NodeArg]:
-        return [_node_arg(v) for v in self._overridable]
+        return [_node_arg(v, self._dim_sizes) for v in self._overridable]
 
     def get_outputs(self) -> list[NodeArg]:
-        return [_node_arg(v) for v in self.model.graph.outputs]
+        return [_node_arg(v, self._dim_sizes) for v in self.model.graph.outputs]
 
     def get_modelmeta(self) -> ModelMetadata:
+        """The model's metadata, field by field as onnxruntime's ``get_modelmeta`` gives it
+        (``version`` is 2**63 - 1 when the model does not set model_version, as there)."""
         m = self.model
+        version = m.model_version if m.model_version or "model_version" in m.present else 2**63 - 1
         return ModelMetadata(m.producer_name, m.graph.name, m.domain, m.doc_string, m.graph.doc_string,
-                             m.model_version, dict(m.metadata_props))  # fmt: skip
+                             version, dict(m.metadata_props))  # fmt: skip
 
     def get_providers(self) -> list[str]:
         return list(self._providers)
@@ -144,30 +215,60 @@ class InferenceSession:
         return self.options
 
     # --- running -----------------------------------------------------------------------------
-    def run(
-        self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any], run_options=None
-    ) -> list:
-        """Outputs named by ``output_names`` (all, in graph order, when None) for ``input_feed``."""
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any],
+            run_options: RunOptions | None = None, *,
+            out: Mapping[str, np.ndarray] | Sequence[np.ndarray | None] | None = None) -> list:  # fmt: skip
+        """Outputs named by ``output_names`` (all, in graph order, when None) for ``input_feed``.
+
+        ``run_options`` (an ``onyx.RunOptions``, or any object with ``terminate`` and ``logid``,
+        such as onnxruntime's) tags the run's log lines and can stop it between steps.
+
+        ``out`` gives buffers of the caller's for outputs to be written into: a dict by output
+        name, or a list in the order of ``output_names`` (None entries: no buffer). Each must
+        be a writable array of exactly the output's shape and dtype (FeedError otherwise);
+        the result is copied into it (once, where a plain run would hand over a new array)
+        and the returned list holds the buffer itself. Outputs without a buffer come back as
+        usual. Use it to keep results in memory you manage (preallocated, shared, pinned).
+        """
+        positions = check_output_names(output_names, self._output_index)
+        names = list(self._output_index) if positions is None else list(output_names)
+        buffers = check_out(out, names) if out is not None else None
+        if run_options is not None and not hasattr(run_options, "terminate"):
+            raise TypeError(
+                f"run_options must be an onyx.RunOptions, got {type(run_options).__name__}"
+            )
+        if not isinstance(input_feed, Mapping):
+            raise FeedError(
+                f"input_feed must be a dict of input name -> value, got {type(input_feed).__name__}"
+            )
+        started = time.perf_counter()
         inputs = self._check_feeds(input_feed)
         token = memory.LIMIT.set(self._limit)
         bufsize = np.setbufsize(_UFUNC_BUFFER)
         try:
-            with np.errstate(all="ignore"):  # inf/NaN results are values here, as in onnxruntime
-                outputs = self._plan_for(input_feed).run(inputs, (), self._profile)
+            # inf/NaN results are values here, as in onnxruntime
+            with np.errstate(all="ignore"), self._threads():
+                if self._torch is not None:
+                    outputs = self._torch.run(inputs)
+                elif self._profiler is None:
+                    outputs = self._plan_for(input_feed).run(inputs, (), stop=run_options)
+                else:
+                    start, steps = self._profiler.run_started()
+                    outputs = self._plan_for(input_feed).run(inputs, (), steps, stop=run_options)
+                    self._profiler.run_ended(start, steps)
         finally:
             np.setbufsize(bufsize)
             memory.LIMIT.reset(token)
-        if output_names is None:
-            selected = outputs
-        else:
-            selected = []
-            for name in output_names:
-                if name not in self._output_index:
-                    raise FeedError(
-                        f"unknown output {name!r}; the model's outputs are {list(self._output_index)}"
-                    )
-                selected.append(outputs[self._output_index[name]])
-        return [_to_api(v) for v in selected]
+        selected = outputs if positions is None else [outputs[i] for i in positions]
+        level = getattr(run_options, "log_severity_level", -1)
+        if (self.options.log_severity_level if level == -1 else level) <= 1:
+            tag = getattr(run_options, "logid", "")
+            _log.info("run%s: %.3f ms", f" {tag!r}" if tag else "",
+                      (time.perf_counter() - started) * 1e3)  # fmt: skip
+        if buffers is None:
+            return [_to_api(v) for v in selected]
+        return [write_out(n, v, buffers[n]) if n in buffers else _to_api(v)
+                for n, v in zip(names, selected)]  # fmt: skip
 
     def _plan_for(self, feed: Mapping[str, Any]) -> Plan:
         """The folded plan, or (when a feed overrides an initializer) one that folds none."""
@@ -196,39 +297,109 @@ class InferenceSession:
         for name in self._overridable_names.intersection(feed):
             i = self._input_index[name]
             inputs[i] = _check_value(graph.inputs[i], feed[name])
+        for name, fixed in self._fixed_dims.items():
+            if name in feed:
+                _check_fixed(name, inputs[self._input_index[name]], fixed)
         return inputs
 
     # --- profiling ---------------------------------------------------------------------------
     def end_profiling(self) -> str:
-        """Write the per-node timings as a Chrome trace (like onnxruntime) and return its path."""
-        events = [
-            {"name": step.node.name or step.node.op_type, "cat": "Node", "ph": "X", "pid": 0, "tid": 0,
-             "ts": 0, "dur": seconds * 1e6, "args": {"op_name": step.node.op_type}}
-            for step, seconds in (self._profile or [])
-        ]  # fmt: skip
-        path = f"{self.options.profile_file_prefix}_{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
-        with open(path, "w") as f:
-            json.dump(events, f)
-        self._profile = None
-        return path
+        """Write the profile as a Chrome trace and return its path (as onnxruntime does).
+
+        Profiling stops here: a second call, or a session without ``enable_profiling``,
+        writes nothing and returns "". Each file gets a new name (prefix, start time to the
+        microsecond, process id), so sessions never overwrite each other's profiles."""
+        if self._profiler is None:
+            return ""
+        profiler, self._profiler = self._profiler, None
+        return profiler.write()
 
     def profile_by_op(self) -> dict[str, float]:
-        """Total seconds spent per op type in the profiled runs so far."""
-        totals: dict[str, float] = {}
-        for step, seconds in self._profile or []:
-            totals[step.node.op_type] = totals.get(step.node.op_type, 0.0) + seconds
-        return totals
+        """Total seconds spent per op type in the profiled runs so far ({} when not profiling)."""
+        return {} if self._profiler is None else self._profiler.by_op()
+
+
+def _torch_options(providers: Any, provider_options: Any) -> dict | None:
+    """The options of TorchExecutionProvider when it comes first in ``providers``, else None."""
+    names = [p[0] if isinstance(p, tuple) else p for p in providers or ()]
+    if not names or names[0] != "TorchExecutionProvider":
+        return None
+    first = providers[0]
+    options = dict(first[1]) if isinstance(first, tuple) and len(first) > 1 else {}
+    if isinstance(provider_options, list | tuple) and provider_options:
+        options.update(provider_options[0])
+    return options
+
+
+def _session_options(
+    options: SessionOptions | None, providers: Any, kwargs: dict
+) -> SessionOptions:
+    """The session's options: ``options`` (a copy, when keywords change fields of it).
+
+    Keywords name SessionOptions fields, or ``provider_options`` (one dict per provider, as
+    onnxruntime takes; the CPU provider has none to set); any other raises TypeError."""
+    if options is not None and not isinstance(options, SessionOptions):
+        raise TypeError(
+            f"sess_options must be an onyx.SessionOptions, got {type(options).__name__}"
+        )
+    provider_options = kwargs.pop("provider_options", None)
+    if provider_options is not None:
+        if not isinstance(provider_options, list | tuple) or not all(
+            isinstance(o, Mapping) for o in provider_options
+        ):
+            raise TypeError("provider_options must be a list of dicts, one per provider")
+        if len(provider_options) != len(providers or ()):
+            raise TypeError(
+                f"provider_options has {len(provider_options)} entries for "
+                f"{len(providers or ())} providers"
+            )
+    fields = SessionOptions.__dataclass_fields__
+    unknown = sorted(k for k in kwargs if k not in fields)
+    if unknown:
+        raise TypeError(
+            f"InferenceSession got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"it takes sess_options, providers, provider_options and the SessionOptions fields "
+            f"{', '.join(sorted(fields))}"
+        )
+    options = options if options is not None else SessionOptions()
+    return dataclasses.replace(options, **kwargs) if kwargs else options
 
 
 def _type_str(t: Type | None) -> str:
     return "unknown type" if t is None else str(t)
 
 
-def _node_arg(v: Value) -> NodeArg:
+def _node_arg(v: Value, sizes: Mapping[str, int]) -> NodeArg:
     shape = None
     if isinstance(v.type, TensorType) and v.type.shape is not None:
-        shape = list(v.type.shape.dims)
+        shape = [sizes.get(d, d) if isinstance(d, str) else d for d in v.type.shape.dims]
     return NodeArg(v.name, shape, _type_str(v.type))
+
+
+def _fixed_dims(
+    inputs: Sequence[Value], sizes: Mapping[str, int]
+) -> dict[str, list[tuple[int, str, int]]]:
+    """For each tensor input with symbolic dims that ``sizes`` fixes: (axis, symbol, size)."""
+    fixed = {}
+    for v in inputs if sizes else ():
+        if isinstance(v.type, TensorType) and v.type.shape is not None:
+            dims = [(axis, d, sizes[d]) for axis, d in enumerate(v.type.shape.dims) if d in sizes]
+            if dims:
+                fixed[v.name] = dims
+    return fixed
+
+
+def _check_fixed(name: str, array: Any, fixed: list[tuple[int, str, int]]) -> None:
+    """Refuse a fed array whose dims differ from the sizes the session fixed for its symbols."""
+    shape = getattr(array, "shape", None)
+    if shape is None:
+        return
+    for axis, symbol, size in fixed:
+        if shape[axis] != size:
+            raise FeedError(
+                f"input {name!r}: dim {axis} ({symbol!r}) is fixed to {size} by the session's "
+                f"free dimension override, got shape {list(shape)}"
+            )
 
 
 def _check_value(value: Value, given: Any) -> Any:
