@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 import pytest
-from kernel_harness import _as_numpy, _compare, all_node_cases
+from kernel_harness import all_node_cases, as_numpy, compare, undefined_elements
 
 import onyx
 from onyx import defs, ir
@@ -46,10 +46,11 @@ def _outputs_match(case, model: ir.Model) -> None:
     session = onyx.InferenceSession(model)
     names = [v.name for v in model.graph.inputs if v.const_value is None]
     for inputs, expected in case.data_sets:
-        got = session.run(None, {n: _as_numpy(v) for n, v in zip(names, inputs)})
+        got = session.run(None, {n: as_numpy(v) for n, v in zip(names, inputs)})
         assert len(got) == len(expected), f"{len(got)} outputs, expected {len(expected)}"
-        for g, e in zip(got, expected):
-            _compare(case.name, g, e, case.rtol, case.atol)
+        for i, (g, e) in enumerate(zip(got, expected)):
+            undefined = undefined_elements(case.model, inputs, i, e)
+            compare(case.name, g, e, case.rtol, case.atol, undefined)
 
 
 @functools.cache

@@ -15,9 +15,4 @@ RANDOM_OUTPUTS: dict[str, str] = {
     r"^test_bernoulli(_double|_seed)?(_expanded)?_cpu$": "random values cannot match",
 }
 
-EXPECTED_FAILURES: dict[str, str] = {
-    # onnx's runner calls len() on every element of a sequence output, which fails for the 0-d
-    # tensor this model's sequence starts with; onyx's output equals the expected one
-    # (tests/runtime/test_control.py runs the same case with a comparison that handles it). (issue 3)
-    r"^test_loop16_seq_none_cpu$": "the runner cannot compare a 0-d tensor inside a sequence",
-}
+EXPECTED_FAILURES: dict[str, str] = {}

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 
-import onnx.backend.test
 import pytest
 
-from conformance.backend import OnyxBackend
+from conformance.backend import OnyxBackend, OnyxBackendTest
 from conformance.expected_failures import EXPECTED_FAILURES, RANDOM_OUTPUTS
 
-backend_test = onnx.backend.test.BackendTest(OnyxBackend, __name__)
+backend_test = OnyxBackendTest(OnyxBackend, __name__)
 
 
 def _checked_elsewhere(self):

@@ -5,6 +5,14 @@ integers to int8/uint8), then narrowed to the target by the standard's rules: fl
 saturate to their largest finite value unless ``saturate=0``; float8e8m0 rounds by ``round_mode``;
 sub-byte integers keep their low bits; float64 sources reach narrow floats with a single rounding
 (round-to-odd through float32, so that no value is rounded twice).
+
+Floats out of an integer target's range: the standard leaves the result undefined. onyx truncates
+toward zero and keeps the low bits, the rule the standard gives for integer -> integer (-9.5 -> int4
+7, 8 -> int4 -8, 17 -> uint4 1, 300 -> int8 44). For the sub-byte targets (int4/uint4/int2/uint2)
+this is onyx's own code, with NaN and +-inf giving 0: the same on every platform and with every
+ml_dtypes release (0.6 wraps the same way, 0.7 gives 0 instead). Wider targets take numpy's
+conversion, which on x86-64 gives the same low bits for magnitudes below 2**31 (so float -> int8
+and float -> int4 agree there); beyond that, and for NaN/inf, numpy's result is what it is.
 """
 
 from __future__ import annotations
@@ -75,7 +83,10 @@ def _to_float8e8m0(v: np.ndarray, saturate: bool, round_mode: str) -> np.ndarray
 
 
 def _to_sub_byte_int(v: np.ndarray, t: DataType) -> np.ndarray:
-    """Low bits of the integer value (floats truncated toward zero first; NaN/inf give 0)."""
+    """Low bits of the integer value (floats truncated toward zero first; NaN/inf give 0).
+
+    Out-of-range floats wrap like integers (see the module docstring): -9.0 -> int4 7.
+    """
     bits, signed = SUB_BYTE_INTS[t]
     if v.dtype.kind in "fc":
         v = np.where(np.isfinite(v), np.trunc(v.real), 0).astype(np.int64)
@@ -204,7 +215,10 @@ def _check_round_mode(round_mode: str) -> str:
 
 @kernel("Cast", 1, 6, 19, 24)
 class Cast:
-    """Cast(input) to the element type ``to`` (an int code; a type name in Cast-1)."""
+    """Cast(input) to the element type ``to`` (an int code; a type name in Cast-1).
+
+    Floats out of an integer target's range wrap: truncated, then the low bits kept (module doc).
+    """
 
     def __init__(self, *, to, saturate: int = 1, round_mode: str = "up"):
         self.to = _target(to)

@@ -2,8 +2,17 @@
 
 import ml_dtypes
 import numpy as np
+import onnx
 import pytest
-from kernel_harness import cases_for, check_case
+from kernel_harness import (
+    all_node_cases,
+    cases_for,
+    check_case,
+    compare,
+    run_model,
+    undefined_elements,
+)
+from onnx import TensorProto, helper
 
 from onyx.errors import KernelError
 from onyx.runtime.kernels import lookup
@@ -115,3 +124,107 @@ def test_castlike_to_string_and_float8():
 def test_same_type_is_returned_as_is():
     x = np.arange(3, dtype=np.float32)
     assert cast(x, 1) is x
+
+
+# --- floats out of an integer target's range: undefined by the standard, onyx wraps -------
+def test_out_of_range_floats_wrap_into_sub_byte_ints():
+    # onyx's rule (cast.py): truncate toward zero, keep the low bits; NaN/inf -> 0. Expected
+    # values written out by hand: no ml_dtypes conversion of out-of-range values is involved.
+    x = np.array([-9.0, -9.5, 8.0, 15.9, 16.0, 17.0, -300.5, 300.0, np.nan, np.inf, -np.inf])
+    for src in (np.float32, np.float16, np.float64):
+        v = x.astype(src)
+        assert cast(v, 22).astype(np.int8).tolist() == [7, 7, -8, -1, 0, 1, 4, -4, 0, 0, 0]
+        assert cast(v, 21).astype(np.int8).tolist() == [7, 7, 8, 15, 0, 1, 4, 12, 0, 0, 0]
+        assert cast(v, 26).astype(np.int8).tolist() == [-1, -1, 0, -1, 0, 1, 0, 0, 0, 0, 0]
+        assert cast(v, 25).astype(np.int8).tolist() == [3, 3, 0, 3, 0, 1, 0, 0, 0, 0, 0]
+
+
+def test_sub_byte_wrap_agrees_with_int8():
+    # the same rule as float -> int8 (low 8 bits of the truncated value), narrowed to 4/2 bits
+    x = np.random.default_rng(0).uniform(-1000, 1000, 500).astype(np.float32)
+    low8 = cast(x, 3).astype(np.int64)  # int8
+    for to, bits, signed in ((22, 4, True), (21, 4, False), (26, 2, True), (25, 2, False)):
+        low = low8 & ((1 << bits) - 1)
+        want = np.where(low >= 1 << (bits - 1), low - (1 << bits), low) if signed else low
+        assert cast(x, to).astype(np.int64).tolist() == want.tolist()
+
+
+def _cast_model(to: int, n: int) -> onnx.ModelProto:
+    node = helper.make_node("Cast", ["x"], ["y"], to=to)
+    graph = helper.make_graph(
+        [node],
+        "cast",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [n])],
+        [helper.make_tensor_value_info("y", to, [n])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)])
+
+
+@pytest.mark.parametrize(
+    "to, values, undefined",
+    [
+        (TensorProto.INT4, [-9.5, -8.7, 7.9, 8.0, np.nan, np.inf, 0.5], [1, 0, 0, 1, 1, 1, 0]),
+        (TensorProto.UINT2, [-0.5, -1.0, 3.9, 4.0], [0, 1, 0, 1]),
+        (TensorProto.INT8, [-128.9, -129.0, 127.9, 128.0], [0, 1, 0, 1]),
+        (TensorProto.INT64, [2.0**63, -(2.0**63), 2.0**62], [1, 0, 0]),
+    ],
+)
+def test_harness_skips_exactly_the_undefined_elements(to, values, undefined):
+    x = np.array(values)
+    model = _cast_model(to, len(x))
+    expected = np.zeros(len(x), helper.tensor_dtype_to_np_dtype(to))
+    assert undefined_elements(model, [x], 0, expected).astype(int).tolist() == undefined
+
+
+def test_harness_leaves_other_cases_whole():
+    model = _cast_model(TensorProto.FLOAT, 2)  # float -> float: defined everywhere
+    assert undefined_elements(model, [np.array([1e300, 2.0])], 0, np.zeros(2, np.float32)) is None
+    case = all_node_cases()["test_cast_INT4_to_FLOAT"]  # integer source: wraps, defined
+    inputs, expected = case.data_sets[0]
+    assert undefined_elements(case.model, inputs, 0, expected[0]) is None
+
+
+def _official_output(name: str):
+    case = all_node_cases()[name]
+    inputs, expected = case.data_sets[0]
+    got = run_model(case.model, inputs)[0]
+    return case, got, undefined_elements(case.model, inputs, 0, expected[0])
+
+
+def test_harness_catches_a_wrong_int4():
+    case, got, undefined = _official_output("test_cast_FLOAT_to_INT4")
+    assert undefined is not None and undefined.any() and not undefined.all()
+    compare(case.name, got, got.copy(), case.rtol, case.atol, undefined)
+    i = np.flatnonzero(~undefined.reshape(-1))[3]  # a defined element
+    wrong = got.copy().reshape(-1)
+    wrong[i] = ml_dtypes.int4(1 if int(wrong[i].astype(np.int8)) != 1 else 2)
+    with pytest.raises(AssertionError):
+        compare(case.name, got, wrong.reshape(got.shape), case.rtol, case.atol, undefined)
+    j = np.flatnonzero(undefined.reshape(-1))[0]  # an undefined element is not compared
+    other = got.copy().reshape(-1)
+    other[j] = ml_dtypes.int4(int(other[j].astype(np.int8)) ^ 1)
+    compare(case.name, got, other.reshape(got.shape), case.rtol, case.atol, undefined)
+
+
+@pytest.mark.parametrize(
+    "name", ["test_cast_FLOAT_to_FLOAT8E4M3FN", "test_cast_FLOAT_to_FLOAT8E5M2"]
+)
+def test_harness_catches_a_wrong_float8(name):
+    case, got, undefined = _official_output(name)
+    assert undefined is None
+    compare(name, got, got.copy(), case.rtol, case.atol)
+    wide = got.astype(np.float64).reshape(-1)
+    i = np.flatnonzero(np.isfinite(wide) & (np.abs(wide) > 0.1) & (np.abs(wide) < 10))[0]
+    wrong = got.copy().reshape(-1)
+    wrong.view(np.uint8)[i] ^= 1  # one step in the last mantissa bit
+    assert wrong[i].astype(np.float64) != wide[i]
+    with pytest.raises(AssertionError):
+        compare(name, got, wrong.reshape(got.shape), case.rtol, case.atol)
+
+
+def test_harness_compares_integers_exactly():
+    a = np.array([2**53, 7], np.int64)
+    with pytest.raises(AssertionError):
+        compare("int64", a, a + np.array([1, 0]), 1e-3, 1e-7)  # float64 allclose would pass
+    with pytest.raises(AssertionError):
+        compare("uint8", np.array([200], np.uint8), np.array([201], np.uint8), 1e-2, 0)
