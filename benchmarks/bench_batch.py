@@ -1,0 +1,209 @@
+"""Batch inference rows/s: onyx.batch (local engine, 1 and 2 workers; Ray, 2 actors) against a plain
+loop over onnxruntime.InferenceSession with the same batch size, whole command with I/O.
+
+Two models, exported with torch from random weights (nothing downloaded): a small CNN on
+3x32x32 images (stored as flat float lists) and a small transformer encoder (2 layers, d=64,
+4 heads) on 32 token ids, mean-pooled. Each dataset has ROWS rows (20,000) and an ``id`` column.
+Every configuration runs as its own command (``python bench_batch.py --one ...``), timed from
+start to exit; peak memory is the largest sum of RSS over the command's process tree (the Ray
+cluster it starts included), sampled every 50 ms from /proc (Linux).
+
+Run: python benchmarks/bench_batch.py [--rows N] [--skip-ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+CACHE = pathlib.Path(__file__).resolve().parent / ".cache" / "batch"
+BATCH = 64
+
+
+def export_models() -> dict[str, pathlib.Path]:
+    import torch
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.backends.mha.set_fastpath_enabled(False)  # no fused encoder op: exportable
+
+    class Cnn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            c = torch.nn.Conv2d
+            self.body = torch.nn.Sequential(
+                c(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                c(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                c(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                torch.nn.Flatten(), torch.nn.Linear(64, 10),
+            )  # fmt: skip
+
+        def forward(self, image):
+            return self.body(image)
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(1000, 64)
+            layer = torch.nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True)
+            self.encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+        def forward(self, tokens):
+            return self.encoder(self.embed(tokens)).mean(dim=1)
+
+    paths = {}
+    for name, module, example, inp, out in (
+        ("cnn", Cnn(), torch.randn(2, 3, 32, 32), "image", "logits"),
+        ("transformer", Encoder(), torch.randint(0, 1000, (2, 32)), "tokens", "embedding"),
+    ):
+        path = CACHE / f"{name}.onnx"
+        paths[name] = path
+        if path.exists():
+            continue
+        with torch.no_grad():
+            torch.onnx.export(module.eval(), (example,), str(path), input_names=[inp],
+                              output_names=[out], dynamic_axes={inp: {0: "N"}, out: {0: "N"}},
+                              opset_version=18, dynamo=False)  # fmt: skip
+    return paths
+
+
+def make_data(rows: int) -> dict[str, pathlib.Path]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    paths = {
+        "cnn": CACHE / f"images_{rows}.parquet",
+        "transformer": CACHE / f"tokens_{rows}.parquet",
+    }
+    if not paths["cnn"].exists():
+        images = rng.standard_normal((rows, 3 * 32 * 32)).astype(np.float32)
+        column = pa.FixedSizeListArray.from_arrays(pa.array(images.reshape(-1)), 3 * 32 * 32)
+        pq.write_table(pa.table({"id": np.arange(rows), "image": column}), paths["cnn"])
+    if not paths["transformer"].exists():
+        tokens = rng.integers(0, 1000, (rows, 32))
+        column = pa.FixedSizeListArray.from_arrays(pa.array(tokens.reshape(-1)), 32)
+        pq.write_table(pa.table({"id": np.arange(rows), "tokens": column}), paths["transformer"])
+    return paths
+
+
+# --- the commands timed --------------------------------------------------------------------
+def plain_loop(model: str, data: str, out: str, runtime: str = "onnxruntime") -> None:
+    """Read the Parquet, run one session batch by batch, write Parquet: the baseline."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    else:
+        import onyx
+
+        session = onyx.InferenceSession(model)
+    inp = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else -1 for d in inp.shape]
+    dtype = np.float32 if "float" in inp.type else np.int64
+    table = pq.read_table(data)
+    column = table.column(inp.name).combine_chunks()
+    values = column.flatten().to_numpy().astype(dtype).reshape(shape)
+    results = [session.run(None, {inp.name: values[i : i + BATCH]})[0]
+               for i in range(0, len(values), BATCH)]  # fmt: skip
+    y = np.concatenate(results)
+    out_column = pa.FixedSizeListArray.from_arrays(pa.array(y.reshape(-1)), y.shape[1])
+    name = session.get_outputs()[0].name
+    pq.write_table(table.drop_columns([inp.name]).append_column(name, out_column), out)
+
+
+def onyx_batch(model: str, data: str, out: str, engine: str, workers: int | None) -> None:
+    import onyx.batch
+
+    if engine == "ray":
+        import ray
+
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    onyx.batch.run(model, data, out, batch_size=BATCH, engine=engine, workers=workers)
+
+
+# --- measuring -----------------------------------------------------------------------------
+def _tree_rss(root: int) -> int:
+    """Bytes of RSS summed over ``root`` and its descendants (from /proc)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    return sum(rss.get(p, 0) for p in tree)
+
+
+def measure(args: list[str]) -> tuple[float, int]:
+    """(seconds, peak bytes) of one configuration run as its own command."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--one", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        time.sleep(0.05)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{args} failed:\n{proc.stderr.read().decode()[-3000:]}")
+    return seconds, peak
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=20_000)
+    p.add_argument("--skip-ray", action="store_true")
+    p.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        kind, model, data, out, *rest = args.one
+        if kind in ("ort", "onyx-loop"):
+            plain_loop(model, data, out, "onnxruntime" if kind == "ort" else "onyx")
+        else:
+            onyx_batch(model, data, out, rest[0], int(rest[1]) if rest[1] != "default" else None)
+        return
+    models, data = export_models(), make_data(args.rows)
+    configs = [("onnxruntime loop", ["ort"]), ("onyx session loop", ["onyx-loop"]),
+               ("onyx local, 1 worker", ["onyx", "local", "1"]),
+               ("onyx local, 2 workers", ["onyx", "local", "2"]),
+               ("onyx local, defaults", ["onyx", "local", "default"])]  # fmt: skip
+    if not args.skip_ray:
+        configs.append(("onyx ray, 2 actors", ["onyx", "ray", "2"]))
+    print(f"{args.rows:,} rows, batch size {BATCH}, {os.cpu_count()} cores")
+    print("| model | command | seconds | rows/s | vs onnxruntime loop | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for name, model in models.items():
+        base = None
+        for label, config in configs:
+            out = str(CACHE / f"out_{name}_{config[-1]}_{config[0]}.parquet")
+            kind, *rest = config
+            seconds, peak = measure([kind, str(model), str(data[name]), out, *rest])
+            rate = args.rows / seconds
+            base = base or rate
+            print(f"| {name} | {label} | {seconds:.1f} | {rate:,.0f} | {rate / base:.2f}x | "
+                  f"{peak / 2**20:,.0f} MB |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The batch job description, its summary, its errors, and the lazy imports of the extras."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from types import ModuleType
+
+from onyx.errors import FeedError, OnyxError, UnsupportedError
+
+
+class BatchError(OnyxError):
+    """A batch job cannot run: a bad source, output or column map, or a worker that keeps dying."""
+
+
+class BadRowError(FeedError):
+    """A row of the dataset does not fit the model (raised only with ``strict=True``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchJob:
+    """What to run over which data, written where: small, picklable, the same for every engine.
+
+    ``columns`` maps each model input to the dataset column that feeds it; ``outputs`` names the
+    model outputs to write (all when empty). ``threads`` is per worker: workers x threads should not
+    exceed the cores. Shards are ``shard_size`` rows (a multiple of ``batch_size``); each is written
+    as one part, so an interrupted job resumes at shard granularity.
+    """
+
+    model: str
+    source: str
+    output: str
+    columns: tuple[tuple[str, str], ...]
+    outputs: tuple[str, ...] = ()
+    batch_size: int = 256
+    shard_size: int = 4096
+    threads: int = 1
+    strict: bool = False
+    providers: tuple[str, ...] = ()
+
+    @property
+    def parts_dir(self) -> str:
+        """Where finished shards wait, one Parquet part each, until the merge."""
+        return self.output + ".parts"
+
+    @property
+    def errors_path(self) -> str:
+        """The JSON-lines file of bad rows (``{"row": N, "error": "..."}``), next to the output."""
+        return os.path.splitext(self.output)[0] + ".errors.jsonl"
+
+
+@dataclasses.dataclass
+class Progress:
+    """How far a job is: rows written so far (skipped shards included) of ``rows_total``."""
+
+    rows_done: int
+    rows_total: int | None
+    bad_rows: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_done / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a finished job did."""
+
+    output: str
+    rows: int
+    bad_rows: int
+    errors_path: str | None
+    shards: int
+    shards_skipped: int
+    restarts: int
+    engine: str
+    workers: int
+    threads: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.rows:,} rows in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s), "
+            f"engine {self.engine}, {self.workers} worker(s) x {self.threads} thread(s); "
+            f"{self.shards} shards ({self.shards_skipped} already done)"
+        )
+        if self.restarts:
+            text += f", {self.restarts} worker pool restart(s)"
+        text += f"\nwrote {self.output}"
+        if self.bad_rows:
+            text += f"\n{self.bad_rows:,} bad rows, listed in {self.errors_path}"
+        return text
+
+
+def cores() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan_workers(workers: int | None, threads: int | None) -> tuple[int, int]:
+    """Workers x threads per worker that keep every core busy without oversubscribing them.
+
+    Processes scale better than threads for a Python runtime (no shared interpreter lock), so the
+    default is one single-threaded worker per core; given one number, the other fills the cores.
+    """
+    n = cores()
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and value < 1:
+            raise BatchError(f"{name}={value}: expected a positive number")
+    if workers is None and threads is None:
+        return n, 1
+    if workers is None:
+        return max(1, n // threads), threads
+    if threads is None:
+        return workers, max(1, n // workers)
+    return workers, threads
+
+
+def pyarrow() -> ModuleType:
+    """The pyarrow module, or an error naming the extra that brings it."""
+    try:
+        import pyarrow
+        import pyarrow.compute
+        import pyarrow.parquet
+    except ImportError:
+        raise UnsupportedError(
+            "onyx.batch reads and writes datasets with pyarrow, which is not installed; "
+            'install the batch extra: pip install "onyx[batch]"'
+        ) from None
+    return pyarrow
+
+
+def ray() -> ModuleType:
+    """The ray module with Ray Data, or an error naming the extra that brings it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UnsupportedError(
+            'engine="ray" needs Ray Data, which is not installed; install the ray extra: '
+            'pip install "onyx[ray]"'
+        ) from None
+    return ray

@@ -1,0 +1,123 @@
+"""One loaded model that maps a table of rows to the same rows with the model's outputs.
+
+Ray Data's callable-class shape (load in ``__init__``, one batch per ``__call__``); the local
+process pool holds one per worker process too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onyx import dtypes
+from onyx.batch import codec
+from onyx.batch.job import BadRowError, BatchError, BatchJob, pyarrow
+from onyx.errors import OnyxError
+from onyx.ir import TensorType
+
+ROW = "_row"  # the row's number in the whole dataset (from 0), added by the engines
+SHARD = "_shard"  # the shard the row belongs to
+ERROR = "_error"  # why the row could not run (null when it ran)
+INTERNAL = (ROW, SHARD, ERROR)
+
+
+class Predictor:
+    """A session over ``job.model``, mapping ``pyarrow.Table`` batches to output rows."""
+
+    def __init__(self, job: BatchJob):
+        from onyx.runtime.session import InferenceSession, SessionOptions
+
+        options = SessionOptions()
+        if hasattr(options, "intra_op_num_threads"):  # a session-owned pool, where there is one
+            options.intra_op_num_threads = job.threads
+        self.job = job
+        self.session = InferenceSession(job.model, options, providers=list(job.providers) or None)
+        graph = self.session.model.graph
+        self.specs = codec.input_specs(graph, dict(job.columns))
+        declared = {v.name: v for v in graph.outputs}
+        self.outputs = list(job.outputs) or list(declared)
+        self.types = {}
+        for name in self.outputs:
+            v = declared.get(name)
+            if v is None:
+                raise BatchError(f"model has no output {name!r}; it has {list(declared)}")
+            if not isinstance(v.type, TensorType):
+                raise BatchError(
+                    f"model output {name!r} has type {v.type}; onyx.batch writes tensors"
+                )
+            rank = None if v.type.shape is None else max(len(v.type.shape) - 1, 0)
+            self.types[name] = codec.arrow_type(dtypes.to_numpy(v.type.dtype), rank)
+
+    def __call__(self, table):
+        """The rows of ``table`` with their input columns replaced by the model's outputs."""
+        pa = pyarrow()
+        pieces = [
+            self._batch(table.slice(i, self.job.batch_size))
+            for i in range(0, table.num_rows, self.job.batch_size)
+        ]
+        return pa.concat_tables(pieces) if pieces else self._batch(table)
+
+    def _batch(self, table):
+        pa = pyarrow()
+        n = table.num_rows
+        rows = np.asarray(table.column(ROW)) if ROW in table.column_names else np.arange(n)
+        columns = [codec.decode(table.column(s.column), s) for s in self.specs]
+        bad: dict[int, str] = {}
+        for spec, col in zip(self.specs, columns):
+            for i, why in col.bad.items():
+                bad.setdefault(i, f"input {spec.name!r} (column {spec.column!r}): {why}")
+        if bad and self.job.strict:
+            i = min(bad)
+            raise BadRowError(f"row {rows[i]}: {bad[i]}")
+        good = np.array([i not in bad for i in range(n)], bool) if bad else np.ones(n, bool)
+        results: list[tuple[np.ndarray, list]] = []  # (batch rows, outputs) per shape group
+        for group, shapes in self._groups(columns, good):
+            feeds = {
+                s.name: codec.gather(c, group, shp)
+                for s, c, shp in zip(self.specs, columns, shapes)
+            }
+            try:
+                results.append((group, self.session.run(self.outputs, feeds)))
+            except OnyxError as e:
+                results.extend(self._one_by_one(group, columns, shapes, rows, bad, e))
+        out = table.drop_columns([s.column for s in self.specs if s.column in table.column_names])
+        order = np.concatenate([g for g, _ in results] + [np.array(sorted(bad), np.int64)])
+        inverse = np.argsort(order, kind="stable") if len(order) else order
+        for k, name in enumerate(self.outputs):
+            arrays = [codec.encode(values[k]) for _, values in results]
+            target = arrays[0].type if arrays else self.types[name]
+            arrays = [a if a.type == target else a.cast(target) for a in arrays]
+            arrays.append(pa.nulls(len(bad), target))
+            column = pa.concat_arrays(arrays)
+            if len(results) != 1 or bad:
+                column = column.take(pa.array(inverse))
+            out = out.append_column(name, column)
+        errors = pa.array([bad.get(i) for i in range(n)], pa.string())
+        return out.append_column(ERROR, errors)
+
+    def _groups(self, columns, good):
+        """Good rows grouped by the shapes of their samples (one group unless lists are ragged)."""
+        if not good.any():
+            return
+        key = np.concatenate([c.shapes for c in columns], axis=1)
+        sizes = [c.shapes.shape[1] for c in columns]
+        idx = np.flatnonzero(good)
+        keys, inverse = np.unique(key[idx], axis=0, return_inverse=True)
+        for j, k in enumerate(keys):
+            split = np.split(k, np.cumsum(sizes)[:-1])
+            yield idx[inverse.reshape(-1) == j], [tuple(int(d) for d in s) for s in split]
+
+    def _one_by_one(self, group, columns, shapes, rows, bad, error):
+        """After a failing batch: run its rows alone, so only the rows that fail are bad."""
+        done = []
+        for i in group:
+            feeds = {
+                s.name: codec.gather(c, np.array([i]), shp)
+                for s, c, shp in zip(self.specs, columns, shapes)
+            }
+            try:
+                done.append((np.array([i]), self.session.run(self.outputs, feeds)))
+            except OnyxError as e:
+                if self.job.strict:
+                    raise BadRowError(f"row {rows[i]}: {type(e).__name__}: {e}") from None
+                bad[int(i)] = f"{type(e).__name__}: {e}"
+        return done
