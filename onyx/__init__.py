@@ -19,6 +19,7 @@ from onyx.errors import (
     OnyxError,
     OptionError,
     ParseError,
+    PassError,
     RegistrationError,
     TensorDataError,
     UnknownDataTypeError,
@@ -46,6 +47,7 @@ __all__ = [
     "OnyxError",
     "OptionError",
     "ParseError",
+    "PassError",
     "RegistrationError",
     "RunOptions",
     "SessionOptions",
@@ -63,6 +65,7 @@ __all__ = [
     "load",
     "load_tensor",
     "numpy_helper",
+    "optimize",
     "register_op",
     "registered_ops",
     "save",
@@ -79,6 +82,7 @@ _LAZY = {
     "get_available_providers": "onyx.runtime.options",
     "CustomOp": "onyx.custom", "register_op": "onyx.custom", "unregister_op": "onyx.custom",
     "registered_ops": "onyx.custom",
+    "optimize": "onyx.passes",  # the graph optimizer
     "to_torch": "onyx.pytorch", "export": "onyx.pytorch",  # the PyTorch bridge (onyx[torch])
 }  # fmt: skip
 _SUBMODULES = frozenset({"helper", "numpy_helper", "utils"})

@@ -731,6 +731,12 @@ def cmd_batch(args) -> None:
     print(summary)
 
 
+def cmd_optimize(args) -> int:
+    from onyx._optimize_cli import cmd_optimize as run
+
+    return run(args)
+
+
 COMMANDS = {
     "info": (cmd_info, "inputs, outputs, opsets, op types, parameters and metadata", _INFO_JSON, [
         (("--json",), _JSON),
@@ -798,6 +804,18 @@ COMMANDS = {
         (("--column",), {"action": "append", "default": [], "metavar": "NAME=COLUMN",
                          "help": "feed model input NAME from COLUMN (default: same name)"}),
         (("--strict",), {"action": "store_true", "help": "stop at the first bad row"}),
+    ]),
+    "optimize": (cmd_optimize, "fold, simplify and fuse into standard ops; print before/after",
+                 "", [
+        (("output",), {"help": "the optimized model file to write"}),
+        (("--level",), {"type": int, "default": 2, "choices": [0, 1, 2],
+                        "help": "0 copy, 1 clean up, 2 also fold weights and fuse (2)"}),
+        (("--passes",), {"metavar": "A,B", "help": "run these passes instead of a level"}),
+        (("--target-opset",), {"type": _int_at_least(1), "metavar": "N",
+                               "help": "convert to this opset first (fusions into newer ops)"}),
+        (("--check",), {"action": "store_true",
+                        "help": "run both models on random inputs at two sizes of each "
+                                "dynamic dim; fail on a difference"}),
     ]),
 }  # fmt: skip
 

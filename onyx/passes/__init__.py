@@ -1,0 +1,124 @@
+"""Rewrites of the IR, one small named pass per idea, composed into levels: ``onyx.optimize``.
+
+    m2 = onyx.optimize(m)                        # a new model; m is left as it was
+    m3 = onyx.optimize(m, passes=["dead-code", "constant-folding"])
+
+Every pass edits a model in place and reports whether it changed anything (``PassResult``); a
+level repeats its passes until none does (``Fixpoint``, capped). Passes see every graph: the
+main graph, subgraphs, and model-local function bodies. The output holds standard operators
+only: fusions emit LayerNormalization, Gelu, RMSNormalization and Attention where the model's
+opset has them (``target_opset`` upgrades the model first).
+"""
+
+from __future__ import annotations
+
+import collections
+
+from onyx.errors import OptionError, PassError
+from onyx.ir import Model
+from onyx.passes import affine, algebra, basic, fusions, shapefold
+from onyx.passes.core import Fixpoint, Options, Pass, PassResult, all_graphs
+from onyx.passes.inline import inline_functions
+from onyx.passes.rules import Match, Rule, apply_rules
+
+__all__ = [
+    "PASSES",
+    "Fixpoint",
+    "Match",
+    "Options",
+    "Pass",
+    "PassError",
+    "PassResult",
+    "Rule",
+    "apply_rules",
+    "optimize",
+]
+
+#: Every pass by name, in the order a level runs them.
+PASSES: dict[str, Pass] = {p.name: p for p in (
+    basic.constants_to_initializers,
+    algebra.infer,
+    shapefold.fold_shapes,
+    basic.fold_constants,
+    algebra.identities,
+    algebra.layout_chains,
+    affine.fold_affine,
+    affine.pad_into_conv,
+    affine.matmul_add_to_gemm,
+    fusions.fusions,
+    basic.dedupe_initializers,
+    basic.cse,
+    basic.dead_code,
+    basic.dead_functions,
+)}  # fmt: skip
+
+#: Levels: 0 nothing, 1 cleanups that keep every operator, 2 everything (the default).
+LEVELS: dict[int, list[str]] = {
+    0: [],
+    1: ["constant-to-initializer", "infer-shapes", "shape-folding", "constant-folding",
+        "identities", "dedupe-initializers", "common-subexpressions", "dead-code",
+        "dead-functions"],
+    2: list(PASSES),
+}
+
+
+def optimize(model: Model, level: int = 2, passes: list[str] | None = None,
+             target_opset: int | None = None, fold_limit: int = 16 << 20,
+             inline: bool = False, counts: collections.Counter | None = None) -> Model:  # fmt: skip
+    """A smaller model computing the same: folded, simplified and fused into standard ops.
+
+    ``level`` 0 copies, 1 cleans up (folding, identities, dead code, duplicates), 2 also folds
+    weights and fuses (the default). ``passes`` names the passes to run instead (see
+    ``PASSES``). ``target_opset`` first converts the model to that opset (so fusions into newer
+    operators apply). ``fold_limit`` is how many bytes a folded constant may grow past its
+    inputs. ``inline`` inlines model-local functions first. ``counts`` receives what was done.
+    """
+    from onyx.serde import as_model
+    from onyx.shapes import clone_model
+
+    model = as_model(model)
+    if passes is None:
+        if level not in LEVELS:
+            raise OptionError(f"optimize: level {level!r} is not one of {sorted(LEVELS)}")
+        names = LEVELS[level]
+    else:
+        unknown = [p for p in passes if p not in PASSES and p != "inline"]
+        if unknown:
+            raise OptionError(
+                f"optimize: unknown pass {unknown[0]!r}; passes are: {', '.join(PASSES)}, inline"
+            )
+        inline = inline or "inline" in passes
+        names = [p for p in passes if p != "inline"]
+    if target_opset is not None and (model.opset("") or 1) < target_opset:
+        from onyx.version_converter import convert_version
+
+        model = convert_version(model, target_opset)
+    work = clone_model(model)
+    if names and work.ir_version < 4:
+        # before IR 4 every initializer had to be listed as an input too: they are constants
+        # (what an exporter meant), listed apart from the inputs in IR 4 and later
+        g = work.graph
+        g.inputs[:] = [v for v in g.inputs if v.name not in g.initializers]
+        work.ir_version = 4
+    options = Options(fold_limit=fold_limit, inline=inline)
+    options.declared = {v for g in all_graphs(work) for v in g.value_info}
+    kept_types = {id(v): v.type for g in all_graphs(work) for v in (*g.inputs, *g.outputs)}
+    result = PassResult()
+    if inline:
+        result.add(inline_functions(work, options))
+    if names:
+        if "infer-shapes" not in names and any(n in _NEEDS_TYPES for n in names):
+            names = ["infer-shapes", *names]
+        level_pass = Fixpoint([PASSES[n] for n in names], name=f"optimize level {level}")
+        result.add(level_pass(work, options))
+    for g in all_graphs(work):
+        for v in (*g.inputs, *g.outputs):
+            if kept_types.get(id(v)) is not None:  # declared types stay as written
+                v.type = kept_types[id(v)]
+    if counts is not None:
+        counts.update(result.counts)
+    return work
+
+
+_NEEDS_TYPES = frozenset({"shape-folding", "identities", "layout-chains", "fold-affine",
+                          "matmul-add-to-gemm", "fusions"})  # fmt: skip

@@ -1,0 +1,272 @@
+"""Types, algebraic identities, no-op operators and chains of layout operators.
+
+``infer`` refreshes the element types and (symbolic) shapes that later passes read, and the
+values of shape computations that shape folding needs. The identity passes bypass a node whose
+result equals one of its inputs (x+0, x*1, Identity, Dropout in inference, a Cast to the same
+type, an identity Transpose, a Reshape/Expand/Pad/Slice/Split/Concat that changes nothing).
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+from onyx.errors import OnyxError
+from onyx.ir import Model, Node, Value
+from onyx.passes.core import (
+    Options,
+    PassResult,
+    Site,
+    all_graphs,
+    can_bypass,
+    elem_type,
+    graph_pass,
+    remove_dead,
+    remove_node,
+    replace_value,
+    set_attr,
+    static_shape,
+)  # fmt: skip
+
+
+class Infer:
+    """Shape and type inference, in place, keeping the values of shape computations."""
+
+    name = "infer-shapes"
+
+    def __call__(self, model: Model, options: Options) -> PassResult:
+        from onyx.shapes import _Inference
+
+        kept = options.declared
+        for g in all_graphs(model):
+            for node in g.nodes:
+                for v in node.outputs:
+                    if v is not None and v not in kept and v not in g.outputs:
+                        v.type = None
+            g.value_info[:] = [v for v in g.value_info if v in kept]
+        inference = _Inference(model, False, True, [])
+        try:
+            inference.run()
+        except OnyxError:
+            options.known = {}
+            return PassResult()
+        options.known = inference.known
+        for g in all_graphs(model):  # inference lists what it typed; the result lists only its own
+            g.value_info[:] = [v for v in g.value_info if v in kept]
+        return PassResult()  # types are bookkeeping: never a change by themselves
+
+
+infer = Infer()
+
+
+def _bypass(site: Site, node: Node, source: Value, out: Value | None = None) -> bool:
+    """Let readers of ``node``'s result read ``source``; remove the node. False when it can't."""
+    out = out or node.outputs[0]
+    g = site.graph
+    if not can_bypass(g, out, source):
+        return False
+    if out.type is not None and source.type is not None:
+        if getattr(out.type, "dtype", None) != getattr(source.type, "dtype", None):
+            return False
+    replace_value(g, out, source, site)
+    remove_dead(g, [node])
+    return True
+
+
+def _same_shape(a: tuple | None, b: tuple | None) -> bool:
+    return a is not None and b is not None and len(a) == len(b) and all(
+        x == y and x is not None for x, y in zip(a, b)
+    )
+
+
+def _keeps_shape(x: Value, c: np.ndarray) -> bool:
+    """Whether broadcasting ``x`` against a constant of ``c``'s shape leaves x's shape."""
+    if c.ndim == 0:
+        return True  # a scalar never changes the shape it broadcasts with
+    shape = static_shape(x)
+    if shape is None or c.ndim > len(shape):
+        return False
+    return all(n == 1 or n == d for n, d in zip(c.shape[::-1], shape[::-1]))
+
+
+def _is(c: np.ndarray | None, v: float) -> bool:
+    return c is not None and c.dtype != object and c.size > 0 and bool(np.all(c == v))
+
+
+def _neutral(site: Site, node: Node) -> Value | None:
+    """The input that ``node``'s result equals, or None."""
+    op, ins = node.op_type, node.inputs
+    c = site.const
+    if op == "Identity" and ins:
+        return ins[0]
+    if op == "Dropout" and ins:
+        training = c(ins[2]) if len(ins) > 2 and ins[2] is not None else np.array(False)
+        mask_used = len(node.outputs) > 1 and node.outputs[1] is not None and (
+            node.outputs[1].uses or node.outputs[1] in site.graph.outputs
+        )
+        if training is not None and not bool(training) and not mask_used:
+            if node.attribute("is_test", 1) or site.opset >= 7:
+                return ins[0]
+        return None
+    if op in ("Add", "Sub", "Mul", "Div", "Pow") and len(ins) == 2:
+        a, b = ins
+        if op in ("Add", "Sub") and _is(c(b), 0) and _keeps_shape(a, c(b)):
+            return a
+        if op == "Add" and _is(c(a), 0) and _keeps_shape(b, c(a)):
+            return b
+        if op in ("Mul", "Div", "Pow") and _is(c(b), 1) and _keeps_shape(a, c(b)):
+            return a
+        if op == "Mul" and _is(c(a), 1) and _keeps_shape(b, c(a)):
+            return b
+        return None
+    if op == "Cast" and ins:
+        to = node.attribute("to")
+        return ins[0] if to is not None and elem_type(ins[0]) == to else None
+    if op == "CastLike" and len(ins) == 2:
+        t = elem_type(ins[1])
+        return ins[0] if t is not None and elem_type(ins[0]) == t else None
+    if op == "Transpose" and ins:
+        perm = node.attribute("perm")
+        shape = static_shape(ins[0])
+        if perm is not None and list(perm) == list(range(len(perm))):
+            return ins[0]
+        if perm is None and shape is not None and len(shape) <= 1:
+            return ins[0]
+        return None
+    if op in ("Reshape", "Expand", "Squeeze", "Unsqueeze", "Flatten") and ins:
+        x, y = ins[0], node.outputs[0]
+        if _same_shape(static_shape(x), static_shape(y)):
+            return x
+        if op == "Expand" and len(ins) == 2:
+            t = c(ins[1])
+            if t is not None and _is(t, 1) and _keeps_shape(x, t):
+                return x
+        if op == "Reshape" and len(ins) == 2:
+            t, shape = c(ins[1]), static_shape(x)
+            if t is not None and shape is not None and len(t) == len(shape):
+                if not node.attribute("allowzero", 0):
+                    same = [int(v) == 0 or d == int(v) for v, d in zip(t.reshape(-1), shape)]
+                    if all(same):
+                        return x
+        return None
+    if op == "Pad" and ins:
+        pads = c(ins[1]) if len(ins) > 1 else np.asarray(node.attribute("pads", [1]))
+        if pads is not None and pads.dtype != object and not np.any(pads):
+            return ins[0]
+        return None
+    if op == "Slice" and len(ins) >= 3:
+        x, y = ins[0], node.outputs[0]
+        if _same_shape(static_shape(x), static_shape(y)):
+            steps = c(ins[4]) if len(ins) > 4 and ins[4] is not None else np.ones(1)
+            if steps is not None and _is(steps, 1):
+                return x
+        starts, ends = c(ins[1]), c(ins[2])
+        if starts is not None and ends is not None and _is(starts, 0) and starts.size:
+            steps = c(ins[4]) if len(ins) > 4 and ins[4] is not None else np.ones(1)
+            if steps is not None and _is(steps, 1) and np.all(ends >= 2**31 - 1):
+                return x
+        return None
+    if op in ("Concat", "Sum", "Max", "Min", "Mean") and len(ins) == 1:
+        return ins[0]
+    if op == "Split" and len(node.outputs) == 1 and ins:
+        return ins[0]
+    return None
+
+
+@graph_pass("identities")
+def identities(site: Site) -> int:
+    """Bypass nodes whose result equals an input: x+0, x*1, Identity, Dropout, no-op Cast/..."""
+    done = collections.Counter()
+    for node in list(site.graph.nodes):
+        if node.graph is not site.graph or node.domain not in ("", "ai.onnx"):
+            continue
+        source = _neutral(site, node)
+        if source is not None and _bypass(site, node, source):
+            done[f"drop-{node.op_type}"] += 1
+    return done
+
+
+# --- chains of layout operators -------------------------------------------------------------
+def _only_reader(value: Value, site: Site) -> bool:
+    return len(value.uses) == 1 and value not in site.graph.outputs
+
+
+@graph_pass("layout-chains")
+def layout_chains(site: Site) -> int:
+    """Merge Transpose∘Transpose, Reshape∘Reshape, Unsqueeze∘Unsqueeze, Squeeze of Unsqueeze."""
+    done = collections.Counter()
+    g = site.graph
+    for node in list(g.nodes):
+        if node.graph is not g or node.domain not in ("", "ai.onnx") or not node.inputs:
+            continue
+        x = node.inputs[0]
+        first = x.producer if x is not None else None
+        if first is None or first.graph is not g or first.domain not in ("", "ai.onnx"):
+            continue
+        op, op0 = node.op_type, first.op_type
+        if op == "Transpose" and op0 == "Transpose":
+            p1, p2 = first.attribute("perm"), node.attribute("perm")
+            if p1 is None or p2 is None:
+                continue
+            perm = [list(p1)[i] for i in p2]
+            node.set_input(0, first.inputs[0])
+            set_attr(node, "perm", perm)
+            remove_dead(g, [first])
+            done["transpose-transpose"] += 1
+        elif op == "Reshape" and op0 in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
+            target = site.const(node.inputs[1]) if len(node.inputs) > 1 else None
+            if target is None or target.dtype == object:
+                continue
+            if np.any(target == 0) and not node.attribute("allowzero", 0):
+                continue  # 0 copies a dim of the input, which the chain changes
+            node.set_input(0, first.inputs[0])
+            remove_dead(g, [first])
+            done["reshape-chain"] += 1
+        elif op == "Unsqueeze" and op0 == "Unsqueeze" and site.opset >= 13 and len(node.inputs) > 1:
+            a1, a2 = site.const(first.inputs[1]) if len(first.inputs) > 1 else None, site.const(
+                node.inputs[1]
+            )
+            if a1 is None or a2 is None or not _only_reader(x, site):
+                continue
+            shape = static_shape(first.inputs[0])
+            if shape is None:
+                continue
+            r = len(shape) + a1.size
+            a1n = sorted(int(a) % r for a in a1.reshape(-1))
+            r2 = r + a2.size
+            a2n = sorted(int(a) % r2 for a in a2.reshape(-1))
+            # place a1's axes in the final rank: shift by the a2 axes inserted before them
+            final = list(a2n)
+            for a in a1n:
+                pos = a
+                for b in a2n:
+                    if b <= pos:
+                        pos += 1
+                final.append(pos)
+            if len(set(final)) != len(final):
+                continue
+            axes = site.new_const(np.asarray(sorted(final), np.int64), "axes")
+            node.set_input(0, first.inputs[0])
+            node.set_input(1, axes)
+            remove_dead(g, [first])
+            done["unsqueeze-unsqueeze"] += 1
+        elif op == "Squeeze" and op0 == "Unsqueeze" and site.opset >= 13:
+            a1 = site.const(first.inputs[1]) if len(first.inputs) > 1 else None
+            a2 = site.const(node.inputs[1]) if len(node.inputs) > 1 else None
+            shape = static_shape(first.inputs[0])
+            if a1 is None or a2 is None or shape is None:
+                continue
+            r = len(shape) + a1.size
+            if sorted(int(a) % r for a in a1.reshape(-1)) != sorted(
+                int(a) % r for a in a2.reshape(-1)
+            ):
+                continue
+            if _bypass(site, node, first.inputs[0]):
+                remove_dead(g, [first])
+                done["unsqueeze-squeeze"] += 1
+    return done
+
+
+def drop_node(node: Node) -> None:
+    remove_node(node)

@@ -1,0 +1,238 @@
+"""Dead code, constants, constant folding, duplicate weights and common subexpressions."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import math
+
+import numpy as np
+
+from onyx.ir import Graph, Model, Node, Tensor
+from onyx.passes.core import (
+    STANDARD_DOMAINS,
+    Options,
+    PassResult,
+    Site,
+    graph_pass,
+    is_used,
+    remove_node,
+    replace_value,
+)  # fmt: skip
+from onyx.passes.evaluate import evaluate
+
+
+@graph_pass("dead-code")
+def dead_code(site: Site) -> int:
+    """Remove nodes whose results nobody reads and initializers nothing reads."""
+    g = site.graph
+    removed = 0
+    for node in reversed(list(g.nodes)):
+        if node.outputs and not any(is_used(v, g) for v in node.outputs):
+            remove_node(node)
+            removed += 1
+    inputs = set(g.inputs)
+    for name, value in list(g.initializers.items()):
+        if value not in inputs and not is_used(value, g):
+            del g.initializers[name]
+            removed += 1
+    return removed
+
+
+class DeadFunctions:
+    """Remove model-local functions that no node calls (directly or through another function)."""
+
+    name = "dead-functions"
+
+    def __call__(self, model: Model, options: Options) -> PassResult:
+        called: set = set()
+        todo = [model.graph]
+        while todo:
+            g = todo.pop()
+            for node in g.all_nodes():
+                key = (node.domain, node.op_type, node.overload)
+                if key in model.functions and key not in called:
+                    called.add(key)
+                    todo.append(model.functions[key].graph)
+        dead = [k for k in model.functions if k not in called]
+        for k in dead:
+            del model.functions[k]
+        return PassResult(bool(dead), collections.Counter({self.name: len(dead)} if dead else {}))
+
+
+dead_functions = DeadFunctions()
+
+
+@graph_pass("constant-to-initializer")
+def constants_to_initializers(site: Site) -> int:
+    """Turn Constant nodes into initializers (function bodies keep theirs)."""
+    if site.in_function:
+        return 0
+    g, moved = site.graph, 0
+    for node in list(g.nodes):
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+            continue
+        array = site.const(node.outputs[0])
+        if array is None:
+            continue
+        out = node.outputs[0]
+        if out in g.outputs:
+            continue  # a graph output stays a node's output
+        remove_node_keep(node)
+        out.const_value = Tensor(array, out.name)
+        g.add_initializer(out)
+        moved += 1
+    return moved
+
+
+def remove_node_keep(node: Node) -> None:
+    """Remove ``node`` but let its outputs live on (their readers keep reading them)."""
+    g = node.graph
+    g.nodes.remove(node)
+    node._detach()
+    node.graph = None
+    for v in node.outputs:
+        if v is not None:
+            v.producer, v.index = None, None
+
+
+def _nbytes(a: np.ndarray) -> int:
+    return a.nbytes if a.dtype != object else 8 * a.size
+
+
+@graph_pass("constant-folding")
+def fold_constants(site: Site) -> int:
+    """Compute nodes whose inputs are all constants, once, now (never growing past the limit)."""
+    g, folded = site.graph, 0
+    limit = site.options.fold_limit
+    for node in list(g.nodes):
+        if node.graph is not g or node.op_type == "Constant" or not node.inputs:
+            continue
+        if node.domain not in STANDARD_DOMAINS and (
+            (node.domain, node.op_type, node.overload) not in site.model.functions
+        ):
+            continue
+        if any(True for _ in node.subgraphs()) or any(a.is_ref for a in node.attributes.values()):
+            continue
+        if any(v in g.outputs for v in node.outputs):
+            continue  # a graph output stays a node's result
+        arrays = [None if v is None else site.const(v) for v in node.inputs]
+        if any(a is None and v is not None for a, v in zip(arrays, node.inputs)):
+            continue
+        outs = evaluate(node, arrays, site.opsets, site.model.functions)
+        if outs is None or len(outs) != len(node.outputs):
+            continue
+        grown = sum(_nbytes(a) for a in outs) - sum(_nbytes(a) for a in arrays if a is not None)
+        if grown > limit:
+            continue
+        for value, array in zip(node.outputs, outs):
+            if value is None or not is_used(value, g):
+                continue
+            replace_value(g, value, site.new_const(array, value.name, before=node), site)
+        remove_node(node)
+        folded += 1
+    return folded
+
+
+def _content_key(tensor: Tensor) -> tuple | None:
+    """(type, shape, a digest of a sample of the elements): equal tensors have equal keys."""
+    try:
+        a = tensor.numpy()
+    except Exception:  # noqa: BLE001 - an undecodable weight is left as it is
+        return None
+    if a.dtype == object:
+        return None
+    flat = a.reshape(-1)
+    sample = flat[:: max(1, flat.size // 1024)]  # a strided sample: cheap on big weights
+    data = np.ascontiguousarray(sample).tobytes()
+    digest = hashlib.blake2b(data, digest_size=16).digest() if len(data) > 64 else data
+    return (int(tensor.dtype), tuple(a.shape), digest)
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    x, y = a.numpy(), b.numpy()
+    return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+@graph_pass("dedupe-initializers")
+def dedupe_initializers(site: Site) -> int:
+    """Make initializers with the same type, shape and bytes one initializer."""
+    g = site.graph
+    inputs = set(g.inputs)
+    seen: dict[tuple, list] = {}
+    merged = 0
+    for name, value in list(g.initializers.items()):
+        if value in inputs or not isinstance(value.const_value, Tensor):
+            continue
+        key = _content_key(value.const_value)
+        if key is None:
+            continue
+        group = seen.setdefault(key, [])
+        first = next((v for v in group if _same(v.const_value, value.const_value)), None)
+        if first is None:
+            group.append(value)
+            continue
+        if value in g.outputs:
+            continue
+        replace_value(g, value, first, site)
+        del g.initializers[name]
+        merged += 1
+    return merged
+
+
+def _attr_key(value) -> object:
+    if isinstance(value, Tensor):
+        try:
+            a = value.numpy()
+        except Exception:  # noqa: BLE001 - an undecodable tensor matches only itself
+            return id(value)
+        return id(value) if a.dtype == object else (str(a.dtype), a.shape, a.tobytes())
+    if isinstance(value, list | tuple):
+        return tuple(_attr_key(v) for v in value)
+    if isinstance(value, Graph):
+        raise TypeError
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return value
+
+
+def node_key(node: Node) -> tuple | None:
+    """What makes two nodes compute the same thing: operator, inputs and attributes."""
+    try:
+        attrs = tuple(sorted((k, a.ref_attr_name or "", _attr_key(a.value))
+                             for k, a in node.attributes.items()))  # fmt: skip
+    except TypeError:
+        return None
+    inputs = tuple(id(v) if v is not None else None for v in node.inputs)
+    return (node.domain, node.op_type, node.overload, inputs, attrs, len(node.outputs))
+
+
+@graph_pass("common-subexpressions")
+def cse(site: Site) -> int:
+    """Merge nodes that compute the same operator on the same inputs with the same attributes."""
+    g = site.graph
+    seen: dict[tuple, Node] = {}
+    merged = 0
+    for node in list(g.nodes):
+        if node.op_type in ("RandomNormal", "RandomUniform", "RandomNormalLike",
+                            "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"):  # fmt: skip
+            continue
+        if node.domain not in STANDARD_DOMAINS:
+            continue
+        key = node_key(node)
+        if key is None:
+            continue
+        first = seen.setdefault(key, node)
+        if first is node:
+            continue
+        if any(v in g.outputs for v in node.outputs if v is not None) and any(
+            v in g.outputs for v in first.outputs if v is not None
+        ):
+            continue  # two outputs stay two values
+        for old, new in zip(node.outputs, first.outputs):
+            if old is not None and new is not None:
+                replace_value(g, old, new, site)
+        if not any(is_used(v, g) for v in node.outputs):
+            remove_node(node)
+            merged += 1
+    return merged

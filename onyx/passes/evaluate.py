@@ -1,0 +1,35 @@
+"""The one door from passes into the runtime: run a single node on constant inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onyx.ir import Function, Graph, Node
+
+#: Operators whose result is not a function of their inputs alone: never evaluated.
+NOT_FOLDABLE = frozenset({
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    "Bernoulli", "Dropout",
+})  # fmt: skip
+
+
+def evaluate(node: Node, inputs: list[np.ndarray | None], opsets: dict[str, int],
+             functions: dict[tuple[str, str, str], Function]) -> list[np.ndarray] | None:  # fmt: skip
+    """The outputs of ``node`` on ``inputs`` (arrays), or None when it cannot run here."""
+    if node.op_type in NOT_FOLDABLE or any(True for _ in node.subgraphs()):
+        return None
+    from onyx.runtime.plan import Context, Plan  # the runtime loads only when folding runs
+
+    try:
+        plan = Plan(Graph(), Context(opsets, functions, optimize=False))
+        fn, captured = plan._prepare(node)
+        if captured:
+            return None
+        with np.errstate(all="ignore"):
+            result = fn(*inputs)
+    except Exception:  # noqa: BLE001 - a node that fails now fails at run time, with its name
+        return None
+    results = result if type(result) is tuple else (result,)
+    if not all(isinstance(r, np.ndarray | np.generic) for r in results):
+        return None
+    return [np.asarray(r) for r in results]
