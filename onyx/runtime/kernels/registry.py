@@ -4,33 +4,56 @@ A kernel is a function ``fn(*inputs, **attributes)`` or a class whose ``__init__
 attributes and whose ``__call__`` takes the inputs. Inputs are numpy arrays (None for an omitted
 optional input); attributes arrive parsed (int, float, str, lists, numpy arrays for tensors) and
 the signature's defaults are the standard's. A kernel returns one array or a tuple of arrays.
+
+The table class, ``OpTable``, is shared: the PyTorch bridge keeps its converters in one too
+(onyx/pytorch/registry.py), so both dispatch by the same rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-KERNELS: dict[tuple[str, str], dict[int, Callable]] = {}
+
+class OpTable(dict[tuple[str, str], dict[int, Callable]]):
+    """Implementations of operators: (domain, op_type) -> {since_version: implementation}.
+
+    ``lookup`` picks the newest since_version not above the model's opset; "" and "ai.onnx"
+    are the same domain.
+    """
+
+    def register(self, op_type: str, *since_versions: int, domain: str = ""):
+        """A decorator registering its target for ``op_type`` from each given opset version on."""
+        if not since_versions:
+            raise TypeError(f"register({op_type!r}) needs at least one since_version")
+        key = ("" if domain == "ai.onnx" else domain, op_type)
+
+        def register(impl):
+            versions = self.setdefault(key, {})
+            for version in since_versions:
+                versions[version] = impl
+            return impl
+
+        return register
+
+    def lookup(self, domain: str, op_type: str, opset: int) -> Callable | None:
+        """The implementation with the newest since_version not above ``opset`` (None if none)."""
+        versions = self.get(("" if domain == "ai.onnx" else domain, op_type))
+        if not versions:
+            return None
+        usable = [v for v in versions if v <= opset]
+        return versions[max(usable)] if usable else None
+
+
+KERNELS = OpTable()
 
 
 def kernel(op_type: str, *since_versions: int, domain: str = ""):
     """Register the decorated function or class for ``op_type`` from each given opset version on."""
     if not since_versions:
         raise TypeError(f"kernel({op_type!r}) needs at least one since_version")
-
-    def register(impl):
-        table = KERNELS.setdefault((domain, op_type), {})
-        for version in since_versions:
-            table[version] = impl
-        return impl
-
-    return register
+    return KERNELS.register(op_type, *since_versions, domain=domain)
 
 
 def lookup(domain: str, op_type: str, opset: int) -> Callable | None:
     """The implementation with the newest since_version not above ``opset`` (None if none)."""
-    table = KERNELS.get(("" if domain == "ai.onnx" else domain, op_type))
-    if not table:
-        return None
-    versions = [v for v in table if v <= opset]
-    return table[max(versions)] if versions else None
+    return KERNELS.lookup(domain, op_type, opset)
