@@ -194,8 +194,8 @@ def conv_integer(cx, x, w, x_zero_point=None, w_zero_point=None, *, auto_pad: st
                  dilations: list[int] | None = None, group: int = 1,
                  kernel_shape: list[int] | None = None, pads: list[int] | None = None,
                  strides: list[int] | None = None):  # fmt: skip
-    attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                 pads=pads, strides=strides)  # fmt: skip
+    attrs = {"auto_pad": auto_pad, "dilations": dilations, "group": group, "kernel_shape": kernel_shape,
+                 "pads": pads, "strides": strides}  # fmt: skip
     return _int_conv(cx, x, x_zero_point, w, w_zero_point, attrs).to(torch.int32)
 
 
@@ -204,8 +204,8 @@ def qlinear_conv(cx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
                  B=None, *, auto_pad: str = "NOTSET", dilations: list[int] | None = None,
                  group: int = 1, kernel_shape: list[int] | None = None,
                  pads: list[int] | None = None, strides: list[int] | None = None):  # fmt: skip
-    attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                 pads=pads, strides=strides)  # fmt: skip
+    attrs = {"auto_pad": auto_pad, "dilations": dilations, "group": group, "kernel_shape": kernel_shape,
+                 "pads": pads, "strides": strides}  # fmt: skip
     acc = _int_conv(cx, x, x_zero_point, w, w_zero_point, attrs).to(torch.float64)
     rank = cx.rank(x)
     if B is not None:

@@ -29,6 +29,20 @@ def _static(cx, x) -> tuple[int, ...]:
     return shape
 
 
+def _known(cx, x) -> np.ndarray:
+    """The values of a scales/sizes/roi input, known now: a constant, or a float initializer
+    (which the module holds as a Parameter; resizing reads its value at conversion)."""
+    c = cx.const(x)
+    if c is not None:
+        return c
+    v = cx.value(x)
+    if v is not None and v.const_value is not None:
+        return v.const_value.numpy()
+    if isinstance(x, torch.nn.Parameter):  # a run-time step gets the Parameter itself
+        return x.detach().cpu().numpy()
+    raise NeedsValues()
+
+
 def _work(dtype: torch.dtype) -> torch.dtype:
     if dtype == torch.float64 or dtype in (torch.int32, torch.int64):
         return torch.float64
@@ -90,19 +104,17 @@ def resize(cx, x, roi=None, scales=None, sizes=None, *, mode: str = "nearest",
            nearest_mode: str = "round_prefer_floor", antialias: int = 0,
            axes: list[int] | None = None,
            keep_aspect_ratio_policy: str = "stretch"):  # fmt: skip
-    try:  # the runtime kernel validates the attributes and resolves the options
-        kernel = _rt.Resize(mode=mode, coordinate_transformation_mode=coordinate_transformation_mode,
-                            cubic_coeff_a=cubic_coeff_a, exclude_outside=exclude_outside,
-                            extrapolation_value=extrapolation_value, nearest_mode=nearest_mode,
-                            antialias=antialias, axes=axes,
-                            keep_aspect_ratio_policy=keep_aspect_ratio_policy)  # fmt: skip
-    except Exception as e:
-        raise cx.fail(str(e)) from None
+    # the runtime kernel validates the attributes (KernelError) and resolves the options
+    kernel = _rt.Resize(mode=mode, coordinate_transformation_mode=coordinate_transformation_mode,
+                        cubic_coeff_a=cubic_coeff_a, exclude_outside=exclude_outside,
+                        extrapolation_value=extrapolation_value, nearest_mode=nearest_mode,
+                        antialias=antialias, axes=axes,
+                        keep_aspect_ratio_policy=keep_aspect_ratio_policy)  # fmt: skip
     in_shape = _static(cx, x)
     rank = len(in_shape)
     axes = list(range(rank)) if axes is None else [a % rank for a in axes]
-    scales = None if scales is None else cx.need_const(scales).reshape(-1)
-    sizes = None if sizes is None else cx.need_const(sizes).reshape(-1)
+    scales = None if scales is None else _known(cx, scales).reshape(-1)
+    sizes = None if sizes is None else _known(cx, sizes).reshape(-1)
     scales = None if scales is not None and scales.size == 0 else scales
     sizes = None if sizes is not None and sizes.size == 0 else sizes
     if (scales is None) == (sizes is None):
@@ -131,7 +143,7 @@ def resize(cx, x, roi=None, scales=None, sizes=None, *, mode: str = "nearest",
                 axis_scale[a], lengths[a] = scale, scale * in_shape[a]
     rois = [(0.0, 1.0)] * rank
     if coordinate_transformation_mode == "tf_crop_and_resize":
-        r = None if roi is None else cx.need_const(roi).reshape(-1).astype(np.float64)
+        r = None if roi is None else _known(cx, roi).reshape(-1).astype(np.float64)
         if r is None or len(r) != 2 * n:
             raise cx.fail(f"mode 'tf_crop_and_resize' needs an 'roi' of {2 * n} values")
         for i, a in enumerate(axes):
@@ -168,7 +180,7 @@ def _legacy(cx, x, scales, mode: str, downsample_ceil: bool):
 
 @converter("Resize", 10)
 def resize_10(cx, x, scales, *, mode: str = "nearest"):
-    return _legacy(cx, x, cx.need_const(scales), mode, True)
+    return _legacy(cx, x, _known(cx, scales), mode, True)
 
 
 @converter("Upsample", 7)
@@ -178,7 +190,7 @@ def upsample_7(cx, x, *, mode: str = "nearest", scales: list[float]):
 
 @converter("Upsample", 9)
 def upsample_9(cx, x, scales, *, mode: str = "nearest"):
-    return _legacy(cx, x, cx.need_const(scales), mode, False)
+    return _legacy(cx, x, _known(cx, scales), mode, False)
 
 
 # --- GridSample, AffineGrid ----------------------------------------------------------------
@@ -302,10 +314,12 @@ def onnx_nms(boxes, scores, limit, iou_max, min_score, center_point_box: int):
             while order.numel() and len(kept) < limit:
                 best, rest = order[0], order[1:]
                 kept.append(int(best))
-                ih = torch.minimum(y2[bi, best], y2[bi, rest]) - torch.maximum(y1[bi, best],
-                                                                               y1[bi, rest])
-                iw = torch.minimum(x2[bi, best], x2[bi, rest]) - torch.maximum(x1[bi, best],
-                                                                               x1[bi, rest])
+                ih = torch.minimum(y2[bi, best], y2[bi, rest]) - torch.maximum(
+                    y1[bi, best], y1[bi, rest]
+                )
+                iw = torch.minimum(x2[bi, best], x2[bi, rest]) - torch.maximum(
+                    x1[bi, best], x1[bi, rest]
+                )
                 inter = torch.clamp(ih, min=0) * torch.clamp(iw, min=0)
                 union = area[bi, best] + area[bi, rest] - inter
                 iou = torch.where(union > 0, inter / union, torch.zeros_like(inter))
@@ -341,7 +355,7 @@ def _roi_taps(coord, size: int):
 def onnx_roi_align(x, rois, batch_indices, *, half_pixel: bool, mode: str, oh: int, ow: int,
                    sampling_ratio: int, scale: float):  # fmt: skip
     """RoiAlign in eager torch (one region at a time; bilinear samples averaged or maxed)."""
-    n, c, h, w = x.shape
+    _n, c, h, w = x.shape
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     xf = x.to(work)
     off = 0.5 if half_pixel else 0.0
@@ -405,11 +419,11 @@ def roi_align(cx, x, rois, batch_indices, *, coordinate_transformation_mode: str
 
 def onnx_max_roi_pool(x, rois, *, ph: int, pw: int, scale: float):
     """MaxRoiPool in eager torch: max over each bin of each (rounded) region."""
-    n, c, h, w = x.shape
+    _n, c, h, w = x.shape
     y = torch.zeros(rois.shape[0], c, ph, pw, dtype=x.dtype, device=x.device)
     for r, roi in enumerate(rois.to(torch.float64).tolist()):
         b = int(roi[0])
-        x1, y1, x2, y2 = (int(round(v * scale)) for v in roi[1:])
+        x1, y1, x2, y2 = (round(v * scale) for v in roi[1:])
         rh, rw = max(y2 - y1 + 1, 1), max(x2 - x1 + 1, 1)
         bh, bw = rh / ph, rw / pw
         for i in range(ph):
