@@ -75,7 +75,10 @@ def normalize(msg) -> None:
 
 
 def _repeated(field) -> bool:
-    return field.is_repeated
+    # protobuf 5.26 added is_repeated (and later deprecated label); 4.25 has only label
+    if hasattr(field, "is_repeated"):
+        return field.is_repeated
+    return field.label == FieldDescriptor.LABEL_REPEATED
 
 
 def _canonical_data(t: onnx.TensorProto) -> None:
