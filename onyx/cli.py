@@ -9,6 +9,7 @@ onyx bench MODEL [-n RUNS] [--warmup N] [--per-op] [--profile OUT.json] [feeds a
 onyx check MODEL [--full] [--all] [--json]
 onyx shapes MODEL [-o OUT] [--json]
 onyx convert-version MODEL --opset N -o OUT
+onyx optimize MODEL OUT [--level 0|1|2] [--passes A,B] [--target-opset N] [--check] [--explain]
 onyx batch MODEL INPUT OUTPUT [--batch-size N] [--workers N] [--engine local|ray] [--strict] ...
 
 MODEL is a path, or sample:NAME for a model that ships with onyx (sample:mlp).
@@ -725,16 +726,146 @@ def cmd_batch(args) -> None:
         args.model, args.input, args.output, batch_size=args.batch_size, columns=columns,
         workers=args.workers, threads=args.threads, engine=args.engine,
         ray_address=args.ray_address, strict=args.strict, progress=progress if shown else None,
+        gpus_per_worker=args.gpus_per_worker,
     )  # fmt: skip
     if shown:
         sys.stderr.write("\n")
     print(summary)
 
 
-def cmd_optimize(args) -> int:
-    from onyx._optimize_cli import cmd_optimize as run
+def _optimize_parameters(model) -> int:
+    return sum(math.prod(v.const_value.dims) for v in model.graph.initializers.values()
+               if v.const_value is not None)  # fmt: skip
 
-    return run(args)
+
+def _optimize_table(before, after, size_in: int, size_out: int) -> str:
+    """Nodes by op type, parameters and file size, before and after, as text."""
+    a = collections.Counter(n.op_type for n in before.graph.nodes)
+    b = collections.Counter(n.op_type for n in after.graph.nodes)
+    rows = [("", "before", "after")]
+    for op in sorted(set(a) | set(b), key=lambda k: (-a[k], k)):
+        rows.append((op, str(a[op]), str(b[op])))
+    rows.append(("nodes", str(sum(a.values())), str(sum(b.values()))))
+    rows.append(("parameters", f"{_optimize_parameters(before):,}",
+                 f"{_optimize_parameters(after):,}"))  # fmt: skip
+    rows.append(("file size", f"{size_in / 1e6:.2f} MB", f"{size_out / 1e6:.2f} MB"))
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}" for r in rows)
+
+
+def _optimize_feeds(model, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random feeds for the model's inputs, every dynamic dim ``size``."""
+    feeds = {}
+    for v in model.graph.inputs:
+        if v.name in model.graph.initializers:
+            continue
+        t = v.type
+        shape = [d if isinstance(d, int) else size for d in (t.shape.dims if t.shape else [])]
+        dtype = np.dtype(dtypes.to_numpy(t.dtype))
+        if dtype.kind == "f":
+            feeds[v.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[v.name] = rng.random(shape) < 0.5
+        else:
+            feeds[v.name] = rng.integers(0, 100, shape).astype(dtype)
+    return feeds
+
+
+def optimize_check(before, after, tolerance: float = 1e-5) -> list[str]:
+    """Run both models on random inputs at two sizes of every dynamic dim; the differences."""
+    problems = []
+    for size in (3, 7):
+        feeds = _optimize_feeds(before, size, np.random.default_rng(size))
+        want = onyx.InferenceSession(before).run(None, feeds)
+        got = onyx.InferenceSession(after).run(None, feeds)
+        for v, x, y in zip(before.graph.outputs, want, got):
+            x, y = np.asarray(x), np.asarray(y)
+            if x.shape != y.shape:
+                problems.append(f"output {v.name!r} at size {size}: shape {y.shape} != {x.shape}")
+                continue
+            if x.dtype.kind in "fc":
+                x64, y64 = x.astype(np.float64), y.astype(np.float64)
+                scale = max(1.0, float(np.nanmax(np.abs(x64)))) if x.size else 1.0
+                err = float(np.nanmax(np.abs(x64 - y64))) if x.size else 0.0
+                if err > tolerance * scale or np.isnan(x).sum() != np.isnan(y).sum():
+                    problems.append(f"output {v.name!r} at size {size}: differs by {err:.3g}")
+            elif not np.array_equal(x, y):
+                problems.append(f"output {v.name!r} at size {size}: values differ")
+    return problems
+
+
+class _PassProgress:
+    """On a terminal: the pass running now, once it has run over a second (stderr)."""
+
+    def __init__(self):
+        import threading
+
+        self.current: tuple[str, float] | None = None
+        self.shown = False
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def __call__(self, name: str | None) -> None:
+        with self.lock:
+            self.current = None if name is None else (name, time.perf_counter())
+            if name is None:
+                self.done.set()
+                self._clear()
+
+    def _clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False
+
+    def _watch(self) -> None:
+        while not self.done.wait(0.25):
+            with self.lock:
+                if self.current is None:
+                    continue
+                name, since = self.current
+                took = time.perf_counter() - since
+                if took > 1.0:
+                    sys.stderr.write(f"\r\033[Koptimizing: {name} ({took:.0f} s)")
+                    sys.stderr.flush()
+                    self.shown = True
+                else:
+                    self._clear()
+
+
+def cmd_optimize(args) -> int:
+    from onyx.passes import optimize
+
+    started = time.perf_counter()
+    before = onyx.load(args.model)
+    passes = [p for p in args.passes.split(",") if p] if args.passes else None
+    counts: collections.Counter = collections.Counter()
+    explain: list[str] | None = [] if args.explain else None
+    progress = _PassProgress() if sys.stderr.isatty() else None
+    try:
+        after = optimize(before, level=args.level, passes=passes, target_opset=args.target_opset,
+                         counts=counts, explain=explain, progress=progress)  # fmt: skip
+    finally:
+        if progress is not None:
+            progress(None)
+    took = time.perf_counter() - started
+    onyx.save(after, args.output)
+    print(_optimize_table(before, after, os.path.getsize(args.model), os.path.getsize(args.output)))
+    done = ", ".join(f"{k} {v}" for k, v in counts.most_common())
+    print(f"optimized in {took:.2f} s: {done or 'nothing to do'}")
+    if explain is not None:
+        reasons = list(dict.fromkeys(explain))  # a pattern is tried each round: once each
+        print(f"not fused ({len(reasons)}):" if reasons else "not fused: no partial matches")
+        for line in reasons:
+            print(f"  {line}")
+    if args.check:
+        problems = optimize_check(before, after)
+        if problems:
+            raise OnyxError("--check: the optimized model differs: " + "; ".join(problems))
+        print("check: outputs agree at two sizes of every dynamic dim")
+    return 0
 
 
 COMMANDS = {
@@ -795,12 +926,15 @@ COMMANDS = {
         (("--batch-size",), {"type": _int_at_least(1), "default": 256, "metavar": "N",
                              "help": "rows per model run (256)"}),
         (("--workers",), {"type": _int_at_least(1), "metavar": "N",
-                          "help": "processes (or Ray actors); default: one per core"}),
+                          "help": "processes (or Ray actors); default: one in this process, "
+                                  "more on machines with many cores for big datasets"}),
         (("--threads",), {"type": _int_at_least(1), "metavar": "N",
                           "help": "threads per worker; default: the cores over the workers"}),
         (("--engine",), {"choices": ["local", "ray"], "default": "local",
                          "help": "a process pool here (local), or Ray Data (ray)"}),
         (("--ray-address",), {"metavar": "ADDR", "help": "a Ray cluster (default: start one here)"}),
+        (("--gpus-per-worker",), {"type": float, "default": 0, "metavar": "G",
+                                  "help": "GPUs Ray reserves for each actor (engine ray)"}),
         (("--column",), {"action": "append", "default": [], "metavar": "NAME=COLUMN",
                          "help": "feed model input NAME from COLUMN (default: same name)"}),
         (("--strict",), {"action": "store_true", "help": "stop at the first bad row"}),
@@ -816,6 +950,8 @@ COMMANDS = {
         (("--check",), {"action": "store_true",
                         "help": "run both models on random inputs at two sizes of each "
                                 "dynamic dim; fail on a difference"}),
+        (("--explain",), {"action": "store_true",
+                          "help": "say why fusion patterns that matched in part did not fuse"}),
     ]),
 }  # fmt: skip
 

@@ -28,7 +28,7 @@ import numpy as np
 from onyx import defs
 from onyx.checker import type_string
 from onyx.dtypes import DataType, from_numpy, to_numpy
-from onyx.errors import UnsupportedError
+from onyx.errors import OnyxError, UnsupportedError
 from onyx.ir import Attribute, AttrType, Graph, Model, Node, Tensor, TensorType, Value, tensor_type
 
 _IR_TABLE = os.path.join(os.path.dirname(__file__), "defs", "opset_ir.json")
@@ -64,8 +64,9 @@ def convert_version(model: Model, target_opset: int) -> Model:
     source = model.opset("")
     if source is None:
         raise UnsupportedError("the model imports no ai.onnx opset; nothing to convert from")
-    model = _clone_model(model)
+    original, model = model, _clone_model(model)
     conv = _Converter(model)
+    conv.original = original
     conv.run(model.graph, source, target_opset, in_function=False)
     for fn in model.functions.values():
         version = fn.opset_imports.get("", fn.opset_imports.get("ai.onnx"))
@@ -155,10 +156,12 @@ class _Step:
             )
         return data
 
-    @staticmethod
-    def shape(value: Value | None) -> tuple | None:
+    def shape(self, value: Value | None) -> tuple | None:
         t = None if value is None else value.type
         if isinstance(t, TensorType) and t.shape is not None:
+            return tuple(t.shape.dims)
+        t = None if value is None else self.conv.inferred(value.name)  # not declared
+        if t is not None and t.shape is not None:
             return tuple(t.shape.dims)
         return None
 
@@ -170,6 +173,9 @@ class _Step:
         t = None if value is None else value.type
         if isinstance(t, TensorType) and t.dtype != DataType.UNDEFINED:
             return t.dtype
+        inferred = None if value is None else self.conv.inferred(value.name)
+        if inferred is not None:  # not declared, but inference knows it
+            return inferred.dtype
         raise self.fail(f"the element type of {what or 'an input'} is not declared")
 
     # --- writing -----------------------------------------------------------------------------
@@ -550,7 +556,9 @@ def _dropout_up(node, step):
     ratio = step.attr(node, "ratio")
     ins = [node.inputs[0]]
     if ratio is not None and ratio != 0.5:
-        dt = step.dtype(node.inputs[0], "Dropout's data")
+        # ratio's type (T1) is its own, not the data's: the data's where known, else float
+        t = node.inputs[0].type if node.inputs[0] is not None else None
+        dt = t.dtype if isinstance(t, TensorType) else DataType.FLOAT
         if dt not in (DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16):
             dt = DataType.FLOAT
         ins.append(step.constant(np.asarray(ratio), dt, "ratio"))
@@ -1036,6 +1044,24 @@ class _Converter:
         self.graph_inputs = {id(v) for g in _all_graphs(model) for v in g.inputs}
         self.ir_ok = model.ir_version >= 4
         self.counter = 0
+        self.original: Model | None = None  # the model as given, for types it does not declare
+        self._inferred: dict[str, TensorType] | None = None
+
+    def inferred(self, name: str) -> TensorType | None:
+        """The tensor type shape inference gives value ``name`` of the model as given."""
+        if self._inferred is None:
+            self._inferred = {}
+            if self.original is not None:
+                from onyx.shapes import infer_shapes
+
+                try:
+                    typed = infer_shapes(self.original)
+                except OnyxError:
+                    typed = None
+                for v in _all_values(typed) if typed is not None else ():
+                    if isinstance(v.type, TensorType) and v.type.dtype != DataType.UNDEFINED:
+                        self._inferred.setdefault(v.name, v.type)
+        return self._inferred.get(name)
 
     def fresh(self, base: str) -> str:
         while True:

@@ -13,6 +13,7 @@ opset has them (``target_opset`` upgrades the model first).
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 
 from onyx.errors import OptionError, PassError
 from onyx.ir import Model
@@ -32,6 +33,7 @@ __all__ = [
     "Rule",
     "apply_rules",
     "optimize",
+    "optimize_for_session",
 ]
 
 #: Every pass by name, in the order a level runs them.
@@ -64,14 +66,19 @@ LEVELS: dict[int, list[str]] = {
 
 def optimize(model: Model, level: int = 2, passes: list[str] | None = None,
              target_opset: int | None = None, fold_limit: int = 16 << 20,
-             inline: bool = False, counts: collections.Counter | None = None) -> Model:  # fmt: skip
+             inline: bool = False, counts: collections.Counter | None = None,
+             explain: list[str] | None = None,
+             progress: Callable[[str | None], None] | None = None) -> Model:  # fmt: skip
     """A smaller model computing the same: folded, simplified and fused into standard ops.
 
     ``level`` 0 copies, 1 cleans up (folding, identities, dead code, duplicates), 2 also folds
     weights and fuses (the default). ``passes`` names the passes to run instead (see
     ``PASSES``). ``target_opset`` first converts the model to that opset (so fusions into newer
     operators apply). ``fold_limit`` is how many bytes a folded constant may grow past its
-    inputs. ``inline`` inlines model-local functions first. ``counts`` receives what was done.
+    inputs. ``inline`` inlines model-local functions first. ``counts`` receives what was done;
+    ``explain``, where a fusion's pattern matched in part, why it did not fuse. ``progress`` is
+    called with each pass's name as it starts and with None at the end (the CLI shows a pass
+    that runs over a second).
     """
     from onyx.serde import as_model
     from onyx.shapes import clone_model
@@ -89,18 +96,19 @@ def optimize(model: Model, level: int = 2, passes: list[str] | None = None,
             )
         inline = inline or "inline" in passes
         names = [p for p in passes if p != "inline"]
+    legacy = model.ir_version < 4  # (the converter raises the IR version: decide first)
     if target_opset is not None and (model.opset("") or 1) < target_opset:
         from onyx.version_converter import convert_version
 
         model = convert_version(model, target_opset)
     work = clone_model(model)
-    if names and work.ir_version < 4:
+    if names and legacy:
         # before IR 4 every initializer had to be listed as an input too: they are constants
         # (what an exporter meant), listed apart from the inputs in IR 4 and later
         g = work.graph
         g.inputs[:] = [v for v in g.inputs if v.name not in g.initializers]
-        work.ir_version = 4
-    options = Options(fold_limit=fold_limit, inline=inline)
+        work.ir_version = max(work.ir_version, 4)
+    options = Options(fold_limit=fold_limit, inline=inline, explain=explain, progress=progress)
     options.declared = {v for g in all_graphs(work) for v in g.value_info}
     kept_types = {id(v): v.type for g in all_graphs(work) for v in (*g.inputs, *g.outputs)}
     result = PassResult()
@@ -117,8 +125,35 @@ def optimize(model: Model, level: int = 2, passes: list[str] | None = None,
                 v.type = kept_types[id(v)]
     if counts is not None:
         counts.update(result.counts)
+    if progress is not None:
+        progress(None)
     return work
 
 
 _NEEDS_TYPES = frozenset({"shape-folding", "identities", "layout-chains", "fold-affine",
                           "matmul-add-to-gemm", "fusions"})  # fmt: skip
+
+
+#: What the runtime's build step runs (graph_optimization_level above 0): the weights folded
+#: (Conv/Gemm/BatchNormalization and the per-channel steps after them), no shape inference.
+SESSION_PASSES = ("constant-folding", "fold-affine", "dead-code")
+_SESSION_HOSTS = frozenset({"Conv", "ConvTranspose", "Gemm", "BatchNormalization"})
+
+
+def optimize_for_session(model: Model) -> Model | None:
+    """A copy of ``model`` for an InferenceSession's plan, or None when no pass applies.
+
+    Initializers that are also graph inputs are treated as constants (every IR version): the
+    session runs the unoptimized model when a feed overrides one. Inputs, outputs and their
+    order stay as they are.
+    """
+    from onyx.shapes import clone_model
+
+    if not any(n.op_type in _SESSION_HOSTS and n.domain in ("", "ai.onnx")
+               for g in all_graphs(model) for n in g.nodes):  # fmt: skip
+        return None
+    work = clone_model(model)
+    options = Options(fold_limit=1 << 62, fixed_initializers=True)
+    for name in SESSION_PASSES:  # one round: folding leaves nothing for a second
+        PASSES[name](work, options)
+    return work

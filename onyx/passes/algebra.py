@@ -66,9 +66,9 @@ def _bypass(site: Site, node: Node, source: Value, out: Value | None = None) -> 
     g = site.graph
     if not can_bypass(g, out, source):
         return False
-    if out.type is not None and source.type is not None:
-        if getattr(out.type, "dtype", None) != getattr(source.type, "dtype", None):
-            return False
+    if (out.type is not None and source.type is not None
+            and getattr(out.type, "dtype", None) != getattr(source.type, "dtype", None)):  # fmt: skip
+        return False
     replace_value(g, out, source, site)
     remove_dead(g, [node])
     return True
@@ -105,9 +105,9 @@ def _neutral(site: Site, node: Node) -> Value | None:
         mask_used = len(node.outputs) > 1 and node.outputs[1] is not None and (
             node.outputs[1].uses or node.outputs[1] in site.graph.outputs
         )
-        if training is not None and not bool(training) and not mask_used:
-            if node.attribute("is_test", 1) or site.opset >= 7:
-                return ins[0]
+        inference = training is not None and not bool(training) and not mask_used
+        if inference and (node.attribute("is_test", 1) or site.opset >= 7):
+            return ins[0]
         return None
     if op in ("Add", "Sub", "Mul", "Div", "Pow") and len(ins) == 2:
         a, b = ins
@@ -144,11 +144,11 @@ def _neutral(site: Site, node: Node) -> Value | None:
                 return x
         if op == "Reshape" and len(ins) == 2:
             t, shape = c(ins[1]), static_shape(x)
-            if t is not None and shape is not None and len(t) == len(shape):
-                if not node.attribute("allowzero", 0):
-                    same = [int(v) == 0 or d == int(v) for v, d in zip(t.reshape(-1), shape)]
-                    if all(same):
-                        return x
+            fits = t is not None and shape is not None and len(t) == len(shape)
+            if fits and not node.attribute("allowzero", 0):
+                same = [int(v) == 0 or d == int(v) for v, d in zip(t.reshape(-1), shape)]
+                if all(same):
+                    return x
         return None
     if op == "Pad" and ins:
         pads = c(ins[1]) if len(ins) > 1 else np.asarray(node.attribute("pads", [1]))

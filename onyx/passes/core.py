@@ -52,8 +52,12 @@ class Options:
     fold_limit: int = 16 << 20  # bytes a folded tensor may take beyond its inputs' size
     inline: bool = False  # inline model-local functions
     explain: list[str] | None = None  # where rules say why they did not fire
+    progress: Any = None  # called with each pass's name as it starts, and None at the end
     declared: set = dataclasses.field(default_factory=set)  # value_info the input model had
     known: dict = dataclasses.field(default_factory=dict)  # value -> array, from inference
+    # initializers that are also graph inputs count as constants (the runtime runs a copy of
+    # the graph made so, and the unoptimized one when a feed overrides such an initializer)
+    fixed_initializers: bool = False
 
 
 class Namer:
@@ -178,7 +182,7 @@ def all_graphs(model: Model) -> Iterator[Graph]:
 def sites(model: Model, options: Options, namer: Namer | None = None) -> Iterator[Site]:
     """Each graph of the model as a Site: subgraphs before the graph that holds them."""
     namer = namer or Namer(model)
-    overridable = frozenset(
+    overridable = frozenset() if options.fixed_initializers else frozenset(
         v for g in all_graphs(model) for v in g.inputs if v.const_value is not None
     )
     opsets = {("" if k == "ai.onnx" else k): v for k, v in model.opset_imports.items()}
@@ -332,6 +336,8 @@ class Fixpoint:
         for _ in range(self.rounds):
             changed = False
             for p in self.passes:
+                if options.progress is not None:
+                    options.progress(p.name)
                 r = p(model, options)
                 total.add(r)
                 changed |= r.changed

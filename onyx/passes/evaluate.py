@@ -12,6 +12,8 @@ NOT_FOLDABLE = frozenset({
     "Bernoulli", "Dropout",
 })  # fmt: skip
 
+_PLANS: dict = {}  # an empty plan that prepares nodes, by opsets and functions
+
 
 def evaluate(node: Node, inputs: list[np.ndarray | None], opsets: dict[str, int],
              functions: dict[tuple[str, str, str], Function]) -> list[np.ndarray] | None:  # fmt: skip
@@ -20,8 +22,13 @@ def evaluate(node: Node, inputs: list[np.ndarray | None], opsets: dict[str, int]
         return None
     from onyx.runtime.plan import Context, Plan  # the runtime loads only when folding runs
 
+    key = (tuple(sorted(opsets.items())), id(functions))
     try:
-        plan = Plan(Graph(), Context(opsets, functions, optimize=False))
+        plan = _PLANS.get(key)
+        if plan is None or plan.context.functions is not functions:
+            plan = Plan(Graph(), Context(opsets, functions, optimize=False))
+            _PLANS.clear()  # one at a time: it holds the functions of the model being folded
+            _PLANS[key] = plan
         fn, captured = plan._prepare(node)
         if captured:
             return None
