@@ -58,8 +58,11 @@ class _Tracer(fx.Tracer):
 class Context:
     """What a converter may ask about the values it handles: static facts, never run-time ones."""
 
-    def __init__(self, tracer: _Tracer, model: Model):
+    def __init__(self, tracer: _Tracer, model: Model, converter: Converter | None = None):
         self.tracer, self.model = tracer, model
+        self.converter = converter  # for converters of subgraphs (control flow); None at run time
+        self.path = "main"  # where the node being converted sits (for subgraph labels)
+        self.bindings: dict[str, Any] = {}  # attribute values for ref_attr_name in functions
         self.opsets = {("" if d == "ai.onnx" else d): v for d, v in model.opset_imports.items()}
         self.values: dict[int, Value] = {}  # id(proxy or tensor) -> the onyx value it carries
         self.node: Node | None = None
@@ -192,6 +195,41 @@ class Context:
     def fail(self, message: str) -> UnsupportedError:
         return UnsupportedError(f"{self.label}: {message}")
 
+    # --- subgraphs (If, Loop, Scan, FlexAttention's modifiers) -------------------------------
+    def _owner(self) -> Converter:
+        if self.converter is None:
+            raise self.fail("subgraphs are converted before the module runs, not in a step")
+        return self.converter
+
+    def _sub_path(self, name: str) -> str:
+        return f"{self.node.name or self.node.op_type}.{name}"
+
+    def inline_graph(self, graph: Graph, name: str) -> list[Any]:
+        """Convert ``graph`` (a subgraph without inputs, e.g. the branch an If takes when its
+        condition is known now) into the module in place; its outputs."""
+        owner = self._owner()
+        node, label, opsets = self.node, self.label, self.opsets
+        owner.bind_initializers(graph)
+        owner.convert_graph(graph, self._sub_path(name), opsets, self.bindings)
+        self.node, self.label, self.opsets = node, label, opsets
+        return [owner.lookup(v, label) for v in graph.outputs]
+
+    def graph_module(self, graph: Graph, name: str) -> tuple[fx.GraphModule, list[Any]]:
+        """``graph`` as a module of its own, ``forward(*graph inputs, *captures) -> tuple``, and
+        the captures to pass: the outer values it reads that are known only at run time (those
+        known now fold into it)."""
+        return self._owner().subgraph(graph, self._sub_path(name), self.opsets, self.bindings)
+
+    def call_module(self, module: torch.nn.Module, name: str, *args) -> Any:
+        """``module(*args)`` now when every argument is known and it holds no parameters, else
+        a call of it (registered on the module being built) in the graph."""
+        if not _has_proxy(args) and not any(True for _ in module.parameters()):
+            return module(*args)
+        root = self.tracer.root
+        target = _unique(root, name)
+        root.add_module(target, module)
+        return self.tracer.create_proxy("call_module", target, args, {})
+
 
 def _has_proxy(a: Any) -> bool:
     if isinstance(a, fx.Proxy):
@@ -248,6 +286,23 @@ def _value_problem(v: Value | None) -> str | None:
     return f"{v.name!r} is {v.type}, not a tensor"
 
 
+def free_values(graph: Graph) -> list[Value]:
+    """The outer-scope values ``graph`` reads (its nested subgraphs' too), in order of use."""
+    defined = set(graph.inputs) | set(graph.initializers.values())
+    defined |= set(graph.sparse_initializers.values())
+    for node in graph.nodes:
+        defined.update(v for v in node.outputs if v is not None)
+    free: dict[Value, None] = {}
+    for node in graph.nodes:
+        reads = [v for v in node.inputs if v is not None]
+        for attr in node.attributes.values():
+            if attr.type == AttrType.GRAPH and attr.value is not None:
+                reads += free_values(attr.value)
+        free.update((v, None) for v in reads if v not in defined)
+    free.update((v, None) for v in graph.outputs if v not in defined)
+    return list(free)
+
+
 def unsupported_nodes(model: Model) -> list[str]:
     """One line for every node to_torch cannot convert (no converter, or a type torch lacks)."""
     problems = []
@@ -264,17 +319,16 @@ def unsupported_nodes(model: Model) -> list[str]:
             if function is not None:
                 inner = {**opsets, **function.opset_imports}
                 visit(function.graph, f"{node.name or node.op_type}.{function.name}", inner)
-            else:
+            # a type torch lacks is the deeper reason: it is named before a missing converter
+            problem = next(filter(None, map(_value_problem, [*node.inputs, *node.outputs])), None)
+            if problem:
+                problems.append(f"{label}: {problem}")
+            elif function is None:
                 opset = opsets.get("" if node.domain == "ai.onnx" else node.domain, 0)
                 if CONVERTERS.lookup(node.domain, node.op_type, opset) is None:
                     where = f"{node.domain}." if node.domain else ""
                     problems.append(f"{label}: no converter for {where}{node.op_type}-{opset}")
                     continue
-            for v in list(node.inputs) + list(node.outputs):
-                problem = _value_problem(v)
-                if problem:
-                    problems.append(f"{label}: {problem}")
-                    break
             for name, attr in node.attributes.items():
                 if attr.type == AttrType.GRAPH and attr.value is not None:
                     visit(attr.value, f"{node.name or node.op_type}.{name}", opsets)
@@ -291,7 +345,7 @@ class Converter:
         self.root = torch.nn.Module()
         self.graph = fx.Graph()
         self.tracer = _Tracer(self.root, self.graph)
-        self.cx = Context(self.tracer, model)
+        self.cx = Context(self.tracer, model, self)
         self.env: dict[Value, Any] = {}
         self.names: dict[str, str] = {}  # onnx initializer / input name -> name in the module
 
@@ -332,6 +386,40 @@ class Converter:
                 self.tracer._keep.append(data)
                 self.bind(v, data)
 
+    def bind_initializers(self, graph: Graph) -> None:
+        """A subgraph's own initializers, as values known now."""
+        for v in list(graph.initializers.values()) + list(graph.sparse_initializers.values()):
+            tensor = v.const_value
+            array = tensor.to_dense() if hasattr(tensor, "to_dense") else tensor.numpy()
+            self.bind(v, dtypes.from_numpy(array))
+
+    def subgraph(self, graph: Graph, path: str, opsets: dict[str, int],
+                 bindings: dict[str, Any]) -> tuple[fx.GraphModule, list[Any]]:  # fmt: skip
+        """``graph`` converted by a converter of its own into a module taking the graph's inputs
+        then the outer values it reads that are known only at run time (returned, in order, for
+        the caller to pass); those known now become its constants. See Context.graph_module."""
+        sub = Converter(self.model)
+        sub.cx.known = self.cx.known
+
+        def placeholder(v: Value):
+            name = f"in{len(sub.graph.nodes)}_{re.sub(r'[^0-9A-Za-z_]', '_', v.name)}"
+            return sub.tracer.create_proxy("placeholder", name, (), {})
+
+        for v in graph.inputs:
+            sub.bind(v, placeholder(v))
+        captures = []
+        for v in free_values(graph):
+            x = self.lookup(v, f"{path} (reading {v.name!r} from an enclosing graph)")
+            if _has_proxy(x):
+                captures.append(x)
+                x = placeholder(v)
+            sub.bind(v, x)
+        sub.bind_initializers(graph)
+        sub.convert_graph(graph, path, opsets, bindings)
+        outs = [sub.tracer.create_arg(sub.lookup(v, f"{path} output")) for v in graph.outputs]
+        sub.graph.output(tuple(outs))
+        return fx.GraphModule(sub.root, sub.graph, class_name="OnnxSubgraph"), captures
+
     def convert_graph(self, graph: Graph, path: str, opsets: dict[str, int],
                       bindings: dict[str, Any] | None = None) -> None:  # fmt: skip
         for node in graph.nodes:
@@ -353,8 +441,8 @@ class Converter:
         attrs = self.attributes(node, fn, label, bindings)
         args = [None if v is None else self.lookup(v, label) for v in node.inputs]
         cx = self.cx
-        saved = cx.node, cx.label, cx.opsets
-        cx.node, cx.label, cx.opsets = node, label, opsets
+        saved = cx.node, cx.label, cx.opsets, cx.path, cx.bindings
+        cx.node, cx.label, cx.opsets, cx.path, cx.bindings = node, label, opsets, path, bindings
         try:
             try:
                 result = fn(cx, *args, **attrs)
@@ -365,7 +453,7 @@ class Converter:
         except Exception as e:
             raise ExecutionError(f"{label}: conversion failed: {type(e).__name__}: {e}") from e
         finally:
-            cx.node, cx.label, cx.opsets = saved
+            cx.node, cx.label, cx.opsets, cx.path, cx.bindings = saved
         results = result if isinstance(result, tuple | list) else (result,)
         for v, r in zip(node.outputs, results):
             if v is None:
@@ -496,4 +584,4 @@ def to_torch(model: str | os.PathLike | bytes | Model) -> fx.GraphModule:
     return conv.finish()
 
 
-__all__ = ["Context", "to_torch", "unsupported_nodes"]
+__all__ = ["Context", "free_values", "to_torch", "unsupported_nodes"]

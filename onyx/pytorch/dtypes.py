@@ -70,7 +70,8 @@ def from_numpy(a: np.ndarray | np.generic, widen: bool = True) -> torch.Tensor:
     a = np.asarray(a)
     if a.dtype in _VIEWS:
         unsigned, t = _VIEWS[a.dtype]
-        return torch.from_numpy(np.ascontiguousarray(a).view(unsigned).copy()).view(t)
+        bits = np.ascontiguousarray(a).view(unsigned).reshape(a.shape)  # 0-d stays 0-d
+        return torch.from_numpy(bits.copy()).view(t)
     if a.dtype == np.uint64 and widen:
         return torch.from_numpy(np.ascontiguousarray(a).view(np.int64).copy())
     if a.dtype.kind == "O" or a.dtype.kind in "USV":

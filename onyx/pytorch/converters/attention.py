@@ -35,7 +35,12 @@ def _softmax(s, guard: bool):
     if guard:
         m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     e = torch.exp(s - m)
-    total = e.sum(dim=-1, keepdim=True)
+    if e.dtype == torch.bfloat16:  # the reference adds bfloat16 one by one, rounding each sum
+        total = e[..., :1]
+        for i in range(1, e.shape[-1]):
+            total = total + e[..., i : i + 1]
+    else:
+        total = e.sum(dim=-1, keepdim=True)
     if guard:
         total = torch.where(total == 0, torch.ones_like(total), total)
     return e / total
@@ -48,7 +53,8 @@ class _Attention:
                  left, right, want_qk):  # fmt: skip
         self.is_causal, self.kv_heads, self.q_heads = is_causal, kv_heads, q_heads
         self.mode, self.scale, self.softcap = mode, scale, softcap
-        self.softmax_dtype, self.left, self.right, self.want_qk = softmax_dtype, left, right, want_qk
+        self.softmax_dtype, self.want_qk = softmax_dtype, want_qk
+        self.left, self.right = left, right
         self.__name__ = "onnx_attention"
 
     def __call__(self, q, k, v, mask=None, past_key=None, past_value=None, nonpad=None):
@@ -189,3 +195,153 @@ def attention25(cx, q, k, v, attn_mask=None, past_key=None, past_value=None,
                       qk_matmul_output_mode=qk_matmul_output_mode, scale=scale,
                       softcap=softcap, softmax_precision=softmax_precision,
                       left=left_window_size, right=right_window_size, _outputs=_outputs)  # fmt: skip
+
+
+# --- RotaryEmbedding -----------------------------------------------------------------------
+def _rotary(x, cos_cache, sin_cache, position_ids, interleaved: bool, num_heads, rot_dim: int):
+    if x.dim() == 4:
+        b, _h, s, d = x.shape
+        xv = x
+    else:
+        b, s, hidden = x.shape
+        d = hidden // num_heads
+        xv = x.reshape(b, s, num_heads, d)
+    rd = rot_dim or d
+    half = rd // 2
+    if position_ids is not None:
+        cos, sin = cos_cache[position_ids.long()], sin_cache[position_ids.long()]
+    else:
+        cos, sin = cos_cache, sin_cache
+    wt = _work(x.dtype)
+    cos, sin = cos.to(wt), sin.to(wt)
+    axis = 1 if x.dim() == 4 else 2  # (B, S, r/2) -> (B, 1, S, r/2) or (B, S, 1, r/2)
+    cos, sin = cos.unsqueeze(axis), sin.unsqueeze(axis)
+    y = xv.to(wt)
+    if interleaved:
+        x1, x2 = y[..., 0:rd:2], y[..., 1:rd:2]
+        rotated = torch.stack([cos * x1 - sin * x2, sin * x1 + cos * x2], dim=-1).flatten(-2)
+    else:
+        x1, x2 = y[..., :half], y[..., half:rd]
+        rotated = torch.cat([cos * x1 - sin * x2, sin * x1 + cos * x2], dim=-1)
+    y = torch.cat([rotated, y[..., rd:]], dim=-1)
+    return y.reshape(x.shape).to(x.dtype)
+
+
+@converter("RotaryEmbedding", 23)
+def rotary_embedding(cx, x, cos_cache, sin_cache, position_ids=None, *, interleaved: int = 0,
+                     num_heads: int | None = None, rotary_embedding_dim: int = 0):  # fmt: skip
+    s = cx.shape(x)
+    if s is not None and len(s) not in (3, 4):
+        raise cx.fail(f"the input must be 3-D or 4-D, got rank {len(s)}")
+    if s is not None and len(s) == 3 and not num_heads:
+        raise cx.fail("a 3-D input needs the num_heads attribute")
+    return cx.call(_rotary, x, cos_cache, sin_cache, position_ids, bool(interleaved), num_heads,
+                   rotary_embedding_dim)  # fmt: skip
+
+
+# --- LinearAttention -----------------------------------------------------------------------
+_RULES = ("linear", "gated", "delta", "gated_delta")
+
+
+def _linear_attention(query, key, value, past_state, decay, beta, hq: int, hkv: int,
+                      scale: float, rule: str):  # fmt: skip
+    b, t, qhid = query.shape
+    dk, dv = qhid // hq, value.shape[2] // hkv
+    gated, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    wt = _work(query.dtype)
+    g = hq // hkv
+    q = query.to(wt).reshape(b, t, hkv, g, dk)
+    k = key.to(wt).reshape(b, t, hkv, dk)
+    v = value.to(wt).reshape(b, t, hkv, dv)
+    if gated:
+        gate = torch.exp(decay.to(wt)).reshape(b, t, hkv, -1).unsqueeze(-1)  # (.., dk|1, 1)
+    if delta:
+        bt = beta.to(wt).reshape(b, t, -1).unsqueeze(-1)  # (B, T, H|1, 1)
+    state_dtype = past_state.dtype if past_state is not None else query.dtype
+    s = torch.zeros((b, hkv, dk, dv), dtype=wt) if past_state is None else past_state.to(wt)
+    outs = []
+    for i in range(t):
+        ki, vi = k[:, i], v[:, i]
+        if gated:
+            s = gate[:, i] * s
+        if delta:
+            pred = torch.einsum("bhkv,bhk->bhv", s, ki)
+            vi = bt[:, i] * (vi - pred)
+        s = s + ki.unsqueeze(-1) * vi.unsqueeze(-2)
+        outs.append(torch.einsum("bhgk,bhkv->bhgv", q[:, i], s))
+    out = torch.stack(outs, dim=1) * (scale or 1.0 / math.sqrt(dk))
+    return out.reshape(b, t, hq * dv).to(query.dtype), s.to(state_dtype)
+
+
+@converter("LinearAttention", 27)
+def linear_attention(cx, query, key, value, past_state=None, decay=None, beta=None, *,
+                     q_num_heads: int, kv_num_heads: int, scale: float = 0.0,
+                     update_rule: str = "gated_delta", chunk_size: int = 64):  # fmt: skip
+    if update_rule not in _RULES:
+        raise cx.fail(f"update_rule must be one of {_RULES}, got {update_rule!r}")
+    if kv_num_heads <= 0 or q_num_heads <= 0 or q_num_heads % kv_num_heads:
+        raise cx.fail(f"q_num_heads ({q_num_heads}) must be a positive multiple of "
+                      f"kv_num_heads ({kv_num_heads})")  # fmt: skip
+    if update_rule in ("gated", "gated_delta") and decay is None:
+        raise cx.fail(f"update_rule {update_rule!r} needs the decay input")
+    if update_rule in ("delta", "gated_delta") and beta is None:
+        raise cx.fail(f"update_rule {update_rule!r} needs the beta input")
+    out = cx.call(_linear_attention, query, key, value, past_state, decay, beta, q_num_heads,
+                  kv_num_heads, scale, update_rule)  # fmt: skip
+    return out[0], out[1]
+
+
+# --- FlexAttention (ai.onnx.preview) -------------------------------------------------------
+class OnnxFlexAttention(torch.nn.Module):
+    """Y = prob_mod(softmax(score_mod(Q @ K^T * scale))) @ V, with grouped K/V heads; the
+    modifiers are converted subgraphs taking the scores then their captures."""
+
+    def __init__(self, scale, precision, score_mod, prob_mod, n_score: int):
+        super().__init__()
+        self.scale, self.precision = scale, precision
+        self.score_mod, self.prob_mod, self.n_score = score_mod, prob_mod, n_score
+
+    @staticmethod
+    def _modify(mod, x, captures):
+        out = mod(x, *captures)
+        if len(out) != 1 or out[0].shape != x.shape:
+            raise ValueError(f"a FlexAttention modifier must give one tensor of shape "
+                             f"{list(x.shape)}")  # fmt: skip
+        return out[0].to(x.dtype)
+
+    def forward(self, q, k, v, *captures):
+        b, hq, length, e = q.shape
+        hkv, s = k.shape[1], k.shape[2]
+        out_dtype = q.dtype
+        precision = self.precision or _work(out_dtype)
+        wide = out_dtype == torch.float64 or precision == torch.float64
+        compute = torch.float64 if wide else torch.float32
+        soft = torch.float64 if precision == torch.float64 else torch.float32
+        scale = self.scale if self.scale is not None else 1.0 / math.sqrt(e)
+        group = hq // hkv
+        qc = q.to(compute).reshape(b, hkv, group, length, e)
+        kc, vc = k.to(compute).unsqueeze(2), v.to(compute).unsqueeze(2)
+        scores = torch.matmul(qc, kc.transpose(-1, -2)) * scale
+        scores = scores.reshape(b, hq, length, s).to(precision)
+        if self.score_mod is not None:
+            scores = self._modify(self.score_mod, scores, captures[: self.n_score])
+        probs = torch.softmax(scores.to(soft), dim=-1).to(precision)
+        if self.prob_mod is not None:
+            probs = self._modify(self.prob_mod, probs, captures[self.n_score :])
+        probs = probs.to(compute).reshape(b, hkv, group, length, s)
+        y = torch.matmul(probs, vc).reshape(b, hq, length, v.shape[3])
+        return y.to(out_dtype)
+
+
+@converter("FlexAttention", 1, domain="ai.onnx.preview")
+def flex_attention(cx, q, k, v, *, scale: float | None = None,
+                   softmax_precision: int | None = None, score_mod=None, prob_mod=None):  # fmt: skip
+    for name, x in (("Q", q), ("K", k), ("V", v)):
+        s = cx.shape(x)
+        if s is not None and len(s) != 4:
+            raise cx.fail(f"{name} must be rank 4, got shape {list(s)}")
+    precision = _float_type(cx, softmax_precision, "softmax_precision")
+    score, score_caps = cx.graph_module(score_mod, "score_mod") if score_mod else (None, [])
+    prob, prob_caps = cx.graph_module(prob_mod, "prob_mod") if prob_mod else (None, [])
+    module = OnnxFlexAttention(scale, precision, score, prob, len(score_caps))
+    return cx.call_module(module, "onnx_flex_attention", q, k, v, *score_caps, *prob_caps)

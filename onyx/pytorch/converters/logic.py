@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from onyx.dtypes import data_type
+from onyx.pytorch import dtypes
 from onyx.pytorch._torch import torch
 from onyx.pytorch.registry import converter
 
@@ -44,3 +46,16 @@ def bitwise_not(cx, x):
 @converter("Where", 9)
 def where(cx, condition, x, y):
     return torch.where(condition, x, y)
+
+
+@converter("BitCast", 26)
+def bitcast(cx, x, *, to: int):
+    """The bits of ``x`` read as type ``to`` (of the same width)."""
+    source, target = cx.onnx_dtype(x), data_type(to)
+    if source is None:
+        raise cx.fail("the input's element type is unknown after inference")
+    if source.bits != target.bits:
+        raise cx.fail(f"needs types of one bit width: input {source.short_name} has "
+                      f"{source.bits} bits, to={target.short_name} has {target.bits}")  # fmt: skip
+    # back to the stored type first (uint16/uint32 compute in a wider one inside the module)
+    return x.to(dtypes.storage(source, cx.label)).view(dtypes.storage(target, cx.label))

@@ -271,3 +271,12 @@ def _cumulative(cx, fn, identity, x, axis, exclusive, reverse):
         first = torch.full_like(x.narrow(a, 0, 1), identity)
         y = torch.cat([first, y.narrow(a, 0, cx.shape(x)[a] - 1)], a)
     return y.flip(a) if reverse else y
+
+
+@converter("SwiGLU", 28)
+def swiglu(cx, a, b, *, alpha: float = 1.0):
+    """Swish_alpha(a) * b, 16-bit floats computing in float32."""
+    dtype = cx.dtype(a)
+    work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    w = a.to(work)
+    return (w * torch.sigmoid(alpha * w) * b.to(work)).to(dtype)

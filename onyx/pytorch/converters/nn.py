@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from onyx.pytorch._torch import torch
@@ -115,8 +116,14 @@ def max_pool(cx, x, *, auto_pad: str = "NOTSET", ceil_mode: int = 0,
     y, idx = _MAX[n](xin, kernel_shape, strides, same, dilations, bool(ceil_mode),
                      return_indices=True)  # fmt: skip
     y = y if dtype.is_floating_point else y.to(dtype)
-    if sym_pads(p) != same or any(p):
-        raise cx.fail("MaxPool indices with padding are not supported")
+    if sym_pads(p) != same:  # padded here: indices count in the padded dims, made the input's
+        spatial_in = cx.static_shape(x)[2:]
+        padded = [d + p[i] + p[i + n] for i, d in enumerate(spatial_in)]
+        flat = torch.zeros_like(idx)
+        for i in range(n):
+            stride_p, stride_in = math.prod(padded[i + 1 :]), math.prod(spatial_in[i + 1 :])
+            flat = flat + ((idx // stride_p) % padded[i] - p[i]) * stride_in
+        idx = flat
     if storage_order:
         shape = cx.static_shape(x)
         h, w = shape[2], shape[3]
@@ -129,6 +136,37 @@ def max_pool(cx, x, *, auto_pad: str = "NOTSET", ceil_mode: int = 0,
     return y, idx + base
 
 
+def _dilated_average(x, spatial, kernel, strides, dilations, pads, ceil_mode, include_pad):
+    """Average pooling with dilations, tap by tap: the sum of the strided slices at each kernel
+    offset over x padded with zeros, divided by the count of real (or explicitly padded)
+    elements each window covers; a window past the pads (ceil_mode) counts only what it covers."""
+    n = len(kernel)
+    begins, ends = pads[:n], pads[n:]
+    outs, extra = [], []
+    for size, k, s, d, b, e in zip(spatial, kernel, strides, dilations, begins, ends):
+        span = (k - 1) * d + 1
+        room = size + b + e - span
+        out = (-(-room // s) if ceil_mode else room // s) + 1
+        if ceil_mode and (out - 1) * s >= size + b:  # the last window must start inside
+            out -= 1
+        outs.append(out)
+        extra.append(max(0, (out - 1) * s + span - (size + b + e)))
+    real = torch.ones((1, 1) + tuple(spatial), dtype=x.dtype)
+    inside = F.pad(real, torch_pad(pads), value=1.0)  # real elements and explicit pads
+    grow = torch_pad([0] * n + extra)
+    xp = F.pad(F.pad(x, torch_pad(pads)), grow)
+    real, inside = F.pad(F.pad(real, torch_pad(pads)), grow), F.pad(inside, grow)
+    total = count = 0
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        index = (slice(None), slice(None)) + tuple(
+            slice(o * d, o * d + (m - 1) * s + 1, s)
+            for o, d, m, s in zip(offset, dilations, outs, strides)
+        )
+        total = total + xp[index]
+        count = count + (inside if include_pad else real)[index]
+    return total / count
+
+
 @converter("AveragePool", 1)
 def average_pool(cx, x, *, auto_pad: str = "NOTSET", ceil_mode: int = 0,
                  count_include_pad: int = 0, dilations: list[int] | None = None,
@@ -137,7 +175,11 @@ def average_pool(cx, x, *, auto_pad: str = "NOTSET", ceil_mode: int = 0,
     n, strides, dilations, p = _pool_args(cx, x, auto_pad, pads, kernel_shape, strides,
                                           dilations, ceil_mode)  # fmt: skip
     if any(d != 1 for d in dilations):
-        raise cx.fail("AveragePool with dilations is not supported")
+        shape = cx.static_shape(x)
+        if shape is None:
+            raise cx.fail("AveragePool with dilations needs static spatial dims")
+        return _dilated_average(x, shape[2:], kernel_shape, strides, dilations, p,
+                                bool(ceil_mode), bool(count_include_pad))  # fmt: skip
     same = sym_pads(p)
     if same is not None and all(2 * s <= k for s, k in zip(same, kernel_shape)):
         return _AVG[n](x, kernel_shape, strides, same, bool(ceil_mode), bool(count_include_pad))
@@ -183,11 +225,19 @@ def global_lp_pool(cx, x, *, p: int = 2):
 def batch_norm(cx, x, scale, bias, mean, var, *, epsilon: float = 1e-5, momentum: float = 0.9,
                training_mode: int = 0, spatial: int = 1, is_test: int = 0,
                _outputs: int = 1):  # fmt: skip
+    shape = [1, -1] + [1] * (cx.rank(x) - 2)
     if training_mode or _outputs > 1 and cx.opset() >= 14:
-        raise cx.fail("BatchNormalization in training mode is not supported")
+        # the batch's statistics normalize; the running ones move toward them by momentum
+        axes = [0] + list(range(2, cx.rank(x)))
+        cur_mean = torch.mean(x, axes)
+        cur_var = torch.mean((x - cur_mean.reshape(shape)) ** 2, axes)
+        factor = (scale * torch.rsqrt(cur_var + epsilon)).reshape(shape)
+        y = (x - cur_mean.reshape(shape)) * factor + bias.reshape(shape)
+        run_mean = mean * momentum + cur_mean * (1 - momentum)
+        run_var = var * momentum + cur_var * (1 - momentum)
+        return y, run_mean, run_var
     # written out: the statistics are parameters too (trainable like every float weight),
     # which F.batch_norm refuses to differentiate
-    shape = [1, -1] + [1] * (cx.rank(x) - 2)
     factor = (scale * torch.rsqrt(var + epsilon)).reshape(shape)
     return (x - mean.reshape(shape)) * factor + bias.reshape(shape)
 
@@ -277,13 +327,55 @@ def mean_variance_normalization(cx, x, *, axes: list[int] | None = None):
     return (x - mean) / (torch.sqrt(var) + 1e-9)
 
 
+def _train_dropout(x, ratio, training_mode):
+    """Dropout as in training: each element kept with probability 1 - ratio, scaled up."""
+    keep = torch.ones_like(x, dtype=torch.bool)
+    r = 0.5 if ratio is None else float(ratio.reshape(()))
+    if not bool(training_mode.reshape(())) or r == 0.0:
+        return x, keep
+    keep = torch.rand(x.shape) >= r
+    return torch.where(keep, x / (1.0 - r), torch.zeros_like(x)), keep
+
+
 @converter("Dropout", 1)
 def dropout(cx, x, ratio=None, training_mode=None, *, is_test: int = 0,
             seed: int | None = None, _outputs: int = 1, **legacy):  # fmt: skip
     if training_mode is not None:
         t = cx.const(training_mode)
         if t is None or bool(t):
-            raise cx.fail("Dropout in training mode is not supported")
+            out = cx.call(_train_dropout, x, ratio, training_mode)
+            return out[0] if _outputs == 1 else (out[0], out[1])
     if _outputs == 1:
         return x
     return x, torch.ones_like(x, dtype=torch.bool)
+
+
+def _causal_conv(x, weight, bias, past_state, activation: str):
+    bsz, c, length = x.shape
+    k = weight.shape[2]
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    if past_state is None:
+        past = torch.zeros((bsz, c, k - 1), dtype=dtype)
+    else:
+        past = past_state.to(dtype)
+    seq = torch.cat([past, x.to(dtype)], dim=2)
+    w = weight.to(dtype).reshape(c, k)
+    y = seq[:, :, 0:length] * w[None, :, 0:1]
+    for j in range(1, k):  # tap by tap, as the reference sums
+        y = y + seq[:, :, j : j + length] * w[None, :, j : j + 1]
+    if bias is not None:
+        y = y + bias.to(dtype)[None, :, None]
+    if activation != "none":
+        y = y / (1 + torch.exp(-y))
+    present = seq[:, :, seq.shape[2] - (k - 1) :]
+    return y.to(x.dtype), present.to(x.dtype)
+
+
+@converter("CausalConvWithState", 27)
+def causal_conv_with_state(cx, x, weight, bias=None, past_state=None, *,
+                           activation: str = "none"):  # fmt: skip
+    """Depthwise causal 1-D convolution over [past_state, x]; also the new state."""
+    if activation not in ("none", "silu", "swish"):
+        raise cx.fail(f"activation must be 'none', 'silu' or 'swish', got {activation!r}")
+    out = cx.call(_causal_conv, x, weight, bias, past_state, activation)
+    return out[0], out[1]

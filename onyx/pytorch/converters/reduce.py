@@ -32,9 +32,7 @@ def _prod(x, dims, keep):
 
 
 def _l2(x, dims, keep):
-    if x.dtype.is_floating_point:
-        return torch.sqrt(torch.sum(x * x, dims, keepdim=keep))
-    return torch.sqrt(torch.sum(x * x, dims, keepdim=keep).to(torch.float64)).to(x.dtype)
+    return torch.sqrt(torch.sum(x * x, dims, keepdim=keep))
 
 
 def _reduce(cx, op, x, axes, keepdims, noop):
@@ -66,6 +64,8 @@ def _reduce(cx, op, x, axes, keepdims, noop):
                 y, d if keepdims else d - 1, keepdim=bool(keepdims)
             )
         return y
+    if op == "ReduceL2" and not dtype.is_floating_point:  # the root in float64, then back
+        return _l2(x.to(torch.float64), dims, bool(keepdims)).to(dtype)
     y = fn(x, dims, bool(keepdims))
     return y.to(dtype) if op in ("ReduceSum", "ReduceSumSquare", "ReduceProd") else y
 

@@ -97,9 +97,30 @@ _FLOAT8_MAX = {torch.float8_e4m3fn: 448.0, torch.float8_e4m3fnuz: 240.0,
                torch.float8_e5m2: 57344.0, torch.float8_e5m2fnuz: 57344.0}  # fmt: skip
 
 
-def _cast(cx, x, to: DataType, saturate: int):
+def _to_e8m0(x, saturate: bool, round_mode: str):
+    """Powers of two 2**(code-127), code 255 = NaN; the sign is ignored; rounded by
+    ``round_mode`` (up, nearest or down) as the standard defines it."""
+    a = torch.abs(x.to(torch.float64))
+    mant, exp = torch.frexp(a)  # a = mant * 2**exp, mant in [0.5, 1)
+    k = exp.to(torch.int64) - 1
+    if round_mode == "up":
+        k = k + (mant > 0.5).to(torch.int64)
+    elif round_mode == "nearest":
+        k = k + (mant >= 0.75).to(torch.int64)
+    code = k + 127
+    low, high = (0, 254) if saturate else (255, 255)
+    code = torch.where(code > 254, high, code)
+    code = torch.where((code < 0) | (a == 0), low, code)
+    code = torch.where(torch.isinf(a), high, code)
+    code = torch.where(torch.isnan(a), 255, code)
+    return code.to(torch.uint8).view(torch.float8_e8m0fnu)
+
+
+def _cast(cx, x, to: DataType, saturate: int, round_mode: str = "up"):
     target = dtypes.storage(to, cx.label)
     src = cx.dtype(x)
+    if target == torch.float8_e8m0fnu and src.is_floating_point:
+        return _to_e8m0(x, bool(saturate), round_mode)
     if target in _FLOAT8_MAX and saturate and src.is_floating_point:
         top = _FLOAT8_MAX[target]
         clamped = torch.clamp(x, -top, top)
@@ -121,12 +142,12 @@ def _cast(cx, x, to: DataType, saturate: int):
 
 @converter("Cast", 1)
 def cast(cx, x, *, to: int, saturate: int = 1, round_mode: str = "up"):
-    return _cast(cx, x, DataType(to), saturate)
+    return _cast(cx, x, DataType(to), saturate, round_mode)
 
 
 @converter("CastLike", 15)
 def cast_like(cx, x, like, *, saturate: int = 1, round_mode: str = "up"):
-    return _cast(cx, x, cx.onnx_dtype(like) or _onnx_type_of(like), saturate)
+    return _cast(cx, x, cx.onnx_dtype(like) or _onnx_type_of(like), saturate, round_mode)
 
 
 def _onnx_type_of(t) -> DataType:
@@ -547,10 +568,13 @@ def depth_to_space(cx, x, *, blocksize: int, mode: str = "DCR"):
 
 
 @converter("SpaceToDepth", 1)
-def space_to_depth(cx, x, *, blocksize: int):
+def space_to_depth(cx, x, *, blocksize: int, mode: str = "DCR"):
+    if mode not in ("DCR", "CRD"):
+        raise cx.fail(f"mode must be DCR or CRD, got {mode!r}")
     b, c, h, w = cx.static_shape(x)
     s = blocksize
-    y = x.reshape(b, c, h // s, s, w // s, s).permute(0, 3, 5, 1, 2, 4)
+    order = (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)
+    y = x.reshape(b, c, h // s, s, w // s, s).permute(*order)
     return y.reshape(b, c * s * s, h // s, w // s)
 
 
@@ -596,3 +620,33 @@ def unique(cx, x, *, axis: int | None = None, sorted: int = 1, _outputs: int = 4
     return tuple(dtypes.from_numpy(a) for a in (y, idx.astype(np.int64),
                                                  inv.reshape(-1).astype(np.int64),
                                                  counts.astype(np.int64)))  # fmt: skip
+
+
+def _tensor_scatter(past, update, write_indices, axis: int, circular: bool):
+    batch, max_len, seq = past.shape[0], past.shape[axis], update.shape[axis]
+    if write_indices is None:
+        starts = torch.zeros(batch, dtype=torch.int64)
+    else:
+        starts = write_indices.reshape(-1).long()
+    pos = starts[:, None] + torch.arange(seq)
+    if circular:
+        pos = pos % max(max_len, 1)
+    elif seq and (bool((starts < 0).any()) or int(starts.max()) + seq > max_len):
+        raise ValueError(f"TensorScatter: linear mode needs 0 <= write_indices and write_indices "
+                         f"+ {seq} <= {max_len}, got write_indices {starts.tolist()}")  # fmt: skip
+    out = past.clone()
+    out.movedim(axis, 1)[torch.arange(batch)[:, None], pos] = update.movedim(axis, 1).to(out.dtype)
+    return out
+
+
+@converter("TensorScatter", 24)
+def tensor_scatter(cx, past_cache, update, write_indices=None, *, mode: str = "linear",
+                   axis: int = -2):  # fmt: skip
+    """``update`` written into a copy of ``past_cache`` along ``axis`` from each batch entry's
+    write index (wrapping around in circular mode)."""
+    (a,) = norm_axes([axis], cx.rank(past_cache))
+    if a == 0:
+        raise cx.fail("axis must not be 0 (the batch dimension)")
+    if mode not in ("linear", "circular"):
+        raise cx.fail(f"mode must be 'linear' or 'circular', got {mode!r}")
+    return cx.call(_tensor_scatter, past_cache, update, write_indices, a, mode == "circular")
