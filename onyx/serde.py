@@ -1015,7 +1015,9 @@ def tensor_to_bytes(tensor: Tensor) -> bytes:
 
 
 # SequenceProto.DataType / OptionalProto.DataType codes (the two enums agree).
-_VALUE_UNDEFINED, _VALUE_TENSOR, _VALUE_SPARSE, _VALUE_SEQUENCE, _VALUE_MAP, _VALUE_OPTIONAL = range(6)
+_VALUE_UNDEFINED, _VALUE_TENSOR, _VALUE_SPARSE, _VALUE_SEQUENCE, _VALUE_MAP, _VALUE_OPTIONAL = (
+    range(6)
+)
 _INT_KEYS = frozenset(
     dtypes.DataType[n] for n in ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
                                  "UINT64")
@@ -1113,7 +1115,9 @@ def _write_sequence(writer: _Writer, values: Any, name: str, elem_kind: int | No
     p = pb.SequenceProto()
     if name:
         p.name = name
-    kind = elem_kind if elem_kind is not None else _value_kind(values[0]) if values else _VALUE_TENSOR
+    kind = (
+        elem_kind if elem_kind is not None else _value_kind(values[0]) if values else _VALUE_TENSOR
+    )
     kinds = {_value_kind(v) for v in values}
     if values and (len(kinds) > 1 or not all(isinstance(v, type(values[0])) for v in values)):
         raise TypeError(f"sequence {name!r}: its elements are not all of one kind")
@@ -1137,7 +1141,9 @@ def _write_map(writer: _Writer, mapping: Any, name: str):
     if name:
         p.name = name
     keys = list(mapping)
-    key_dtype = np.result_type(keys[0]) if not isinstance(keys[0], str | bytes) else np.dtype(object)
+    key_dtype = (
+        np.result_type(keys[0]) if not isinstance(keys[0], str | bytes) else np.dtype(object)
+    )
     key_type = dtypes.DataType.STRING if key_dtype == object else dtypes.from_numpy(key_dtype)
     if key_type != dtypes.DataType.STRING and key_type not in _INT_KEYS:
         raise TypeError(f"map {name!r}: keys must be integers or strings, got {key_dtype}")

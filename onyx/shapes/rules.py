@@ -49,7 +49,12 @@ def T(dtype, dims=None):
 
 
 def unknown(r):
-    return None if r is None else (None,) * r
+    """r dims of unknown size; None (rank unknown) for no r or an absurd one (a declared dim
+    of 2**62 read as a rank would exhaust memory)."""
+    return (None,) * r if isinstance(r, int) and 0 <= r <= MAX_RANK else None
+
+
+MAX_RANK = 1024  # far beyond any model; numpy stops at 64
 
 
 # --- element-wise ----------------------------------------------------------------------------
@@ -365,6 +370,8 @@ def expand(n):
         if s is None or not ts or not isinstance(ts[0], int):
             return None
         r = max(len(s), ts[0])
+        if r > MAX_RANK:
+            return None
         return (None,) * (r - len(s)) + tuple(d if isinstance(d, int) and d != 1 else None
                                               for d in s)  # fmt: skip
     return bcast(s, tuple(target))
@@ -621,7 +628,7 @@ def max_unpool(n):
 def col2im(n):
     x, image, block = n.s(0), n.ints(1), n.ints(2)
     if image is None and n.s(1) and isinstance(n.s(1)[0], int):
-        image = [None] * n.s(1)[0]
+        image = unknown(n.s(1)[0])
     if x is None or image is None:
         return None
     if block is None:
@@ -695,7 +702,7 @@ def affine_grid(n):
     size = n.ints(1)
     if size is None:
         k = n.s(1)[0] if n.s(1) else None
-        return None if not isinstance(k, int) else (None,) * (k - 1) + (k - 2,)
+        return None if not isinstance(k, int) or k > MAX_RANK else (None,) * (k - 1) + (k - 2,)
     return (size[0], *size[2:], len(size) - 2)
 
 
