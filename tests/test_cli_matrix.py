@@ -51,6 +51,7 @@ def _args(command: str, model: str, tmp: str) -> list[str]:
         "shapes": ["-o", os.path.join(tmp, "typed.onnx")],
         "run": ["--repeat", "1"],
         "bench": ["-n", "2", "--warmup", "1"],
+        "optimize": [os.path.join(tmp, "optimized.onnx"), "--check"],
         "batch": [
             os.path.join(tmp, "rows.npz"),
             os.path.join(tmp, "out.parquet"),
@@ -76,6 +77,7 @@ BAD = {
     "convert-version": [["-o", "x.onnx"], ["--opset", "0", "-o", "x.onnx"]],
     "batch": [["rows.npz"], ["rows.npz", "out.parquet", "--batch-size", "0"],
               ["rows.npz", "out.parquet", "--engine", "spark"]],
+    "optimize": [[], ["out.onnx", "--level", "7"], ["out.onnx", "--target-opset", "0"]],
 }  # fmt: skip
 
 
