@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from onyx.errors import OptionError, PassError
 from onyx.ir import Model
-from onyx.passes import affine, algebra, basic, fusions, shapefold
+from onyx.passes import affine, algebra, basic, fusions, shapefold, transformer
 from onyx.passes.core import Fixpoint, Options, Pass, PassResult, all_graphs
 from onyx.passes.inline import inline_functions
 from onyx.passes.rules import Match, Rule, apply_rules
@@ -47,7 +47,12 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     affine.fold_affine,
     affine.pad_into_conv,
     affine.matmul_add_to_gemm,
+    transformer.sequence_split,
+    transformer.gemm_3d,
     fusions.fusions,
+    transformer.attention_3d,
+    transformer.attention_mask,
+    transformer.merge_projections,
     basic.dedupe_initializers,
     basic.cse,
     basic.dead_code,
@@ -131,7 +136,8 @@ def optimize(model: Model, level: int = 2, passes: list[str] | None = None,
 
 
 _NEEDS_TYPES = frozenset({"shape-folding", "identities", "layout-chains", "fold-affine",
-                          "matmul-add-to-gemm", "fusions"})  # fmt: skip
+                          "matmul-add-to-gemm", "fusions", "sequence-split", "gemm-3d",
+                          "attention-3d", "attention-mask", "merge-projections"})  # fmt: skip
 
 
 #: What the runtime's build step runs (graph_optimization_level above 0): the weights folded

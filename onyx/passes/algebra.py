@@ -223,6 +223,16 @@ def layout_chains(site: Site) -> int:
             node.set_input(0, first.inputs[0])
             remove_dead(g, [first])
             done["reshape-chain"] += 1
+        elif op == "Reshape" and op0 == "Transpose":
+            perm = _sandwich(site, node, first)
+            if perm is None:
+                continue
+            r1 = first.inputs[0].producer
+            y = site.node("Transpose", [r1.inputs[0]], {"perm": perm}, before=node)[0]
+            y.type = node.outputs[0].type
+            replace_value(g, node.outputs[0], y, site)
+            remove_dead(g, [node, first, r1])
+            done["reshape-transpose-reshape"] += 1
         elif op == "Unsqueeze" and op0 == "Unsqueeze" and site.opset >= 13 and len(node.inputs) > 1:
             a1, a2 = site.const(first.inputs[1]) if len(first.inputs) > 1 else None, site.const(
                 node.inputs[1]
@@ -266,6 +276,36 @@ def layout_chains(site: Site) -> int:
                 remove_dead(g, [first])
                 done["unsqueeze-squeeze"] += 1
     return done
+
+
+def _sandwich(site: Site, r2: Node, tr: Node) -> list[int] | None:
+    """The perm of one Transpose equal to Reshape→Transpose→Reshape ``r2``, else None.
+
+    The first Reshape merges the leading k dims of x into one, the Transpose keeps that merged
+    dim first, and the last Reshape splits it back into the same k dims.
+    """
+    r1 = tr.inputs[0].producer if tr.inputs and tr.inputs[0] is not None else None
+    if r1 is None or r1.op_type != "Reshape" or r1.graph is not site.graph:
+        return None
+    if r1.domain not in ("", "ai.onnx") or len(tr.outputs[0].uses) != 1:
+        return None
+    if tr.outputs[0] in site.graph.outputs or r1.outputs[0] in site.graph.outputs:
+        return None
+    if len(r1.outputs[0].uses) != 1:
+        return None
+    s, a = static_shape(r1.inputs[0]), static_shape(r1.outputs[0])
+    b, p = static_shape(r2.outputs[0]), tr.attribute("perm")
+    if s is None or a is None or b is None or p is None or len(b) != len(s) or not a:
+        return None
+    if any(d is None for d in (*s, *a, *b)):
+        return None
+    p = [int(i) for i in p]
+    k = len(s) - len(a) + 1
+    if k < 1 or len(p) != len(a) or p[0] != 0 or tuple(s[k:]) != tuple(a[1:]):
+        return None
+    if tuple(b) != tuple(s[:k]) + tuple(a[i] for i in p[1:]):
+        return None
+    return list(range(k)) + [k - 1 + i for i in p[1:]]
 
 
 def drop_node(node: Node) -> None:

@@ -142,8 +142,8 @@ def _content_key(tensor: Tensor) -> tuple | None:
         return None
     if a.dtype == object:
         return None
-    flat = a.reshape(-1)
-    sample = flat[:: max(1, flat.size // 1024)]  # a strided sample: cheap on big weights
+    # a strided sample in logical order (``flat`` does not copy a transposed weight whole)
+    sample = a.flat[:: max(1, a.size // 1024)]
     data = np.ascontiguousarray(sample).tobytes()
     digest = hashlib.blake2b(data, digest_size=16).digest() if len(data) > 64 else data
     return (int(tensor.dtype), tuple(a.shape), digest)

@@ -33,8 +33,9 @@ def _reshape_target(site: Site, node) -> np.ndarray | None:
     if known is None or shape is None or known.ndim != 1:
         return None
     zero_ok = not node.attribute("allowzero", 0)
+    entries = _solve_free(known.tolist(), shape)
     target, free = [], 0
-    for i, d in enumerate(known.tolist()):
+    for i, d in enumerate(entries):
         if isinstance(d, int):
             if d == 0 and not zero_ok:
                 return None
@@ -48,6 +49,22 @@ def _reshape_target(site: Site, node) -> np.ndarray | None:
     if free > 1:
         return None
     return np.asarray(target, np.int64)
+
+
+def _solve_free(entries: list, shape: tuple) -> list:
+    """``entries`` with its -1 replaced by the int it stands for, where symbols cancel."""
+    from onyx.shapes.dims import ddiv, prod
+
+    if entries.count(-1) != 1 or any(d is None or d == 0 for d in entries):
+        return entries
+    if any(d is None for d in shape) or not all(isinstance(d, int | str) for d in entries):
+        return entries
+    i = entries.index(-1)
+    rest = prod(entries[:i] + entries[i + 1 :])
+    q = ddiv(prod(shape), rest) if rest is not None else None
+    if isinstance(q, int) and q > 0:
+        return entries[:i] + [q] + entries[i + 1 :]
+    return entries
 
 
 def _expand_target(site: Site, node) -> np.ndarray | None:
