@@ -639,6 +639,14 @@ class _Checker:
                         f"{label}: no operator {node.op_type} in domain "
                         f"{_domain_label(domain)} (opset {version})"
                     )
+            elif schema is None and (known := defs.versions(node.op_type, domain)):
+                # a custom operator registered only from a later version: nothing could run it
+                self.fail(
+                    f"{label}: operator {node.op_type} of {domain} is registered only from "
+                    f"version {known[0]} on (versions {', '.join(map(str, sorted(known)))}), but the "
+                    f"model imports {domain} at version {version}; import a version at least "
+                    f"{known[0]} or register the operator with since_version <= {version}"
+                )
             if ctx.function is not None and schema is not None:
                 self.function_opset_compat(node, label, domain, version, schema)
         if schema is not None:

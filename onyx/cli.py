@@ -4,7 +4,8 @@ onyx info MODEL [--json]
 onyx print MODEL [--max-elements N | --full]
 onyx save-external MODEL OUT [--threshold BYTES]
 onyx run MODEL [-i NAME=FILE ...] [--dim NAME=N ...] [--shape INPUT=D0,D1 ...] [--seed S]
-               [--repeat N] [-o DIR] [--compare onnxruntime|FILE.npz] [--json]
+               [--repeat N] [-o DIR] [--compare onnxruntime|FILE.npz [--rtol R] [--atol A]]
+               [--json]
 onyx bench MODEL [-n RUNS] [--warmup N] [--per-op] [--profile OUT.json] [feeds as for run] [--json]
 onyx check MODEL [--full] [--all] [--json]
 onyx shapes MODEL [-o OUT] [--json]
@@ -75,6 +76,16 @@ def _shape_spec(text: str) -> tuple[str, list[int]]:
     if any(d < 0 for d in shape):
         raise argparse.ArgumentTypeError(f"{text!r}: dims must not be negative")
     return name, shape
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 def _compare_spec(text: str) -> str:
@@ -151,7 +162,12 @@ def cmd_save_external(args) -> None:
     print(f"wrote {args.out} and {data} (tensors of at least {args.threshold} bytes)")
 
 
-def cmd_run(args) -> None:
+def cmd_run(args) -> int:
+    tolerance = args.rtol is not None or args.atol is not None
+    if tolerance and not args.compare:
+        _note(args, "error: --rtol and --atol need --compare onnxruntime|FILE.npz")
+        return 2
+    rtol, atol = args.rtol or 0.0, args.atol or 0.0
     session, feeds, origins, chosen = _prepare(args, profile=False)
     report: dict[str, Any] = {"model": args.model, "inputs": [], "chosen_dims": chosen}
     for name, value in feeds.items():
@@ -188,6 +204,7 @@ def cmd_run(args) -> None:
         report["outputs"].append(entry)
         if not args.json:
             print(f"output {name}: {_summary(out)}")
+    failed: list[str] = []
     if args.compare:
         reference = _reference(args, feeds, names)
         report["compare"] = {"reference": args.compare, "outputs": []}
@@ -195,11 +212,22 @@ def cmd_run(args) -> None:
             print(f"compared with {args.compare}")
         for name, out in zip(names, outputs):
             diff = _diff(out, reference.get(name))
+            if tolerance:
+                diff["within_tolerance"] = _within(out, reference.get(name), rtol, atol)
+                if not diff["within_tolerance"]:
+                    failed.append(name)
             report["compare"]["outputs"].append({"name": name, **diff})
             if not args.json:
-                print(f"  {name}: {_diff_text(diff)}")
+                mark = "" if not tolerance else "  ok" if name not in failed else "  EXCEEDS"
+                print(f"  {name}: {_diff_text(diff)}{mark}")
+        if tolerance:
+            report["compare"].update(rtol=rtol, atol=atol, ok=not failed)
+            if failed:
+                _note(args, f"{len(failed)} output(s) differ from {args.compare} beyond "
+                      f"--rtol {rtol:g} --atol {atol:g}: {', '.join(failed)}")  # fmt: skip
     if args.json:
         _emit(report)
+    return 1 if failed else 0
 
 
 def cmd_bench(args) -> None:
@@ -498,6 +526,23 @@ def _diff(ours: Any, ref: Any) -> dict[str, Any]:
             "max_rel_diff": _round(rel.max(initial=0.0), 10)}  # fmt: skip
 
 
+def _within(ours: Any, ref: Any, rtol: float, atol: float) -> bool:
+    """Whether every element satisfies |ours - ref| <= atol + rtol * |ref| (NaN equals NaN);
+    a missing output or one of another shape does not."""
+    if ref is None:
+        return False
+    a, b = np.asarray(ours), np.asarray(ref)
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind not in "biufc" or b.dtype.kind not in "biufc":
+        return bool(np.array_equal(a, b))
+    wide = np.complex128 if "c" in (a.dtype.kind, b.dtype.kind) else np.float64
+    a, b = a.astype(wide), b.astype(wide)
+    with np.errstate(all="ignore"):
+        ok = (a == b) | (np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= atol + rtol * np.abs(b))
+    return bool(ok.all())
+
+
 def _diff_text(diff: dict[str, Any]) -> str:
     if diff["max_abs_diff"] is None:
         return diff["status"]
@@ -693,8 +738,10 @@ _RUN_JSON = """JSON (--json): {"model", "chosen_dims": {dim: 1},
   "inputs": [{"name", "origin", "dtype", "shape", "min", "max", "mean"}],
   "first_run_ms", "steady_ms" (median, null without --repeat), "steady_runs",
   "outputs": [{"name", "dtype", "shape", "min", "max", "mean", "file"}],
-  "compare": {"reference", "outputs": [{"name", "status", "max_abs_diff", "max_rel_diff"}]}
-  (only with --compare)}. Numbers that are not finite are null."""
+  "compare": {"reference", "outputs": [{"name", "status", "max_abs_diff", "max_rel_diff",
+  "within_tolerance"}], "rtol", "atol", "ok"} (only with --compare; the tolerance fields only
+  with --rtol/--atol)}. Numbers that are not finite are null. Exit status 1 when an output
+  differs beyond |ours - ref| <= atol + rtol * |ref|."""
 _BENCH_JSON = """JSON (--json): {"model", "chosen_dims", "inputs": [{"name", "dtype", "shape", ...}],
   "warmup_ms": [ms of each warm-up run], "runs", "profiled": bool,
   "latency_ms": {"p50", "p90", "p99", "mean", "min", "max"} (timed runs only),
@@ -891,6 +938,12 @@ COMMANDS = {
         (("--compare",), {"type": _compare_spec, "metavar": "onnxruntime|FILE.npz",
                           "help": "max abs/rel difference of each output from onnxruntime's "
                                   "(run on the same inputs) or from the arrays of FILE.npz"}),
+        (("--rtol",), {"type": _tolerance, "metavar": "R",
+                       "help": "with --compare: exit 1 unless |ours - ref| <= atol + R * |ref| "
+                               "everywhere (0 when only --atol is given)"}),
+        (("--atol",), {"type": _tolerance, "metavar": "A",
+                       "help": "with --compare: the absolute part of that bound (0 when only "
+                               "--rtol is given)"}),
         (("--json",), _JSON),
     ]),
     "check": (cmd_check, "validate against the standard; exit 1 listing the defects", _CHECK_JSON, [

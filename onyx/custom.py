@@ -40,6 +40,11 @@ attributes and whose ``__call__`` takes the inputs (prepared once per node). It 
 or a tuple of arrays for several outputs. Registration compares the signature with the schema and
 refuses one that cannot be called as the schema says (too few positional parameters, a required
 one for an optional input, a keyword the schema does not declare, an attribute it cannot take).
+
+``torch=fn`` adds a converter for ``onyx.to_torch``: ``fn(cx, *inputs, **attributes)`` like the
+bridge's own converters (onyx/pytorch/registry.py), checked against the schema the same way and
+given the schema's attribute defaults. torch is not imported for it: the bridge takes the
+converters registered so far when it loads (``install_converters``) and later ones directly.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ from onyx.defs.schemas import INFINITE, deregister_schema, register_schema
 from onyx.errors import KernelError, RegistrationError
 from onyx.ir.attribute import AttrType, infer_attr_type
 
-__all__ = ["CustomOp", "register_op", "registered_ops", "unregister_op"]
+__all__ = ["CustomOp", "install_converters", "register_op", "registered_ops", "unregister_op"]
 
 _STANDARD = frozenset({"", "ai.onnx", *defs.DOMAINS, "ai.onnx.training"})
 _OPTIONS = ("single", "optional", "variadic")
@@ -73,7 +78,9 @@ class CustomOp:
     schema: defs.Schema
     shape: Callable | None = None
     kernel: Callable | None = None
+    torch: Callable | None = None
     _bound_kernel: Any = dataclasses.field(default=None, repr=False)
+    _bound_converter: Any = dataclasses.field(default=None, repr=False)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -95,6 +102,12 @@ class CustomOp:
                 del table[version]
             if not table:
                 KERNELS.pop((domain, name), None)
+        if self._bound_converter is not None and _TORCH_TABLE:
+            table = _TORCH_TABLE[0].get((domain, name), {})
+            if table.get(version) is self._bound_converter:
+                del table[version]
+            if not table:
+                _TORCH_TABLE[0].pop((domain, name), None)
 
     def __enter__(self) -> CustomOp:  # noqa: PYI034 - Self needs Python 3.11
         return self
@@ -114,6 +127,7 @@ def register_op(
     since_version: int = 1,
     shape: Callable | None = None,
     kernel: Callable | type | None = None,
+    torch: Callable | None = None,
 ) -> CustomOp:
     """Register operator ``domain::name`` from ``since_version`` on (see the module docstring).
 
@@ -123,7 +137,9 @@ def register_op(
     follows the value), name -> ``AttrType`` (a required attribute), or ``defs.AttributeDef``.
     ``type_constraints``: name -> the type strings it allows. Raises ``RegistrationError`` when
     the version is registered already, the domain is one of the standard's, or the schema or the
-    kernel's signature is malformed.
+    kernel's signature is malformed. ``torch``: a converter for ``onyx.to_torch``,
+    ``fn(cx, *inputs, **attributes)`` as the bridge's own (onyx/pytorch/registry.py); torch is
+    not imported for it.
     """
     where = f"custom operator {domain}::{name}-{since_version}"
     if not isinstance(name, str) or not name.isidentifier():
@@ -163,12 +179,21 @@ def register_op(
 
         if since_version in KERNELS.get((domain, name), {}):
             raise RegistrationError(f"{where}: the runtime already has a kernel for this version")
-    op = CustomOp(schema, shape, kernel, bound)
+    converter = _bind_converter(where, schema, torch) if torch is not None else None
+    if (
+        converter is not None
+        and _TORCH_TABLE
+        and since_version in _TORCH_TABLE[0].get((domain, name), {})
+    ):
+        raise RegistrationError(f"{where}: onyx.to_torch already has a converter for this version")
+    op = CustomOp(schema, shape, kernel, torch, bound, converter)
     register_schema(schema)
     _REGISTERED[op.key] = op
     _install_rule(domain, name)
     if bound is not None:
         KERNELS.setdefault((domain, name), {})[since_version] = bound
+    if converter is not None and _TORCH_TABLE:
+        _TORCH_TABLE[0].setdefault((domain, name), {})[since_version] = converter
     return op
 
 
@@ -290,29 +315,44 @@ def _bind_kernel(where: str, schema: defs.Schema, kernel: Any) -> Any:
     is_class = isinstance(kernel, type)
     if not callable(kernel):
         raise RegistrationError(f"{where}: kernel must be a function or a class")
+    _check_signature(where, schema, kernel, is_class, 0)
+    return _wrap(schema, kernel, is_class, getattr(kernel, "__name__", repr(kernel)))
+
+
+def _check_signature(where: str, schema: defs.Schema, kernel: Any, is_class: bool,
+                     skip: int) -> None:  # fmt: skip
+    """Refuse a kernel (or converter, after its ``skip`` leading parameters) that cannot be
+    called with the schema's inputs positionally and its attributes by keyword."""
+    what = "converter" if skip else "kernel"
     try:
         call_sig = inspect.signature(kernel.__call__ if is_class else kernel)
         init_sig = inspect.signature(kernel.__init__) if is_class else call_sig
     except (TypeError, ValueError) as e:
-        raise RegistrationError(f"{where}: cannot read the kernel's signature: {e}") from None
+        raise RegistrationError(f"{where}: cannot read the {what}'s signature: {e}") from None
     call_params = list(call_sig.parameters.values())
     if is_class:
         call_params = call_params[1:]  # self
+    if skip:
+        lead = [p for p in call_params[:skip] if p.kind in _POSITIONAL]
+        if len(lead) < skip:
+            raise RegistrationError(f"{where}: a torch converter takes the conversion context "
+                                    "first: fn(cx, *inputs, **attributes)")  # fmt: skip
+        call_params = call_params[skip:]
     positional = [p for p in call_params if p.kind in _POSITIONAL]
     var_pos = any(p.kind == p.VAR_POSITIONAL for p in call_params)
     needed = [p.name for p in positional if p.default is p.empty]
-    kname = getattr(kernel, "__name__", repr(kernel))
+    kname = f"{what} " + getattr(kernel, "__name__", repr(kernel))
     if schema.max_input == INFINITE and not var_pos:
-        raise RegistrationError(f"{where}: its last input is variadic, so kernel {kname} needs "
+        raise RegistrationError(f"{where}: its last input is variadic, so {kname} needs "
                                 "a *inputs parameter")  # fmt: skip
     if schema.max_input != INFINITE and not var_pos and len(positional) < schema.max_input:
         raise RegistrationError(
-            f"{where}: the schema has {schema.max_input} input(s), but kernel {kname} takes "
-            f"{len(positional)} positional parameter(s)"
+            f"{where}: the schema has {schema.max_input} input(s), but {kname} takes "
+            f"{len(positional)} positional parameter(s)" + (" after the context cx" if skip else "")
         )
     if len(needed) > schema.min_input:
         raise RegistrationError(
-            f"{where}: kernel {kname} requires {len(needed)} input(s) ({', '.join(needed)}), but "
+            f"{where}: {kname} requires {len(needed)} input(s) ({', '.join(needed)}), but "
             f"the schema requires {schema.min_input}; give the optional ones a default (None)"
         )
     if is_class:
@@ -327,27 +367,69 @@ def _bind_kernel(where: str, schema: defs.Schema, kernel: Any) -> Any:
         clash = [p.name for p in positional if p.name in schema.attributes]
         if clash:
             raise RegistrationError(
-                f"{where}: kernel {kname} takes attribute(s) {', '.join(clash)} positionally; "
+                f"{where}: {kname} takes attribute(s) {', '.join(clash)} positionally; "
                 "make them keyword-only (after a *)"
             )
     var_kw = any(p.kind == p.VAR_KEYWORD for p in attr_params)
     keywords = {p.name: p for p in attr_params if p.kind != p.VAR_KEYWORD}
     extra = sorted(n for n in keywords if n not in schema.attributes and not n.startswith("_"))
     if extra:
-        raise RegistrationError(f"{where}: kernel {kname} takes keyword(s) {', '.join(extra)} "
+        raise RegistrationError(f"{where}: {kname} takes keyword(s) {', '.join(extra)} "
                                 "that the schema does not declare as attributes")  # fmt: skip
     missing = sorted(n for n in schema.attributes if n not in keywords and not var_kw)
     if missing:
-        raise RegistrationError(f"{where}: kernel {kname} cannot take the schema's attribute(s) "
+        raise RegistrationError(f"{where}: {kname} cannot take the schema's attribute(s) "
                                 f"{', '.join(missing)}")  # fmt: skip
     for n, p in keywords.items():
         spec = schema.attributes.get(n)
         if spec is not None and p.default is p.empty and not spec.required and spec.default is None:
             raise RegistrationError(
-                f"{where}: kernel {kname} requires attribute {n!r}, which the schema makes "
+                f"{where}: {kname} requires attribute {n!r}, which the schema makes "
                 "optional with no default; give one of them a default"
             )
-    return _wrap(schema, kernel, is_class, kname)
+
+
+# --- the torch converter ---------------------------------------------------------------------
+_TORCH_TABLE: list = []  # [onyx.pytorch's CONVERTERS] once the bridge is imported
+
+
+def install_converters(table: Any) -> None:
+    """Called by the PyTorch bridge when it loads: put the converters registered so far into
+    its table, and those registered later too (torch is never imported for a registration)."""
+    if _TORCH_TABLE:
+        return
+    _TORCH_TABLE.append(table)
+    for (domain, name, version), op in _REGISTERED.items():
+        if op._bound_converter is not None:
+            table.setdefault((domain, name), {})[version] = op._bound_converter
+
+
+def converter_hint(domain: str, name: str) -> str:
+    """What to add to to_torch's "no converter" line for a registered custom operator."""
+    if any(key[:2] == (domain, name) for key in _REGISTERED):
+        return (
+            " (a custom operator registered without a torch converter: pass register_op's torch=)"
+        )
+    return ""
+
+
+def _bind_converter(where: str, schema: defs.Schema, fn: Any) -> Any:
+    """Check a torch converter ``fn(cx, *inputs, **attributes)`` against ``schema``; return it
+    with the schema's attribute defaults filled in, as the bridge's table holds it."""
+    if not callable(fn) or isinstance(fn, type):
+        raise RegistrationError(f"{where}: torch must be a function fn(cx, *inputs, **attributes)")
+    _check_signature(where, schema, fn, False, 1)
+    defaults = {n: a.default for n, a in schema.attributes.items() if a.default is not None}
+
+    def convert(cx, *inputs, _outputs=1, **attrs):
+        return fn(cx, *inputs, **{**defaults, **{k: v for k, v in attrs.items() if v is not None}})
+
+    convert.__signature__ = _signature(schema, [
+        inspect.Parameter("cx", inspect.Parameter.POSITIONAL_ONLY),
+        inspect.Parameter("inputs", inspect.Parameter.VAR_POSITIONAL),
+    ])  # fmt: skip
+    convert.__name__ = getattr(fn, "__name__", "convert")
+    return convert
 
 
 def _signature(schema: defs.Schema, first: list) -> inspect.Signature:

@@ -188,3 +188,90 @@ def test_run_options_terminate_between_steps():
         assert len(calls) == 1
         options.terminate = False  # a new run with it cleared runs to the end
         assert s.run(None, {"x": np.ones(1, np.float32)}, options)[0].tolist() == [1.0]
+
+
+def _swish_torch(cx, x, *, beta=1.0):
+    import torch
+
+    return x * torch.sigmoid(beta * x)
+
+
+def test_torch_converter_makes_the_op_known_to_to_torch():
+    torch = pytest.importorskip("torch")
+    from onyx.pytorch import CONVERTERS, to_torch
+
+    x = np.linspace(-3, 3, 12, dtype=np.float32).reshape(4, 3)
+    with _register(torch=_swish_torch) as op:
+        for attrs in ({"beta": 2.0}, {}):  # the schema's default fills an omitted attribute
+            model = _model(**attrs)
+            want = onyx.InferenceSession(model).run(None, {"x": x})[0]
+            module = to_torch(model)
+            got = module(torch.from_numpy(x))[0].detach().numpy()
+            np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=1e-5)
+        assert op.torch is _swish_torch and CONVERTERS.lookup(DOMAIN, "Swish", 1) is not None
+        with pytest.raises(onyx.UnsupportedError, match="'gamma' .*not supported|gamma"):
+            to_torch(_model(gamma=1.0))
+    # unregistering removes the converter; without one, to_torch lists the node up front
+    assert CONVERTERS.lookup(DOMAIN, "Swish", 1) is None
+    with (
+        _register(),
+        pytest.raises(
+            onyx.UnsupportedError,
+            match="(?s)cannot convert 1 node.*'sw' \\(Swish\\).*com.example.Swish-1.*torch=",
+        ),
+    ):
+        to_torch(_model())
+
+
+@pytest.mark.parametrize(
+    "converter, message",
+    [
+        (lambda x, *, beta=1.0: x, "takes 0 positional parameter\\(s\\) after the context cx"),
+        (lambda cx, x, *, gamma=1.0: x, "converter .*keyword\\(s\\) gamma"),
+        (lambda cx, x: x, "converter .*cannot take the schema's attribute\\(s\\) beta"),
+        (lambda: None, "context first"),
+    ],
+)
+def test_torch_converter_must_fit_the_schema(converter, message):
+    with pytest.raises(onyx.RegistrationError, match=message):
+        _register(torch=converter)
+    assert not onyx.registered_ops()
+
+
+def test_registering_a_converter_does_not_import_torch():
+    """The converter waits for the bridge: torch loads only with onyx.pytorch."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("torch")
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import onyx
+        def conv(cx, x, *, beta=1.0):
+            return x * 2
+        onyx.register_op("Twice", "com.example", inputs=[("X", "tensor(float)")],
+                         outputs=[("Y", "tensor(float)")], attributes={"beta": 1.0},
+                         kernel=lambda x, *, beta=1.0: x * 2, torch=conv)
+        assert "torch" not in sys.modules, "registration imported torch"
+        from onyx.pytorch import CONVERTERS
+        assert CONVERTERS.lookup("com.example", "Twice", 1) is not None
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_checker_reports_a_domain_version_below_every_registered_one():
+    with _register(since_version=3), _register(since_version=5):
+        with pytest.raises(
+            onyx.ValidationError,
+            match="'sw' \\(com.example::Swish\\).*Swish of com.example is registered only from "
+            "version 3 on "
+            "\\(versions 3, 5\\).*imports com.example at version 2",
+        ):
+            onyx.check(_model(version=2))
+        onyx.check(_model(version=3))  # a version at or above the first registered one is fine
+    onyx.check(_model(version=2))  # nothing registered: an unknown custom op is left alone

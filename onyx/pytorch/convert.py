@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from onyx.custom import converter_hint, install_converters
 from onyx.defs import find_schema
 from onyx.dtypes import DataType
 from onyx.errors import ExecutionError, OnyxError, UnsupportedError, ValidationError
@@ -30,6 +31,7 @@ from onyx.pytorch.registry import CONVERTERS, NeedsValues
 from onyx.runtime.plan import _LEGACY_ATTRIBUTES, _attribute_value, _check_signature, _label
 from onyx.shapes import _Inference, clone_model
 
+install_converters(CONVERTERS)  # custom operators' converters, registered before and after
 _FLOATS = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 
 
@@ -327,7 +329,10 @@ def unsupported_nodes(model: Model) -> list[str]:
                 opset = opsets.get("" if node.domain == "ai.onnx" else node.domain, 0)
                 if CONVERTERS.lookup(node.domain, node.op_type, opset) is None:
                     where = f"{node.domain}." if node.domain else ""
-                    problems.append(f"{label}: no converter for {where}{node.op_type}-{opset}")
+                    hint = converter_hint(node.domain, node.op_type)
+                    problems.append(
+                        f"{label}: no converter for {where}{node.op_type}-{opset}{hint}"
+                    )
                     continue
             for name, attr in node.attributes.items():
                 if attr.type == AttrType.GRAPH and attr.value is not None:

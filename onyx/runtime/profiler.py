@@ -4,6 +4,12 @@ The trace is a JSON array of complete events (``"ph": "X"``) with ``ts`` and ``d
 microseconds from the start of the session's build: one ``session_initialization`` event, one
 ``model_run`` event per run, and one event per step of each run (named after its node, with the
 op type and the input shapes in ``args``), as onnxruntime writes its profiles.
+
+Nodes inside subgraphs (If branches, Loop and Scan bodies, function bodies) are events of their
+own, one per time their subgraph runs, named after the path to them (``loop.body > add``) and
+lying within the event of the node that ran them, so a trace viewer draws them nested beneath
+it. A run that profiles sets ``PROFILING.sink`` (per thread) for the subgraph plans it runs to
+read; when profiling is off no step pays anything for this.
 """
 
 from __future__ import annotations
@@ -18,6 +24,13 @@ from typing import Any
 from onyx.errors import OnyxError
 
 
+class _Active(threading.local):
+    sink: list | None = None  # the step list of the profiled run in progress on this thread
+
+
+PROFILING = _Active()
+
+
 class Profiler:
     """The timings of one session: its build, each run, each step of each run."""
 
@@ -26,7 +39,7 @@ class Profiler:
         self.origin = started  # perf_counter() at the start of the build: ts 0 of the trace
         self.wall = datetime.datetime.now()
         self.build = (started, built)
-        # per run: (start, end, thread id, [(step, start, end, input shapes), ...])
+        # per run: (start, end, thread id, [(step, start, end, input shapes, graph path), ...])
         self.runs: list[tuple[float, float, int, list]] = []
 
     def run_started(self) -> tuple[float, list]:
@@ -37,10 +50,13 @@ class Profiler:
         self.runs.append((start, time.perf_counter(), threading.get_native_id(), steps))
 
     def by_op(self) -> dict[str, float]:
-        """Seconds per op type over the runs so far."""
+        """Seconds per op type over the runs so far (top-level nodes: a subgraph's time counts
+        for the If, Loop or Scan that ran it)."""
         totals: dict[str, float] = {}
         for *_, steps in self.runs:
-            for step, start, end, _ in steps:
+            for step, start, end, _, path in steps:
+                if path != "main":
+                    continue
                 op = step.node.op_type
                 totals[op] = totals.get(op, 0.0) + (end - start)
         return totals
@@ -59,10 +75,13 @@ class Profiler:
         ]
         for index, (start, end, tid, steps) in enumerate(self.runs):
             out.append(event("Session", "model_run", start, end, tid, {"run": index}))
-            for step, s, e, shapes in steps:
+            for step, s, e, shapes, path in steps:
                 node = step.node
+                name = node.name or node.op_type
                 args = {"op_name": node.op_type, "run": index, "input_type_shape": shapes}
-                out.append(event("Node", node.name or node.op_type, s, e, tid, args))
+                if path != "main":
+                    name, args["graph"] = f"{path} > {name}", path
+                out.append(event("Node", name, s, e, tid, args))
         out.sort(key=lambda ev: ev["ts"])  # stable: a run before its first step
         return out
 

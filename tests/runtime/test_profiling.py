@@ -106,3 +106,101 @@ def test_a_profile_that_cannot_be_written_is_an_onyx_error(tmp_path):
     session = onyx.InferenceSession(MLP, opts)
     with pytest.raises(onyx.OnyxError, match="cannot write the profile"):
         session.end_profiling()
+
+
+def _loop_model() -> onyx.ir.Model:
+    """y = Loop(3) over a body with two nodes (Add then Mul) and an If nested in it."""
+    from onyx import helper
+
+    f = onyx.DataType.FLOAT
+    branch = lambda name, op: helper.make_graph(
+        [helper.make_node(op, ["s"], [f"{name}_out"], name=f"{name}_neg")], name, [],
+        [helper.make_tensor_value_info(f"{name}_out", f, None)],
+    )  # fmt: skip
+    body = helper.make_graph(
+        [
+            helper.make_node("Add", ["acc", "one"], ["s"], name="add"),
+            helper.make_node("Mul", ["s", "two"], ["m"], name="mul"),
+            helper.make_node(
+                "If",
+                ["cond_in"],
+                ["out"],
+                name="pick",
+                then_branch=branch("then", "Identity"),
+                else_branch=branch("else", "Neg"),
+            ),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep"),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", onyx.DataType.INT64, []),
+            helper.make_tensor_value_info("cond_in", onyx.DataType.BOOL, []),
+            helper.make_tensor_value_info("acc", f, [2]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", onyx.DataType.BOOL, []),
+            helper.make_tensor_value_info("out", f, [2]),
+            helper.make_tensor_value_info("m", f, [2]),
+        ],
+        [
+            helper.make_tensor("one", f, [2], [1.0, 1.0]),
+            helper.make_tensor("two", f, [2], [2.0, 2.0]),
+        ],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["n", "c", "x"], ["y", "ms"], name="loop", body=body)],
+        "g",
+        [helper.make_tensor_value_info("n", onyx.DataType.INT64, []),
+         helper.make_tensor_value_info("c", onyx.DataType.BOOL, []),
+         helper.make_tensor_value_info("x", f, [2])],
+        [helper.make_tensor_value_info("y", f, [2]), helper.make_tensor_value_info("ms", f, None)],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+LOOP_FEED = {"n": np.array(3, np.int64), "c": np.array(True), "x": np.zeros(2, np.float32)}
+
+
+def test_nodes_of_subgraphs_are_events_nested_in_their_control_node(tmp_path):
+    opts = SessionOptions(enable_profiling=True, profile_file_prefix=str(tmp_path / "loop"))
+    session = onyx.InferenceSession(_loop_model(), opts)
+    want = session.run(None, LOOP_FEED)
+    np.testing.assert_array_equal(want[0], np.full(2, 3.0, np.float32))  # acc + 1, three times
+    by_op = session.profile_by_op()
+    events = _events(session.end_profiling())
+    nodes = [e for e in events if e["cat"] == "Node"]
+    loop = [e for e in nodes if e["name"] == "loop"]
+    assert len(loop) == 1 and "graph" not in loop[0]["args"]
+    inner = [e for e in nodes if e is not loop[0]]
+    # one event per body node per iteration, in the order the body runs them, named by path
+    body_names = [e["name"] for e in inner if e["args"]["graph"] == "loop.body"]
+    assert body_names == ["loop.body > add", "loop.body > mul", "loop.body > pick",
+                          "loop.body > keep"] * 3  # fmt: skip
+    branch = [e["name"] for e in inner if e["args"]["graph"] != "loop.body"]
+    assert branch == ["loop.body > pick.then_branch > then_neg"] * 3
+    start, end = loop[0]["ts"], loop[0]["ts"] + loop[0]["dur"]
+    assert all(start <= e["ts"] and e["ts"] + e["dur"] <= end + 1e-3 for e in inner)
+    assert all(e["tid"] == loop[0]["tid"] for e in inner)
+    ts = [e["ts"] for e in inner]
+    assert ts == sorted(ts)
+    # each If event contains its branch's node
+    picks = [e for e in inner if e["name"].endswith("> pick")]
+    for pick, neg in zip(picks, [e for e in inner if e["name"].endswith("then_neg")]):
+        assert pick["ts"] <= neg["ts"] and neg["ts"] + neg["dur"] <= pick["ts"] + pick["dur"] + 1e-3
+    # per-op totals count the top-level Loop only (its body's time is inside it)
+    assert set(by_op) == {"Loop"}
+    assert by_op["Loop"] == pytest.approx(loop[0]["dur"] / 1e6, rel=1e-3, abs=1e-5)
+
+
+def test_subgraphs_run_the_same_with_profiling_off_and_leave_no_sink():
+    from onyx.runtime.profiler import PROFILING
+
+    session = onyx.InferenceSession(_loop_model())
+    out = session.run(None, LOOP_FEED)
+    np.testing.assert_array_equal(out[1], np.array([[2, 2], [4, 4], [6, 6]], np.float32))
+    assert PROFILING.sink is None
+    opts = SessionOptions(enable_profiling=True)
+    profiled = onyx.InferenceSession(_loop_model(), opts)
+    profiled.run(None, LOOP_FEED)
+    assert PROFILING.sink is None  # the run restored it
+    profiled._profiler = None  # nothing written
