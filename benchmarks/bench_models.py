@@ -11,7 +11,14 @@ installed) and without (onyx-numpy). onyx's outputs are checked against onnxrunt
 The shared machine's speed drifts by tens of percent from minute to minute, so the two runtimes
 are measured alternately for several rounds and each keeps its best median.
 
+Scaling: with ``--threads`` (default counts: 1 and the machine's physical cores; or give them,
+``--threads 1 2 4``) each runtime runs at each thread count, and the table shows the times, the
+speedup from the first count to the last, and onyx / onnxruntime at the last. A run at n threads
+sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and NUMBA_NUM_THREADS to n in its
+process and ``intra_op_num_threads`` = n in both runtimes' session options.
+
 Run: python benchmarks/bench_models.py [--models ...] [--repeat 10] [--rounds 3] [--no-reference]
+     [--threads [N ...]]
 """
 
 from __future__ import annotations
@@ -69,14 +76,17 @@ def median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def worker(runtime: str, name: str, repeat: int, out: str) -> None:
+def worker(runtime: str, name: str, repeat: int, out: str, threads: int | None = None) -> None:
     """Time one runtime on one model; write its median and its outputs to ``out``."""
     path = model_path(name)
     if runtime in ("onyx", "onyx-numpy"):
         # one session, as a user has: building and dropping a second one first tunes glibc's
         # malloc thresholds by accident (that hid the page faults of every BERT and GPT-2 run,
         # 35-42k each, from this benchmark until the arena removed them)
-        session = onyx.InferenceSession(path)
+        options = onyx.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        session = onyx.InferenceSession(path, options)
         feeds = feeds_for(session)
         run = functools.partial(session.run, None, feeds)
     else:
@@ -87,7 +97,11 @@ def worker(runtime: str, name: str, repeat: int, out: str) -> None:
         if runtime == "onnxruntime":
             import onnxruntime as ort
 
-            ort_session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            ort_options = ort.SessionOptions()
+            if threads is not None:
+                ort_options.intra_op_num_threads = threads
+            ort_session = ort.InferenceSession(path, ort_options,
+                                               providers=["CPUExecutionProvider"])  # fmt: skip
             run = functools.partial(ort_session.run, None, feeds)
         else:
             from onnx.reference import ReferenceEvaluator
@@ -101,11 +115,12 @@ def worker(runtime: str, name: str, repeat: int, out: str) -> None:
         json.dump({"seconds": seconds}, f)
 
 
-def measure(runtime: str, name: str, repeat: int, tmp: str,
-            tree: str | None = None) -> tuple[float | None, list, str]:  # fmt: skip
+def measure(runtime: str, name: str, repeat: int, tmp: str, tree: str | None = None,
+            threads: int | None = None) -> tuple[float | None, list, str]:  # fmt: skip
     """(median seconds, outputs, error) of one runtime on one model, in a process of its own;
-    with ``tree``, onyx is imported from that source tree instead of the installed one."""
-    out = os.path.join(tmp, f"{runtime}-{name}-{abs(hash(tree))}")
+    with ``tree``, onyx is imported from that source tree instead of the installed one; with
+    ``threads``, at that many threads (environment and session options)."""
+    out = os.path.join(tmp, f"{runtime}-{name}-{abs(hash(tree))}-{threads}")
     cmd = [
         sys.executable,
         __file__,
@@ -118,6 +133,10 @@ def measure(runtime: str, name: str, repeat: int, tmp: str,
         out,
     ]
     env = dict(os.environ)
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+        for var in THREAD_VARIABLES:
+            env[var] = str(threads)
     if tree is not None:
         env["PYTHONPATH"] = os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")])
     if runtime == "onyx-numpy":
@@ -133,6 +152,43 @@ def measure(runtime: str, name: str, repeat: int, tmp: str,
     return seconds, outputs, ""
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS")  # fmt: skip
+
+
+def scaling(models: list[str], counts: list[int], repeat: int, rounds: int) -> None:
+    """Each runtime at each thread count: times, speedup first -> last count, onyx / ort."""
+    first, last = counts[0], counts[-1]
+    print(f"best of {rounds} alternating rounds of a median of {repeat} runs, each runtime in its")
+    print(f"own process; n threads: *_NUM_THREADS=n and intra_op_num_threads=n; speedup: "
+          f"{first} -> {last} threads")  # fmt: skip
+    head = "".join(f"{f'ort {n}t ms':>11}" for n in counts)
+    head += "".join(f"{f'onyx {n}t ms':>12}" for n in counts)
+    print(f"{'model':<22}{head}{'ort speedup':>13}{'onyx speedup':>14}{f'onyx/ort {last}t':>13}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models:
+            best = {(r, n): math.inf for r in ("onnxruntime", "onyx") for n in counts}
+            outputs = {}
+            for _ in range(rounds):
+                for (runtime, n), fastest in best.items():
+                    seconds, outputs[runtime, n], error = measure(runtime, name, repeat, tmp,
+                                                                  threads=n)  # fmt: skip
+                    if seconds is None:
+                        raise SystemExit(f"{name}: {runtime} at {n} threads failed: {error}")
+                    best[runtime, n] = min(fastest, seconds)
+            for n in counts:
+                for a, b in zip(outputs["onyx", n], outputs["onnxruntime", n]):
+                    np.testing.assert_allclose(
+                        a, b, rtol=1e-3, atol=1e-4, err_msg=f"{name}: onyx != onnxruntime"
+                    )
+            row = "".join(f"{best['onnxruntime', n] * 1e3:>11.1f}" for n in counts)
+            row += "".join(f"{best['onyx', n] * 1e3:>12.1f}" for n in counts)
+            ort = best["onnxruntime", first] / best["onnxruntime", last]
+            own = best["onyx", first] / best["onyx", last]
+            ratio = best["onyx", last] / best["onnxruntime", last]
+            print(f"{name:<22}{row}{ort:>12.2f}x{own:>13.2f}x{ratio:>12.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="*", default=MODELS)
@@ -141,11 +197,22 @@ def main() -> None:
     parser.add_argument(
         "--no-reference", action="store_true", help="skip onnx's reference evaluator"
     )
+    parser.add_argument(
+        "--threads", nargs="*", type=int, metavar="N",
+        help="time each runtime at these thread counts (none given: 1 and the physical cores)",
+    )  # fmt: skip
     parser.add_argument("--worker", nargs=2, metavar=("RUNTIME", "MODEL"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(*args.worker, args.repeat, args.out)
+        threads = args.threads[0] if args.threads else None
+        worker(*args.worker, args.repeat, args.out, threads)
+        return
+    if args.threads is not None:
+        from onyx.runtime.threads import physical_cores
+
+        counts = args.threads or sorted({1, physical_cores()})
+        scaling(args.models, counts, args.repeat, args.rounds)
         return
 
     from onyx.runtime import compiled

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from onyx.runtime import compiled
+from onyx.runtime import compiled, threads
 from onyx.runtime.fastloops import clamp
 
 _EXACT = (np.dtype(np.float32), np.dtype(np.float64))
@@ -197,10 +197,17 @@ class Epilogue:
             and (source is None or source.flags.c_contiguous)
         ):
             rows = y.shape[0] * y.shape[1]
-            self._run_program(y, source, 0, rows, 0, y.size // rows if rows else 0)
+            width = y.size // rows if rows else 0
+            threads.rows(rows, y.size,
+                         lambda r0, r1: self._run_program(y, source, r0, r1, 0, width))  # fmt: skip
             return
-        for region in regions(y.shape, y.dtype.itemsize):
-            self.apply(y, region, source)
+        parts = [(region,) for region in regions(y.shape, y.dtype.itemsize)]
+        pool = threads.current()
+        if pool is None or len(parts) < 2:
+            for (region,) in parts:
+                self.apply(y, region, source)
+        else:
+            pool.run(lambda region: self.apply(y, region, source), parts)
 
     def _run_program(self, y, source, row0, row1, col0, col1) -> None:
         codes, with_full, params, full = self._program

@@ -1,13 +1,13 @@
 """Build-time merges of a plan's steps.
 
-- A per-output-channel scaling or shift right after a Conv with constant weights
-  (BatchNormalization in inference mode, Mul or Add by a constant) is folded into the Conv's
-  weight and bias, computed in float64: the result agrees with the unfolded one to rounding.
+- (Per-channel scalings and shifts after a Conv, Gemm or BatchNormalization with constant
+  weights are folded into those weights before the plan is made, by onyx.passes' fold-affine:
+  the session runs its plan on a copy of the graph rewritten so.)
 - Elementwise steps that alone consume a producer's fresh result (Relu, BatchNormalization in
   inference mode, Add/Sub/Mul/Div/Sum by a constant or by another tensor) run as the producer's
   epilogue, in place, region by region (epilogue.py); Conv applies it to each band it computes.
   These compute exactly what the steps compute, except that consecutive per-channel scalings
-  and shifts by constants are merged into one (in float64, like the folding above).
+  and shifts by constants are merged into one (in float64).
 - A run of such elementwise steps after any other step runs as one chain: one pass that reads
   the input once and writes one new array.
 - A Concat whose inputs are each a Conv's result that it alone reads (the modules of GoogLeNet
@@ -42,10 +42,10 @@ _COMMUTATIVE = frozenset({"Add", "Mul", "Sum"})
 StepTuple = tuple[Node, Callable, list[int], list[int]]
 
 
-def fuse(steps: list[StepTuple], template: list[Any], fed: set[int], output_slots: list[int],
-         add_constant: Callable[[np.ndarray], int]) -> list[StepTuple]:  # fmt: skip
+def fuse(steps: list[StepTuple], template: list[Any], fed: set[int],
+         output_slots: list[int]) -> list[StepTuple]:  # fmt: skip
     """The steps with producers and their elementwise consumers merged. ``template`` holds the
-    constants by slot; ``add_constant`` stores a new one (a folded weight) and gives its slot."""
+    constants by slot."""
     readers = collections.Counter(i for _, _, ins, _ in steps for i in ins if i >= 0)
     outputs = set(output_slots)
 
@@ -64,12 +64,6 @@ def fuse(steps: list[StepTuple], template: list[Any], fed: set[int], output_slot
                 position = ins.index(result)
         if position is not None:
             last = len(fused) - 1
-            if last not in chains:
-                folded = _fold_into_conv(host, node, ins, outs, position, template, constant,
-                                         add_constant)  # fmt: skip
-                if folded is not None:
-                    fused[-1] = folded
-                    continue
             if host[0].op_type in _FRESH_RESULT or last in heads:
                 followers, extras = chains.get(last, ([], []))
                 follower = _follower(node, fn, ins, position, template, constant, extras)
@@ -174,64 +168,6 @@ def _batchnorm_follower(node, fn, ins, template, constant) -> Follower | None:
     shift = bias - mean * mult
     ops = ((np.multiply, mult, True), (np.add, shift, True))
     return Follower(ops, fn, (Result(), *params))
-
-
-def _fold_into_conv(conv: StepTuple, node: Node, ins, outs, position, template, constant,
-                    add_constant) -> StepTuple | None:  # fmt: skip
-    """Conv then a per-output-channel scaling or shift (BatchNormalization in inference mode,
-    Mul or Add by a constant) as one Conv with scaled weights and shifted bias, computed in
-    float64 (the result agrees with the unfolded one to rounding)."""
-    conv_node, conv_fn, conv_ins, _ = conv
-    if conv_node.op_type != "Conv":
-        return None
-    has_bias = len(conv_ins) > 2 and conv_ins[2] >= 0
-    if not constant(conv_ins[1]) or (has_bias and not constant(conv_ins[2])):
-        return None
-    w = template[conv_ins[1]]
-    if w.dtype.kind != "f":
-        return None
-    affine = _affine(node, ins, position, template, constant)
-    if affine is None:
-        return None
-    factor, offset, rank = affine
-    m = w.shape[0]
-    if rank not in (None, w.ndim) or any(a.size not in (1, m) for a in (factor, offset)):
-        return None
-    if node.op_type != "BatchNormalization" and template[ins[1 - position]].ndim > w.ndim:
-        return None  # the constant would broadcast the result to a higher rank
-    factor, offset = np.broadcast_to(factor, (m,)), np.broadcast_to(offset, (m,))
-    bias = template[conv_ins[2]].astype(np.float64) if has_bias else 0.0
-    new_w = (w * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
-    new_b = (bias * factor + offset).astype(w.dtype)
-    return (conv_node, conv_fn, [conv_ins[0], add_constant(new_w), add_constant(new_b)], outs)
-
-
-def _affine(node: Node, ins, position, template, constant):
-    """``node`` as y * factor + offset per channel of y (float64 vectors or scalars), with the
-    rank of y that reading requires (None: any), or None where it is not such a step."""
-    op = node.op_type
-    if op == "BatchNormalization":
-        params = _batchnorm_constants(node, ins, template, constant) if position == 0 else None
-        if params is None:
-            return None
-        scale, bias, mean, var = (p.astype(np.float64) for p in params)
-        factor = scale / np.sqrt(var + node.attribute("epsilon", 1e-5))
-        return factor, bias - mean * factor, None
-    if op not in ("Mul", "Add", "Sub") or len(ins) != 2 or (op == "Sub" and position != 0):
-        return None
-    other = ins[1 - position]
-    if not constant(other) or template[other].dtype.kind != "f":
-        return None
-    c = template[other].astype(np.float64)
-    if c.size == 1:
-        vector, rank = c.reshape(()), None
-    elif _per_channel_rank(c.shape):
-        vector, rank = c.reshape(-1), _per_channel_rank(c.shape)
-    else:
-        return None
-    if op == "Mul":
-        return vector, np.zeros(()), rank
-    return np.ones(()), (-vector if op == "Sub" else vector), rank
 
 
 def _merged_affine(first: Follower, second: Follower) -> Follower | None:

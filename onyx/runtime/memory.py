@@ -28,8 +28,14 @@ LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
 )
 
 
+MAX_RANK = 64  # numpy's NPY_MAXDIMS
+
+
 def check_allocation(shape, dtype) -> None:
     """Raise AllocationError if an array of ``shape`` and ``dtype`` would exceed the limit."""
+    if len(shape) > MAX_RANK:  # a shape read from a big tensor: refuse before looking at it
+        raise AllocationError(f"cannot allocate a tensor of rank {len(shape)} (numpy's limit is "
+                              f"{MAX_RANK})")  # fmt: skip
     dims = [int(d) for d in shape]
     if any(d < 0 for d in dims):
         raise AllocationError(f"cannot allocate a tensor of negative shape {dims}")

@@ -14,17 +14,16 @@ import numpy as np
 from onyx import dtypes
 from onyx.errors import FeedError, OptionError
 from onyx.ir import MapType, Model, OptionalType, SequenceType, TensorType, Type, Value
-from onyx.runtime import memory
+from onyx.runtime import memory, threads
 from onyx.runtime.options import (
     RunOptions,
-    ThreadLimit,
     check_out,
     check_output_names,
     check_session_option,
     reject_unknown,
     write_out,
 )  # fmt: skip
-from onyx.runtime.plan import Context, Plan
+from onyx.runtime.plan import Context, Plan, check_signatures
 from onyx.runtime.profiler import Profiler
 
 _log = logging.getLogger("onyx")
@@ -46,11 +45,12 @@ class SessionOptions:
     default: freed memory stays in the process for the next tensors instead of going back to
     the OS; on glibc this is a setting of malloc, so it holds for the whole process),
     ``free_dimension_overrides`` (symbolic dim name -> size, filled by
-    ``add_free_dimension_override_by_name``), ``intra_op_num_threads`` (0, the default: as
-    the BLAS library decides; n > 0: the BLAS threads numpy's matrix products use are held to n
-    during each run, through threadpoolctl when it is installed, and the option is advisory
-    without it) and ``inter_op_num_threads`` (advisory: onyx runs one step at a time; onyx's
-    own thread pool will size itself by these two).
+    ``add_free_dimension_override_by_name``), ``intra_op_num_threads`` (the threads of the
+    session's pool, which kernels split their work over; 0, the default: the machine's
+    physical cores; during a run BLAS is held to one thread per call, through threadpoolctl
+    when it is installed, and its GEMMs are parts of the pool's work; see
+    ``onyx/runtime/threads.py``) and ``inter_op_num_threads`` (advisory: onyx runs one step
+    at a time).
 
     ``allocation_limit`` guards against tensors whose size comes from the *values* of inputs,
     which a bad or hostile input can make huge: the kernels that build a tensor from a shape
@@ -156,8 +156,17 @@ class InferenceSession:
         optimize = self.options.graph_optimization_level > 0
         if self.options.enable_cpu_mem_arena:
             memory.keep_freed_memory()
-        self._context = Context(opsets, self.model.functions, optimize)
-        self._plan = Plan(graph, self._context)
+        # above level 0 the plan runs a copy rewritten by onyx.passes (weights folded); the
+        # model as given stays in self.model, for runs whose feed overrides an initializer
+        prepared = None
+        if optimize and self._torch is None:
+            from onyx.passes import optimize_for_session
+
+            check_signatures(self.model)  # the passes trust attribute kinds and input counts
+            prepared = optimize_for_session(self.model)
+        functions = (self.model if prepared is None else prepared).functions
+        self._context = Context(opsets, functions, optimize)
+        self._plan = Plan(graph if prepared is None else prepared.graph, self._context)
         self._plan.bind_captures([])
         self._override_plan: Plan | None = None  # built when a feed overrides an initializer
         initialized = set(graph.initializers.values()) | set(graph.sparse_initializers.values())
@@ -188,7 +197,8 @@ class InferenceSession:
                 len(self._plan.steps), len(graph.nodes), len(graph.nodes) - len(self._plan.steps),
             )  # fmt: skip
         self._limit = self.options.allocation_limit or memory.default_limit()
-        self._threads = ThreadLimit(self.options.intra_op_num_threads)
+        # the session's thread pool (onyx/runtime/threads.py), BLAS held to one thread in runs
+        self._threads = threads.Threads(self.options.intra_op_num_threads)
 
     # --- description -----------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:

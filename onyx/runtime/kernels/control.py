@@ -73,6 +73,11 @@ class Scan:
 
     def __init__(self, *, body, num_scan_inputs, scan_input_directions=None, scan_output_directions=None,
                  scan_input_axes=None, scan_output_axes=None, _n_inputs=0):  # fmt: skip
+        if not 0 < num_scan_inputs <= _n_inputs:
+            raise KernelError(
+                f"num_scan_inputs must be between 1 and the number of inputs ({_n_inputs}), got "
+                f"{num_scan_inputs}"
+            )  # a huge one made the lists below exhaust memory
         self.body, self.m = body, num_scan_inputs
         self.n_state = _n_inputs - num_scan_inputs
         self.in_dirs = scan_input_directions or [0] * self.m

@@ -14,9 +14,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from onyx.errors import KernelError
-from onyx.runtime import compiled
+from onyx.runtime import compiled, threads
 from onyx.runtime.epilogue import Epilogue
 from onyx.runtime.kernels.registry import kernel
+from onyx.runtime.memory import check_allocation
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -78,6 +79,9 @@ def output_geometry(name, in_shape, kernel_shape, strides, dilations, pb, pe, au
         out.append(o)
         begins.append(b)
         ends.append(e)
+    # pads, strides and dilations are attributes: absurd ones must not reach numpy (a byte per
+    # output position here; the callers' arrays are at least that big)
+    check_allocation(out, np.uint8)
     return out, begins, ends
 
 
@@ -86,6 +90,7 @@ def pad_input(x, pb, pe, value=0):
     if not any(pb) and not any(pe):
         return x
     shape = x.shape[:2] + tuple(s + b + e for s, b, e in zip(x.shape[2:], pb, pe))
+    check_allocation(shape, x.dtype)
     # zeros where it can: np.zeros fills about twice as fast as np.full (bench_numpy_layouts.py)
     out = np.zeros(shape, x.dtype) if value == 0 else np.full(shape, value, dtype=x.dtype)
     out[(slice(None), slice(None)) + tuple(slice(b, b + s) for b, s in zip(pb, x.shape[2:]))] = x
@@ -209,14 +214,22 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
         mult = mg
         if mult != 1:
             xp = np.repeat(xp, mult, axis=1)
-        acc = tmp = None  # (a new array, not ``y``: the caller copies it where it must)
-        for i, (_, sl) in enumerate(kernel_slices(k, s, d, out)):
-            wk = w_depthwise[:, i].reshape((1, -1) + (1,) * len(out))
-            if acc is None:
-                acc = np.multiply(xp[(slice(None), slice(None)) + sl], wk)
-                tmp = np.empty_like(acc)
-            else:
-                acc += np.multiply(xp[(slice(None), slice(None)) + sl], wk, out=tmp)
+        # (a new array, not ``y``: the caller copies it where it must)
+        acc = np.empty((n, w_depthwise.shape[0], *out), np.result_type(xp, w_depthwise))
+        taps = [sl for _, sl in kernel_slices(k, s, d, out)]
+
+        def channels(c0, c1):  # a band of channels, over the session's threads
+            tmp = None
+            for i, sl in enumerate(taps):
+                wk = w_depthwise[c0:c1, i].reshape((1, -1) + (1,) * len(out))
+                src = xp[(slice(None), slice(c0, c1)) + sl]
+                if i == 0:
+                    np.multiply(src, wk, out=acc[:, c0:c1])
+                else:
+                    tmp = np.empty_like(acc[:, c0:c1]) if tmp is None else tmp
+                    acc[:, c0:c1] += np.multiply(src, wk, out=tmp)
+
+        threads.rows(acc.shape[1], acc.size * len(taps), channels)
         return acc
     cols = window_view(xp, k, s, d, out).reshape(n, g, ck, o_size)
     return _grouped_matmul(w_gemm, cols, y, out)
@@ -226,6 +239,16 @@ def _grouped_matmul(w_gemm, cols, y, out):
     """(N, g*M/g, *out) from (g, M/g, K) weights and (N, g, K, O) columns, into ``y`` if given."""
     n, g, _, o_size = cols.shape
     mg = w_gemm.shape[1]
+    if w_gemm.dtype == cols.dtype and threads.current() is not None:
+        # one GEMM per image (per group and image), split over the session's threads
+        y = np.empty((n, g * mg) + tuple(out), cols.dtype) if y is None else y
+        y4 = y.reshape(n, g, mg, o_size)
+        for i in range(n):
+            if g == 1:
+                threads.matmul(w_gemm[0], cols[i, 0], out=y4[i, 0])
+            else:
+                threads.batched_matmul(w_gemm, cols[i], y4[i])
+        return y
     if y is None:
         return np.matmul(w_gemm, cols).reshape((n, g * mg) + tuple(out))
     np.matmul(w_gemm, cols, out=y.reshape(n, g, mg, o_size))
@@ -252,26 +275,35 @@ def conv_blocked(x, w2d, plan, epilogue, y=None):
     y2d = y.reshape(n, m, ho * wo)
     jit = compiled.kernels(y.size) if x.dtype in compiled.DTYPES else None
     rows = max(1, min(ho, _TILE_BYTES // (4 * depth * wo)))
-    view = buffer = None
+    pool = threads.current()
+    if pool is not None and pool.size > 1 and threads.splits_gemms():
+        # at least two bands per thread, each band a part of the pool's work
+        rows = max(1, min(rows, -(-ho * n // (2 * pool.size))))
+    view = source = None
     if pointwise and all(v == 1 for v in s):
         source = x.reshape(n, x.shape[1], ho * wo)
     elif jit is not None:
         x = np.ascontiguousarray(x)
-        buffer = np.empty(depth * rows * wo, x.dtype)
     else:
         view = window_view(pad_input(x, pb, pe), k, s, d, out)  # (N, C, kh, kw, Ho, Wo)
-    for i in range(n):
-        for r0 in range(0, ho, rows):
-            r1 = min(ho, r0 + rows)
-            if buffer is not None:
-                cols = buffer[: depth * (r1 - r0) * wo].reshape(depth, (r1 - r0) * wo)
-                jit.im2col(x[i], cols, *k, *s, *d, pb[0], pb[1], r0, r1, wo)
-            elif view is None:
-                cols = source[i, :, r0 * wo : r1 * wo]
-            else:
-                cols = view[i, :, :, :, r0:r1, :].reshape(depth, (r1 - r0) * wo)
-            np.matmul(w2d, cols, out=y2d[i, :, r0 * wo : r1 * wo])
-            epilogue.apply_rows(y, i, r0, r1)
+
+    def band(i, r0, r1):
+        if source is not None:
+            cols = source[i, :, r0 * wo : r1 * wo]
+        elif view is None:
+            cols = np.empty((depth, (r1 - r0) * wo), x.dtype)
+            jit.im2col(x[i], cols, *k, *s, *d, pb[0], pb[1], r0, r1, wo)
+        else:
+            cols = view[i, :, :, :, r0:r1, :].reshape(depth, (r1 - r0) * wo)
+        np.matmul(w2d, cols, out=y2d[i, :, r0 * wo : r1 * wo])
+        epilogue.apply_rows(y, i, r0, r1)
+
+    parts = [(i, r0, min(ho, r0 + rows)) for i in range(n) for r0 in range(0, ho, rows)]
+    if pool is None:
+        for part in parts:
+            band(*part)
+    else:
+        pool.run(band, parts)
     return y
 
 
@@ -324,7 +356,7 @@ def conv_shifted(x, w_shift, plan, y=None):
     # than the whole convolution computes)
     jit = compiled.kernels(products.size * c) if x.dtype in compiled.DTYPES else None
     for i in range(n):
-        np.matmul(w_shift, x[i].reshape(c, h * w), out=products.reshape(taps * m, -1))
+        threads.matmul(w_shift, x[i].reshape(c, h * w), out=products.reshape(taps * m, -1))
         if jit is not None:
             jit.shift_sum(products, y[i], *k, *d, pb[0], pb[1], w)
             continue
@@ -401,7 +433,7 @@ def conv_winograd(x, u, plan, y=None):
     for i in range(n):
         inner[...] = x[i]
         jit.winograd_input(padded, v, tiles_h, tiles_w)
-        np.matmul(u, v, out=products)
+        threads.batched_matmul(u, v, products)
         jit.winograd_output(products, y[i], tiles_w)
     return y
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from onyx.errors import KernelError
+from onyx.runtime import threads
 from onyx.runtime.kernels.registry import kernel
 
 _LOW_PRECISION = {"float16", "bfloat16"}
@@ -34,6 +35,43 @@ def _axis(axis: int, rank: int, op: str) -> int:
 
 
 # --- MatMul / Gemm -----------------------------------------------------------------------------
+def _split_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """The float product of ``a`` (..., M, K) and ``b`` as one GEMM, or stacked GEMMs, split over
+    the session's thread pool; None where numpy's own matmul is the way (other types, other
+    layouts, broadcast batches).
+
+    An N-D ``a`` by a 2-D ``b`` (a linear layer on (batch, tokens, features) or on channel-last
+    images) is one (batch * M, K) GEMM here: numpy's matmul makes one per matrix of ``a``."""
+    if a.dtype != b.dtype or a.dtype not in _FLOATS or a.ndim < 2 or b.ndim < 2:
+        return None
+    if a.shape[-1] != b.shape[-2]:
+        return None
+    if b.ndim == 2:
+        if a.ndim > 2 and not a.flags.c_contiguous:
+            return None
+        a2 = _blas_ready(a.reshape(-1, a.shape[-1]))
+        y = threads.matmul(a2, _blas_ready(b))
+        return y.reshape(a.shape[:-1] + (b.shape[1],))
+    if a.shape[:-2] != b.shape[:-2]:
+        return None
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    y = np.empty(a.shape[:-1] + (n,), a.dtype)
+    # (reshape: views where the batch axes merge, as those of a head transpose do)
+    a3, b3 = a.reshape(-1, m, k), b.reshape(-1, k, n)
+    threads.batched_matmul(_blas_ready_stack(a3), _blas_ready_stack(b3), y.reshape(-1, m, n))
+    return y
+
+
+def _blas_ready_stack(x: np.ndarray) -> np.ndarray:
+    """A stack of matrices each of which BLAS takes as it is (a unit stride on one axis)."""
+    if x.strides[-1] == x.itemsize or x.strides[-2] == x.itemsize:
+        return x
+    return np.ascontiguousarray(x)
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 @kernel("MatMul", 1)
 def matmul(a, b):
     """Matrix product with numpy.matmul's rules (1-D operands promoted, batch dims broadcast)."""
@@ -45,7 +83,9 @@ def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise KernelError(f"MatMul needs operands of rank >= 1, got shapes {a.shape} and {b.shape}")
     try:
-        y = np.matmul(_blas_ready(a), _blas_ready(b))
+        y = _split_matmul(a, b)
+        if y is None:
+            y = np.matmul(_blas_ready(a), _blas_ready(b))
     except ValueError:
         raise KernelError(
             f"MatMul: shapes {a.shape} and {b.shape} are not compatible for a matrix product"
@@ -72,7 +112,9 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
         raise KernelError(
             f"Gemm: A' is {a.shape} and B' is {b.shape}; their inner dimensions must match"
         )
-    y = _blas_ready(a) @ _blas_ready(b)
+    y = _split_matmul(a, b)
+    if y is None:
+        y = _blas_ready(a) @ _blas_ready(b)
     integer = y.dtype.kind in "iu"
     if alpha != 1.0:
         if integer:
@@ -157,7 +199,11 @@ def _along_axis(fn, op):
     def impl(input, *, axis=-1):
         if input.ndim == 0:
             raise KernelError(f"{op} needs an input of rank >= 1, got a scalar")
-        y = fn(input, _axis(axis, input.ndim, op))
+        axis = _axis(axis, input.ndim, op)
+        if axis == input.ndim - 1 and fn is not _hardmax:  # rows split over the session's threads
+            y = threads.last_axis(lambda rows: fn(rows, rows.ndim - 1), input)
+        else:
+            y = fn(input, axis)
         return y if y.dtype == input.dtype else y.astype(input.dtype)
 
     impl.__name__ = impl.__qualname__ = f"{op}_13"

@@ -14,6 +14,7 @@ import ml_dtypes
 import numpy as np
 
 from onyx.errors import KernelError
+from onyx.runtime import threads
 from onyx.runtime.fastloops import clamp
 from onyx.runtime.kernels.registry import kernel
 
@@ -163,13 +164,22 @@ def mod(a, b, *, fmod=0):
 
 # --- unary math ----------------------------------------------------------------------------
 def _unary(ufunc, name: str):
-    def unary(x, *, consumed_inputs=None):
-        return ufunc(x, out=A)
+    if name in _SPLIT:  # costly per element: split over the session's threads
+
+        def unary(x, *, consumed_inputs=None):
+            return threads.elementwise(lambda part: ufunc(part, out=A), x)
+
+    else:
+
+        def unary(x, *, consumed_inputs=None):
+            return ufunc(x, out=A)
 
     unary.__name__ = unary.__qualname__ = name
     return unary
 
 
+_SPLIT = frozenset({"exp", "log", "tanh", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
+                    "cosh", "asinh", "acosh", "atanh"})  # fmt: skip
 _UNARY = {
     # op: (ufunc, first version)
     "Neg": (np.negative, 1), "Abs": (np.absolute, 1), "Reciprocal": (np.reciprocal, 1),
@@ -291,7 +301,7 @@ def erf(x: np.ndarray) -> np.ndarray:
 
 @kernel("Erf", 9)
 def erf_kernel(x):
-    return np.asarray(erf(x))
+    return threads.elementwise(lambda part: np.asarray(erf(part)), x)
 
 
 # --- activations ---------------------------------------------------------------------------
@@ -311,7 +321,7 @@ def sigmoid(x):
 
 @kernel("Sigmoid", 1)
 def sigmoid_kernel(x, *, consumed_inputs=None):
-    return sigmoid(x)
+    return threads.elementwise(sigmoid, x)
 
 
 @kernel("Relu", 1)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from onyx.errors import KernelError
-from onyx.runtime import compiled
+from onyx.runtime import compiled, threads
 from onyx.runtime.kernels.conv import (
     compute_dtype,
     kernel_slices,
@@ -87,7 +87,9 @@ class _Pool:
         y = np.empty((n, c, *out), x.dtype)
         planes = np.ascontiguousarray(x).reshape(n * c, *x.shape[2:])
         scale = np.empty((1, 1), x.dtype) if scale is None else scale
-        jit.pool2d(planes, y.reshape(n * c, *out), code, *k, *s, *d, pb[0], pb[1], finish, scale)
+        y3 = y.reshape(n * c, *out)
+        threads.rows(n * c, planes.size, lambda p0, p1: jit.pool2d(
+            planes[p0:p1], y3[p0:p1], code, *k, *s, *d, pb[0], pb[1], finish, scale))  # fmt: skip
         return y
 
     def counts(self, spatial, plan, include_pad):
@@ -105,9 +107,13 @@ class _Pool:
                 pb0, pe0 = [0] * nd, [0] * nd
             c = np.ones((1, 1) + (1,) * nd)
             for i in range(nd):
+                # taps t of window j (at start + t * d) inside [lo, hi), counted without
+                # listing them: a kernel may be far wider than the input (SAME padding)
                 start = np.arange(out[i]) * s[i] - pb[i]
-                pos = start[:, None] + np.arange(k[i])[None, :] * d[i]
-                n = ((pos >= -pb0[i]) & (pos < spatial[i] + pe0[i])).sum(axis=1)
+                lo, hi = -pb0[i], spatial[i] + pe0[i]
+                first = np.maximum(-((start - lo) // d[i]), 0)
+                last = np.minimum((hi - 1 - start) // d[i], k[i] - 1)
+                n = np.maximum(last - first + 1, 0)
                 shape = [1] * (nd + 2)
                 shape[2 + i] = -1
                 c = c * n.reshape(shape)
@@ -135,10 +141,13 @@ def _reduce_axis(x, axis, k, s, d, begin, out, op, fill):
     shape = x.shape
     length = shape[axis]
     outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
-    shifts = [t * d - begin for t in range(k)]  # window j reads row j * s + shift
+    # window j reads row j * s + shift; only the taps that some window reads data with (a kernel
+    # wider than the input, as SAME padding allows, has its other taps all in the padding)
+    first = max(-(((out - 1) * s - begin) // d), 0)
+    shifts = [t * d - begin for t in range(first, min(k, (length - 1 + begin) // d + 1))]
     dense = (out - 1) * s + 1  # the stride-1 windows spanning the same range
     overlap = (k - 1) * d + 1 > s  # windows share elements (else the dense ones only add work)
-    if inner == 1 and dense <= length and outer > 1 and (s == 1 or overlap):
+    if shifts and inner == 1 and dense <= length and outer > 1 and (s == 1 or overlap):
         result = _line_windows(x.reshape(outer, length), shifts, dense, op, fill)[:, ::s]
     else:
         source = x.reshape(outer, length, inner)

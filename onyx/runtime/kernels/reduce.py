@@ -15,6 +15,7 @@ import numpy as np
 
 from onyx.errors import KernelError
 from onyx.runtime.kernels.registry import kernel
+from onyx.runtime.memory import check_allocation
 
 _LOW_PRECISION = {"float16", "bfloat16"}  # computed in float32, cast back
 
@@ -152,9 +153,20 @@ def _finish(result, dtype: np.dtype) -> np.ndarray:
     return result if result.dtype == dtype else result.astype(dtype)
 
 
+def _check_empty(data: np.ndarray, picked, keepdims: bool) -> None:
+    """An empty input reduced over its empty axes gives a full result, as big as the other axes
+    make it (an input of shape (0, 2**31) makes 8 GiB of zeros): check it against the limit."""
+    if data.size == 0 and picked != ():
+        axes = range(data.ndim) if picked is None else picked
+        kept = [1 if i in axes else d for i, d in enumerate(data.shape)
+                if keepdims or i not in axes]  # fmt: skip
+        check_allocation(kept, data.dtype)
+
+
 def _register(op_type: str, compute, attr_versions: tuple[int, ...], input_version: int) -> None:
     def with_axes_attribute(data, *, axes=None, keepdims=1):
         picked = None if not axes else _normalize_axes(axes, data.ndim)
+        _check_empty(data, picked, keepdims)
         return _finish(compute(data, picked, bool(keepdims)), data.dtype)
 
     def with_axes_input(data, axes=None, *, keepdims=1, noop_with_empty_axes=0):
@@ -162,6 +174,7 @@ def _register(op_type: str, compute, attr_versions: tuple[int, ...], input_versi
             picked = () if noop_with_empty_axes else None
         else:
             picked = _normalize_axes(axes.reshape(-1).tolist(), data.ndim)
+        _check_empty(data, picked, keepdims)
         return _finish(compute(data, picked, bool(keepdims)), data.dtype)
 
     for fn, form in ((with_axes_attribute, "attribute"), (with_axes_input, "input")):

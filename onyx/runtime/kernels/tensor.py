@@ -160,6 +160,11 @@ class ConstantOfShape:
         self.dtype = v.dtype
 
     def __call__(self, shape):
+        if np.ndim(shape) != 1 or np.size(shape) > 64:
+            raise KernelError(
+                f"ConstantOfShape: the shape input must be 1-D with at most 64 entries (numpy's "
+                f"rank limit), got a tensor of shape {list(np.shape(shape))}"
+            )
         dims = _ints(shape)
         if any(d < 0 for d in dims):
             raise KernelError(f"ConstantOfShape: shape must not be negative, got {dims}")

@@ -1,0 +1,394 @@
+"""One thread pool for a session's work: kernels split their loops over it, BLAS runs inside.
+
+A session runs with a ``Pool`` of ``intra_op_num_threads`` threads (default: the machine's
+physical cores): the thread calling ``run`` and ``size - 1`` workers. Kernels that can split
+their work (a GEMM by rows or columns, a convolution by bands of output rows, an epilogue by
+rows, pooling by channels) ask ``current()`` for the pool and hand it the parts; each part
+writes its own block of the result, so the result does not depend on which thread ran which
+part, and the parts depend on the pool's size only: runs with the same thread count give the
+same bits.
+
+While a pooled run is in progress, BLAS runs one thread per call (held through threadpoolctl,
+process-wide, counted so that overlapping runs in several Python threads restore it only when
+the last ends): its GEMMs are parts of the pool's work like any other, so the pool's threads
+and BLAS's never compete for the cores (OpenBLAS's idle threads spin for a while after each
+call, which slowed everything between GEMMs when both pools were live; see docs/runtime.md,
+"Threads"). Without threadpoolctl BLAS cannot be held, and GEMMs are not split: BLAS's own
+threads run them, the pool the rest.
+
+Pools are shared by size across sessions: two sessions of 2 threads running at once in two
+Python threads share one worker, and each calling thread works through its own parts, so
+neither waits on the other's (no deadlock) and the process never runs more than
+``size - 1`` workers beside its calling threads.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import os
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+_CURRENT: contextvars.ContextVar[Pool | None] = contextvars.ContextVar("onyx_pool", default=None)
+_INSIDE = threading.local()  # set in a thread while it runs a part: nested splits run serially
+# Parts below this many multiply-adds (or elements, for memory-bound work) are not worth a
+# thread's wake-up (about 10-50 us on a loaded machine).
+MIN_FLOPS = 1 << 21
+MIN_ELEMENTS = 1 << 16
+
+
+def physical_cores() -> int:
+    """The physical cores this process may run on (hyperthreads not counted; 1 at least)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        allowed = set(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = package = None
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    cpu = int(value)
+                elif key == "physical id":
+                    package = value
+                elif key == "core id" and cpu in allowed:
+                    cores.add((package or "0", value))
+    except (OSError, ValueError):
+        cores = set()
+    return max(1, min(len(cores), len(allowed)) if cores else len(allowed))
+
+
+class _Batch:
+    """The parts of one split: threads take the next part until none is left."""
+
+    __slots__ = ("done", "error", "fn", "left", "lock", "next", "parts")
+
+    def __init__(self, fn: Callable, parts: Sequence[tuple]):
+        self.fn, self.parts = fn, parts
+        self.next = itertools.count()  # (next() on it is atomic under the GIL)
+        self.left = len(parts)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def work(self) -> None:
+        _INSIDE.active = True
+        try:
+            while (i := next(self.next)) < len(self.parts):
+                try:
+                    if self.error is None:
+                        self.fn(*self.parts[i])
+                except BaseException as e:  # noqa: BLE001 - handed to the caller
+                    self.error = e
+                with self.lock:
+                    self.left -= 1
+                    if self.left == 0:
+                        self.done.set()
+        finally:
+            _INSIDE.active = False
+
+
+class Pool:
+    """``size`` threads: the caller of ``run`` and ``size - 1`` workers, started at first use."""
+
+    def __init__(self, size: int):
+        self.size = max(1, int(size))
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        with self._lock:
+            while len(self._workers) < self.size - 1:
+                worker = threading.Thread(target=self._serve, name=f"onyx-pool-{self.size}",
+                                          daemon=True)  # fmt: skip
+                worker.start()
+                self._workers.append(worker)
+
+    def _serve(self) -> None:
+        # as in a run: inf and NaN results are values, and numpy's ufunc buffer is the session's
+        np.seterr(all="ignore")
+        np.setbufsize(1024)
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            batch.work()
+
+    def run(self, fn: Callable, parts: Sequence[tuple]) -> None:
+        """Call ``fn(*part)`` for each part, across the pool; re-raise the first failure."""
+        if self.size == 1 or len(parts) < 2 or getattr(_INSIDE, "active", False):
+            for part in parts:
+                fn(*part)
+            return
+        if len(self._workers) < self.size - 1:
+            self._start()
+        batch = _Batch(fn, parts)
+        for _ in range(min(self.size, len(parts)) - 1):
+            self._queue.put(batch)
+        batch.work()  # the caller takes parts too: it never waits while parts are left
+        batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+
+
+_POOLS: dict[int, Pool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _after_fork() -> None:
+    """In a forked child the workers are gone: pools start new ones at their next use."""
+    global _POOLS_LOCK
+    _POOLS_LOCK = threading.Lock()
+    for found in _POOLS.values():
+        found._queue, found._workers, found._lock = queue.SimpleQueue(), [], threading.Lock()
+    _BLAS.lock, _BLAS.active, _BLAS.saved = threading.Lock(), 0, []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def pool(size: int) -> Pool:
+    """The process's pool of ``size`` threads (one per size, shared by sessions)."""
+    with _POOLS_LOCK:
+        found = _POOLS.get(size)
+        if found is None:
+            found = _POOLS[size] = Pool(size)
+        return found
+
+
+def current() -> Pool | None:
+    """The pool of the run in progress in this thread (None outside runs, or in a part)."""
+    found = _CURRENT.get()
+    if found is None or getattr(_INSIDE, "active", False):
+        return None
+    return found
+
+
+def bands(count: int, parts: int) -> list[tuple[int, int]]:
+    """``count`` items as up to ``parts`` contiguous (start, stop) ranges of near-equal size."""
+    parts = max(1, min(parts, count))
+    step, extra = divmod(count, parts)
+    out, start = [], 0
+    for i in range(parts):
+        stop = start + step + (i < extra)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+# --- BLAS held to one thread while pooled runs are in progress ---------------------------------
+class _Blas:
+    """Counts the pooled runs in progress; the first holds BLAS to one thread, the last restores
+    what it found."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.active = 0
+        self.saved: list[tuple[Callable, int]] = []
+        # (get, set) of each BLAS library's thread count; None until looked up
+        self.libraries: list[tuple[Callable, Callable]] | None = None
+
+    def _find(self) -> list[tuple[Callable, Callable]]:
+        if self.libraries is None:
+            self.libraries = _blas_libraries()
+        return self.libraries
+
+    def controllable(self) -> bool:
+        return bool(self._find())
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.active == 0:
+                self.saved = [(setter, getter()) for getter, setter in self._find()]
+                for setter, threads in self.saved:
+                    if threads != 1:
+                        setter(1)
+            self.active += 1
+
+    def exit(self) -> None:
+        with self.lock:
+            self.active -= 1
+            if self.active == 0:
+                for setter, threads in self.saved:
+                    if threads != 1:
+                        setter(threads)
+                self.saved = []
+
+
+def _blas_libraries() -> list[tuple[Callable, Callable]]:
+    """(get, set) of the thread count of each BLAS library loaded, through threadpoolctl; []
+    where it is missing or a library keeps a count per thread (OpenMP builds: a limit set here
+    would not hold in the pool's workers).
+
+    For OpenBLAS the library's own two functions are called (0.3 us for a set and a reset):
+    threadpoolctl's methods took 10-30 us, and leave the count alone when called from another
+    Python thread than the first that set it."""
+    try:
+        import threadpoolctl
+
+        found = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+    except Exception:  # noqa: BLE001 - not installed, or a library it cannot inspect
+        return []
+    libraries = []
+    for lib in found:
+        if getattr(lib, "threading_layer", None) == "openmp":
+            return []
+        symbol = getattr(lib, "_get_symbol", None)
+        if getattr(lib, "internal_api", None) == "openblas" and symbol is not None:
+            getter = symbol("openblas_get_num_threads")
+            setter = symbol("openblas_set_num_threads")
+            if getter is not None and setter is not None:
+                libraries.append((getter, setter))
+                continue
+        libraries.append((lambda lib=lib: lib.num_threads, lib.set_num_threads))
+    return libraries
+
+
+_BLAS = _Blas()
+
+
+class Threads:
+    """A session's threads: ``with threads():`` around a run makes its pool ``current()``."""
+
+    def __init__(self, intra_op_num_threads: int = 0):
+        size = intra_op_num_threads or physical_cores()
+        self.size = size
+        self.pool = pool(size)
+        # GEMMs are split over the pool only where BLAS can be held to one thread meanwhile
+        self.splits_gemms = _BLAS.controllable()
+
+    def __call__(self) -> _Run:
+        return _Run(self)
+
+
+class _Run:
+    """The context of one run (a class: contextlib's generator took 5 us a run)."""
+
+    __slots__ = ("threads", "token")
+
+    def __init__(self, threads: Threads):
+        self.threads = threads
+
+    def __enter__(self) -> Pool:
+        self.token = _CURRENT.set(self.threads.pool)
+        if self.threads.splits_gemms:
+            _BLAS.enter()
+        return self.threads.pool
+
+    def __exit__(self, *exc: object) -> None:
+        if self.threads.splits_gemms:
+            _BLAS.exit()
+        _CURRENT.reset(self.token)
+
+
+def splits_gemms() -> bool:
+    """Whether GEMMs may be split over the current pool (BLAS is held to one thread)."""
+    return _BLAS.active > 0
+
+
+# --- split kernels -------------------------------------------------------------------------
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b, out=out)`` for a 2-D ``a`` (M, K) and ``b`` (K, N), split over the
+    current pool by rows (or, for a short ``a``, by columns) when it is worth it."""
+    found = current()
+    m, k = a.shape
+    n = b.shape[1]
+    if found is None or found.size == 1 or m * k * n < MIN_FLOPS * 2 or not splits_gemms():
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((m, n), np.result_type(a, b))
+    parts = found.size
+    if m >= 16 * parts or m >= n:
+        found.run(lambda r0, r1: np.matmul(a[r0:r1], b, out=out[r0:r1]),
+                  [p for p in bands(m, parts) if p[0] < p[1]])  # fmt: skip
+    else:
+        # (columns in multiples of 16, the width of BLAS's kernels)
+        cols = [(c0 * 16, min(n, c1 * 16)) for c0, c1 in bands((n + 15) // 16, parts)]
+        found.run(lambda c0, c1: np.matmul(a, b[:, c0:c1], out=out[:, c0:c1]),
+                  [p for p in cols if p[0] < p[1]])  # fmt: skip
+    return out
+
+
+def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``np.matmul(a, b, out=out)`` for ``a`` and ``out`` stacked on their first axis (b
+    stacked too, or 2-D), split over the current pool by that axis when it is worth it."""
+    found = current()
+    count = a.shape[0]
+    flops = a.size * b.shape[-1]
+    if found is None or found.size == 1 or count < 2 or flops < MIN_FLOPS * 2 or not splits_gemms():
+        return np.matmul(a, b, out=out)
+    stacked = b.ndim == a.ndim and b.shape[0] == count
+
+    def part(i0, i1):
+        np.matmul(a[i0:i1], b[i0:i1] if stacked else b, out=out[i0:i1])
+
+    found.run(part, bands(count, found.size))
+    return out
+
+
+def rows(
+    count: int, work: int, fn: Callable[[int, int], None], minimum: int = MIN_ELEMENTS
+) -> None:
+    """``fn(r0, r1)`` over ``count`` rows, split in bands over the current pool when ``work``
+    (elements touched in all) is worth it."""
+    found = current()
+    if found is None or found.size == 1 or count < 2 or work < minimum * 2:
+        fn(0, count)
+        return
+    found.run(fn, bands(count, min(found.size, work // minimum)))
+
+
+def elementwise(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``fn(x)`` for an elementwise ``fn`` (each output element from its input element only),
+    split over the current pool in chunks of the flattened ``x`` when it is worth it."""
+    found = current()
+    if (
+        found is None
+        or found.size == 1
+        or type(x) is not np.ndarray
+        or x.size < 2 * MIN_ELEMENTS
+        or not x.flags.c_contiguous
+    ):
+        return fn(x)
+    flat = x.reshape(-1)
+    chunks = [(a * 64, min(x.size, b * 64)) for a, b in bands(-(-x.size // 64), found.size)]
+    results: list[Any] = [None] * len(chunks)
+
+    def part(k: int, a: int, b: int) -> None:
+        results[k] = fn(flat[a:b])
+
+    found.run(part, [(k, a, b) for k, (a, b) in enumerate(chunks)])
+    return np.concatenate(results).reshape(x.shape)
+
+
+def last_axis(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``fn(x)`` for an ``fn`` that works along the last axis of ``x`` (each row of the result
+    from its own row only: a softmax), split over the current pool by rows when worth it."""
+    found = current()
+    if (
+        found is None
+        or found.size == 1
+        or type(x) is not np.ndarray
+        or x.ndim < 2
+        or x.size < 2 * MIN_ELEMENTS
+        or not x.flags.c_contiguous
+    ):
+        return fn(x)
+    x2 = x.reshape(-1, x.shape[-1])
+    results: list[Any] = [None] * min(found.size, x2.shape[0])
+
+    def part(k: int, r0: int, r1: int) -> None:
+        results[k] = fn(x2[r0:r1])
+
+    found.run(part, [(k, r0, r1) for k, (r0, r1) in enumerate(bands(x2.shape[0], len(results)))])
+    return np.concatenate(results).reshape(x.shape)
