@@ -253,22 +253,10 @@ class InferenceSession:
             )
         started = time.perf_counter()
         inputs = self._check_feeds(input_feed)
-        token = memory.LIMIT.set(self._limit)
-        bufsize = np.setbufsize(_UFUNC_BUFFER)
-        try:
-            # inf/NaN results are values here, as in onnxruntime
-            with np.errstate(all="ignore"), self._threads():
-                if self._torch is not None:
-                    outputs = self._torch.run(inputs)
-                elif self._profiler is None:
-                    outputs = self._plan_for(input_feed).run(inputs, (), stop=run_options)
-                else:
-                    start, steps = self._profiler.run_started()
-                    outputs = self._plan_for(input_feed).run(inputs, (), steps, stop=run_options)
-                    self._profiler.run_ended(start, steps)
-        finally:
-            np.setbufsize(bufsize)
-            memory.LIMIT.reset(token)
+        if self._torch is not None:  # torch keeps its own threads, limits and error state
+            outputs = self._torch.run(inputs)
+        else:
+            outputs = self._run_plan(input_feed, inputs, run_options)
         selected = outputs if positions is None else [outputs[i] for i in positions]
         level = getattr(run_options, "log_severity_level", -1)
         if (self.options.log_severity_level if level == -1 else level) <= 1:
@@ -279,6 +267,23 @@ class InferenceSession:
             return [_to_api(v) for v in selected]
         return [write_out(n, v, buffers[n]) if n in buffers else _to_api(v)
                 for n, v in zip(names, selected)]  # fmt: skip
+
+    def _run_plan(self, feed: Mapping[str, Any], inputs: list, run_options) -> list:
+        """The plan's outputs, run in the session's pool, under its limits and error state."""
+        token = memory.LIMIT.set(self._limit)
+        bufsize = np.setbufsize(_UFUNC_BUFFER)
+        try:
+            # inf/NaN results are values here, as in onnxruntime
+            with np.errstate(all="ignore"), self._threads():
+                if self._profiler is None:
+                    return self._plan_for(feed).run(inputs, (), stop=run_options)
+                start, steps = self._profiler.run_started()
+                outputs = self._plan_for(feed).run(inputs, (), steps, stop=run_options)
+                self._profiler.run_ended(start, steps)
+                return outputs
+        finally:
+            np.setbufsize(bufsize)
+            memory.LIMIT.reset(token)
 
     def _plan_for(self, feed: Mapping[str, Any]) -> Plan:
         """The folded plan, or (when a feed overrides an initializer) one that folds none."""
