@@ -4,9 +4,11 @@
     summary = onyx.batch.run("model.onnx", "images.parquet", "out.parquet", batch_size=64)
     summary = onyx.batch.run(..., engine="ray", ray_address="auto")   # on a Ray cluster
 
-The local engine (the default) runs a process pool on this machine, one session per worker and
-workers x threads filling the cores; the Ray engine runs the same job with Ray Data's
-``map_batches`` on actors. Both write the same file: the input's other columns, then one column
+The local engine (the default) runs on this machine with workers x threads filling the cores: by
+default one session in this process with a thread per core (a small job pays no process start-up;
+parts are written while the next shard runs), and on machines with many cores and jobs with many
+rows, a pool of worker processes forked from a preloaded server; the Ray engine runs the same job
+with Ray Data's ``map_batches`` on actors (``gpus_per_worker`` GPUs each). Both write the same file: the input's other columns, then one column
 per model output, one row per input row (null outputs for a bad row, whose number and reason go
 to ``OUTPUT``'s ``.errors.jsonl``). Shards finished by an interrupted run are not redone.
 Needs the ``batch`` extra (pyarrow); the Ray engine the ``ray`` extra.
@@ -14,6 +16,7 @@ Needs the ``batch`` extra (pyarrow); the Ray engine the ``ray`` extra.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +51,8 @@ def run(
     ray_address: str | None = None,
     strict: bool = False,
     shard_size: int | None = None,
-    providers: Sequence[str] = (),
+    providers: Sequence[str | tuple[str, dict]] = (),
+    gpus_per_worker: float = 0,
     progress: Callable[[Progress], None] | None = None,
 ) -> Summary:
     """Run ``model`` over every row of ``source`` and write ``output`` (Parquet); a Summary.
@@ -56,7 +60,10 @@ def run(
     ``columns`` maps model inputs to dataset columns (default: the column of the input's name,
     or the only column). ``workers`` x ``threads`` default to filling this machine's cores (for
     Ray: ``workers`` actors of ``threads`` CPUs each). ``strict`` stops at the first bad row with
-    a BadRowError naming it. ``progress`` is called after every shard.
+    a BadRowError naming it. ``providers`` are the session's, as for ``InferenceSession``
+    (names, or (name, options) pairs: ``[("TorchExecutionProvider", {"device": "cuda"})]``).
+    ``gpus_per_worker`` is the GPUs Ray reserves for each actor (engine "ray"; may be a
+    fraction). ``progress`` is called after every shard.
     """
     pyarrow()  # the extra is there, or an error that names it
     from onyx.batch import io
@@ -67,6 +74,13 @@ def run(
         raise BatchError(f"engine {engine!r}: expected one of {ENGINES}")
     if batch_size < 1:
         raise BatchError(f"batch_size={batch_size}: expected a positive number")
+    if gpus_per_worker < 0 or (gpus_per_worker and engine != "ray"):
+        raise BatchError(
+            f"gpus_per_worker={gpus_per_worker}: expected a number >= 0, and GPUs are reserved "
+            "by the Ray engine only; the local engine runs on its providers' device, e.g. "
+            "providers=[('TorchExecutionProvider', {'device': 'cuda'})]"
+        )
+    providers = tuple(_provider(p) for p in providers)
     model, source, output = os.fspath(model), os.fspath(source), os.fspath(output)
     if not os.path.isfile(model):
         raise BatchError(f"model {model!r} is not a file (workers load the model from a path)")
@@ -79,12 +93,15 @@ def run(
     if clash:
         raise BatchError(f"output {clash[0]!r} has the name of a column of {source!r}; rename one")
     input_specs(graph, columns)  # fails here, once, on inputs that cannot be fed
-    workers, threads = plan_workers(workers, threads)
     shard_size = shard_size or batch_size * max(1, 4096 // batch_size)
     if shard_size % batch_size:
         raise BatchError(f"shard_size={shard_size}: expected a multiple of batch_size={batch_size}")
-    if data.rows is not None:
-        workers = max(1, min(workers, -(-data.rows // shard_size)))
+    asked = (workers, threads)
+    workers, threads = plan_workers(workers, threads, data.rows if engine == "local" else None)
+    if data.rows is not None and workers > -(-data.rows // shard_size):  # a shard each at most
+        workers = -(-data.rows // shard_size)
+        if asked == (None, None):
+            threads = max(1, cores() // workers)
     job = BatchJob(
         model=os.path.abspath(model), source=os.path.abspath(source),
         output=os.path.abspath(output),
@@ -106,7 +123,8 @@ def run(
             )
 
     def todo():
-        for shard, first_row, table in io.shards(data, shard_size):
+        shards = io.shards(data, shard_size)
+        for shard, first_row, table in io.prefetch(shards) if engine == "local" else shards:
             counts["shards"] = shard + 1
             if shard in finished:
                 done(table.num_rows, 0)
@@ -120,7 +138,7 @@ def run(
     else:
         from onyx.batch.ray_engine import run_ray
 
-        restarts = run_ray(job, todo(), workers, done, ray_address)
+        restarts = run_ray(job, todo(), workers, done, ray_address, gpus_per_worker)
     if counts["shards"] == 0:
         raise BatchError(f"source {source!r} has no rows")
     rows, bad = io.merge(job, counts["shards"])
@@ -163,6 +181,16 @@ def _columns(graph, available: list[str], given: dict[str, str]) -> dict[str, st
     return columns
 
 
+def _provider(entry):
+    """A provider as a name, or (name, options) with the options as sorted pairs (hashable)."""
+    if isinstance(entry, str):
+        return entry
+    if (isinstance(entry, tuple | list) and len(entry) == 2 and isinstance(entry[0], str)
+            and isinstance(entry[1], Mapping)):  # fmt: skip
+        return (entry[0], tuple(sorted(entry[1].items())))
+    raise BatchError(f"provider {entry!r}: expected a name or a (name, options dict) pair")
+
+
 def _fingerprint(job: BatchJob) -> dict:
     """What must be the same for finished parts to be reused: the job and its files' stamps."""
 
@@ -175,4 +203,4 @@ def _fingerprint(job: BatchJob) -> dict:
     fields["outputs"] = list(job.outputs)
     fields["providers"] = list(job.providers)
     fields["stamps"] = [stamp(job.model), stamp(job.source)]
-    return fields
+    return json.loads(json.dumps(fields, default=str))  # as it reads back from job.json

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from onyx import dtypes
+from onyx.batch.arrow import from_numpy, to_numpy
 from onyx.batch.job import BatchError, pyarrow
 from onyx.ir import TensorType
 
@@ -85,14 +86,14 @@ def decode(array, spec: Spec) -> Column:
         return _decode_images(array, spec)
     if (pa.types.is_string(t) or pa.types.is_large_string(t)) and spec.dtype != object:
         array = _parse_json(array, bad)
-    for i in np.flatnonzero(np.asarray(array.is_null())):
-        bad[int(i)] = "no value (null)"
+    if array.null_count:
+        for i in np.flatnonzero(~to_numpy(array.is_valid())):
+            bad[int(i)] = "no value (null)"
     # peel the list levels: lengths[k] per element of level k, rows[k] its row
     lengths: list[np.ndarray] = []
     rows = [np.arange(n)]
     while _is_list(pa, array.type):
-        length = pc.list_value_length(array).fill_null(-1).to_numpy(zero_copy_only=False)
-        length = length.astype(np.int64)
+        length = to_numpy(pc.list_value_length(array), fill=-1).astype(np.int64)
         for i in np.unique(rows[-1][length < 0]):
             bad.setdefault(int(i), "a null list inside the value")
         length[length < 0] = 0
@@ -102,10 +103,9 @@ def decode(array, spec: Spec) -> Column:
     depth = len(lengths)
     leaf_rows = rows[-1]
     if array.null_count:
-        for i in np.unique(leaf_rows[np.asarray(array.is_null())]):
+        for i in np.unique(leaf_rows[~to_numpy(array.is_valid())]):
             bad.setdefault(int(i), "a null element inside the value")
-        array = array.fill_null(False if pa.types.is_boolean(array.type) else 0)
-    leaf, why = _leaf_values(pa, array, spec)
+    leaf, why = _leaf_values(pa, array, spec)  # nulls filled with 0 or False
     if why:
         return _all_bad(n, spec, why)
     rank = depth if spec.shape is None else len(spec.shape)
@@ -187,7 +187,7 @@ def _leaf_values(pa, array, spec: Spec) -> tuple[np.ndarray, str | None]:
         ok = pa.types.is_integer(t) or pa.types.is_floating(t)
     if not ok:
         return np.empty(0, want), f"values of type {t}, expected {spec.describe()}"
-    values = array.to_numpy(zero_copy_only=False)
+    values = to_numpy(array, fill=False if pa.types.is_boolean(t) else 0)
     return np.asarray(values, dtype=want), None
 
 
@@ -294,12 +294,12 @@ def encode(values: np.ndarray):
     else:
         flat = np.ascontiguousarray(values.reshape(-1))
         want = _arrow_dtype(values.dtype)
-        column = pa.array(flat if flat.dtype == want else flat.astype(want))
+        column = from_numpy(flat if flat.dtype == want else flat.astype(want))
     for k in range(values.ndim - 1, 0, -1):
         count, d = math.prod(values.shape[:k]), values.shape[k]
         offsets = np.arange(count + 1, dtype=np.int64) * d
         if offsets[-1] < 2**31:
-            column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), column)
+            column = pa.ListArray.from_arrays(from_numpy(offsets.astype(np.int32)), column)
         else:
-            column = pa.LargeListArray.from_arrays(pa.array(offsets), column)
+            column = pa.LargeListArray.from_arrays(from_numpy(offsets), column)
     return column

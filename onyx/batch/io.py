@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from onyx.batch.arrow import to_numpy
 from onyx.batch.job import BatchError, BatchJob, pyarrow
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -146,6 +147,46 @@ def shards(source: Source, size: int) -> Iterator[tuple[int, int, object]]:
         yield shard, shard * size, pa.concat_tables(pending).combine_chunks()
 
 
+def prefetch(items: Iterator, ahead: int = 1) -> Iterator:
+    """``items`` read by a thread ``ahead`` items in advance, so that reading the next shard
+    (pyarrow releases the interpreter lock while it reads and decodes) overlaps running this
+    one. An error in the thread is raised here, at the item where it happened."""
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue(ahead)
+    stop = threading.Event()
+    end = object()
+
+    def read() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put((end, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            box.put((end, e))
+
+    thread = threading.Thread(target=read, name="onyx-batch-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = box.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 # --- parts -------------------------------------------------------------------------------------
 def part_path(job: BatchJob, shard: int) -> str:
     return os.path.join(job.parts_dir, f"part-{shard:06d}.parquet")
@@ -180,9 +221,11 @@ def write_part(job: BatchJob, shard: int, table) -> int:
 
     pa = pyarrow()
     errors = table.column(ERROR)
-    bad = np.flatnonzero(np.asarray(errors.is_valid()))
-    rows = np.asarray(table.column("_row"))
-    notes = [[int(rows[i]), errors[int(i)].as_py()] for i in bad]
+    notes = []
+    if errors.null_count < len(errors):
+        rows = to_numpy(table.column("_row"))
+        bad = np.flatnonzero(to_numpy(errors.is_valid()))
+        notes = [[int(rows[i]), errors[int(i)].as_py()] for i in bad]
     keep = [c for c in table.column_names if c not in INTERNAL]
     table = table.select(keep)
     table = table.replace_schema_metadata({"onyx.errors": json.dumps(notes)})
@@ -211,9 +254,9 @@ def merge(job: BatchJob, shard_count: int) -> tuple[int, int]:
     tmp = job.output + ".tmp"
     rows = 0
     with pa.parquet.ParquetWriter(tmp, schema) as writer:
-        for p in paths:
-            table = pa.parquet.read_table(p).replace_schema_metadata(None)
-            writer.write_table(table.cast(schema))
+        for p in paths:  # a part at a time: memory stays at one shard's outputs
+            table = pa.parquet.ParquetFile(p).read().replace_schema_metadata(None)
+            writer.write_table(table if table.schema == schema else table.cast(schema))
             rows += table.num_rows
     os.replace(tmp, job.output)
     if notes:

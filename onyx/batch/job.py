@@ -36,7 +36,7 @@ class BatchJob:
     shard_size: int = 4096
     threads: int = 1
     strict: bool = False
-    providers: tuple[str, ...] = ()
+    providers: tuple = ()  # names, or (name, sorted option pairs)
 
     @property
     def parts_dir(self) -> str:
@@ -105,23 +105,37 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def plan_workers(workers: int | None, threads: int | None) -> tuple[int, int]:
+# A session's own thread pool scales well to a few threads on one model; past that, more
+# sessions (processes) use the cores better.
+THREADS_PER_WORKER = 4
+# A worker process costs seconds before its first row (importing onyx and pyarrow, building the
+# session, loading compiled kernels): a job gets more than one only with this many rows each.
+ROWS_PER_WORKER = 50_000
+
+
+def plan_workers(
+    workers: int | None, threads: int | None, rows: int | None = None
+) -> tuple[int, int]:
     """Workers x threads per worker that keep every core busy without oversubscribing them.
 
-    Processes scale better than threads for a Python runtime (no shared interpreter lock), so the
-    default is one single-threaded worker per core; given one number, the other fills the cores.
+    By default one session runs in this process with a thread per core (no process to start,
+    nothing to pickle); a machine with more cores than ``THREADS_PER_WORKER`` gets a worker per
+    that many cores, as long as each has ``ROWS_PER_WORKER`` rows of the ``rows`` to do. Given
+    one number, the other fills the cores.
     """
     n = cores()
     for name, value in (("workers", workers), ("threads", threads)):
         if value is not None and value < 1:
             raise BatchError(f"{name}={value}: expected a positive number")
-    if workers is None and threads is None:
-        return n, 1
-    if workers is None:
-        return max(1, n // threads), threads
-    if threads is None:
-        return workers, max(1, n // workers)
-    return workers, threads
+    if workers is not None:
+        return workers, threads or max(1, n // workers)
+    if threads is not None:
+        workers = max(1, n // threads)
+    else:
+        workers = max(1, n // min(n, THREADS_PER_WORKER))
+    if rows is not None:
+        workers = max(1, min(workers, rows // ROWS_PER_WORKER))
+    return workers, threads or max(1, n // workers)
 
 
 def pyarrow() -> ModuleType:

@@ -1,6 +1,8 @@
-"""The local engine: a process pool, one Predictor per worker, a bounded number of shards in flight.
+"""The local engine: one Predictor in this process, or a process pool with one per worker and a
+bounded number of shards in flight.
 
-Workers write their shard's part themselves and send back counts only. A killed worker breaks a
+Workers start from a forkserver that has imported onyx and pyarrow once; they write their
+shard's part themselves and send back counts only. A killed worker breaks a
 ``ProcessPoolExecutor`` for good (every pending future fails with ``BrokenProcessPool``), so the
 engine builds a new pool and sends the shards whose parts are not on disk again; parts are renamed
 into place whole, so no row is lost or written twice.
@@ -18,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from onyx.batch import io
+from onyx.batch.arrow import from_numpy
 from onyx.batch.job import BatchError, BatchJob, pyarrow
 from onyx.batch.predictor import ROW, Predictor
 
@@ -30,17 +33,50 @@ _predictor: Predictor | None = None  # one per worker process, made by its first
 
 def with_rows(table, first_row: int):
     """The shard's table with its rows' numbers in the dataset."""
-    pa = pyarrow()
-    return table.append_column(ROW, pa.array(np.arange(first_row, first_row + table.num_rows)))
+    rows = from_numpy(np.arange(first_row, first_row + table.num_rows, dtype=np.int64))
+    return table.append_column(ROW, rows)
+
+
+def predict_shard(job: BatchJob, first_row: int, table):
+    """This process's Predictor for ``job`` (made at its first shard) over one shard's rows."""
+    global _predictor
+    if _predictor is None or _predictor.job != job:
+        _predictor = None  # the old session goes before the new one is built
+        _predictor = Predictor(job)
+    return _predictor(with_rows(table, first_row))
 
 
 def run_shard(job: BatchJob, shard: int, first_row: int, table) -> tuple[int, int, int]:
     """In a worker: predict one shard and write its part. (shard, rows, bad rows)"""
-    global _predictor
-    if _predictor is None or _predictor.job != job:
-        _predictor = Predictor(job)
-    out = _predictor(with_rows(table, first_row))
+    out = predict_shard(job, first_row, table)
     return shard, table.num_rows, io.write_part(job, shard, out)
+
+
+def run_here(job: BatchJob, todo: Iterator, done: Callable[[int, int], None]) -> None:
+    """Run the shards of ``todo`` in this process, writing each part while the next one runs.
+
+    Parquet encoding releases the interpreter lock, so a writer thread fills the gaps the
+    session leaves (its Python steps between kernels). ``done`` runs here, in shard order, once
+    a part is on disk; at most one part waits to be written.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = None  # built at the first shard to run (none when all are done), freed at the end
+    with ThreadPoolExecutor(1, thread_name_prefix="onyx-batch-writer") as writer:
+        pending: tuple[Future, int] | None = None
+        try:
+            for shard, first_row, table in todo:
+                predictor = predictor or Predictor(job)
+                out = predictor(with_rows(table, first_row))
+                if pending is not None:
+                    done(pending[1], pending[0].result())
+                pending = writer.submit(io.write_part, job, shard, out), table.num_rows
+            if pending is not None:
+                done(pending[1], pending[0].result())
+        except BaseException:
+            if pending is not None:
+                pending[0].cancel()
+            raise
 
 
 @contextlib.contextmanager
@@ -65,18 +101,16 @@ def run_local(job: BatchJob, todo: Iterator, workers: int, done: Callable[[int, 
     times the pool was rebuilt after a worker died.
     """
     if workers == 1:
-        for shard, first_row, table in todo:
-            _, rows, bad = run_shard(job, shard, first_row, table)
-            done(rows, bad)
+        run_here(job, todo, done)
         return 0
     restarts = 0
     breaks: dict[int, int] = {}
     flying: dict[Future, tuple[int, int, object]] = {}
     retry: list[tuple[int, int, object]] = []
     limit = 2 * workers  # shards in flight: enough to keep every worker fed, few in memory
-    context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+    context = _context()
     with thread_environment(job.threads):
-        pool = ProcessPoolExecutor(workers, mp_context=context)
+        pool = _pool(workers, context, job.threads)
         try:
             source = iter(todo)
             exhausted = False
@@ -119,11 +153,40 @@ def run_local(job: BatchJob, todo: Iterator, workers: int, done: Callable[[int, 
                                 "needs `if __name__ == '__main__':` around it)"
                             )
                     pool.shutdown(wait=True, cancel_futures=True)
-                    pool = ProcessPoolExecutor(workers, mp_context=context)
+                    pool = _pool(workers, context, job.threads)
                     restarts += 1
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return restarts
+
+
+def _context():
+    """Workers forked from a server that has imported onyx and pyarrow once ("forkserver"), so
+    each starts in milliseconds rather than importing them again; "spawn" where there is no
+    forkserver (Windows). Never a fork of this process, whose threads could hold locks."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # what every worker needs, imported once (used when this process starts its server)
+    context.set_forkserver_preload([__name__, "onyx.runtime.session", "onyx.batch.predictor",
+                                    "pyarrow.parquet", "pyarrow.compute"])  # fmt: skip
+    return context
+
+
+def _pool(workers: int, context, threads: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                               initargs=(threads,))  # fmt: skip
+
+
+def _start_worker(threads: int) -> None:
+    """In a new worker: ``threads`` for every math library (a forkserver's environment is the
+    one it started with, maybe for another job)."""
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads)
 
 
 def _finished(job: BatchJob, item, done: Callable[[int, int], None]) -> bool:

@@ -10,6 +10,7 @@ import numpy as np
 
 from onyx import dtypes
 from onyx.batch import codec
+from onyx.batch.arrow import from_numpy, to_numpy
 from onyx.batch.job import BadRowError, BatchError, BatchJob, pyarrow
 from onyx.errors import OnyxError
 from onyx.ir import TensorType
@@ -30,7 +31,8 @@ class Predictor:
         if hasattr(options, "intra_op_num_threads"):  # a session-owned pool, where there is one
             options.intra_op_num_threads = job.threads
         self.job = job
-        self.session = InferenceSession(job.model, options, providers=list(job.providers) or None)
+        providers = [p if isinstance(p, str) else (p[0], dict(p[1])) for p in job.providers]
+        self.session = InferenceSession(job.model, options, providers=providers or None)
         graph = self.session.model.graph
         self.specs = codec.input_specs(graph, dict(job.columns))
         declared = {v.name: v for v in graph.outputs}
@@ -59,7 +61,7 @@ class Predictor:
     def _batch(self, table):
         pa = pyarrow()
         n = table.num_rows
-        rows = np.asarray(table.column(ROW)) if ROW in table.column_names else np.arange(n)
+        rows = to_numpy(table.column(ROW)) if ROW in table.column_names else np.arange(n)
         columns = [codec.decode(table.column(s.column), s) for s in self.specs]
         bad: dict[int, str] = {}
         for spec, col in zip(self.specs, columns):
@@ -89,9 +91,12 @@ class Predictor:
             arrays.append(pa.nulls(len(bad), target))
             column = pa.concat_arrays(arrays)
             if len(results) != 1 or bad:
-                column = column.take(pa.array(inverse))
+                column = column.take(from_numpy(inverse))
             out = out.append_column(name, column)
-        errors = pa.array([bad.get(i) for i in range(n)], pa.string())
+        if bad:
+            errors = pa.array([bad.get(i) for i in range(n)], pa.string())
+        else:
+            errors = pa.nulls(n, pa.string())
         return out.append_column(ERROR, errors)
 
     def _groups(self, columns, good):

@@ -19,8 +19,9 @@ from onyx.batch.predictor import ERROR, ROW, SHARD, Predictor
 
 
 def run_ray(job: BatchJob, todo: Iterator, workers: int, done: Callable[[int, int], None],
-            address: str | None = None) -> int:  # fmt: skip
-    """Run the shards of ``todo`` with ``workers`` Ray actors of ``job.threads`` CPUs each."""
+            address: str | None = None, gpus: float = 0) -> int:  # fmt: skip
+    """Run the shards of ``todo`` with ``workers`` Ray actors of ``job.threads`` CPUs and
+    ``gpus`` GPUs each (Ray sets each actor's CUDA_VISIBLE_DEVICES to the GPUs it got)."""
     ray_ = ray()
     pa = pyarrow()
     started = not ray_.is_initialized()
@@ -42,7 +43,7 @@ def run_ray(job: BatchJob, todo: Iterator, workers: int, done: Callable[[int, in
         data = ray_.data.from_arrow_refs(refs).map_batches(
             Predictor, fn_constructor_kwargs={"job": job}, batch_size=job.batch_size,
             batch_format="pyarrow", concurrency=workers, num_cpus=job.threads,
-            runtime_env={"env_vars": env},
+            num_gpus=gpus or None, runtime_env={"env_vars": env},
         )  # fmt: skip
         pending: dict[int, list] = {}
         for batch in data.iter_batches(batch_format="pyarrow", batch_size=None):

@@ -246,12 +246,29 @@ def test_workers_and_threads_fill_the_cores(monkeypatch):
     from onyx.batch import job
 
     monkeypatch.setattr(job, "cores", lambda: 8)
-    assert job.plan_workers(None, None) == (8, 1)
+    big = 10 * job.ROWS_PER_WORKER
+    per = job.THREADS_PER_WORKER
+    assert job.plan_workers(None, None) == (8 // per, per)  # a session per few cores
+    assert job.plan_workers(None, None, big) == (8 // per, per)
+    assert job.plan_workers(None, None, job.ROWS_PER_WORKER) == (1, 8)  # small: one, in here
     assert job.plan_workers(2, None) == (2, 4)
     assert job.plan_workers(None, 4) == (2, 4)
+    assert job.plan_workers(None, 1, big) == (8, 1)
+    assert job.plan_workers(None, 1, 100) == (1, 1)  # as asked, even if cores are left idle
     assert job.plan_workers(3, 3) == (3, 3)
+    monkeypatch.setattr(job, "cores", lambda: 2)
+    assert job.plan_workers(None, None, big) == (1, 2)
     with pytest.raises(BatchError):
         job.plan_workers(0, None)
+
+
+def test_default_small_job_runs_in_this_process_with_a_thread_per_core(tmp_path, mlp):
+    from onyx.batch import job
+
+    src = write_parquet(tmp_path / "in.parquet", samples(100))
+    summary = onyx.batch.run(mlp, src, tmp_path / "o.parquet", batch_size=32)
+    assert (summary.workers, summary.threads) == (1, job.cores())
+    assert not multiprocessing.active_children()
 
 
 def test_cli_batch(tmp_path, mlp, capsys):
@@ -266,3 +283,131 @@ def test_cli_batch(tmp_path, mlp, capsys):
     check_against_ort(mlp, out, xs, 16)
     assert main(["batch", mlp, src, str(out), "--column", "x"]) == 1
     assert "expected INPUT=COLUMN" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # imports torch
+def test_torch_provider_through_providers(tmp_path, mlp):
+    pytest.importorskip("torch")
+    xs = samples(100)
+    src = write_parquet(tmp_path / "in.parquet", xs)
+    for k, providers in enumerate(
+        (["TorchExecutionProvider"], [("TorchExecutionProvider", {"device": "cpu"})])
+    ):
+        out = tmp_path / f"o{k}.parquet"
+        onyx.batch.run(mlp, src, out, batch_size=32, workers=1, providers=providers)
+        check_against_ort(mlp, out, xs)
+    from onyx.batch.predictor import Predictor
+
+    job = onyx.batch.BatchJob(mlp, src, str(out), (("x", "x"),), providers=(
+        ("TorchExecutionProvider", (("device", "cpu"),)),))  # fmt: skip
+    assert Predictor(job).session.get_providers()[0] == "TorchExecutionProvider"
+
+
+def test_provider_and_gpu_settings_are_checked(tmp_path, mlp):
+    src = write_parquet(tmp_path / "in.parquet", samples(10))
+    with pytest.raises(BatchError, match="Ray engine only"):
+        onyx.batch.run(mlp, src, tmp_path / "o.parquet", gpus_per_worker=1)
+    with pytest.raises(BatchError, match="expected a name or a"):
+        onyx.batch.run(mlp, src, tmp_path / "o.parquet", providers=[("Cpu", "x", 1)])
+
+
+def test_resume_with_provider_options_reuses_parts(tmp_path, mlp):
+    xs = samples(400)
+    src = write_parquet(tmp_path / "in.parquet", xs)
+    out = tmp_path / "out.parquet"
+    providers = [("CPUExecutionProvider", {})]
+
+    def stop(progress):
+        if progress.rows_done >= 200:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        onyx.batch.run(mlp, src, out, batch_size=50, shard_size=100, workers=1,
+                       providers=providers, progress=stop)  # fmt: skip
+    summary = onyx.batch.run(mlp, src, out, batch_size=50, shard_size=100, workers=1,
+                             providers=providers)  # fmt: skip
+    assert summary.shards_skipped == 2
+    check_against_ort(mlp, out, xs)
+
+
+@pytest.mark.slow  # a fresh interpreter imports onyx and pyarrow
+def test_conversions_skip_pandas(tmp_path, mlp):
+    """A job converts its numbers through buffers: pyarrow's conversions import pandas (0.3-1 s
+    of a worker's start-up)."""
+    import subprocess
+    import sys
+
+    src = write_parquet(tmp_path / "in.parquet", samples(50))
+    code = (
+        "import sys, onyx.batch; "
+        f"onyx.batch.run({mlp!r}, {src!r}, {str(tmp_path / 'o.parquet')!r}, batch_size=16); "
+        "print('pandas' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
+
+
+def test_arrow_buffers_round_trip():
+    from onyx.batch.arrow import from_numpy, to_numpy
+
+    for values in (np.arange(-5, 20, dtype=np.int16), np.linspace(-1, 1, 13, dtype=np.float32),
+                   np.arange(11) % 3 == 0):  # fmt: skip
+        array = from_numpy(values)
+        assert array.to_pylist() == values.tolist()
+        np.testing.assert_array_equal(to_numpy(array.slice(3, 7)), values[3:10])
+    with_nulls = pa.array([1.5, None, 3.0, None, 5.0], pa.float64()).slice(1)
+    np.testing.assert_array_equal(to_numpy(with_nulls, fill=-1), [-1, 3.0, -1, 5.0])
+    np.testing.assert_array_equal(to_numpy(with_nulls.is_valid()), [False, True, False, True])
+    chunked = pa.chunked_array([pa.array([1, 2], pa.int32()), pa.array([3], pa.int32())])
+    assert to_numpy(chunked).tolist() == [1, 2, 3]
+    assert to_numpy(pa.array(["a", None])).tolist() == ["a", None]  # other types: pyarrow's way
+
+
+def test_ray_actors_get_their_cpus_and_gpus(monkeypatch, tmp_path, mlp):
+    """What the Ray engine asks of Ray Data, on a stand-in for Ray (no cluster needed)."""
+    import types
+
+    from onyx.batch import ray_engine
+    from onyx.batch.job import BatchJob
+
+    asked = {}
+
+    class Data:
+        def map_batches(self, fn, **kwargs):
+            asked.update(kwargs, fn=fn)
+            return self
+
+        def iter_batches(self, **kwargs):
+            return iter(())
+
+    data = types.SimpleNamespace(
+        DataContext=types.SimpleNamespace(get_current=lambda: types.SimpleNamespace()),
+        from_arrow_refs=lambda refs: Data(),
+    )
+    fake = types.SimpleNamespace(is_initialized=lambda: True, put=lambda t: t, data=data)
+    monkeypatch.setattr(ray_engine, "ray", lambda: fake)
+    job = BatchJob(mlp, "in.parquet", str(tmp_path / "o.parquet"), (("x", "x"),), threads=3)
+    table = pa.table({"x": [[[0.0] * 3] * 2]})
+    ray_engine.run_ray(job, iter([(0, 0, table)]), 2, lambda rows, bad: None, gpus=0.5)
+    assert (asked["concurrency"], asked["num_cpus"], asked["num_gpus"]) == (2, 3, 0.5)
+    assert asked["fn_constructor_kwargs"] == {"job": job}
+    ray_engine.run_ray(job, iter([(0, 0, table)]), 2, lambda rows, bad: None)
+    assert asked["num_gpus"] is None
+
+
+def test_prefetch_keeps_order_and_hands_over_errors():
+    from onyx.batch.io import prefetch
+
+    def items():
+        yield from range(5)
+        raise BatchError("source broke at row 5")
+
+    got = []
+    with pytest.raises(BatchError, match="row 5"):
+        got.extend(prefetch(items()))  # appends each item as it comes
+    assert got == [0, 1, 2, 3, 4]
+    early = prefetch(iter(range(100)))
+    assert [next(early), next(early)] == [0, 1]
+    early.close()  # a consumer that stops early stops the reader

@@ -13,7 +13,13 @@ import onyx.batch
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        num_cpus=2,
+        num_gpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )  # a GPU Ray counts, not one it runs on
     yield
     ray.shutdown()
 
@@ -28,8 +34,9 @@ def test_ray_engine_equals_local_engine_row_for_row(tmp_path, mlp, cluster):
     pq.write_table(pa.table({"id": list(range(600)), "x": rows}), tmp_path / "in.parquet")
     onyx.batch.run(mlp, tmp_path / "in.parquet", tmp_path / "local.parquet", batch_size=32,
                            shard_size=64, workers=1)  # fmt: skip
+    # each actor reserves half of the cluster's one (logical) GPU
     remote = onyx.batch.run(mlp, tmp_path / "in.parquet", tmp_path / "ray.parquet", batch_size=32,
-                            shard_size=64, workers=2, engine="ray")  # fmt: skip
+                            shard_size=64, workers=2, engine="ray", gpus_per_worker=0.5)  # fmt: skip
     assert (remote.rows, remote.bad_rows, remote.engine) == (600, 1, "ray")
     a, b = pq.read_table(tmp_path / "local.parquet"), pq.read_table(tmp_path / "ray.parquet")
     assert a.schema == b.schema
