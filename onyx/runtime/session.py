@@ -45,11 +45,11 @@ class SessionOptions:
     default: freed memory stays in the process for the next tensors instead of going back to
     the OS; on glibc this is a setting of malloc, so it holds for the whole process),
     ``free_dimension_overrides`` (symbolic dim name -> size, filled by
-    ``add_free_dimension_override_by_name``), ``intra_op_num_threads`` (the threads of the
-    session's pool, which kernels split their work over; 0, the default: the machine's
-    physical cores; during a run BLAS is held to one thread per call, through threadpoolctl
-    when it is installed, and its GEMMs are parts of the pool's work; see
-    ``onyx/runtime/threads.py``) and ``inter_op_num_threads`` (advisory: onyx runs one step
+    ``add_free_dimension_override_by_name``), ``intra_op_num_threads`` (N: the threads of the
+    session's pool, which kernels split their work over, BLAS held to one thread per call
+    meanwhile, through threadpoolctl when it is installed, its GEMMs parts of the pool's work;
+    0, the default: no pool, BLAS's own threads run the GEMMs and the rest runs on the calling
+    thread, which measured faster on 2 cores; see ``onyx/runtime/threads.py``) and ``inter_op_num_threads`` (advisory: onyx runs one step
     at a time).
 
     ``allocation_limit`` guards against tensors whose size comes from the *values* of inputs,

@@ -261,9 +261,14 @@ class Threads:
     """A session's threads: ``with threads():`` around a run makes its pool ``current()``."""
 
     def __init__(self, intra_op_num_threads: int = 0):
-        size = intra_op_num_threads or physical_cores()
-        self.size = size
-        self.pool = pool(size)
+        if intra_op_num_threads == 0:
+            # The default, until the pool is measured ahead on more cores: BLAS's own threads
+            # run the GEMMs, the rest runs on the calling thread. On this project's 2-core
+            # machine the pool took 1.05-1.33x that design's time in-model (docs/runtime.md).
+            self.size, self.pool, self.splits_gemms = 1, pool(1), False
+            return
+        self.size = intra_op_num_threads
+        self.pool = pool(intra_op_num_threads)
         # GEMMs are split over the pool only where BLAS can be held to one thread meanwhile
         self.splits_gemms = _BLAS.controllable()
 
