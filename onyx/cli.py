@@ -489,7 +489,7 @@ def _reference(args, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str
                 return {key: z[key] for key in z.files}
         except (OSError, ValueError, EOFError) as e:
             raise FeedError(f"--compare {args.compare}: cannot read it: {e}") from None
-    try:
+    try:  # the one place onyx imports a peer: only when the user asks to compare with it
         import onnxruntime
     except ImportError:
         raise UnsupportedError(
