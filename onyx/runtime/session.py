@@ -49,8 +49,8 @@ class SessionOptions:
     session's pool, which kernels split their work over, BLAS held to one thread per call
     meanwhile, through threadpoolctl when it is installed, its GEMMs parts of the pool's work;
     0, the default: no pool, BLAS's own threads run the GEMMs and the rest runs on the calling
-    thread, which measured faster on 2 cores; see ``onyx/runtime/threads.py``) and ``inter_op_num_threads`` (advisory: onyx runs one step
-    at a time).
+    thread, which measured faster on 2 cores; see ``onyx/runtime/threads.py``) and
+    ``inter_op_num_threads`` (advisory: onyx runs one step at a time).
 
     ``allocation_limit`` guards against tensors whose size comes from the *values* of inputs,
     which a bad or hostile input can make huge: the kernels that build a tensor from a shape
