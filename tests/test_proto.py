@@ -12,7 +12,7 @@ from onyx._proto import onyx_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-import gen_proto  # noqa: E402
+import gen_proto
 
 
 def test_committed_proto_matches_its_generator():

@@ -62,9 +62,17 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
 #: Levels: 0 nothing, 1 cleanups that keep every operator, 2 everything (the default).
 LEVELS: dict[int, list[str]] = {
     0: [],
-    1: ["constant-to-initializer", "infer-shapes", "shape-folding", "constant-folding",
-        "identities", "dedupe-initializers", "common-subexpressions", "dead-code",
-        "dead-functions"],
+    1: [
+        "constant-to-initializer",
+        "infer-shapes",
+        "shape-folding",
+        "constant-folding",
+        "identities",
+        "dedupe-initializers",
+        "common-subexpressions",
+        "dead-code",
+        "dead-functions",
+    ],
     2: list(PASSES),
 }
 

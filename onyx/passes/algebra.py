@@ -75,8 +75,11 @@ def _bypass(site: Site, node: Node, source: Value, out: Value | None = None) -> 
 
 
 def _same_shape(a: tuple | None, b: tuple | None) -> bool:
-    return a is not None and b is not None and len(a) == len(b) and all(
-        x == y and x is not None for x, y in zip(a, b)
+    return (
+        a is not None
+        and b is not None
+        and len(a) == len(b)
+        and all(x == y and x is not None for x, y in zip(a, b))
     )
 
 
@@ -102,8 +105,10 @@ def _neutral(site: Site, node: Node) -> Value | None:
         return ins[0]
     if op == "Dropout" and ins:
         training = c(ins[2]) if len(ins) > 2 and ins[2] is not None else np.array(False)
-        mask_used = len(node.outputs) > 1 and node.outputs[1] is not None and (
-            node.outputs[1].uses or node.outputs[1] in site.graph.outputs
+        mask_used = (
+            len(node.outputs) > 1
+            and node.outputs[1] is not None
+            and (node.outputs[1].uses or node.outputs[1] in site.graph.outputs)
         )
         inference = training is not None and not bool(training) and not mask_used
         if inference and (node.attribute("is_test", 1) or site.opset >= 7):
@@ -234,8 +239,9 @@ def layout_chains(site: Site) -> int:
             remove_dead(g, [node, first, r1])
             done["reshape-transpose-reshape"] += 1
         elif op == "Unsqueeze" and op0 == "Unsqueeze" and site.opset >= 13 and len(node.inputs) > 1:
-            a1, a2 = site.const(first.inputs[1]) if len(first.inputs) > 1 else None, site.const(
-                node.inputs[1]
+            a1, a2 = (
+                site.const(first.inputs[1]) if len(first.inputs) > 1 else None,
+                site.const(node.inputs[1]),
             )
             if a1 is None or a2 is None or not _only_reader(x, site):
                 continue

@@ -102,7 +102,9 @@ class Site:
         """The constant array ``value`` holds (an initializer or a Constant's output), else None."""
         return const_array(value, self.overridable)
 
-    def new_const(self, array: np.ndarray, hint: str = "const", before: Node | None = None) -> Value:
+    def new_const(
+        self, array: np.ndarray, hint: str = "const", before: Node | None = None
+    ) -> Value:
         """A constant holding ``array``: an initializer, or a Constant node in a function body."""
         array = np.asarray(array)
         name = self.namer(hint)
@@ -156,7 +158,11 @@ def const_array(value: Value | None, overridable: frozenset = frozenset()) -> np
             return c.numpy()
         except OnyxError:
             return None
-    if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or len(node.attributes) != 1:
+    if (
+        node.op_type != "Constant"
+        or node.domain not in ("", "ai.onnx")
+        or len(node.attributes) != 1
+    ):
         return None
     (attr,) = node.attributes.values()
     if attr.is_ref:
@@ -182,8 +188,10 @@ def all_graphs(model: Model) -> Iterator[Graph]:
 def sites(model: Model, options: Options, namer: Namer | None = None) -> Iterator[Site]:
     """Each graph of the model as a Site: subgraphs before the graph that holds them."""
     namer = namer or Namer(model)
-    overridable = frozenset() if options.fixed_initializers else frozenset(
-        v for g in all_graphs(model) for v in g.inputs if v.const_value is not None
+    overridable = (
+        frozenset()
+        if options.fixed_initializers
+        else frozenset(v for g in all_graphs(model) for v in g.inputs if v.const_value is not None)
     )
     opsets = {("" if k == "ai.onnx" else k): v for k, v in model.opset_imports.items()}
 

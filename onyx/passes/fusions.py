@@ -17,8 +17,11 @@ from onyx.passes.rules import Match, Rule, rule_pass
 
 
 def _close(a: np.ndarray | None, v: float, rtol: float = 1e-3) -> bool:
-    return a is not None and a.size == 1 and a.dtype.kind == "f" and bool(
-        np.isclose(float(a.reshape(())), v, rtol=rtol, atol=0)
+    return (
+        a is not None
+        and a.size == 1
+        and a.dtype.kind == "f"
+        and bool(np.isclose(float(a.reshape(())), v, rtol=rtol, atol=0))
     )
 
 
@@ -113,9 +116,11 @@ class LayerNorm(Rule):
         x = p.var("x")
         variants = []
         for n_in in (1, 2):
+
             def mean(v, name, n_in=n_in):
                 return (p.op.ReduceMean(v, _name=name) if n_in == 1
                         else p.op.ReduceMean(v, p.const(name + "_axes"), _name=name))  # fmt: skip
+
             d = p.op.Sub(x, mean(x, "mean"), _name="sub")
             var = mean(p.op.Pow(d, p.const("two")), "var")
             normed = p.op.Div(d, p.op.Sqrt(p.op.Add(var, p.const("eps"))))
@@ -168,9 +173,11 @@ class RMSNorm(Rule):
         x = p.var("x")
         variants = []
         for n_in in (1, 2):
+
             def mean(v, n_in=n_in):
                 return (p.op.ReduceMean(v, _name="ms") if n_in == 1
                         else p.op.ReduceMean(v, p.const("axes"), _name="ms"))  # fmt: skip
+
             for sq in (p.op.Pow(x, p.const("two")), p.op.Mul(x, x)):
                 root = p.op.Sqrt(p.op.Add(mean(sq), p.const("eps")))
                 for normed in (p.op.Div(x, root), p.op.Mul(x, p.op.Reciprocal(root))):
@@ -211,8 +218,9 @@ class Attention(Rule):
             scores = [
                 p.op.Mul(p.op.MatMul(q, kt, _name="qk"), p.const("scale")),
                 p.op.Div(p.op.MatMul(q, kt, _name="qk"), p.const("scale")),
-                p.op.MatMul(p.op.Mul(q, p.const("scale")), p.op.Mul(kt, p.const("kscale")),
-                            _name="qk"),
+                p.op.MatMul(
+                    p.op.Mul(q, p.const("scale")), p.op.Mul(kt, p.const("kscale")), _name="qk"
+                ),
             ]
             for s in scores:
                 for sm in (p.op.Softmax(p.op.Add(s, p.var("mask")), _name="softmax"),

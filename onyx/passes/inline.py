@@ -67,7 +67,7 @@ def inline_functions(model: Model, options: Options) -> PassResult:
                 bindings = dict(fn.attribute_defaults)
                 bindings.update(node.attributes)
                 vmap: dict = dict(zip(fn.graph.inputs, node.inputs))
-                for formal in fn.graph.inputs[len(node.inputs):]:
+                for formal in fn.graph.inputs[len(node.inputs) :]:
                     vmap[formal] = None
                 for inner in fn.graph.nodes:
                     g.insert_before(node, _copy_node(inner, vmap, bindings, namer))

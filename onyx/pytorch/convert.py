@@ -557,8 +557,10 @@ class Converter:
 
 
 def _has_attr(module: torch.nn.Module, name: str) -> bool:
-    return name in module._parameters or name in module._buffers or name in (
-        module.__dict__.get("_placeholder_names") or ()
+    return (
+        name in module._parameters
+        or name in module._buffers
+        or name in (module.__dict__.get("_placeholder_names") or ())
     )
 
 

@@ -219,7 +219,10 @@ class Plan:
 
     # --- run -----------------------------------------------------------------------------
     def run(
-        self, inputs: Sequence[Any], captures: Sequence[Any] = (), profile: list | None = None,
+        self,
+        inputs: Sequence[Any],
+        captures: Sequence[Any] = (),
+        profile: list | None = None,
         stop: Any = None,
     ) -> list:
         """Run the steps; ``stop`` (a RunOptions) ends the run before the next step once its

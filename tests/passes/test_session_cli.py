@@ -50,7 +50,9 @@ def test_session_folds_through_passes_and_keeps_overrides(ir_version, weights_as
     s, s0 = onyx.InferenceSession(m), onyx.InferenceSession(m, plain)
     assert len(s._plan.steps) < len(s0._plan.steps)
     want, got = s0.run(None, {"x": x})[0], s.run(None, {"x": x})[0]
-    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got.astype(np.float64), want.astype(np.float64), rtol=1e-5, atol=1e-5
+    )
     if weights_as_inputs:  # a feed that overrides a weight runs the model as given
         conv_w = m.graph.nodes[0].inputs[1].name
         feed = {"x": x, conv_w: f32(4, 3, 3, 3)}
@@ -98,7 +100,9 @@ def test_target_opset_23_on_an_old_model_folds_as_well():
     x = f32(1, 3, 6, 6)
     want = onyx.InferenceSession(m).run(None, {"x": x})[0]
     got = onyx.InferenceSession(upgraded).run(None, {"x": x})[0]
-    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        got.astype(np.float64), want.astype(np.float64), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_progress_hears_each_pass_then_none():
@@ -143,4 +147,6 @@ def test_external_data_in_and_out(tmp_path):
     x = f32(1, 3, 6, 6)
     want = onyx.InferenceSession(m).run(None, {"x": x})[0]
     got = onyx.InferenceSession(str(dst)).run(None, {"x": x})[0]
-    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got.astype(np.float64), want.astype(np.float64), rtol=1e-5, atol=1e-5
+    )

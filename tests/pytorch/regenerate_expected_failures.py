@@ -15,8 +15,8 @@ import warnings
 HERE = pathlib.Path(__file__).parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]
 
-from pytorch.expected_failures import RANDOM_OUTPUTS  # noqa: E402
-from pytorch.test_node_cases import NAMES, run_case  # noqa: E402
+from pytorch.expected_failures import RANDOM_OUTPUTS
+from pytorch.test_node_cases import NAMES, run_case
 
 
 def reason(e: Exception) -> str:

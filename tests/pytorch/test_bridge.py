@@ -21,8 +21,9 @@ def _feeds(model: onyx.ir.Model, seed: int = 1) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     graph = model.graph
     return {
-        v.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in v.type.shape.dims])
-        .astype(np.float32)
+        v.name: rng.standard_normal(
+            [d if isinstance(d, int) else 1 for d in v.type.shape.dims]
+        ).astype(np.float32)
         for v in graph.inputs
         if v.name not in graph.initializers
     }

@@ -16,9 +16,7 @@ import kernel_harness as kh
 from onyx.pytorch import dtypes, to_torch
 from pytorch.expected_failures import EXPECTED_FAILURES, RANDOM_OUTPUTS
 
-NAMES = sorted(
-    n for n in kh.all_node_cases() if not any(re.search(p, n) for p in RANDOM_OUTPUTS)
-)
+NAMES = sorted(n for n in kh.all_node_cases() if not any(re.search(p, n) for p in RANDOM_OUTPUTS))
 
 
 def _params():

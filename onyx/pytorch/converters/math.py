@@ -127,7 +127,9 @@ def elu(cx, x, *, alpha: float = 1.0):
 
 
 @converter("Selu", 1)
-def selu(cx, x, *, alpha: float = 1.67326319217681884765625, gamma: float = 1.05070102214813232421875):
+def selu(
+    cx, x, *, alpha: float = 1.67326319217681884765625, gamma: float = 1.05070102214813232421875
+):
     return gamma * torch.where(x > 0, x, alpha * (torch.exp(x) - 1))
 
 

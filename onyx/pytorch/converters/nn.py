@@ -130,9 +130,10 @@ def max_pool(cx, x, *, auto_pad: str = "NOTSET", ceil_mode: int = 0,
         idx = (idx % w) * h + idx // w
     spatial = math.prod(cx.static_shape(x)[2:])
     c = cx.static_shape(x)[1]
-    base = torch.arange(cx.static_shape(x)[0] * c).reshape(
-        cx.static_shape(x)[0], c, *[1] * n
-    ) * spatial
+    base = (
+        torch.arange(cx.static_shape(x)[0] * c).reshape(cx.static_shape(x)[0], c, *[1] * n)
+        * spatial
+    )
     return y, idx + base
 
 

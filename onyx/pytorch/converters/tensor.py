@@ -33,8 +33,10 @@ def onnx_reshape(x, shape, allowzero: int = 0):
 def onnx_expand(x, shape):
     """Broadcast ``x`` against a shape given as a tensor."""
     dims = [int(d) for d in shape.tolist()]
-    return x * torch.ones(dims, dtype=x.dtype, device=x.device) if x.dtype != torch.bool else (
-        x & torch.ones(dims, dtype=torch.bool, device=x.device)
+    return (
+        x * torch.ones(dims, dtype=x.dtype, device=x.device)
+        if x.dtype != torch.bool
+        else (x & torch.ones(dims, dtype=torch.bool, device=x.device))
     )
 
 
@@ -192,8 +194,10 @@ def flatten(cx, x, *, axis: int = 1):
         return x.reshape(math.prod(outer), math.prod(shape[axis:]))
     if axis == 0:
         return x.reshape(1, -1)
-    return x.reshape(math.prod(outer), -1) if all(isinstance(d, int) for d in outer) else (
-        x.flatten(axis).flatten(0, axis - 1) if axis < rank else x.flatten().unsqueeze(1)
+    return (
+        x.reshape(math.prod(outer), -1)
+        if all(isinstance(d, int) for d in outer)
+        else (x.flatten(axis).flatten(0, axis - 1) if axis < rank else x.flatten().unsqueeze(1))
     )
 
 
@@ -416,8 +420,10 @@ def scatter_nd(cx, x, indices, updates, *, reduction: str = "none"):
         flat = flat.index_copy(0, flat_idx, upd)
     else:
         mode = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}[reduction]
-        flat = flat.index_reduce(0, flat_idx, upd, mode) if mode != "sum" else flat.index_add(
-            0, flat_idx, upd
+        flat = (
+            flat.index_reduce(0, flat_idx, upd, mode)
+            if mode != "sum"
+            else flat.index_add(0, flat_idx, upd)
         )
     return flat.reshape(xshape)
 
@@ -437,9 +443,11 @@ def expand(cx, x, shape):
         else:
             target.append(b)
     if cx.rank(x) < rank:
-        x = x.reshape(xs) if all(isinstance(d, int) for d in xs) else x[
-            (None,) * (rank - cx.rank(x))
-        ]
+        x = (
+            x.reshape(xs)
+            if all(isinstance(d, int) for d in xs)
+            else x[(None,) * (rank - cx.rank(x))]
+        )
     return x.expand(target)
 
 
@@ -458,9 +466,11 @@ def range_(cx, start, limit, delta):
     if all(v is not None for v in values):
         s, lim, d = (v.item() for v in values)
         n = max(int(math.ceil((lim - s) / d)), 0)
-        return (torch.arange(n, dtype=torch.float64) * d + s).to(dtype) if dtype.is_floating_point else (
-            torch.arange(n, dtype=torch.int64) * int(d) + int(s)
-        ).to(dtype)
+        return (
+            (torch.arange(n, dtype=torch.float64) * d + s).to(dtype)
+            if dtype.is_floating_point
+            else (torch.arange(n, dtype=torch.int64) * int(d) + int(s)).to(dtype)
+        )
     raise NeedsValues()
 
 
@@ -533,9 +543,11 @@ def one_hot(cx, indices, depth, values, *, axis: int = -1):
 
 @converter("NonZero", 9)
 def non_zero(cx, x):
-    return torch.stack(torch.nonzero(x, as_tuple=True)) if cx.rank(x) else torch.nonzero(
-        x.reshape(1)
-    ).T[:0]
+    return (
+        torch.stack(torch.nonzero(x, as_tuple=True))
+        if cx.rank(x)
+        else torch.nonzero(x.reshape(1)).T[:0]
+    )
 
 
 @converter("Compress", 11)
