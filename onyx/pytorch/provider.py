@@ -44,14 +44,34 @@ class TorchProvider:
         self.forward = torch.compile(self.module) if options.get("compile") else self.module
         inits = model.graph.initializers
         self.positions = [i for i, v in enumerate(model.graph.inputs) if v.name not in inits]
+        self.on_cpu = self.device.type == "cpu"
+        # storages an output may share: the module's own (a graph output that is a weight)
+        self.owned_storages = {
+            t.untyped_storage().data_ptr()
+            for t in (*self.module.parameters(), *self.module.buffers())
+        }
 
     def run(self, inputs: Sequence[Any]) -> list[np.ndarray]:
-        """The graph's outputs for ``inputs`` (one per graph input, as the session checked them)."""
+        """The graph's outputs for ``inputs`` (one per graph input, as the session checked them),
+        as arrays the caller owns: copied only where torch returned a weight or a fed tensor."""
         with torch.inference_mode():
-            args = [
-                None if inputs[i] is None else
-                dtypes.from_numpy(inputs[i], widen=False).to(self.device)
-                for i in self.positions
-            ]  # fmt: skip
+            args = [None if inputs[i] is None else dtypes.from_numpy(inputs[i], widen=False)
+                    for i in self.positions]  # fmt: skip
+            fed = {a.untyped_storage().data_ptr() for a in args if a is not None}
+            if not self.on_cpu:
+                args = [None if a is None else a.to(self.device) for a in args]
             outs = self.forward(*args)
-            return [dtypes.to_numpy(o) for o in outs]
+            shared = self.owned_storages | fed
+            return [_owned(o, shared) for o in outs]
+
+
+def _owned(t: Any, shared: set[int]) -> Any:
+    """``t`` as a numpy array that shares memory with nothing the module or the caller keeps
+    (lists for sequence outputs, None for an absent optional)."""
+    if t is None:
+        return None
+    if isinstance(t, list | tuple):
+        return [_owned(x, shared) for x in t]
+    if t.device.type == "cpu" and t.untyped_storage().data_ptr() in shared:
+        t = t.clone()
+    return dtypes.to_numpy(t)

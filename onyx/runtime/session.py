@@ -253,7 +253,8 @@ class InferenceSession:
             )
         started = time.perf_counter()
         inputs = self._check_feeds(input_feed)
-        if self._torch is not None:  # torch keeps its own threads, limits and error state
+        owned = self._torch is not None  # its outputs share memory with nothing kept
+        if owned:  # torch keeps its own threads, limits and error state
             outputs = self._torch.run(inputs)
         else:
             outputs = self._run_plan(input_feed, inputs, run_options)
@@ -264,7 +265,7 @@ class InferenceSession:
             _log.info("run%s: %.3f ms", f" {tag!r}" if tag else "",
                       (time.perf_counter() - started) * 1e3)  # fmt: skip
         if buffers is None:
-            return [_to_api(v) for v in selected]
+            return list(selected) if owned else [_to_api(v) for v in selected]
         return [write_out(n, v, buffers[n]) if n in buffers else _to_api(v)
                 for n, v in zip(names, selected)]  # fmt: skip
 

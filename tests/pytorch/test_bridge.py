@@ -118,6 +118,32 @@ def test_torch_provider_runs_a_model(exported):
     np.testing.assert_allclose(got, module(x).detach().numpy(), rtol=1e-4, atol=1e-6)
 
 
+def test_torch_provider_outputs_are_the_callers_own():
+    """The provider hands torch's results over without a copy, except where torch returned a
+    weight or a fed tensor as is: writing into an output must change neither the model nor the
+    feed, and a later run must not write into an earlier run's output."""
+    text = """
+    <ir_version: 10, opset_import: ["" : 21]>
+    g (float[2] x) => (float[2] same, float[2] weight, float[2] sum)
+      <float[2] w = {1.0, 2.0}> {
+        same = Identity(x)
+        weight = Identity(w)
+        sum = Add(x, w)
+    }
+    """
+    session = onyx.InferenceSession(parse_model(text), providers=["TorchExecutionProvider"])
+    x = np.array([5, 6], np.float32)
+    first = session.run(None, {"x": x})
+    for out in first:
+        out[:] = -1
+    np.testing.assert_array_equal(x, [5, 6])
+    same, weight, total = session.run(None, {"x": x})
+    np.testing.assert_array_equal(same, [5, 6])
+    np.testing.assert_array_equal(weight, [1, 2])
+    np.testing.assert_array_equal(total, [6, 8])
+    np.testing.assert_array_equal(first[2], [-1, -1])  # not overwritten by the second run
+
+
 def test_torch_provider_refuses_missing_cuda_and_unknown_options(exported):
     _, _, model = exported
     if not torch.cuda.is_available():
