@@ -118,7 +118,9 @@ def model_row(name: str) -> dict:
         "module": under_inference(provider_module),
         "provider": lambda: session.run(None, feeds),
     })  # fmt: skip
-    return {"model": name, "kind": kind, "nodes": len(model.graph.nodes), "error": err,
+    optimized = len(onyx.optimize(model).graph.nodes)  # what onyx.export would hand over
+    return {"model": name, "kind": kind, "nodes": len(model.graph.nodes), "onyx_nodes": optimized,
+            "error": err,
             "export_s": export_s, **times}  # fmt: skip
 
 
@@ -198,21 +200,21 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if not opts.only_node_tests:
         print(
-            "| model | nodes | round-trip error | eager ms | imported ms | imported/eager "
+            "| model | nodes (torch.onnx) | nodes (onyx.optimize) | round-trip error | eager ms | imported ms | imported/eager "
             "| module ms | provider ms | provider overhead |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ratios, overheads = [], []
     for name in [] if opts.only_node_tests else opts.models.split(","):
         try:
             r = model_row(name)
         except Exception as e:  # noqa: BLE001  (one failing model must not hide the rest)
-            print(f"| {name} | failed: {type(e).__name__}: {str(e)[:120]} |||||||", flush=True)
+            print(f"| {name} | failed: {type(e).__name__}: {str(e)[:120]} ||||||||", flush=True)
             continue
         ratio, over = r["imported"] / r["eager"], r["provider"] / r["module"] - 1
         ratios.append(ratio)
         overheads.append(over)
-        print(f"| {name} | {r['nodes']} | {r['error']:.1e} | {1e3 * r['eager']:.2f} | "
+        print(f"| {name} | {r['nodes']} | {r['onyx_nodes']} | {r['error']:.1e} | {1e3 * r['eager']:.2f} | "
               f"{1e3 * r['imported']:.2f} | {ratio:.2f}x | {1e3 * r['module']:.2f} | "
               f"{1e3 * r['provider']:.2f} | {100 * over:+.1f}% |", flush=True)  # fmt: skip
     if ratios:

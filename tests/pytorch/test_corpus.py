@@ -15,6 +15,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxscript")
 
 import onyx
+from onyx.passes import all_graphs
 from pytorch.corpus import VISION
 
 #: one of each family: encoder, decoder (rotary, grouped-query), encoder-decoder, audio conv
@@ -49,6 +50,19 @@ def test_export_then_to_torch_gives_eagers_outputs(exported, name):
               if v.const_value.numpy().dtype.kind == "f"]  # fmt: skip
     params = dict(back.named_parameters())
     assert floats and {back.onnx_names[n] for n in floats} <= set(params)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SUBSET)
+def test_export_has_no_more_nodes_than_torch_onnx_optimized(exported, name):
+    """onyx.export's output (onyx.optimize over torch.onnx's own optimized export) is never
+    bigger than torch.onnx's, and holds standard operators only."""
+    path = exported(name)[3]
+    model = onyx.load(path)
+    assert not model.functions
+    nodes = [n for g in all_graphs(model) for n in g.nodes]
+    assert all(n.domain in ("", "ai.onnx") for n in nodes), name
+    assert len(model.graph.nodes) <= exported.torch_nodes[name], name
 
 
 @pytest.mark.slow
