@@ -1,9 +1,10 @@
 """Fusions into standard operators, each gated on the opset that has the operator.
 
 LayerNormalization-17 (mean/variance written out, with or without scale and bias), Gelu-20 (the
-erf form and the tanh approximation), RMSNormalization-23, and Attention-23 from the
-scaled-dot-product pattern exporters write (scale on the scores or split across Q and K, an
-additive mask).
+erf form and the tanh approximation), RMSNormalization-23 (with a scale, or with a unit one
+where the exporter dropped it), RotaryEmbedding-23 (the rotate-half form over constant tables)
+and Attention-23 from the scaled-dot-product pattern exporters write (scale on the scores or
+split across Q and K, an additive mask).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 
 import numpy as np
 
+from onyx import dtypes
 from onyx.passes.core import Site, static_shape
 from onyx.passes.rules import Match, Rule, rule_pass
 
@@ -204,6 +206,37 @@ class RMSNorm(Rule):
                       before=m.root)[0]  # fmt: skip
 
 
+class RMSNormUnscaled(RMSNorm):
+    """x / sqrt(mean(x²) + eps) with no scale after it (a unit weight folded away): the scale
+    of RMSNormalization becomes a vector of ones."""
+
+    name = "rms-norm-unscaled"
+
+    def pattern(self, p):
+        return [v.inputs[0] for v in super().pattern(p)]  # each variant without its Mul(scale)
+
+    def check(self, m, site):
+        if "two" in m.arrays and not _close(m["two"], 2.0):
+            return "not a square"
+        shape = static_shape(m.x)
+        if shape is None or not _is_float(m.x) or not isinstance(shape[-1], int):
+            return "x's rank, last dim or type is unknown"
+        axes = _axes(m, "ms", site)
+        if axes is None or len(axes) != 1 or axes[0] % len(shape) != len(shape) - 1:
+            return "not over the last axis"
+        users = m.root.outputs[0].uses
+        if len(users) == 1 and users[0][0].op_type == "Mul":
+            return "a Mul follows (the scaled pattern fuses)"
+        m.extra["eps"] = float(m["eps"].reshape(()))
+        return None
+
+    def replace(self, b, m):
+        dtype = dtypes.to_numpy(m.x.type.dtype)
+        ones = b.new_const(np.ones(static_shape(m.x)[-1], dtype), "rms_scale", before=m.root)
+        return b.node("RMSNormalization", [m.x, ones], {"axis": -1, "epsilon": m.extra["eps"]},
+                      before=m.root)[0]  # fmt: skip
+
+
 # --- attention -----------------------------------------------------------------------------
 class Attention(Rule):
     """softmax(Q·Kᵀ·scale + mask)·V over 4-D (batch, heads, seq, head_size) tensors."""
@@ -275,5 +308,83 @@ class Attention(Rule):
         return b.node("Attention", ins, {"scale": m.extra["scale"]}, before=m.root)[0]
 
 
-RULES = [GeluErf(), GeluTanh(), LayerNorm(), RMSNorm(), Attention()]
+# --- rotary embedding ----------------------------------------------------------------------
+class Rotary(Rule):
+    """x·cos + rotate_half(x)·sin over 4-D (batch, heads, seq, head_size) x, rotate_half(x) =
+    concat(-x[..., h:], x[..., :h]), with constant cos/sin tables whose two halves are equal
+    (what exporters write for Llama-style models at a static sequence length): becomes
+    RotaryEmbedding with (batch, seq, head_size/2) caches. Interleaved and partial rotations,
+    and tables computed at run time, are left as they are."""
+
+    name = "rotary-embedding"
+    emits = ("", "RotaryEmbedding", 23)
+
+    def pattern(self, p):
+        x = p.var("x")
+        variants = []
+        for n in (5, 4):
+
+            def piece(name, n=n):
+                ins = [p.const(f"{name}_{k}") for k in ("starts", "ends", "axes", "steps")[:n - 1]]
+                return p.op.Slice(x, *ins, _name=name)
+
+            rotated = p.op.Concat(p.op.Neg(piece("second")), piece("first"), _name="concat")
+            variants.append(p.op.Add(p.op.Mul(x, p.const("cos")),
+                                     p.op.Mul(rotated, p.const("sin"))))  # fmt: skip
+        return variants
+
+    def check(self, m, site):
+        shape = static_shape(m.x)
+        if shape is None or len(shape) != 4 or not _is_float(m.x):
+            return "x is not a 4-D floating-point tensor"
+        b, _, s, d = shape
+        if not all(isinstance(v, int) for v in (b, s, d)) or d % 2:
+            return "batch, sequence or head size is not static (or the head size is odd)"
+        half = d // 2
+        for name, (start, stop) in (("first", (0, half)), ("second", (half, d))):
+            got = _slice_of_last_axis(m, name, d)
+            if got != (start, stop):
+                return f"the {name} half is not x[..., {start}:{stop}]"
+        if m.nodes["concat"].attribute("axis") % 4 != 3:
+            return "the halves are not joined over the last axis"
+        caches = []
+        for name in ("cos", "sin"):
+            table = m[name]
+            if table.dtype != dtypes.to_numpy(m.x.type.dtype):
+                return f"the {name} table's type differs from x's"
+            try:
+                full = np.broadcast_to(table, (b, 1, s, d))
+            except ValueError:
+                return f"the {name} table does not broadcast over x without a heads axis"
+            if np.broadcast_shapes(table.shape, (b, 1, s, d)) != (b, 1, s, d):
+                return f"the {name} table is bigger than x"
+            if not np.array_equal(full[..., :half], full[..., half:]):
+                return f"the two halves of the {name} table differ"
+            caches.append(np.ascontiguousarray(full[:, 0, :, :half]))
+        m.extra["caches"] = caches
+        return None
+
+    def replace(self, b, m):
+        cos, sin = (b.new_const(c, hint, before=m.root)
+                    for c, hint in zip(m.extra["caches"], ("cos_cache", "sin_cache")))  # fmt: skip
+        return b.node("RotaryEmbedding", [m.x, cos, sin], before=m.root)[0]
+
+
+def _slice_of_last_axis(m: Match, name: str, size: int) -> tuple[int, int] | None:
+    """(start, stop) of a step-1 Slice over the last axis of a 4-D value, clamped to ``size``."""
+    starts, ends = m[f"{name}_starts"].reshape(-1), m[f"{name}_ends"].reshape(-1)
+    axes = m.arrays.get(f"{name}_axes")
+    steps = m.arrays.get(f"{name}_steps")
+    if len(starts) != 1 or len(ends) != 1:
+        return None
+    if axes is None or axes.size != 1 or int(axes.reshape(())) % 4 != 3:
+        return None
+    if steps is not None and (steps.size != 1 or int(steps.reshape(())) != 1):
+        return None
+    start, stop = (int(v) + size if int(v) < 0 else int(v) for v in (starts[0], ends[0]))
+    return min(start, size), min(stop, size)
+
+
+RULES = [GeluErf(), GeluTanh(), LayerNorm(), RMSNorm(), RMSNormUnscaled(), Rotary(),
+         Attention()]
 fusions = rule_pass("fusions", RULES)

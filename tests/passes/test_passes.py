@@ -311,6 +311,49 @@ def test_rms_norm_fuses_at_opset_23():
     assert ops(out) == {"RMSNormalization": 1}
 
 
+def test_rms_norm_without_a_scale_fuses_with_a_unit_weight():
+    g = GraphBuilder(opset=23)
+    x = g.input("x", "float", ["N", 8])
+    ms = g.op.ReduceMean(g.op.Mul(x, x), np.array([-1], np.int64))
+    g.output(g.op.Div(x, g.op.Sqrt(g.op.Add(ms, np.array(1e-6, np.float32)))), "y")
+    out = optimized(g.model(), [{"x": f32(4, 8)}], rtol=1e-4)
+    assert ops(out) == {"RMSNormalization": 1}
+
+
+def _rotary(g, x, cos, sin, halves=((4, 8), (0, 4))):
+    """x·cos + concat(-x[..., a:b], x[..., c:d])·sin, the rotate-half form exporters write."""
+    (a, b), (c, d) = halves
+    axis, step = np.array([-1], np.int64), np.array([1], np.int64)
+    second = g.op.Slice(x, np.array([a], np.int64), np.array([b], np.int64), axis, step)
+    first = g.op.Slice(x, np.array([c], np.int64), np.array([d], np.int64), axis, step)
+    rotated = g.op.Concat(g.op.Neg(second), first, axis=-1)
+    return g.op.Add(g.op.Mul(x, cos), g.op.Mul(rotated, sin))
+
+
+def _tables(seq=5, dim=8, equal_halves=True):
+    angles = RNG.uniform(0, 6, (1, 1, seq, dim // 2)).astype(np.float32)
+    full = np.concatenate([angles, angles if equal_halves else angles + 0.5], axis=-1)
+    return np.cos(full), np.sin(full)
+
+
+def test_rotary_embedding_fuses_from_the_rotate_half_pattern():
+    g = GraphBuilder(opset=23)
+    x = g.input("x", "float", [2, 3, 5, 8])
+    g.output(_rotary(g, x, *_tables()), "y")
+    out = optimized(g.model(), [{"x": f32(2, 3, 5, 8)}], rtol=1e-5)
+    assert ops(out) == {"RotaryEmbedding": 1}
+
+
+@pytest.mark.parametrize("case", ["unequal halves", "halves swapped", "opset 22"])
+def test_rotary_embedding_with_a_wrong_table_edge_or_opset_does_not_fuse(case):
+    g = GraphBuilder(opset=22 if case == "opset 22" else 23)
+    x = g.input("x", "float", [2, 3, 5, 8])
+    tables = _tables(equal_halves=case != "unequal halves")
+    halves = ((0, 4), (4, 8)) if case == "halves swapped" else ((4, 8), (0, 4))
+    g.output(_rotary(g, x, *tables, halves=halves), "y")
+    assert "RotaryEmbedding" not in ops(optimized(g.model(), [{"x": f32(2, 3, 5, 8)}]))
+
+
 def _attention(g, q, k, v, mask, scale=0.125, perm=(0, 1, 3, 2)):
     s = g.op.Mul(g.op.MatMul(q, g.op.Transpose(k, perm=list(perm))), np.asarray(scale, np.float32))
     p = g.op.Softmax(g.op.Add(s, mask), axis=-1)
