@@ -621,3 +621,39 @@ def pool2d(x, y, code, kh, kw, sh, sw, dh, dw, pt, pl, finish, scale):
                         dst[base + line * wo + q] = fill
         if scaled:
             _scale(dst, np.uint64(base), factors, finish == DIV, np.uint64(size * ho * wo))
+
+
+@njit(**_OPTIONS)
+def depthwise(xp, w, y, c0, c1, mult, sh, sw, dh, dw):
+    """Output channels c0..c1 of a depthwise 2-D convolution: y (N, M, Ho, Wo) of padded ``xp``
+    (N, M/mult, Hp, Wp) by ``w`` (M, kh, kw), output channel c reading input channel c // mult.
+
+    One pass per tap over a channel's output plane while it is in cache (numpy's shifted
+    multiply-add makes that pass over every channel at once). Taps are summed in numpy's order
+    (the first tap's product assigned, then each added), so both paths give the same values.
+    Indexed flat and unsigned, like im2col, so the stride-1 rows vectorize.
+    """
+    n, channels, hp, wp = xp.shape
+    m, kh, kw = w.shape
+    ho, wo = y.shape[2], y.shape[3]
+    source, target, weights = xp.reshape(-1), y.reshape(-1), w.reshape(-1)
+    width, step = np.uint64(wo), np.uint64(sw)
+    for b in range(n):
+        for c in range(c0, c1):
+            plane = (b * channels + c // mult) * hp * wp
+            out = np.uint64((b * m + c) * ho * wo)
+            for i in range(kh):
+                for j in range(kw):
+                    wv = weights[(c * kh + i) * kw + j]
+                    for r in range(ho):
+                        src = np.uint64(plane + (r * sh + i * dh) * wp + j * dw)
+                        dst = out + np.uint64(r * wo)
+                        if i == 0 and j == 0:
+                            for t in range(width):
+                                target[dst + t] = source[src + t * step] * wv
+                        elif sw == 1:
+                            for t in range(width):
+                                target[dst + t] += source[src + t] * wv
+                        else:
+                            for t in range(width):
+                                target[dst + t] += source[src + t * step] * wv

@@ -211,11 +211,19 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
         return _grouped_matmul(w_gemm, cols.reshape(n, g, ck, o_size), y, out)
     xp = pad_input(x, pb, pe)
     if w_depthwise is not None:
+        # (a new array, not ``y``: the caller copies it where it must)
+        acc = np.empty((n, w_depthwise.shape[0], *out), np.result_type(xp, w_depthwise))
+        work = acc.size * w_depthwise.shape[1]
+        same = xp.dtype == w_depthwise.dtype and xp.dtype in compiled.DTYPES
+        jit = compiled.kernels(work) if same and len(out) == 2 else None
+        if jit is not None:  # one pass per tap over each channel's plane: 3-5x numpy's
+            xp, w3 = np.ascontiguousarray(xp), w_depthwise.reshape(-1, *k)
+            threads.rows(acc.shape[1], work,
+                         lambda c0, c1: jit.depthwise(xp, w3, acc, c0, c1, mg, *s, *d))  # fmt: skip
+            return acc
         mult = mg
         if mult != 1:
             xp = np.repeat(xp, mult, axis=1)
-        # (a new array, not ``y``: the caller copies it where it must)
-        acc = np.empty((n, w_depthwise.shape[0], *out), np.result_type(xp, w_depthwise))
         taps = [sl for _, sl in kernel_slices(k, s, d, out)]
 
         def channels(c0, c1):  # a band of channels, over the session's threads

@@ -1,5 +1,7 @@
 """Convolution kernels: the official node cases plus error paths, types and speed-path checks."""
 
+import math
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -279,3 +281,33 @@ def test_convolution_leaves_an_epilogue_that_does_not_fit_to_its_caller():
     y = C.Conv()(x, w, np.full(3, 0.5, np.float32), epilogue=epilogue)
     assert not epilogue.applied
     np.testing.assert_array_equal(y, np.full((1, 3, 3, 3), 18.5, np.float32))
+
+
+@pytest.mark.parametrize(
+    "n, c, mult, hw, kernel, strides, pads, dilations, dtype",
+    [
+        (1, 32, 1, 40, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
+        (2, 24, 1, 28, (5, 5), [2, 2], [2, 1, 2, 1], [1, 1], np.float32),  # stride 2, odd pads
+        (1, 16, 2, 30, (3, 5), [1, 2], [0, 2, 1, 0], [2, 1], np.float32),  # multiplier, dilation
+        (1, 20, 1, 33, (7, 7), [1, 1], [3, 3, 3, 3], [1, 1], np.float64),
+    ],
+)
+def test_compiled_depthwise_convolution_gives_the_numpy_paths_values(
+    n, c, mult, hw, kernel, strides, pads, dilations, dtype, monkeypatch
+):
+    """The compiled depthwise kernel sums its taps in the numpy path's order: same bits."""
+    pytest.importorskip("numba")
+    from onyx.runtime import compiled
+
+    monkeypatch.setattr(compiled, "enabled", True)  # (both_paths runs this test twice alike)
+    x = RNG.standard_normal((n, c, hw, hw)).astype(dtype)
+    w = RNG.standard_normal((c * mult, 1, *kernel)).astype(dtype)
+    attrs = {"group": c, "strides": strides, "pads": pads, "dilations": dilations}
+    op = lookup("", "Conv", 22)(**attrs)
+    plan = op.geom.plan(x.shape, w.shape)
+    assert compiled.kernels(math.prod(plan[5]) * n * c * mult * math.prod(kernel)) is not None
+    got = op(x, w)
+    monkeypatch.setattr(compiled, "enabled", False)
+    want = lookup("", "Conv", 22)(**attrs)(x, w)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
