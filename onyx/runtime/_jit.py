@@ -631,29 +631,43 @@ def depthwise(xp, w, y, c0, c1, mult, sh, sw, dh, dw):
     One pass per tap over a channel's output plane while it is in cache (numpy's shifted
     multiply-add makes that pass over every channel at once). Taps are summed in numpy's order
     (the first tap's product assigned, then each added), so both paths give the same values.
-    Indexed flat and unsigned, like im2col, so the stride-1 rows vectorize.
+    Indexed flat and unsigned, like im2col, so rows vectorize; with a stride across, each
+    input plane is first split into its ``sw`` column phases (column q*sw + o is phase o % sw,
+    at q + o // sw), so every tap reads a contiguous row instead of gathering (the stride-2
+    layers of EfficientNet: 2-3x faster than the gather).
     """
     n, channels, hp, wp = xp.shape
     m, kh, kw = w.shape
     ho, wo = y.shape[2], y.shape[3]
     source, target, weights = xp.reshape(-1), y.reshape(-1), w.reshape(-1)
-    width, step = np.uint64(wo), np.uint64(sw)
+    width = np.uint64(wo)
+    pw = (wp + sw - 1) // sw  # a phase's width
+    phases = np.zeros(sw * hp * pw if sw > 1 else 0, xp.dtype)
     for b in range(n):
         for c in range(c0, c1):
             plane = (b * channels + c // mult) * hp * wp
+            if sw > 1:
+                for o in range(sw):
+                    for r in range(hp):
+                        at = np.uint64((o * hp + r) * pw)
+                        row = np.uint64(plane + r * wp + o)
+                        for t in range(np.uint64((wp - o + sw - 1) // sw)):
+                            phases[at + t] = source[row + t * np.uint64(sw)]
+                rows, stride, base = phases, pw, 0
+            else:
+                rows, stride, base = source, wp, plane
             out = np.uint64((b * m + c) * ho * wo)
             for i in range(kh):
                 for j in range(kw):
                     wv = weights[(c * kh + i) * kw + j]
+                    col = j * dw
+                    first = base + (col % sw * hp) * stride + col // sw
                     for r in range(ho):
-                        src = np.uint64(plane + (r * sh + i * dh) * wp + j * dw)
+                        src = np.uint64(first + (r * sh + i * dh) * stride)
                         dst = out + np.uint64(r * wo)
                         if i == 0 and j == 0:
                             for t in range(width):
-                                target[dst + t] = source[src + t * step] * wv
-                        elif sw == 1:
-                            for t in range(width):
-                                target[dst + t] += source[src + t] * wv
+                                target[dst + t] = rows[src + t] * wv
                         else:
                             for t in range(width):
-                                target[dst + t] += source[src + t * step] * wv
+                                target[dst + t] += rows[src + t] * wv
