@@ -37,6 +37,7 @@ __all__ = [
     "CustomOp",
     "DataType",
     "ExecutionError",
+    "ExecutionMode",
     "ExternalDataError",
     "FeedError",
     "FormatError",
@@ -79,6 +80,7 @@ __all__ = [
 _LAZY = {
     "InferenceSession": "onyx.runtime.session", "SessionOptions": "onyx.runtime.session",
     "RunOptions": "onyx.runtime.options", "GraphOptimizationLevel": "onyx.runtime.options",
+    "ExecutionMode": "onyx.runtime.options",
     "get_available_providers": "onyx.runtime.options",
     "CustomOp": "onyx.custom", "register_op": "onyx.custom", "unregister_op": "onyx.custom",
     "registered_ops": "onyx.custom",

@@ -14,7 +14,8 @@ import numpy as np
 
 from onyx.errors import FeedError, OptionError
 
-__all__ = ["GraphOptimizationLevel", "OptionError", "RunOptions", "get_available_providers"]
+__all__ = ["ExecutionMode", "GraphOptimizationLevel", "OptionError", "RunOptions",
+           "get_available_providers"]
 
 
 class GraphOptimizationLevel(enum.IntEnum):
@@ -27,6 +28,14 @@ class GraphOptimizationLevel(enum.IntEnum):
     ORT_ENABLE_EXTENDED = 2
     ORT_ENABLE_LAYOUT = 3
     ORT_ENABLE_ALL = 99
+
+
+class ExecutionMode(enum.IntEnum):
+    """onnxruntime's modes, accepted by ``SessionOptions.execution_mode``: one step at a time
+    (the default), or independent steps at once on ``inter_op_num_threads`` threads."""
+
+    ORT_SEQUENTIAL = 0
+    ORT_PARALLEL = 1
 
 
 def get_available_providers() -> list[str]:
@@ -68,6 +77,9 @@ def check_session_option(name: str, value: Any) -> Any:
                 f"3 or 99 (GraphOptimizationLevel), got {level}"
             )
         return GraphOptimizationLevel(level)
+    if name == "execution_mode":
+        mode = _int(name, value, 0, 1)
+        return ExecutionMode(mode)
     if name in ("enable_profiling", "enable_cpu_mem_arena"):
         return _bool(name, value)
     if name == "profile_file_prefix":

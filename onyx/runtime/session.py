@@ -14,8 +14,9 @@ import numpy as np
 from onyx import dtypes
 from onyx.errors import FeedError, OptionError
 from onyx.ir import MapType, Model, OptionalType, SequenceType, TensorType, Type, Value
-from onyx.runtime import memory, threads
+from onyx.runtime import interop, memory, threads
 from onyx.runtime.options import (
+    ExecutionMode,
     RunOptions,
     check_out,
     check_output_names,
@@ -50,7 +51,10 @@ class SessionOptions:
     meanwhile, through threadpoolctl when it is installed, its GEMMs parts of the pool's work;
     0, the default: no pool, BLAS's own threads run the GEMMs and the rest runs on the calling
     thread, which measured faster on 2 cores; see ``onyx/runtime/threads.py``) and
-    ``inter_op_num_threads`` (advisory: onyx runs one step at a time).
+    ``execution_mode`` (``ExecutionMode.ORT_SEQUENTIAL``, the default: one step at a time;
+    ``ORT_PARALLEL``: steps whose inputs are ready run at once, on ``inter_op_num_threads``
+    threads, 0 for the machine's physical cores; see ``onyx/runtime/interop.py``; a profiled
+    session runs one step at a time).
 
     ``allocation_limit`` guards against tensors whose size comes from the *values* of inputs,
     which a bad or hostile input can make huge: the kernels that build a tensor from a shape
@@ -72,6 +76,7 @@ class SessionOptions:
     free_dimension_overrides: dict[str, int] = dataclasses.field(default_factory=dict)
     intra_op_num_threads: int = 0
     inter_op_num_threads: int = 0
+    execution_mode: int = 0
 
     def __setattr__(self, name: str, value: Any) -> None:
         reject_unknown(self, name)
@@ -199,6 +204,9 @@ class InferenceSession:
         self._limit = self.options.allocation_limit or memory.default_limit()
         # the session's thread pool (onyx/runtime/threads.py), BLAS held to one thread in runs
         self._threads = threads.Threads(self.options.intra_op_num_threads)
+        self._interop = None  # ORT_PARALLEL: the pool independent steps run on at once
+        if self.options.execution_mode == ExecutionMode.ORT_PARALLEL:
+            self._interop = interop.executor(self.options.inter_op_num_threads)
 
     # --- description -----------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -276,6 +284,8 @@ class InferenceSession:
         try:
             # inf/NaN results are values here, as in onnxruntime
             with np.errstate(all="ignore"), self._threads():
+                if self._profiler is None and self._interop is not None:
+                    return interop.run(self._plan_for(feed), inputs, self._interop, run_options)
                 if self._profiler is None:
                     return self._plan_for(feed).run(inputs, (), stop=run_options)
                 start, steps = self._profiler.run_started()

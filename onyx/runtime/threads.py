@@ -296,6 +296,22 @@ class _Run:
         _CURRENT.reset(self.token)
 
 
+
+class blas_held:  # noqa: N801 - used as a context manager, like a function
+    """``with blas_held():`` BLAS runs one thread per call meanwhile (where it can be held),
+    counted with the pooled runs: for work that runs GEMMs in several threads at once."""
+
+    __slots__ = ("held",)
+
+    def __enter__(self) -> None:
+        self.held = _BLAS.controllable()
+        if self.held:
+            _BLAS.enter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            _BLAS.exit()
+
 def splits_gemms() -> bool:
     """Whether GEMMs may be split over the current pool (BLAS is held to one thread)."""
     return _BLAS.active > 0
