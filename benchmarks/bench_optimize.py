@@ -7,9 +7,17 @@ gpt2-dynamo). Tools, each in its own
 process: onyx (level 2, and with --target-opset 23), onnxslim, onnxsim, onnxoptimizer and
 onnxruntime's basic offline optimization, where installed. Every output model is run by
 onnxruntime beside the input on random inputs at two sizes of each dynamic dim; a difference
-over 1e-5 (relative to the output's scale) marks the cell with "!".
+over 1e-5 (relative to the output's scale) marks the cell with "!". A cell reads nodes after /
+seconds to optimize / bytes of the file written (with its external data).
+
+With --ort, onnxruntime then runs the original and onyx's output of each model (its default
+session options, one thread, which runs in the calling thread), each in a process of its own,
+in alternating rounds; the table gives the best median CPU time of a run of each (the wall
+clock of a shared machine mostly measures the other work on it) and their ratio (optimized /
+original).
 
     python benchmarks/bench_optimize.py [--models squeezenet,bert] [--tools onyx,onnxsim]
+    python benchmarks/bench_optimize.py --tools onyx --ort [--rounds 5 --repeat 20 --seq 128]
 """
 
 from __future__ import annotations
@@ -156,37 +164,118 @@ def _check(src: str, dst: str) -> tuple[int, int, bool, int]:
     s2 = ort.InferenceSession(dst, providers=["CPUExecutionProvider"])
     ok = True
     for size in (5, 11):
-        rng = np.random.default_rng(size)
-        feeds = {}
-        for i in s1.get_inputs():
-            shape = [d if isinstance(d, int) else size for d in i.shape]
-            if "int" in i.type:
-                feeds[i.name] = rng.integers(0, 1000, shape).astype(np.int64)
-            else:
-                feeds[i.name] = rng.random(shape, dtype=np.float32)
+        feeds = _feeds(s1, size)
         for x, y in zip(s1.run(None, feeds), s2.run(None, feeds)):
             scale = max(1.0, float(np.abs(x).max()))
             ok &= x.shape == y.shape and float(np.abs(x - y).max()) <= 1e-5 * scale
     return len(a.graph.node), len(b.graph.node), ok, foreign
 
 
+def _feeds(session, size: int) -> dict:
+    """Random inputs for an onnxruntime session: every dynamic dim ``size``, ids below 1000."""
+    import numpy as np
+
+    rng = np.random.default_rng(size)
+    feeds = {}
+    for i in session.get_inputs():
+        shape = [d if isinstance(d, int) else size for d in i.shape]
+        if "int" in i.type:
+            feeds[i.name] = rng.integers(0, 1000, shape).astype(np.int64)
+        else:
+            feeds[i.name] = rng.random(shape, dtype=np.float32)
+    return feeds
+
+
+def _file_size(path: str) -> int:
+    """Bytes of a model file and of the external data files beside it that it names."""
+    import onnx
+
+    total = os.path.getsize(path)
+    model = onnx.load(path, load_external_data=False)
+    folder = os.path.dirname(path)
+    places = {e.value for t in model.graph.initializer for e in t.external_data
+              if e.key == "location"}  # fmt: skip
+    return total + sum(os.path.getsize(os.path.join(folder, p)) for p in places)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.3f} MB" if n >= 1e5 else f"{n / 1e3:.1f} KB"
+
+
+def _time_ort(path: str, size: int, repeat: int) -> float:
+    """Median CPU seconds of one onnxruntime run of ``path`` (default optimizations, one
+    thread). With one thread onnxruntime runs in the calling thread, so its CPU time is the
+    run's time without the waits that other work on a shared machine adds to the wall clock."""
+    import statistics
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feeds = _feeds(session, size)
+    for _ in range(3):
+        session.run(None, feeds)
+    times = []
+    for _ in range(repeat):
+        start = time.thread_time()
+        session.run(None, feeds)
+        times.append(time.thread_time() - start)
+    return statistics.median(times)
+
+
+def ort_ratios(models: list[str], rounds: int, repeat: int, seq: int, fresh: bool) -> None:
+    """onnxruntime on each original model and on onyx's output: best medians and their ratio.
+    ``fresh``: onyx's outputs were just written (else they are made again here)."""
+    print(f"\nonnxruntime, one thread, dynamic dims {seq}: best of {rounds} rounds of the median "
+          f"CPU time of {repeat} runs, each round a new process per file\n")  # fmt: skip
+    print("| model | original CPU ms | onyx CPU ms | onyx / original |\n|---|--:|--:|--:|")
+    for name in models:
+        src, dst = str(model_path(name)), str(CACHE / f"{name}.onyx.onnx")
+        if not fresh or not os.path.exists(dst):
+            _run_one("onyx", src, dst)
+        best = {src: float("inf"), dst: float("inf")}
+        for r in range(rounds):
+            for path in (src, dst) if r % 2 == 0 else (dst, src):
+                proc = subprocess.run([sys.executable, __file__, "--time", path, str(seq),
+                                       str(repeat)], capture_output=True, text=True,
+                                      timeout=1200, check=True)  # fmt: skip
+                best[path] = min(best[path], float(proc.stdout.strip().splitlines()[-1]))
+        a, b = best[src] * 1e3, best[dst] * 1e3
+        print(f"| {name} | {a:.2f} | {b:.2f} | {b / a:.2f} |", flush=True)
+
+
+def _run_one(tool: str, src: str, dst: str) -> subprocess.CompletedProcess:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([sys.executable, __file__, "--one", tool, src, dst],
+                          capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", default=",".join((*LIGHT_MODELS, *TRANSFORMERS)))
     p.add_argument("--tools", default=",".join(TOOLS))
+    p.add_argument("--ort", action="store_true",
+                   help="then time onnxruntime on each original and on onyx's output")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=5, help="--ort: processes per file")
+    p.add_argument("--repeat", type=int, default=20, help="--ort: runs per process")
+    p.add_argument("--seq", type=int, default=128, help="--ort: size of every dynamic dim")
     p.add_argument("--one", nargs=3, metavar=("TOOL", "SRC", "DST"), help=argparse.SUPPRESS)
+    p.add_argument("--time", nargs=3, metavar=("PATH", "SIZE", "REPEAT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         print(json.dumps({"seconds": _optimize(*args.one)}))
         return
+    if args.time:
+        print(_time_ort(args.time[0], int(args.time[1]), int(args.time[2])))
+        return
     rows = {}
     for name in args.models.split(","):
         src = str(model_path(name))
+        rows[(name, "original")] = _size(_file_size(src))
         for tool in args.tools.split(","):
             dst = str(CACHE / f"{name}.{tool}.onnx")
-            CACHE.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run([sys.executable, __file__, "--one", tool, src, dst],
-                                  capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+            proc = _run_one(tool, src, dst)
             if proc.returncode != 0:
                 rows[(name, tool)] = "–"
                 continue
@@ -196,11 +285,12 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - a tool's output onnxruntime cannot run
                 rows[(name, tool)] = f"error ({type(e).__name__})"
                 continue
-            rows[(name, "original")] = str(before)
+            rows[(name, "original")] = f"{before} / {_size(_file_size(src))}"
             mark = "" if ok else "!"
             mark += f" ({foreign} non-std)" if foreign else ""
-            rows[(name, tool)] = f"{after}{mark} / {seconds:.1f}s"
-            for path in (dst, dst + ".repaired.onnx"):
+            rows[(name, tool)] = f"{after}{mark} / {seconds:.1f}s / {_size(_file_size(dst))}"
+            keep = args.ort and tool == "onyx"  # --ort times this file
+            for path in [dst + ".repaired.onnx"] + ([] if keep else [dst, dst + ".data"]):
                 if os.path.exists(path):
                     os.remove(path)
         print(name, {t: rows.get((name, t)) for t in ("original", *args.tools.split(","))},
@@ -210,6 +300,9 @@ def main() -> None:
     print("|---|" + "--:|" * len(tools))
     for name in args.models.split(","):
         print(f"| {name} | " + " | ".join(rows.get((name, t), "–") for t in tools) + " |")
+    if args.ort:
+        fresh = "onyx" in args.tools.split(",")
+        ort_ratios(args.models.split(","), args.rounds, args.repeat, args.seq, fresh)
 
 
 if __name__ == "__main__":

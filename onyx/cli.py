@@ -785,6 +785,15 @@ def _optimize_parameters(model) -> int:
                if v.const_value is not None)  # fmt: skip
 
 
+def _stored_size(path: str) -> int:
+    """Bytes of a model file and of the external data files its initializers name."""
+    model = onyx.load(path)  # lazy: tensors are not read
+    places = {os.path.join(t.external.base_dir, t.external.location)
+              for t in (v.const_value for v in model.graph.initializers.values())
+              if t is not None and t.external is not None}  # fmt: skip
+    return os.path.getsize(path) + sum(os.path.getsize(p) for p in places if os.path.exists(p))
+
+
 def _optimize_table(before, after, size_in: int, size_out: int) -> str:
     """Nodes by op type, parameters and file size, before and after, as text."""
     a = collections.Counter(n.op_type for n in before.graph.nodes)
@@ -899,7 +908,7 @@ def cmd_optimize(args) -> int:
             progress(None)
     took = time.perf_counter() - started
     onyx.save(after, args.output)
-    print(_optimize_table(before, after, os.path.getsize(args.model), os.path.getsize(args.output)))
+    print(_optimize_table(before, after, _stored_size(args.model), _stored_size(args.output)))
     done = ", ".join(f"{k} {v}" for k, v in counts.most_common())
     print(f"optimized in {took:.2f} s: {done or 'nothing to do'}")
     if explain is not None:

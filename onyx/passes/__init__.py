@@ -18,7 +18,7 @@ from collections.abc import Callable
 from onyx.errors import OptionError, PassError
 from onyx.ir import Model
 from onyx.passes import affine, algebra, basic, fusions, shapefold, transformer
-from onyx.passes.core import Fixpoint, Options, Pass, PassResult, all_graphs
+from onyx.passes.core import FOLD_LIMIT, Fixpoint, Options, Pass, PassResult, all_graphs
 from onyx.passes.inline import inline_functions
 from onyx.passes.rules import Match, Rule, apply_rules
 
@@ -57,6 +57,7 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     basic.cse,
     basic.dead_code,
     basic.dead_functions,
+    basic.drop_node_metadata,
 )}  # fmt: skip
 
 #: Levels: 0 nothing, 1 cleanups that keep every operator, 2 everything (the default).
@@ -72,13 +73,14 @@ LEVELS: dict[int, list[str]] = {
         "common-subexpressions",
         "dead-code",
         "dead-functions",
+        "drop-node-metadata",
     ],
     2: list(PASSES),
 }
 
 
 def optimize(model: Model, level: int = 2, passes: list[str] | None = None,
-             target_opset: int | None = None, fold_limit: int = 16 << 20,
+             target_opset: int | None = None, fold_limit: int = FOLD_LIMIT,
              inline: bool = False, counts: collections.Counter | None = None,
              explain: list[str] | None = None,
              progress: Callable[[str | None], None] | None = None) -> Model:  # fmt: skip
@@ -88,7 +90,8 @@ def optimize(model: Model, level: int = 2, passes: list[str] | None = None,
     weights and fuses (the default). ``passes`` names the passes to run instead (see
     ``PASSES``). ``target_opset`` first converts the model to that opset (so fusions into newer
     operators apply). ``fold_limit`` is how many bytes a folded constant may grow past its
-    inputs. ``inline`` inlines model-local functions first. ``counts`` receives what was done;
+    inputs, unless it is a weight (``onyx.passes.basic.is_weight``). ``inline`` inlines
+    model-local functions first. ``counts`` receives what was done;
     ``explain``, where a fusion's pattern matched in part, why it did not fuse. ``progress`` is
     called with each pass's name as it starts and with None at the end (the CLI shows a pass
     that runs over a second).

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from onyx.ir import Graph, Model, Node, Tensor
+from onyx.ir import Graph, Model, Node, Tensor, Value
 from onyx.passes.core import (
     STANDARD_DOMAINS,
     Options,
@@ -36,7 +36,17 @@ def dead_code(site: Site) -> int:
         if value not in inputs and not is_used(value, g):
             del g.initializers[name]
             removed += 1
+    # types declared for values that are gone, or for initializers (whose tensors say it):
+    # bookkeeping, not a change by itself
+    g.value_info[:] = [v for v in g.value_info if _declarable(v, g, inputs)]
     return removed
+
+
+def _declarable(v: Value, g: Graph, inputs: set) -> bool:
+    """Whether ``v`` is still in ``g`` and not an initializer (value_info may list it)."""
+    if g.initializers.get(v.name) is v:
+        return False
+    return is_used(v, g) or v in inputs or (v.producer is not None and v.producer.graph is g)
 
 
 class DeadFunctions:
@@ -61,6 +71,19 @@ class DeadFunctions:
 
 
 dead_functions = DeadFunctions()
+
+
+@graph_pass("drop-node-metadata")
+def drop_node_metadata(site: Site) -> int:
+    """Drop nodes' doc strings and metadata_props: an exporter's notes on how each node came
+    to be (torch.onnx's stack traces, fx nodes and scopes), which describe the graph as it was
+    exported, not as rewritten (800 KB of BERT's file)."""
+    dropped = 0
+    for node in site.graph.nodes:
+        if node.metadata_props or node.doc_string:
+            node.metadata_props, node.doc_string = {}, ""
+            dropped += 1
+    return dropped
 
 
 @graph_pass("constant-to-initializer")
@@ -100,9 +123,43 @@ def _nbytes(a: np.ndarray) -> int:
     return a.nbytes if a.dtype != object else 8 * a.size
 
 
+#: Inputs that hold a weight: the operator reads every element as it is (no broadcasting could
+#: stand in for a smaller tensor), so any runtime holds it whole. (op_type, input positions)
+WEIGHT_INPUTS: dict[str, frozenset[int]] = {
+    "Conv": frozenset({1, 2}), "ConvTranspose": frozenset({1, 2}), "ConvInteger": frozenset({1}),
+    "Gemm": frozenset({0, 1}), "MatMul": frozenset({0, 1}), "MatMulInteger": frozenset({1}),
+    "BatchNormalization": frozenset({1, 2, 3, 4}), "InstanceNormalization": frozenset({1, 2}),
+    "GroupNormalization": frozenset({1, 2}), "Gather": frozenset({0}),
+    "LSTM": frozenset({1, 2, 3}), "GRU": frozenset({1, 2, 3}), "RNN": frozenset({1, 2, 3}),
+}  # fmt: skip
+#: Operators that only rearrange a weight on its way to where it is read.
+_WEIGHT_LAYOUT = frozenset({"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Cast",
+                            "Identity"})  # fmt: skip
+
+
+def is_weight(value: Value, g: Graph, rank: int, depth: int = 0) -> bool:
+    """Whether every reader of ``value`` (of ``rank`` dims) takes it as a weight, directly or
+    through layout operators (a MatMul operand counts only as a matrix: above 2-D it broadcasts)."""
+    if value in g.outputs or not value.uses or depth > 8:
+        return False
+    for node, i in value.uses:
+        if node.graph is not g or node.domain not in ("", "ai.onnx"):
+            return False
+        if i in WEIGHT_INPUTS.get(node.op_type, ()):
+            if node.op_type in ("MatMul", "MatMulInteger") and rank > 2:
+                return False
+            continue
+        if node.op_type not in _WEIGHT_LAYOUT or i != 0:
+            return False
+        if not all(is_weight(v, g, rank, depth + 1) for v in node.outputs if v is not None):
+            return False
+    return True
+
+
 @graph_pass("constant-folding")
 def fold_constants(site: Site) -> int:
-    """Compute nodes whose inputs are all constants, once, now (never growing past the limit)."""
+    """Compute nodes whose inputs are all constants, once, now: a result bigger than its inputs
+    by more than ``fold_limit`` only where it is a weight (see ``is_weight``)."""
     g, folded = site.graph, 0
     limit = site.options.fold_limit
     for node in list(g.nodes):
@@ -123,7 +180,8 @@ def fold_constants(site: Site) -> int:
         if outs is None or len(outs) != len(node.outputs):
             continue
         grown = sum(_nbytes(a) for a in outs) - sum(_nbytes(a) for a in arrays if a is not None)
-        if grown > limit:
+        if grown > limit and not all(is_weight(v, g, a.ndim) for v, a in zip(node.outputs, outs)
+                                     if v is not None and is_used(v, g)):  # fmt: skip
             continue
         for value, array in zip(node.outputs, outs):
             if value is None or not is_used(value, g):
@@ -149,9 +207,17 @@ def _content_key(tensor: Tensor) -> tuple | None:
     return (int(tensor.dtype), tuple(a.shape), digest)
 
 
-def _same(a: Tensor, b: Tensor) -> bool:
+def _same(a: Tensor, b: Tensor, chunk: int = 1 << 24) -> bool:
+    """Whether two tensors hold the same bytes (compared a slice at a time: weights of a big
+    model stay in their memory-mapped files)."""
     x, y = a.numpy(), b.numpy()
-    return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+    if x.dtype != y.dtype or x.shape != y.shape:
+        return False
+    if not (x.flags.c_contiguous and y.flags.c_contiguous):
+        return x.tobytes() == y.tobytes()
+    u, v = x.reshape(-1).view(np.uint8), y.reshape(-1).view(np.uint8)
+    return all(u[i : i + chunk].tobytes() == v[i : i + chunk].tobytes()
+               for i in range(0, u.size, chunk))  # fmt: skip
 
 
 @graph_pass("dedupe-initializers")

@@ -45,11 +45,16 @@ class Pass(Protocol):
     def __call__(self, model: Model, options: Options) -> PassResult: ...
 
 
+#: How many bytes a folded result may take beyond its constant inputs, unless it is a weight
+#: (``basic.is_weight``): about what the node it replaces costs in the file.
+FOLD_LIMIT = 1 << 10
+
+
 @dataclasses.dataclass
 class Options:
     """Settings every pass may read."""
 
-    fold_limit: int = 16 << 20  # bytes a folded tensor may take beyond its inputs' size
+    fold_limit: int = FOLD_LIMIT  # bytes a folded non-weight may take beyond its inputs' size
     inline: bool = False  # inline model-local functions
     explain: list[str] | None = None  # where rules say why they did not fire
     progress: Any = None  # called with each pass's name as it starts, and None at the end
