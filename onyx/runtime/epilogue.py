@@ -171,8 +171,11 @@ class Epilogue:
                 operand = operand[
                     tuple(r if n != 1 else slice(None) for r, n in zip(region, operand.shape))
                 ]
-            if type(operand) is not np.ndarray and (ufunc is np.maximum or ufunc is np.minimum):
-                clamp(ufunc, current, operand, target)
+            if (ufunc is np.maximum or ufunc is np.minimum) and (
+                type(operand) is not np.ndarray or operand.size == 1
+            ):  # (by a scalar: numpy's own loop for that is slow, see clamp)
+                clamp(ufunc, current, operand.reshape(()) if type(operand) is np.ndarray
+                      else operand, target)  # fmt: skip
             else:
                 ufunc(current, operand, out=target)
             current = target

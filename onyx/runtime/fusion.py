@@ -3,11 +3,12 @@
 - (Per-channel scalings and shifts after a Conv, Gemm or BatchNormalization with constant
   weights are folded into those weights before the plan is made, by onyx.passes' fold-affine:
   the session runs its plan on a copy of the graph rewritten so.)
-- Elementwise steps that alone consume a producer's fresh result (Relu, BatchNormalization in
-  inference mode, Add/Sub/Mul/Div/Sum by a constant or by another tensor) run as the producer's
-  epilogue, in place, region by region (epilogue.py); Conv applies it to each band it computes.
-  These compute exactly what the steps compute, except that consecutive per-channel scalings
-  and shifts by constants are merged into one (in float64).
+- Elementwise steps that alone consume a producer's fresh result (Relu, Clip by constants,
+  BatchNormalization in inference mode, Add/Sub/Mul/Div/Sum by a constant or by another
+  tensor) run as the producer's epilogue, in place, region by region (epilogue.py); Conv
+  applies it to each band it computes. These compute exactly what the steps compute, except
+  that consecutive per-channel scalings and shifts by constants are merged into one (in
+  float64).
 - A run of such elementwise steps after any other step runs as one chain: one pass that reads
   the input once and writes one new array.
 - A Concat whose inputs are each a Conv's result that it alone reads (the modules of GoogLeNet
@@ -108,6 +109,8 @@ def _follower(node: Node, fn: Callable, ins: list[int], position: int, template:
         return Follower(((np.maximum, None, False),), fn, (Result(),))
     if op == "BatchNormalization" and position == 0:
         return _batchnorm_follower(node, fn, ins, template, constant)
+    if op == "Clip" and position == 0 and len(ins) > 1:  # (opset 11 on: bounds as inputs)
+        return _clip_follower(fn, ins, template, constant)
     if op not in _BINARY or len(ins) != 2 or (position != 0 and op not in _COMMUTATIVE):
         return None
     other = ins[1 - position]
@@ -127,6 +130,19 @@ def _follower(node: Node, fn: Callable, ins: list[int], position: int, template:
     args = [operand, operand]
     args[position] = Result()
     return Follower(((_BINARY[op], operand, False),), fn, tuple(args))
+
+
+def _clip_follower(fn, ins, template, constant) -> Follower | None:
+    """Clip by constant scalar bounds (ReLU6 after MobileNet's convolutions) as a maximum and
+    a minimum: what the Clip kernel computes, NaN kept."""
+    bounds = [template[i] if i >= 0 and constant(i) else None for i in ins[1:3]]
+    if any(i >= 0 and b is None for i, b in zip(ins[1:3], bounds)) or bounds == [None, None]:
+        return None  # a bound computed at run time, or no bound at all
+    if any(b is not None and b.size != 1 for b in bounds):
+        return None
+    ops = tuple((ufunc, b.reshape(()), False)
+                for ufunc, b in zip((np.maximum, np.minimum), bounds) if b is not None)  # fmt: skip
+    return Follower(ops, fn, (Result(), *bounds))
 
 
 def _per_channel_rank(shape: tuple[int, ...]) -> int | None:

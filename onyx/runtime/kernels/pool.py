@@ -47,6 +47,8 @@ class _Pool:
         if plan is None:
             nd = x.ndim - 2
             k, s, d, pb, pe = spatial_params(self.name, nd, *self.attrs)
+            if self.ceil_mode and self.auto_pad in ("NOTSET", "VALID"):
+                k = _clip_single_windows(x.shape[2:], k, s, d, pb, pe, self.auto_pad)
             out, pb, pe = output_geometry(
                 self.name, x.shape[2:], k, s, d, pb, pe, self.auto_pad, self.ceil_mode
             )
@@ -119,6 +121,20 @@ class _Pool:
                 c = c * n.reshape(shape)
             self._plans[key] = c
         return c
+
+
+def _clip_single_windows(spatial, k, s, d, pb, pe, auto_pad):
+    """``k`` with each kernel extent that overhangs the padded input clipped to it, where
+    ceil_mode then leaves one window that starts inside (a stride at least the overhang): that
+    window covers the same elements either way. torch's ``AvgPool2d(k, ceil_mode=True)``
+    exports so (EfficientNet's pooler: a 1280-wide kernel over 7x7)."""
+    clipped = list(k)
+    for i, (size, ki, si, di) in enumerate(zip(spatial, k, s, d)):
+        padded = size + (0 if auto_pad == "VALID" else pb[i] + pe[i])
+        overhang = ki - padded
+        if di == 1 and 0 < overhang < si and padded > 0:
+            clipped[i] = padded
+    return clipped
 
 
 def _one_window(spatial, plan):

@@ -72,6 +72,12 @@ POOL_CASES = [
     ((2, 2, 9, 12), {"kernel_shape": [3, 4], "strides": [2, 3], "pads": [1, 2, 0, 3]}),
     ((1, 2, 6, 10), {"kernel_shape": [3, 3], "strides": [1, 2], "ceil_mode": 1}),
     ((2, 3, 5, 4), {"kernel_shape": [5, 4]}),  # one window over the whole input
+    # a kernel wider than the (padded) input, one window by ceil_mode (EfficientNet's pooler)
+    ((1, 3, 7, 7), {"kernel_shape": [40, 40], "strides": [40, 40], "ceil_mode": 1}),
+    (
+        (1, 2, 5, 6),
+        {"kernel_shape": [9, 7], "strides": [9, 9], "pads": [1, 0, 1, 1], "ceil_mode": 1},
+    ),
     ((1, 2, 5, 4), {"kernel_shape": [3, 4], "dilations": [2, 1]}),  # spans it, skipping rows
     # strides along the last axis: the stride-1 windows over the line, every s-th kept
     ((1, 2, 12, 12), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
