@@ -189,6 +189,17 @@ class Epilogue:
         else:
             self.apply(y, (slice(sample, sample + 1), slice(None), slice(r0, r1)))
 
+    def apply_images(self, y: np.ndarray, n0: int, n1: int) -> None:
+        """``apply`` to images n0..n1 of ``y`` (N, C, *S), in one compiled call where it can."""
+        if not self._ops:
+            return
+        if self._program is not None and y.flags.c_contiguous:
+            channels = y.shape[1]
+            width = y.size // (y.shape[0] * channels) if y.size else 0
+            self._run_program(y, None, n0 * channels, n1 * channels, 0, width)
+        else:
+            self.apply(y, (slice(n0, n1),))
+
     def apply_all(self, y: np.ndarray, source=None) -> None:
         """``apply`` over all of ``y``: compiled, a row at a time; else a cache-sized region at a
         time."""
