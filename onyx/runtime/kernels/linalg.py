@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from onyx.errors import KernelError
-from onyx.runtime import threads
+from onyx.runtime import compiled, threads
 from onyx.runtime.kernels.registry import kernel
 
 _LOW_PRECISION = {"float16", "bfloat16"}
@@ -169,6 +169,11 @@ class Einsum:
 # their function bodies do (the official fp16 cases expect exactly that; one rounding at the end
 # differs from them by an ulp in places).
 def _softmax(x, axis):
+    if (axis == x.ndim - 1 and x.dtype == np.float32 and x.flags.c_contiguous
+            and compiled.kernels(x.size) is not None):  # fmt: skip
+        from onyx.runtime import _jit_softmax  # each row in cache: 3-5x numpy's five passes
+
+        return _jit_softmax.softmax(x)
     with np.errstate(invalid="ignore"):  # rows of -inf give NaN, as in onnxruntime
         e = x - x.max(axis=axis, keepdims=True)
         np.exp(e, out=e)

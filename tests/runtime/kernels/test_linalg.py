@@ -199,3 +199,31 @@ def test_top_k_errors():
         _run("TopK", 11, x, np.array([1]), axis=2)
     with pytest.raises(KernelError):
         _run("TopK", 11, x, np.array([1, 2]))
+
+
+@pytest.mark.parametrize("shape", [(64, 4, 32, 32), (3, 128, 200), (5, 70000)])
+def test_compiled_softmax_agrees_with_numpys(shape, monkeypatch):
+    """The compiled float32 Softmax (its own exponential) within 1e-6 of numpy's, special values
+    included: masked (-inf) entries exactly 0, rows with a NaN or an infinity all NaN."""
+    pytest.importorskip("numba")
+    from onyx.runtime import compiled
+
+    monkeypatch.setattr(compiled, "enabled", True)
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(shape) * 6).astype(np.float32)
+    flat = x.reshape(-1, shape[-1])
+    flat[0, :3] = -np.inf
+    flat[1, 5] = np.nan
+    flat[2, 1] = np.inf
+    flat[3, :] = -np.inf
+    flat[4, 0] = 80  # the others' exponentials fall below float32's normal range
+    assert compiled.kernels(x.size) is not None
+    got = _run("Softmax", 13, x)
+    monkeypatch.setattr(compiled, "enabled", False)
+    want = _run("Softmax", 13, x)
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got.reshape(-1, shape[-1])[1:4]).all()
+    assert (got.reshape(-1, shape[-1])[0, :3] == 0).all()
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=0, atol=1e-6)
+    assert np.abs(got.sum(axis=-1)[~np.isnan(got).any(axis=-1)] - 1).max() < 1e-5
