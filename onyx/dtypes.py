@@ -122,6 +122,9 @@ def data_type(code: int | str | DataType, where: str = "") -> DataType:
 
 def to_numpy(code: int | str | DataType) -> np.dtype:
     """The numpy dtype that holds elements of a standard type (strings are object arrays)."""
+    found = _NUMPY.get(code) if type(code) is DataType else None
+    if found is not None:  # (the common case, without the conversion: feeds are checked per run)
+        return found
     t = data_type(code)
     if t == DataType.UNDEFINED:
         raise UnknownDataTypeError("element type UNDEFINED (0) has no numpy dtype")

@@ -40,6 +40,8 @@ _VIEWS = {
     np.dtype(ml_dtypes.float8_e8m0fnu): (np.uint8, torch.float8_e8m0fnu),
 }
 _TO_NUMPY = {t: (np.dtype(u), d) for d, (u, t) in _VIEWS.items()}
+#: torch types whose numpy form is an ml_dtypes kind (to_numpy converts them through a view)
+NARROW = frozenset(_TO_NUMPY)
 _UINT_VIEW = {torch.bfloat16: torch.int16, torch.float8_e4m3fn: torch.uint8,
               torch.float8_e4m3fnuz: torch.uint8, torch.float8_e5m2: torch.uint8,
               torch.float8_e5m2fnuz: torch.uint8, torch.float8_e8m0fnu: torch.uint8}  # fmt: skip

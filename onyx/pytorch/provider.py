@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,11 @@ class TorchProvider:
             raise OptionError(f"TorchExecutionProvider: bad device {device!r}: {e}") from None
         self.module = to_torch(model).to(self.device).eval()
         self.forward = torch.compile(self.module) if options.get("compile") else self.module
+        inputs = model.graph.inputs
         inits = model.graph.initializers
-        self.positions = [i for i, v in enumerate(model.graph.inputs) if v.name not in inits]
+        # per fed input, how its (type-checked) array becomes a tensor: most with
+        # torch.from_numpy alone; ml_dtypes kinds and unknown types through dtypes.from_numpy
+        self.converters = [(i, _converter(v)) for i, v in enumerate(inputs) if v.name not in inits]
         self.on_cpu = self.device.type == "cpu"
         # storages an output may share: the module's own (a graph output that is a weight)
         self.owned_storages = {
@@ -53,25 +57,48 @@ class TorchProvider:
 
     def run(self, inputs: Sequence[Any]) -> list[np.ndarray]:
         """The graph's outputs for ``inputs`` (one per graph input, as the session checked them),
-        as arrays the caller owns: copied only where torch returned a weight or a fed tensor."""
+        as arrays the caller owns: copied only where torch returned a weight or a fed tensor.
+        (A run's own cost is a few microseconds: a model of a millisecond is measured in
+        benchmarks/bench_torch.py against calling the module on tensors.)"""
         with torch.inference_mode():
-            args = [None if inputs[i] is None else dtypes.from_numpy(inputs[i], widen=False)
-                    for i in self.positions]  # fmt: skip
+            args = [None if inputs[i] is None else convert(inputs[i])
+                    for i, convert in self.converters]  # fmt: skip
             fed = {a.untyped_storage().data_ptr() for a in args if a is not None}
             if not self.on_cpu:
                 args = [None if a is None else a.to(self.device) for a in args]
             outs = self.forward(*args)
-            shared = self.owned_storages | fed
-            return [_owned(o, shared) for o in outs]
+            return [_owned(o, self.owned_storages, fed) for o in outs]
 
 
-def _owned(t: Any, shared: set[int]) -> Any:
+def _converter(value: Any) -> Callable[[np.ndarray], Any]:
+    """numpy array -> tensor for a graph input: torch.from_numpy where the declared element
+    type is one torch shares memory with (a copy for read-only and 0-d arrays, which torch
+    cannot take as they are), dtypes.from_numpy otherwise."""
+    dtype = getattr(getattr(value, "type", None), "dtype", None)
+    if dtype is None or dtype.name not in _SHARED:
+        return functools.partial(dtypes.from_numpy, widen=False)
+
+    def convert(a: np.ndarray) -> Any:
+        if a.ndim == 0 or not a.flags.writeable:
+            a = np.array(a, copy=True)
+        return torch.from_numpy(a)
+
+    return convert
+
+
+#: element types torch.from_numpy takes as numpy holds them
+_SHARED = frozenset({"FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8",
+                     "BOOL", "COMPLEX64", "COMPLEX128"})  # fmt: skip
+
+
+def _owned(t: Any, weights: set[int], fed: set[int]) -> Any:
     """``t`` as a numpy array that shares memory with nothing the module or the caller keeps
     (lists for sequence outputs, None for an absent optional)."""
     if t is None:
         return None
     if isinstance(t, list | tuple):
-        return [_owned(x, shared) for x in t]
-    if t.device.type == "cpu" and t.untyped_storage().data_ptr() in shared:
-        t = t.clone()
-    return dtypes.to_numpy(t)
+        return [_owned(x, weights, fed) for x in t]
+    if t.device.type != "cpu" or t.dtype in dtypes.NARROW or t.is_conj() or t.is_neg():
+        return dtypes.to_numpy(t)
+    ptr = t.untyped_storage().data_ptr()
+    return (t.clone() if ptr in weights or ptr in fed else t).numpy()
