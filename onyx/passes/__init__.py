@@ -13,7 +13,7 @@ opset has them (``target_opset`` upgrades the model first).
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from onyx.errors import OptionError, PassError
 from onyx.ir import Model
@@ -152,25 +152,73 @@ _NEEDS_TYPES = frozenset({"shape-folding", "identities", "layout-chains", "fold-
 
 
 #: What the runtime's build step runs (graph_optimization_level above 0): the weights folded
-#: (Conv/Gemm/BatchNormalization and the per-channel steps after them), no shape inference.
+#: (Conv/Gemm/BatchNormalization and the per-channel steps after them); and, in graphs with a
+#: Softmax, Erf, Tanh, ReduceMean or Sigmoid, the fusions into single operators
+#: (LayerNormalization, Gelu, Swish, RMSNormalization, Attention on the 3-D tensors) that the
+#: runtime runs as one kernel each, faster than the steps they replace (BERT-base: 12 Gelu and
+#: 12 Attention nodes for 120; see benchmarks/bench_models.py). Those need types: shape
+#: inference runs first, only then.
 SESSION_PASSES = ("constant-folding", "fold-affine", "dead-code")
+SESSION_FUSIONS = ("infer-shapes", "fusions")
+#: After an Attention fusion: the head split and merge around it folded into the 3-D form,
+#: through the Transpose pairs the fusion leaves (no second inference: the types the fusion
+#: kept are enough, and inference knows no operator of a newer opset than the model's).
+SESSION_ATTENTION = ("layout-chains", "identities", "attention-3d", "attention-mask")
 _SESSION_HOSTS = frozenset({"Conv", "ConvTranspose", "Gemm", "BatchNormalization"})
+_FUSION_HINTS = frozenset({"Softmax", "Erf", "Tanh", "ReduceMean", "Sigmoid"})
+#: The fused operators and the opset that brings each.
+_FUSED_SINCE = {rule.emits[1]: rule.emits[2] for rule in fusions.RULES if rule.emits}
 
 
-def optimize_for_session(model: Model) -> Model | None:
+def optimize_for_session(model: Model, domain: str | None = None,
+                         newer_ops: Collection[str] = ()) -> Model | None:  # fmt: skip
     """A copy of ``model`` for an InferenceSession's plan, or None when no pass applies.
 
     Initializers that are also graph inputs are treated as constants (every IR version): the
     session runs the unoptimized model when a feed overrides one. Inputs, outputs and their
     order stay as they are.
+
+    With ``domain``, the fusions into the operators named in ``newer_ops`` also apply where
+    the model's opset predates the operator (Gelu-20, Attention-23, ... in an opset-18
+    export): each such node is put in ``domain``, whose kernels implement the operator's
+    standard semantics, so that the rest of the graph keeps the versions of its own opset. The
+    copy is the runtime's plan, never a model anyone saves; ``model`` itself is not touched.
+    Otherwise fusions apply only where the model's opset has the operator.
     """
     from onyx.shapes import clone_model
 
-    if not any(n.op_type in _SESSION_HOSTS and n.domain in ("", "ai.onnx")
-               for g in all_graphs(model) for n in g.nodes):  # fmt: skip
+    nodes = [n for g in all_graphs(model) for n in g.nodes]
+    if any(n.domain == "ai.onnx.preview.training" for n in nodes):
+        return None  # Gradient names the values it differentiates: the graph stays as written
+    ops = {n.op_type for n in nodes if n.domain in ("", "ai.onnx")}
+    folds = not ops.isdisjoint(_SESSION_HOSTS)
+    fuses = not ops.isdisjoint(_FUSION_HINTS)
+    if not (folds or fuses):
         return None
     work = clone_model(model)
-    options = Options(fold_limit=1 << 62, fixed_initializers=True)
-    for name in SESSION_PASSES:  # one round: folding leaves nothing for a second
+    newer = frozenset(newer_ops) if domain is not None else frozenset()
+    options = Options(fold_limit=1 << 62, fixed_initializers=True, newer_ops=newer)
+    options.declared = {v for g in all_graphs(work) for v in g.value_info}
+    kept = [n for g in all_graphs(work) for n in g.nodes]  # (alive: their ids stay theirs)
+    existing = {id(n) for n in kept}
+    done = PassResult()
+    for name in SESSION_PASSES[:-1]:  # one round: folding leaves nothing for a second
+        done.add(PASSES[name](work, options))
+    for name in SESSION_FUSIONS if fuses else ():
+        done.add(PASSES[name](work, options))
+    for name in SESSION_ATTENTION if done.counts.get("attention") else ():
         PASSES[name](work, options)
+    PASSES[SESSION_PASSES[-1]](work, options)  # dead code last
+    if domain is not None:
+        opset = work.opset("") or 1
+        moved = 0
+        for g in all_graphs(work):
+            for n in g.nodes:
+                since = _FUSED_SINCE.get(n.op_type)
+                if since is not None and since > opset and n.op_type in newer \
+                        and id(n) not in existing:
+                    n.domain = domain
+                    moved += 1
+        if moved:
+            work.opset_imports[domain] = 1
     return work

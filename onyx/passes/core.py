@@ -63,6 +63,9 @@ class Options:
     # initializers that are also graph inputs count as constants (the runtime runs a copy of
     # the graph made so, and the unoptimized one when a feed overrides such an initializer)
     fixed_initializers: bool = False
+    # operators that fusions emit whatever opset the model imports (the runtime's own plan,
+    # which runs those nodes in a domain of its own; see optimize_for_session)
+    newer_ops: frozenset = frozenset()
 
 
 class Namer:

@@ -1,10 +1,10 @@
 """Fusions into standard operators, each gated on the opset that has the operator.
 
 LayerNormalization-17 (mean/variance written out, with or without scale and bias), Gelu-20 (the
-erf form and the tanh approximation), RMSNormalization-23 (with a scale, or with a unit one
-where the exporter dropped it), RotaryEmbedding-23 (the rotate-half form over constant tables)
-and Attention-23 from the scaled-dot-product pattern exporters write (scale on the scores or
-split across Q and K, an additive mask).
+erf form and the tanh approximation), Swish-24 (x times its Sigmoid), RMSNormalization-23 (with
+a scale, or with a unit one where the exporter dropped it), RotaryEmbedding-23 (the rotate-half
+form over constant tables) and Attention-23 from the scaled-dot-product pattern exporters write
+(scale on the scores or split across Q and K, an additive mask).
 """
 
 from __future__ import annotations
@@ -192,6 +192,8 @@ class RMSNorm(Rule):
         shape = static_shape(m.x)
         if shape is None or not _is_float(m.x):
             return "x's rank or type is unknown"
+        if _centred(m.x):
+            return "x is x - mean(x) (the LayerNorm pattern fuses)"
         axes = _axes(m, "ms", site)
         if axes is None or len(axes) != 1 or axes[0] % len(shape) != len(shape) - 1:
             return "not over the last axis"
@@ -204,6 +206,16 @@ class RMSNorm(Rule):
     def replace(self, b, m):
         return b.node("RMSNormalization", [m.x, m.scale], {"axis": -1, "epsilon": m.extra["eps"]},
                       before=m.root)[0]  # fmt: skip
+
+
+def _centred(x) -> bool:
+    """Whether ``x`` is Sub(y, ReduceMean(y)): what LayerNorm's written-out pattern scales (an
+    RMS fusion there would leave the mean and the Sub behind)."""
+    node = x.producer
+    if node is None or node.op_type != "Sub" or len(node.inputs) != 2 or node.inputs[1] is None:
+        return False
+    mean = node.inputs[1].producer
+    return mean is not None and mean.op_type == "ReduceMean" and mean.inputs[0] is node.inputs[0]
 
 
 class RMSNormUnscaled(RMSNorm):
@@ -221,6 +233,8 @@ class RMSNormUnscaled(RMSNorm):
         shape = static_shape(m.x)
         if shape is None or not _is_float(m.x) or not isinstance(shape[-1], int):
             return "x's rank, last dim or type is unknown"
+        if _centred(m.x):
+            return "x is x - mean(x) (the LayerNorm pattern fuses)"
         axes = _axes(m, "ms", site)
         if axes is None or len(axes) != 1 or axes[0] % len(shape) != len(shape) - 1:
             return "not over the last axis"
@@ -385,6 +399,24 @@ def _slice_of_last_axis(m: Match, name: str, size: int) -> tuple[int, int] | Non
     return min(start, size), min(stop, size)
 
 
-RULES = [GeluErf(), GeluTanh(), LayerNorm(), RMSNorm(), RMSNormUnscaled(), Rotary(),
+# --- Swish -----------------------------------------------------------------------------------
+class Swish(Rule):
+    """x · sigmoid(x) (SiLU: EfficientNet's and MobileViT's activation), either order."""
+
+    name = "swish"
+    emits = ("", "Swish", 24)
+
+    def pattern(self, p):
+        x = p.var("x")
+        return p.op.Mul(x, p.op.Sigmoid(x))
+
+    def check(self, m, site):
+        return None if _is_float(m.x) else "x is not floating point"
+
+    def replace(self, b, m):
+        return b.node("Swish", [m.x], {}, before=m.root)[0]
+
+
+RULES = [GeluErf(), GeluTanh(), Swish(), LayerNorm(), RMSNorm(), RMSNormUnscaled(), Rotary(),
          Attention()]
 fusions = rule_pass("fusions", RULES)

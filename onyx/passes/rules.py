@@ -178,7 +178,7 @@ class Rule:
         return self._pattern
 
     def applies(self, site: Site) -> bool:
-        if self.emits is not None:
+        if self.emits is not None and self.emits[1] not in site.options.newer_ops:
             domain, _, since = self.emits
             if site.opsets.get(domain, 0) < since:
                 return False

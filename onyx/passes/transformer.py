@@ -256,7 +256,7 @@ def _merged_heads(site: Site, y: Value) -> Node | None:
 @graph_pass("attention-3d")
 def attention_3d(site: Site) -> int:
     """Attention-23 on heads split by Reshape+Transpose and merged back: on the 3-D tensors."""
-    if site.opset < 23:
+    if site.opset < 23 and "Attention" not in site.options.newer_ops:
         return 0
     g, done = site.graph, 0
     for node in list(g.nodes):
@@ -368,7 +368,7 @@ def _zero_mask(site: Site, mask: Value) -> bool:
 @graph_pass("attention-mask")
 def attention_mask(site: Site) -> int:
     """An Attention's additive mask that is zero everywhere is dropped."""
-    if site.opset < 23:
+    if site.opset < 23 and "Attention" not in site.options.newer_ops:
         return 0
     g, done = site.graph, collections.Counter()
     for node in list(g.nodes):

@@ -15,6 +15,7 @@ from onyx import dtypes
 from onyx.errors import FeedError, OptionError
 from onyx.ir import MapType, Model, OptionalType, SequenceType, TensorType, Type, Value
 from onyx.runtime import interop, memory, threads
+from onyx.runtime.kernels.registry import SESSION_DOMAIN, session_ops
 from onyx.runtime.options import (
     ExecutionMode,
     RunOptions,
@@ -168,7 +169,11 @@ class InferenceSession:
             from onyx.passes import optimize_for_session
 
             check_signatures(self.model)  # the passes trust attribute kinds and input counts
-            prepared = optimize_for_session(self.model)
+            # fused operators the model's opset predates run in the plan's own domain: the
+            # plan is internal, and their kernels implement the standard operators' semantics
+            prepared = optimize_for_session(self.model, SESSION_DOMAIN, session_ops())
+            if prepared is not None:
+                opsets = dict(prepared.opset_imports) or opsets
         functions = (self.model if prepared is None else prepared).functions
         self._context = Context(opsets, functions, optimize)
         self._plan = Plan(graph if prepared is None else prepared.graph, self._context)

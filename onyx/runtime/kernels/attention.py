@@ -9,7 +9,7 @@ import numpy as np
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError
 from onyx.runtime.kernels._common import F64, cast, work_dtype
-from onyx.runtime.kernels.registry import kernel
+from onyx.runtime.kernels.registry import SESSION_DOMAIN, kernel
 
 
 def _heads(x: np.ndarray, num_heads: int | None, name: str) -> np.ndarray:
@@ -39,6 +39,14 @@ def _softmax_rows(s: np.ndarray, guard: bool) -> np.ndarray:
         total[total == 0] = 1
     s /= total
     return s
+
+
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _additive(mask: np.ndarray, dtype: np.dtype, total: int) -> bool:
+    """Whether ``mask`` is an additive mask of ``dtype`` covering all ``total`` keys."""
+    return mask.dtype == dtype and mask.ndim <= 4 and (mask.ndim == 0 or mask.shape[-1] == total)
 
 
 class _Attention:
@@ -100,6 +108,9 @@ class _Attention:
         present_k, present_v = kh, vh
         total = kh.shape[2]
         dv = vh.shape[3]
+        if self._plain(q, attn_mask, past, nonpad_kv_seqlen, total):
+            y = self._fast(qh, kh, vh, attn_mask, rank)
+            return y, present_k, present_v
 
         # The steps of the operator's function body, each in T where T is a 16-bit float, as
         # that body defines them (the softmax too, unless softmax_precision says otherwise;
@@ -143,6 +154,52 @@ class _Attention:
         if self.want_qk:
             outs += (cast(qk_out, out_dtype),)
         return outs
+
+    def _plain(self, q, mask, past, nonpad, total) -> bool:
+        """Whether the run is the common case ``_fast`` computes: float32/64, no cache, no
+        bounds, no softcap, no requested scores, a mask absent or additive of q's type."""
+        return (
+            q.dtype in _FAST_DTYPES
+            and not self.want_qk
+            and not self.softcap
+            and not past
+            and nonpad is None
+            and not self.is_causal
+            and not (self.has_window and (self.left >= 0 or self.right >= 0))
+            and (self.softmax_dtype is None or self.softmax_dtype == q.dtype)
+            and (mask is None or _additive(mask, q.dtype, total))
+        )
+
+    def _fast(self, qh, kh, vh, mask, rank):
+        """softmax(Q·Kᵀ·scale + mask)·V in the input's type: two batched GEMMs over the heads
+        (BLAS reads the head views in place), the softmax in place on the scores, and the
+        result written straight into the (B, S, H·Dv) layout for 3-D inputs. The scale is
+        applied to Q once (the operator's body scales Q and K by its square root each: the
+        same value to rounding)."""
+        b, hq, sq, d = qh.shape
+        hkv, total, dv = kh.shape[1], kh.shape[2], vh.shape[3]
+        group = hq // hkv
+        dt = qh.dtype.type
+        scale = self.scale if self.scale is not None else 1.0 / math.sqrt(d)
+        qs = np.multiply(qh, dt(scale), dtype=qh.dtype)  # (B, Hq, Sq, D), contiguous
+        # query heads of one kv head stacked along the rows: GQA without copies of K and V
+        scores = np.matmul(qs.reshape(b, hkv, group * sq, d), kh.swapaxes(-1, -2))
+        scores = scores.reshape(b, hq, sq, total)
+        guard = mask is not None
+        if guard:
+            try:
+                np.add(scores, mask, out=scores)
+            except ValueError:
+                raise KernelError(f"attn_mask of shape {mask.shape} does not broadcast to "
+                                  f"{(b, hq, sq, total)}") from None  # fmt: skip
+        _softmax_rows(scores, guard)
+        probs = scores.reshape(b, hkv, group * sq, total)
+        if rank == 3 and group == 1:  # (B, S, H, Dv) written in place through its head view
+            y = np.empty((b, sq, hq, dv), qh.dtype)
+            np.matmul(probs, vh, out=y.transpose(0, 2, 1, 3))
+            return y.reshape(b, sq, hq * dv)
+        y = np.matmul(probs, vh).reshape(b, hq, sq, dv)
+        return y.transpose(0, 2, 1, 3).reshape(b, sq, hq * dv) if rank == 3 else y
 
     def _bias(self, mask, b, hq, sq, total, past, nonpad, wt):
         """The additive bias (broadcastable to (B, Hq, Sq, T)) and whether rows may be empty."""
@@ -201,6 +258,7 @@ class _Attention:
         return bias, guard
 
 
+@kernel("Attention", 1, domain=SESSION_DOMAIN)
 @kernel("Attention", 23)
 class Attention(_Attention):
     """Opset 23/24 (24 adds nonpad_kv_seqlen, which the shared kernel accepts)."""
@@ -214,6 +272,7 @@ class Attention25(_Attention):
 
 
 # --- RotaryEmbedding -----------------------------------------------------------------------
+@kernel("RotaryEmbedding", 1, domain=SESSION_DOMAIN)
 @kernel("RotaryEmbedding", 23)
 class RotaryEmbedding:
     """Rotate the first ``rotary_embedding_dim`` features of each head by position angles."""

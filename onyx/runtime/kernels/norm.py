@@ -7,7 +7,7 @@ import numpy as np
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError, UnknownDataTypeError
 from onyx.runtime.kernels._common import F32, F64, cast, work_dtype
-from onyx.runtime.kernels.registry import kernel
+from onyx.runtime.kernels.registry import SESSION_DOMAIN, kernel
 
 
 def _axis(axis: int, rank: int, what: str = "axis") -> int:
@@ -194,6 +194,7 @@ def _stash(stash_type: int, xdtype: np.dtype) -> tuple[np.dtype, np.dtype]:
     return wt, st
 
 
+@kernel("LayerNormalization", 1, domain=SESSION_DOMAIN)
 @kernel("LayerNormalization", 17)
 class LayerNormalization:
     """Standardize over dims [axis, rank), then scale and shift; optional Mean and InvStdDev."""
@@ -224,6 +225,7 @@ class LayerNormalization:
                 cast(inv.reshape(stat_shape), st))  # fmt: skip
 
 
+@kernel("RMSNormalization", 1, domain=SESSION_DOMAIN)
 @kernel("RMSNormalization", 23)
 class RMSNormalization:
     """x / sqrt(mean(x^2) + eps) over dims [axis, rank), times scale."""

@@ -46,6 +46,12 @@ class OpTable(dict[tuple[str, str], dict[int, Callable]]):
 
 KERNELS = OpTable()
 
+#: The domain of the session's own plan where it runs fused operators that the model's opset
+#: predates (onyx.passes.optimize_for_session): version 1 of each op there is the standard
+#: operator's semantics (Attention-23, Gelu-20, LayerNormalization-17, RMSNormalization-23).
+#: No model is ever written with it.
+SESSION_DOMAIN = "onyx.session"
+
 
 def kernel(op_type: str, *since_versions: int, domain: str = ""):
     """Register the decorated function or class for ``op_type`` from each given opset version on."""
@@ -57,3 +63,8 @@ def kernel(op_type: str, *since_versions: int, domain: str = ""):
 def lookup(domain: str, op_type: str, opset: int) -> Callable | None:
     """The implementation with the newest since_version not above ``opset`` (None if none)."""
     return KERNELS.lookup(domain, op_type, opset)
+
+
+def session_ops() -> frozenset[str]:
+    """The operators with a kernel in SESSION_DOMAIN (what the session's fusions may emit there)."""
+    return frozenset(op for domain, op in KERNELS if domain == SESSION_DOMAIN)
