@@ -171,9 +171,9 @@ class Einsum:
 def _softmax(x, axis):
     if (axis == x.ndim - 1 and x.dtype == np.float32 and x.flags.c_contiguous
             and compiled.kernels(x.size) is not None):  # fmt: skip
-        from onyx.runtime import _jit_softmax  # each row in cache: 3-5x numpy's five passes
+        from onyx.runtime import _jit_exp  # each row in cache: 3-5x numpy's five passes
 
-        return _jit_softmax.softmax(x)
+        return _jit_exp.softmax(x)
     with np.errstate(invalid="ignore"):  # rows of -inf give NaN, as in onnxruntime
         e = x - x.max(axis=axis, keepdims=True)
         np.exp(e, out=e)
