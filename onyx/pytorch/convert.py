@@ -90,6 +90,8 @@ class Context:
         t = v.type if v is not None else None
         if isinstance(t, TensorType) and t.shape is not None:
             return tuple(t.shape.dims)
+        if v is not None and v.const_value is not None:  # an initializer no value_info types
+            return tuple(v.const_value.shape)
         raise NeedsValues()  # inference left the rank open: the node runs as one step
 
     def static_shape(self, x: Any) -> tuple[int, ...] | None:
@@ -107,6 +109,8 @@ class Context:
         v = self.value(x)
         if v is not None and isinstance(v.type, TensorType):
             return v.type.dtype
+        if v is not None and v.const_value is not None:
+            return v.const_value.dtype
         return None
 
     def dtype(self, x: Any) -> torch.dtype:

@@ -179,3 +179,26 @@ def test_symbolic_batch_stays_symbolic():
     for n in (1, 3):
         xi = torch.randn(n, 3, 12, 12)
         torch.testing.assert_close(back(xi)[0], module(xi), rtol=1e-4, atol=1e-5)
+
+
+def test_initializers_without_declared_types_convert_statically(tmp_path):
+    """An initializer's type comes from its tensor when no value_info declares it (files that
+    optimizers wrote): a Gather over it converts to torch ops, not a run-time step, and
+    torch.export takes the module."""
+    text = """
+    <ir_version: 10, opset_import: ["" : 18]>
+    g (int64[2, 3] ids) => (float[2, 3, 2] y)
+      <float[4, 2] table = {1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0}> {
+        y = Gather(table, ids)
+    }
+    """
+    path = tmp_path / "gather.onnx"
+    onyx.save(parse_model(text), path)
+    model = onyx.load(path)
+    assert model.graph.initializers["table"].type is None  # nothing declares it in the file
+    module = onyx.to_torch(model)
+    assert "_step" not in module.code
+    ids = torch.tensor([[0, 1, 3], [2, 2, 0]])
+    (got,) = torch.export.export(module, (ids,)).module()(ids)
+    want = torch.arange(1.0, 9.0).reshape(4, 2)[ids]
+    torch.testing.assert_close(got, want)
