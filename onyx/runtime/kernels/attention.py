@@ -8,6 +8,7 @@ import numpy as np
 
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError
+from onyx.runtime import threads
 from onyx.runtime.kernels._common import F64, cast, work_dtype
 from onyx.runtime.kernels.registry import SESSION_DOMAIN, kernel
 
@@ -47,6 +48,15 @@ _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def _additive(mask: np.ndarray, dtype: np.dtype, total: int) -> bool:
     """Whether ``mask`` is an additive mask of ``dtype`` covering all ``total`` keys."""
     return mask.dtype == dtype and mask.ndim <= 4 and (mask.ndim == 0 or mask.shape[-1] == total)
+
+
+def _stack(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(B, H, rows, cols) as (B * H, rows, cols) matrices BLAS reads as they are (a copy only
+    where the two leading axes do not merge, or neither last axis has a unit stride)."""
+    x = x.reshape(-1, rows, cols)
+    if x.strides[-1] == x.itemsize or x.strides[-2] == x.itemsize:
+        return x
+    return np.ascontiguousarray(x)
 
 
 class _Attention:
@@ -182,8 +192,11 @@ class _Attention:
         dt = qh.dtype.type
         scale = self.scale if self.scale is not None else 1.0 / math.sqrt(d)
         qs = np.multiply(qh, dt(scale), dtype=qh.dtype)  # (B, Hq, Sq, D), contiguous
-        # query heads of one kv head stacked along the rows: GQA without copies of K and V
-        scores = np.matmul(qs.reshape(b, hkv, group * sq, d), kh.swapaxes(-1, -2))
+        # query heads of one kv head stacked along the rows: GQA without copies of K and V;
+        # the (B * Hkv) products split over the session's pool
+        scores = np.empty((b * hkv, group * sq, total), qh.dtype)
+        threads.batched_matmul(qs.reshape(b * hkv, group * sq, d),
+                               _stack(kh.swapaxes(-1, -2), d, total), scores)  # fmt: skip
         scores = scores.reshape(b, hq, sq, total)
         guard = mask is not None
         if guard:
@@ -193,12 +206,10 @@ class _Attention:
                 raise KernelError(f"attn_mask of shape {mask.shape} does not broadcast to "
                                   f"{(b, hq, sq, total)}") from None  # fmt: skip
         _softmax_rows(scores, guard)
-        probs = scores.reshape(b, hkv, group * sq, total)
-        if rank == 3 and group == 1:  # (B, S, H, Dv) written in place through its head view
-            y = np.empty((b, sq, hq, dv), qh.dtype)
-            np.matmul(probs, vh, out=y.transpose(0, 2, 1, 3))
-            return y.reshape(b, sq, hq * dv)
-        y = np.matmul(probs, vh).reshape(b, hq, sq, dv)
+        probs = scores.reshape(b * hkv, group * sq, total)
+        y = np.empty((b * hkv, group * sq, dv), qh.dtype)
+        threads.batched_matmul(probs, _stack(vh, total, dv), y)
+        y = y.reshape(b, hq, sq, dv)
         return y.transpose(0, 2, 1, 3).reshape(b, sq, hq * dv) if rank == 3 else y
 
     def _bias(self, mask, b, hq, sq, total, past, nonpad, wt):

@@ -48,7 +48,9 @@ def _split_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
         return None
     if b.ndim == 2:
         if a.ndim > 2 and not a.flags.c_contiguous:
-            return None
+            # (a channel-last view of NCHW activations, ConvNeXt's: numpy's matmul would copy
+            # it too, then run unsplit, one thread while BLAS is held to one in the pool)
+            a = np.ascontiguousarray(a)
         a2 = _blas_ready(a.reshape(-1, a.shape[-1]))
         y = threads.matmul(a2, _blas_ready(b))
         return y.reshape(a.shape[:-1] + (b.shape[1],))
