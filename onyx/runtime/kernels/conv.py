@@ -358,9 +358,6 @@ def conv_batched(x, w2d, plan, epilogue, y=None):
     x = np.ascontiguousarray(x)
     jit = compiled.kernels(compiled.MIN_SIZE)
     chunk = max(1, min(n, _TILE_BYTES // (x.itemsize * depth * ho * wo)))
-    pool = threads.current()
-    if pool is not None and pool.size > 1:
-        chunk = min(chunk, -(-n // (2 * pool.size)))  # at least two chunks per thread
 
     def images(n0, n1):
         cols = np.empty((n1 - n0, depth, ho * wo), x.dtype)
@@ -368,14 +365,23 @@ def conv_batched(x, w2d, plan, epilogue, y=None):
         np.matmul(w2d, cols, out=y3[n0:n1])
         epilogue.apply_images(y, n0, n1)
 
+    _by_chunks(n, chunk, images)
+    return y
+
+
+
+def _by_chunks(n: int, chunk: int, images) -> None:
+    """``images(n0, n1)`` over a batch of ``n`` images, at most ``chunk`` at a time, the chunks
+    split over the session's threads (at least two chunks per thread)."""
+    pool = threads.current()
+    if pool is not None and pool.size > 1:
+        chunk = min(chunk, -(-n // (2 * pool.size)))
     parts = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
     if pool is None:
         for part in parts:
             images(*part)
     else:
         pool.run(images, parts)
-    return y
-
 
 def _blocked_pays(w_shape) -> bool:
     """Bands pay when each GEMM still gets wide ones: a shallow im2col depth (C*kh*kw). Deep
@@ -544,9 +550,6 @@ def conv_winograd_batched(x, u, plan, epilogue, y=None):
     span = 2 * tiles_w + 2  # an image's padded width in the wide image (even: tiles align)
     per_image = tiles_h * (tiles_w + 1)
     chunk = max(1, min(n, _TILE_BYTES // (16 * (c + m) * x.itemsize * per_image)))
-    pool = threads.current()
-    if pool is not None and pool.size > 1:
-        chunk = min(chunk, -(-n // (2 * pool.size)))  # at least two chunks per thread
     y = np.empty((n, m, ho, wo), x.dtype) if y is None else y
     item = x.itemsize
 
@@ -568,12 +571,7 @@ def conv_winograd_batched(x, u, plan, epilogue, y=None):
         y[n0:n1] = each.transpose(2, 0, 1, 3)
         epilogue.apply_images(y, n0, n1)
 
-    parts = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
-    if pool is None:
-        for part in parts:
-            images(*part)
-    else:
-        pool.run(images, parts)
+    _by_chunks(n, chunk, images)
     return y
 
 
