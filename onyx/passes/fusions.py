@@ -187,6 +187,17 @@ class RMSNorm(Rule):
         return variants
 
     def check(self, m, site):
+        why = self.normalizes(m, site)
+        if why is not None:
+            return why
+        s = static_shape(m.scale)
+        if s is None or len(s) != 1 or s[0] != static_shape(m.x)[-1]:
+            return "scale is not a vector over the last axis"
+        return None
+
+    def normalizes(self, m, site) -> str | None:
+        """Why the matched steps are not x / rms(x) over the last axis (None: they are; the
+        epsilon is then in ``m.extra``)."""
         if "two" in m.arrays and not _close(m["two"], 2.0):
             return "not a square"
         shape = static_shape(m.x)
@@ -197,9 +208,6 @@ class RMSNorm(Rule):
         axes = _axes(m, "ms", site)
         if axes is None or len(axes) != 1 or axes[0] % len(shape) != len(shape) - 1:
             return "not over the last axis"
-        s = static_shape(m.scale)
-        if s is None or len(s) != 1 or s[0] != shape[-1]:
-            return "scale is not a vector over the last axis"
         m.extra["eps"] = float(m["eps"].reshape(()))
         return None
 
@@ -228,20 +236,14 @@ class RMSNormUnscaled(RMSNorm):
         return [v.inputs[0] for v in super().pattern(p)]  # each variant without its Mul(scale)
 
     def check(self, m, site):
-        if "two" in m.arrays and not _close(m["two"], 2.0):
-            return "not a square"
-        shape = static_shape(m.x)
-        if shape is None or not _is_float(m.x) or not isinstance(shape[-1], int):
-            return "x's rank, last dim or type is unknown"
-        if _centred(m.x):
-            return "x is x - mean(x) (the LayerNorm pattern fuses)"
-        axes = _axes(m, "ms", site)
-        if axes is None or len(axes) != 1 or axes[0] % len(shape) != len(shape) - 1:
-            return "not over the last axis"
+        why = self.normalizes(m, site)
+        if why is not None:
+            return why
+        if not isinstance(static_shape(m.x)[-1], int):
+            return "x's last dim is not known (the unit scale's length)"
         users = m.root.outputs[0].uses
         if len(users) == 1 and users[0][0].op_type == "Mul":
             return "a Mul follows (the scaled pattern fuses)"
-        m.extra["eps"] = float(m["eps"].reshape(()))
         return None
 
     def replace(self, b, m):
