@@ -165,8 +165,13 @@ SESSION_FUSIONS = ("infer-shapes", "fusions")
 #: kept are enough, and inference knows no operator of a newer opset than the model's); then
 #: the Q, K and V projections of one input as one GEMM (BERT-base: 3 of 128x768x768 at about
 #: 90 GFLOP/s with OpenBLAS on 2 cores, one of 128x768x2304 at about 155).
-SESSION_ATTENTION = ("layout-chains", "identities", "attention-3d", "attention-mask",
-                     "merge-projections")
+SESSION_ATTENTION = (
+    "layout-chains",
+    "identities",
+    "attention-3d",
+    "attention-mask",
+    "merge-projections",
+)
 _SESSION_HOSTS = frozenset({"Conv", "ConvTranspose", "Gemm", "BatchNormalization"})
 _FUSION_HINTS = frozenset({"Softmax", "Erf", "Tanh", "ReduceMean", "Sigmoid"})
 #: The fused operators and the opset that brings each.
@@ -218,8 +223,12 @@ def optimize_for_session(model: Model, domain: str | None = None,
         for g in all_graphs(work):
             for n in g.nodes:
                 since = _FUSED_SINCE.get(n.op_type)
-                if since is not None and since > opset and n.op_type in newer \
-                        and id(n) not in existing:
+                if (
+                    since is not None
+                    and since > opset
+                    and n.op_type in newer
+                    and id(n) not in existing
+                ):
                     n.domain = domain
                     moved += 1
         if moved:

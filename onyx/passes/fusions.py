@@ -341,7 +341,7 @@ class Rotary(Rule):
         for n in (5, 4):
 
             def piece(name, n=n):
-                ins = [p.const(f"{name}_{k}") for k in ("starts", "ends", "axes", "steps")[:n - 1]]
+                ins = [p.const(f"{name}_{k}") for k in ("starts", "ends", "axes", "steps")[: n - 1]]
                 return p.op.Slice(x, *ins, _name=name)
 
             rotated = p.op.Concat(p.op.Neg(piece("second")), piece("first"), _name="concat")
@@ -419,6 +419,14 @@ class Swish(Rule):
         return b.node("Swish", [m.x], {}, before=m.root)[0]
 
 
-RULES = [GeluErf(), GeluTanh(), Swish(), LayerNorm(), RMSNorm(), RMSNormUnscaled(), Rotary(),
-         Attention()]
+RULES = [
+    GeluErf(),
+    GeluTanh(),
+    Swish(),
+    LayerNorm(),
+    RMSNorm(),
+    RMSNormUnscaled(),
+    Rotary(),
+    Attention(),
+]
 fusions = rule_pass("fusions", RULES)

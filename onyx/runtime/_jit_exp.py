@@ -93,7 +93,7 @@ def softmax_rows(x, y, n, p, bits, scale):
         nans = 0
         for i in range(width):  # (two plain reductions: they vectorize, a NaN-aware max not)
             v = x[at + i]
-            peak = v if v > peak else peak
+            peak = v if v > peak else peak  # noqa: FURB136 (a select LLVM vectorizes)
             nans += v != v  # noqa: PLR0124 (v != v: v is NaN)
         if nans or not np.isfinite(peak):
             for i in range(width):

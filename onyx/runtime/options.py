@@ -14,8 +14,13 @@ import numpy as np
 
 from onyx.errors import FeedError, OptionError
 
-__all__ = ["ExecutionMode", "GraphOptimizationLevel", "OptionError", "RunOptions",
-           "get_available_providers"]
+__all__ = [
+    "ExecutionMode",
+    "GraphOptimizationLevel",
+    "OptionError",
+    "RunOptions",
+    "get_available_providers",
+]
 
 
 class GraphOptimizationLevel(enum.IntEnum):

@@ -296,8 +296,7 @@ class _Run:
         _CURRENT.reset(self.token)
 
 
-
-class blas_held:  # noqa: N801 - used as a context manager, like a function
+class blas_held:  # (lower case: used as a context manager, like a function)
     """``with blas_held():`` BLAS runs one thread per call meanwhile (where it can be held),
     counted with the pooled runs: for work that runs GEMMs in several threads at once."""
 
@@ -311,6 +310,7 @@ class blas_held:  # noqa: N801 - used as a context manager, like a function
     def __exit__(self, *exc: object) -> None:
         if self.held:
             _BLAS.exit()
+
 
 def splits_gemms() -> bool:
     """Whether GEMMs may be split over the current pool (BLAS is held to one thread)."""

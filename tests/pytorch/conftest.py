@@ -32,7 +32,10 @@ def exported(tmp_path_factory):
     def get(name: str):
         if name not in cache:
             module, args, kind = build(name)
-            with warnings.catch_warnings(), mock.patch.object(torch.onnx, "export", recording_export):
+            with (
+                warnings.catch_warnings(),
+                mock.patch.object(torch.onnx, "export", recording_export),
+            ):
                 warnings.simplefilter("ignore")
                 model = onyx.export(module, args)  # verify=True: onyx's runtime agrees too
             get.torch_nodes[name] = len(programs.pop().model_proto.graph.node)

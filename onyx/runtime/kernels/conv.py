@@ -369,7 +369,6 @@ def conv_batched(x, w2d, plan, epilogue, y=None):
     return y
 
 
-
 def _by_chunks(n: int, chunk: int, images) -> None:
     """``images(n0, n1)`` over a batch of ``n`` images, at most ``chunk`` at a time, the chunks
     split over the session's threads (at least two chunks per thread)."""
@@ -382,6 +381,7 @@ def _by_chunks(n: int, chunk: int, images) -> None:
             images(*part)
     else:
         pool.run(images, parts)
+
 
 def _blocked_pays(w_shape) -> bool:
     """Bands pay when each GEMM still gets wide ones: a shallow im2col depth (C*kh*kw). Deep
