@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 
-import ml_dtypes
 import numpy as np
 
 from onyx.errors import UnknownDataTypeError
@@ -77,23 +76,37 @@ _NUMPY: dict[DataType, np.dtype] = {
     DataType.UINT64: np.dtype(np.uint64),
     DataType.COMPLEX64: np.dtype(np.complex64),
     DataType.COMPLEX128: np.dtype(np.complex128),
-    DataType.BFLOAT16: np.dtype(ml_dtypes.bfloat16),
-    DataType.FLOAT8E4M3FN: np.dtype(ml_dtypes.float8_e4m3fn),
-    DataType.FLOAT8E4M3FNUZ: np.dtype(ml_dtypes.float8_e4m3fnuz),
-    DataType.FLOAT8E5M2: np.dtype(ml_dtypes.float8_e5m2),
-    DataType.FLOAT8E5M2FNUZ: np.dtype(ml_dtypes.float8_e5m2fnuz),
-    DataType.UINT4: np.dtype(ml_dtypes.uint4),
-    DataType.INT4: np.dtype(ml_dtypes.int4),
-    DataType.FLOAT4E2M1: np.dtype(ml_dtypes.float4_e2m1fn),
-    DataType.FLOAT8E8M0: np.dtype(ml_dtypes.float8_e8m0fnu),
-    DataType.UINT2: np.dtype(ml_dtypes.uint2),
-    DataType.INT2: np.dtype(ml_dtypes.int2),
-    DataType.FLOAT6E2M3: np.dtype(ml_dtypes.float6_e2m3fn),
-    DataType.FLOAT6E3M2: np.dtype(ml_dtypes.float6_e3m2fn),
+}
+#: The types ml_dtypes provides, by its names: imported at first need (its import takes about half
+#: a second, which every command and worker process would pay for float32 models otherwise).
+_NARROW: dict[DataType, str] = {
+    DataType.BFLOAT16: "bfloat16",
+    DataType.FLOAT8E4M3FN: "float8_e4m3fn",
+    DataType.FLOAT8E4M3FNUZ: "float8_e4m3fnuz",
+    DataType.FLOAT8E5M2: "float8_e5m2",
+    DataType.FLOAT8E5M2FNUZ: "float8_e5m2fnuz",
+    DataType.UINT4: "uint4",
+    DataType.INT4: "int4",
+    DataType.FLOAT4E2M1: "float4_e2m1fn",
+    DataType.FLOAT8E8M0: "float8_e8m0fnu",
+    DataType.UINT2: "uint2",
+    DataType.INT2: "int2",
+    DataType.FLOAT6E2M3: "float6_e2m3fn",
+    DataType.FLOAT6E3M2: "float6_e3m2fn",
 }
 _FROM_NUMPY: dict[np.dtype, DataType] = {v: k for k, v in _NUMPY.items()}
 _FROM_NUMPY[np.dtype(np.str_)] = DataType.STRING
 _FROM_NUMPY[np.dtype(np.bytes_)] = DataType.STRING
+_NARROW_NAMES = frozenset(_NARROW.values())
+
+
+def _load_narrow() -> None:
+    """ml_dtypes' types into the tables (once; called where one is asked for)."""
+    import ml_dtypes
+
+    for t, name in _NARROW.items():
+        d = np.dtype(getattr(ml_dtypes, name))
+        _NUMPY[t], _FROM_NUMPY[d] = d, t
 _BITS = {
     DataType.UINT4: 4, DataType.INT4: 4, DataType.FLOAT4E2M1: 4,
     DataType.UINT2: 2, DataType.INT2: 2,
@@ -128,18 +141,23 @@ def to_numpy(code: int | str | DataType) -> np.dtype:
     t = data_type(code)
     if t == DataType.UNDEFINED:
         raise UnknownDataTypeError("element type UNDEFINED (0) has no numpy dtype")
+    if t not in _NUMPY:
+        _load_narrow()
     return _NUMPY[t]
 
 
 def from_numpy(dtype: np.dtype | type) -> DataType:
     """The standard element type of a numpy dtype."""
     dt = np.dtype(dtype)
-    try:
-        return _FROM_NUMPY[dt]
-    except KeyError:
-        if dt.kind in "US":
-            return DataType.STRING
-        raise UnknownDataTypeError(f"numpy dtype {dt} has no ONNX element type") from None
+    found = _FROM_NUMPY.get(dt)
+    if found is None and dt.name in _NARROW_NAMES:  # (an ml_dtypes array: ml_dtypes is loaded)
+        _load_narrow()
+        found = _FROM_NUMPY.get(dt)
+    if found is not None:
+        return found
+    if dt.kind in "US":
+        return DataType.STRING
+    raise UnknownDataTypeError(f"numpy dtype {dt} has no ONNX element type")
 
 
 # --- sub-byte packing ----------------------------------------------------------------------

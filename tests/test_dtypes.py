@@ -42,3 +42,27 @@ def test_sub_byte_packing_matches_onnx(t, count):
     assert raw == numpy_helper.from_array(array).raw_data
     back = dtypes.unpack(raw, t, count)
     np.testing.assert_array_equal(back.astype(np.float64), array.astype(np.float64))
+
+
+def test_ml_dtypes_is_imported_only_where_a_narrow_type_is_asked_for():
+    """`import onyx` and a float32 session never import ml_dtypes (half a second of start-up
+    every command and batch worker would pay); a bfloat16 array brings it in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, onyx\n"
+        "from onyx import helper\n"
+        "from onyx.dtypes import DataType, from_numpy, to_numpy\n"
+        "g = helper.make_graph([helper.make_node('Relu', ['x'], ['y'])], 'g',"
+        " [helper.make_tensor_value_info('x', DataType.FLOAT, [2])],"
+        " [helper.make_tensor_value_info('y', DataType.FLOAT, [2])])\n"
+        "s = onyx.InferenceSession(helper.make_model(g))\n"
+        "s.run(None, {'x': np.ones(2, np.float32)})\n"
+        "assert 'ml_dtypes' not in sys.modules, 'imported early'\n"
+        "assert to_numpy(DataType.BFLOAT16).name == 'bfloat16'\n"
+        "import ml_dtypes\n"
+        "assert from_numpy(np.dtype(ml_dtypes.float8_e5m2)) == DataType.FLOAT8E5M2\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

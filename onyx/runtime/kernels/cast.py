@@ -17,9 +17,9 @@ and float -> int4 agree there); beyond that, and for NaN/inf, numpy's result is 
 
 from __future__ import annotations
 
+import functools
 import math
 
-import ml_dtypes
 import numpy as np
 
 from onyx.dtypes import DataType, data_type, from_numpy, to_numpy
@@ -32,9 +32,16 @@ FLOAT8 = frozenset({T.FLOAT8E4M3FN, T.FLOAT8E4M3FNUZ, T.FLOAT8E5M2, T.FLOAT8E5M2
 #: Narrow floats that ml_dtypes provides (reached from float32 with one rounding).
 ML_FLOATS = FLOAT8 | {T.BFLOAT16, T.FLOAT4E2M1, T.FLOAT6E2M3, T.FLOAT6E3M2}
 SUB_BYTE_INTS = {T.INT4: (4, True), T.UINT4: (4, False), T.INT2: (2, True), T.UINT2: (2, False)}
-_FLOAT8_MAX = {t: float(ml_dtypes.finfo(to_numpy(t)).max) for t in FLOAT8}
 _ROUND_MODES = ("up", "down", "nearest")
 
+
+
+@functools.cache
+def _float8_max(t: DataType) -> float:
+    """The largest finite value of a float8 kind (ml_dtypes is imported here, at first need)."""
+    import ml_dtypes
+
+    return float(ml_dtypes.finfo(to_numpy(t)).max)
 
 def _is_string(dtype: np.dtype) -> bool:
     return dtype.kind in "OUS"
@@ -79,7 +86,7 @@ def _to_float8e8m0(v: np.ndarray, saturate: bool, round_mode: str) -> np.ndarray
     code = np.where((code < 0) | (a == 0), low, code)
     code = np.where(np.isinf(a), high, code)
     code = np.where(np.isnan(a), 255, code)
-    return code.astype(np.uint8).view(ml_dtypes.float8_e8m0fnu)
+    return code.astype(np.uint8).view(to_numpy(T.FLOAT8E8M0))
 
 
 def _to_sub_byte_int(v: np.ndarray, t: DataType) -> np.ndarray:
@@ -189,7 +196,7 @@ def cast_array(
             if v.dtype != np.float32:  # float16 widens exactly; the rest go through float64
                 v = v.astype(np.float32 if v.dtype == np.float16 else np.float64)
             if saturate and to in FLOAT8:
-                m = _FLOAT8_MAX[to]
+                m = _float8_max(to)
                 v = np.clip(v, -m, m)
             if v.dtype == np.float64:
                 v = _to_float32_odd(v)

@@ -9,7 +9,6 @@ Cast's conversion (``saturate`` as there).
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 
 from onyx.dtypes import DataType, data_type, from_numpy, to_numpy
@@ -163,7 +162,7 @@ class QuantizeLinear:
                 raise KernelError(f"y_zero_point type {t.name} is not a quantized type")
         scale, zp = _params(x, y_scale, y_zero_point, self.axis, self.block_size)
         prec = self.precision if self.precision is not None else scale.dtype
-        if prec not in (np.float16, np.float32, np.float64, ml_dtypes.bfloat16):
+        if np.dtype(prec).name not in ("float16", "float32", "float64", "bfloat16"):
             prec = np.dtype(np.float64 if x.dtype.kind in "iu" else np.float32)
         return _quantize(x, scale, zp, t, prec, self.saturate)
 
@@ -188,7 +187,7 @@ class DequantizeLinear:
         scale, zp = _params(x, x_scale, x_zero_point, self.axis, self.block_size)
         out = self.output
         if out is None:
-            out = scale.dtype if scale.dtype != ml_dtypes.float8_e8m0fnu else np.dtype(np.float32)
+            out = scale.dtype if scale.dtype.name != "float8_e8m0fnu" else np.dtype(np.float32)
         wide = np.float64 if out == np.float64 or x.dtype.itemsize >= 4 else np.float32
         if x.dtype.kind in "iu" and x.dtype.itemsize >= 4 and zp is not None:
             diff = (x.astype(np.int64) - zp.astype(np.int64)).astype(wide)  # exact difference

@@ -10,25 +10,18 @@ from __future__ import annotations
 import io
 import math
 
-import ml_dtypes
 import numpy as np
 
 from onyx.errors import KernelError, UnsupportedError
 from onyx.runtime.kernels.registry import kernel
 
-_LOW_PRECISION = {
-    np.dtype(np.float16),
-    np.dtype(ml_dtypes.bfloat16),
-    np.dtype(ml_dtypes.float8_e4m3fn),
-    np.dtype(ml_dtypes.float8_e4m3fnuz),
-    np.dtype(ml_dtypes.float8_e5m2),
-    np.dtype(ml_dtypes.float8_e5m2fnuz),
-}
+_LOW_PRECISION = frozenset({"float16", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz",
+                            "float8_e5m2", "float8_e5m2fnuz"})  # (by name: see math.py's _LOW)
 
 
 def _work_dtype(dtype: np.dtype, op: str) -> np.dtype:
     """The dtype arithmetic on elements of ``dtype`` is done in (KernelError if none)."""
-    if dtype in _LOW_PRECISION:
+    if np.dtype(dtype).name in _LOW_PRECISION:
         return np.dtype(np.float32)
     if dtype.kind in "fc":
         return dtype
