@@ -107,6 +107,8 @@ def _load_narrow() -> None:
     for t, name in _NARROW.items():
         d = np.dtype(getattr(ml_dtypes, name))
         _NUMPY[t], _FROM_NUMPY[d] = d, t
+
+
 _BITS = {
     DataType.UINT4: 4, DataType.INT4: 4, DataType.FLOAT4E2M1: 4,
     DataType.UINT2: 2, DataType.INT2: 2,

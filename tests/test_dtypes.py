@@ -64,5 +64,5 @@ def test_ml_dtypes_is_imported_only_where_a_narrow_type_is_asked_for():
         "import ml_dtypes\n"
         "assert from_numpy(np.dtype(ml_dtypes.float8_e5m2)) == DataType.FLOAT8E5M2\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

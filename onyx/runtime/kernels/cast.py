@@ -35,13 +35,13 @@ SUB_BYTE_INTS = {T.INT4: (4, True), T.UINT4: (4, False), T.INT2: (2, True), T.UI
 _ROUND_MODES = ("up", "down", "nearest")
 
 
-
 @functools.cache
 def _float8_max(t: DataType) -> float:
     """The largest finite value of a float8 kind (ml_dtypes is imported here, at first need)."""
     import ml_dtypes
 
     return float(ml_dtypes.finfo(to_numpy(t)).max)
+
 
 def _is_string(dtype: np.dtype) -> bool:
     return dtype.kind in "OUS"
