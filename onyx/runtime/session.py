@@ -196,6 +196,8 @@ class InferenceSession:
         ]
         self._input_index = {v.name: i for i, v in enumerate(graph.inputs)}
         self._output_index = {v.name: i for i, v in enumerate(graph.outputs)}
+        self._plain_feeds = _plain_feeds(self._feed_positions, self._fixed_dims,
+                                         self._overridable_names)  # fmt: skip
         self._profiler = (
             Profiler(self.options.profile_file_prefix, started, time.perf_counter())
             if self.options.enable_profiling
@@ -311,6 +313,21 @@ class InferenceSession:
         return self._override_plan
 
     def _check_feeds(self, feed: Mapping[str, Any]) -> list:
+        plain = self._plain_feeds
+        if plain is not None and len(feed) == len(plain):
+            # the common case, checked in one pass: each input an array of its declared type,
+            # rank and static dims (anything else takes the general checks, which name it)
+            inputs = self._input_defaults.copy()
+            for name, i, dtype, rank, dims in plain:
+                a = feed.get(name)
+                if a.__class__ is not np.ndarray or a.dtype != dtype or a.ndim != rank:
+                    break
+                shape = a.shape
+                if dims and any(shape[axis] != size for axis, size in dims):
+                    break
+                inputs[i] = a
+            else:
+                return inputs
         graph = self.model.graph
         unknown = [name for name in feed if name not in self._input_index]
         if unknown:
@@ -431,6 +448,25 @@ def _check_fixed(name: str, array: Any, fixed: list[tuple[int, str, int]]) -> No
                 f"input {name!r}: dim {axis} ({symbol!r}) is fixed to {size} by the session's "
                 f"free dimension override, got shape {list(shape)}"
             )
+
+
+def _plain_feeds(positions: list, fixed: dict, overridable: frozenset) -> list | None:
+    """(name, position, numpy dtype, rank, static dims) per fed input, where every fed input is
+    a tensor of a known numeric type and shape and no free-dimension override or overridable
+    initializer needs the general checks; else None."""
+    if fixed or overridable:
+        return None
+    plain = []
+    for i, v in positions:
+        t = v.type
+        if not isinstance(t, TensorType) or not t.dtype or t.shape is None:
+            return None
+        dtype = dtypes.to_numpy(t.dtype)
+        if dtype.kind in "OV":  # strings convert, ml_dtypes kinds compare by more than ==
+            return None
+        dims = tuple((axis, d) for axis, d in enumerate(t.shape.dims) if isinstance(d, int))
+        plain.append((v.name, i, dtype, len(t.shape.dims), dims))
+    return plain
 
 
 def _check_value(value: Value, given: Any) -> Any:
