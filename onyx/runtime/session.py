@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from onyx import dtypes
-from onyx.errors import FeedError, OptionError
+from onyx.errors import FeedError, OnyxError, OptionError
 from onyx.ir import MapType, Model, OptionalType, SequenceType, TensorType, Type, Value
 from onyx.runtime import interop, memory, threads
 from onyx.runtime.kernels.registry import SESSION_DOMAIN, session_ops
@@ -461,7 +461,10 @@ def _plain_feeds(positions: list, fixed: dict, overridable: frozenset) -> list |
         t = v.type
         if not isinstance(t, TensorType) or not t.dtype or t.shape is None:
             return None
-        dtype = dtypes.to_numpy(t.dtype)
+        try:
+            dtype = dtypes.to_numpy(t.dtype)
+        except OnyxError:  # a type code no numpy dtype holds: the general checks report it
+            return None
         if dtype.kind in "OV":  # strings convert, ml_dtypes kinds compare by more than ==
             return None
         dims = tuple((axis, d) for axis, d in enumerate(t.shape.dims) if isinstance(d, int))
