@@ -31,6 +31,7 @@ import numpy as np
 
 from onyx.errors import ExecutionError
 from onyx.runtime import threads
+from onyx.runtime.plan import _placed
 
 _EXECUTORS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
 _EXECUTORS_LOCK = threading.Lock()
@@ -54,8 +55,8 @@ def executor(size: int) -> concurrent.futures.ThreadPoolExecutor:
         return found
 
 
-class Graph:
-    """The dependencies between a plan's steps, worked out once per plan."""
+class Dependencies:
+    """The dependencies between a plan's steps, worked out once per plan (kept on the plan)."""
 
     def __init__(self, plan: Any):
         steps = plan.steps
@@ -79,9 +80,9 @@ class Graph:
 def run(plan: Any, inputs: Sequence[Any], pool: concurrent.futures.ThreadPoolExecutor,
         stop: Any = None) -> list:  # fmt: skip
     """``plan``'s outputs for ``inputs``, its independent steps run at once on ``pool``."""
-    graph = plan.__dict__.get("_interop")
+    graph = plan.__dict__.get("_dependencies")
     if graph is None:
-        graph = plan._interop = Graph(plan)
+        graph = plan._dependencies = Dependencies(plan)
     steps = plan.steps
     regs = plan.template.copy()
     for s, v in zip(plan.input_slots, inputs):
@@ -146,8 +147,6 @@ def run(plan: Any, inputs: Sequence[Any], pool: concurrent.futures.ThreadPoolExe
                 start(i)
         finished.wait()
     if state["error"] is not None:
-        from onyx.runtime.plan import _placed
-
         error, label = state["error"]
         placed = _placed(error, label) if isinstance(error, Exception) else error
         if placed is error:
