@@ -42,13 +42,21 @@ class TorchProvider:
         except RuntimeError as e:
             raise OptionError(f"TorchExecutionProvider: bad device {device!r}: {e}") from None
         self.module = to_torch(model).to(self.device).eval()
-        self.forward = torch.compile(self.module) if options.get("compile") else self.module
+        # the module's forward itself: nn.Module.__call__ would look for hooks (none are ever
+        # set on this private module) and GraphModule's would wrap errors, ~8 us a run
+        self.forward = torch.compile(self.module) if options.get("compile") else self.module.forward
         inputs = model.graph.inputs
         inits = model.graph.initializers
         # per fed input, how its (type-checked) array becomes a tensor: most with
         # torch.from_numpy alone; ml_dtypes kinds and unknown types through dtypes.from_numpy
         self.converters = [(i, _converter(v)) for i, v in enumerate(inputs) if v.name not in inits]
         self.on_cpu = self.device.type == "cpu"
+        # outputs declared as tensors numpy holds as torch does: handed over by .numpy() alone
+        self.plain_outputs = self.on_cpu and all(
+            getattr(getattr(v, "type", None), "dtype", None) is not None
+            and v.type.dtype.name in _SHARED and not v.type.dtype.name.startswith("COMPLEX")
+            for v in model.graph.outputs
+        )
         # storages an output may share: the module's own (a graph output that is a weight)
         self.owned_storages = {
             t.untyped_storage().data_ptr()
@@ -67,7 +75,10 @@ class TorchProvider:
             if not self.on_cpu:
                 args = [None if a is None else a.to(self.device) for a in args]
             outs = self.forward(*args)
-            return [_owned(o, self.owned_storages, fed) for o in outs]
+            weights = self.owned_storages
+            if self.plain_outputs:
+                return [_plain_owned(o, weights, fed) for o in outs]
+            return [_owned(o, weights, fed) for o in outs]
 
 
 def _converter(value: Any) -> Callable[[np.ndarray], Any]:
@@ -91,6 +102,12 @@ _SHARED = frozenset({"FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "IN
                      "BOOL", "COMPLEX64", "COMPLEX128"})  # fmt: skip
 
 
+def _plain_owned(t: Any, weights: set[int], fed: set[int]) -> np.ndarray:
+    """``_owned`` for a tensor on the CPU of a dtype numpy shares."""
+    ptr = t.untyped_storage().data_ptr()
+    return (t.clone() if ptr in weights or ptr in fed else t).numpy()
+
+
 def _owned(t: Any, weights: set[int], fed: set[int]) -> Any:
     """``t`` as a numpy array that shares memory with nothing the module or the caller keeps
     (lists for sequence outputs, None for an absent optional)."""
@@ -100,5 +117,4 @@ def _owned(t: Any, weights: set[int], fed: set[int]) -> Any:
         return [_owned(x, weights, fed) for x in t]
     if t.device.type != "cpu" or t.dtype in dtypes.NARROW or t.is_conj() or t.is_neg():
         return dtypes.to_numpy(t)
-    ptr = t.untyped_storage().data_ptr()
-    return (t.clone() if ptr in weights or ptr in fed else t).numpy()
+    return _plain_owned(t, weights, fed)

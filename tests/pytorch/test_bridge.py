@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import onyx
-from onyx.errors import OnyxError, UnsupportedError
+from onyx.errors import FeedError, OnyxError, UnsupportedError
 from onyx.text import parse_model
 
 try:
@@ -142,6 +142,14 @@ def test_torch_provider_outputs_are_the_callers_own():
     np.testing.assert_array_equal(weight, [1, 2])
     np.testing.assert_array_equal(total, [6, 8])
     np.testing.assert_array_equal(first[2], [-1, -1])  # not overwritten by the second run
+    # the short path (all outputs, a dict feed) and the general one check feeds alike
+    (total,) = session.run(["sum"], {"x": x}, onyx.RunOptions())
+    np.testing.assert_array_equal(total, [6, 8])
+    for run in (lambda feed: session.run(None, feed), lambda feed: session.run(["sum"], feed)):
+        with pytest.raises(FeedError, match="'x'"):
+            run({"x": x.astype(np.float64)})
+        with pytest.raises(FeedError, match="missing"):
+            run({})
 
 
 def test_torch_provider_refuses_missing_cuda_and_unknown_options(exported):
