@@ -256,6 +256,12 @@ def layer_norm(cx, x, scale, bias=None, *, axis: int = -1, epsilon: float = 1e-5
     axis = axis + rank if axis < 0 else axis
     dims = list(range(axis, rank))
     dtype = cx.dtype(x)
+    normalized = shape[axis:]
+    if (_outputs == 1 and dtype == torch.float32 and all(isinstance(d, int) for d in normalized)
+            and cx.shape(scale) == normalized
+            and (bias is None or cx.shape(bias) == normalized)):  # fmt: skip
+        # torch's own kernel: one pass, where the written-out form below makes six
+        return F.layer_norm(x, normalized, scale, bias, epsilon)
     xf = x.to(torch.float32) if stash_type == 1 and dtype != torch.float64 else x
     mean = torch.mean(xf, dims, keepdim=True)
     centered = xf - mean
