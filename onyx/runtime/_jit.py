@@ -679,3 +679,53 @@ def depthwise(xp, w, y, c0, c1, mult, sh, sw, dh, dw):
                         else:
                             for t in range(width):
                                 target[dst + t] += rows[src + t] * wv
+
+
+# Row statistics: the sums are reassociated so LLVM keeps several partial sums in vector lanes
+# (numpy's pairwise summation reorders them too); no assumption about NaN or infinities. The
+# numbers come in ``consts`` (1 / width, epsilon, 1) in x's dtype: a Python number in the
+# arithmetic would make numba compute a float32 row in float64.
+_SUMS = {**_OPTIONS, "fastmath": {"reassoc", "contract", "nsz", "arcp"}}
+
+
+@njit(**_SUMS)
+def layer_norm(x, scale, bias, y, mean, inv, width, consts, r0, r1):
+    """Rows r0..r1 of the flat ``x`` (rows of ``width``): y = (x - mean) * inv * scale + bias,
+    each row's mean and inv = 1 / sqrt(variance + epsilon) kept in ``mean`` and ``inv``.
+    Three passes over a row while it is in cache (numpy's path makes seven over the tensor);
+    the variance from the centred values, as numpy's."""
+    n = np.uint64(width)
+    per, epsilon, one = consts[0], consts[1], consts[2]
+    zero = one - one
+    for r in range(np.uint64(r0), np.uint64(r1)):
+        at = r * n
+        total = zero
+        for i in range(n):
+            total += x[at + i]
+        m = total * per
+        squares = zero
+        for i in range(n):
+            d = x[at + i] - m
+            squares += d * d
+        s = one / np.sqrt(squares * per + epsilon)
+        for i in range(n):
+            y[at + i] = (x[at + i] - m) * s * scale[i] + bias[i]
+        mean[r] = m
+        inv[r] = s
+
+
+@njit(**_SUMS)
+def rms_norm(x, scale, y, width, consts, r0, r1):
+    """Rows r0..r1 of the flat ``x`` (rows of ``width``): y = x / sqrt(mean(x^2) + eps) * scale."""
+    n = np.uint64(width)
+    per, epsilon, one = consts[0], consts[1], consts[2]
+    zero = one - one
+    for r in range(np.uint64(r0), np.uint64(r1)):
+        at = r * n
+        squares = zero
+        for i in range(n):
+            v = x[at + i]
+            squares += v * v
+        s = one / np.sqrt(squares * per + epsilon)
+        for i in range(n):
+            y[at + i] = x[at + i] * s * scale[i]

@@ -27,7 +27,7 @@ _F = np.float32
 _LOG2E, _LO, _HI, _BIAS = _F(1.4426950408889634), _F(-87.0), _F(88.0), np.int32(127)
 _LN2_HI, _LN2_LO = _F(0.693359375), _F(-2.12194440e-4)  # ln 2 = hi + lo, hi exact in 9 bits
 _C = tuple(_F(1 / f) for f in (1, 1, 2, 6, 24, 120, 720, 5040))  # 1/n!
-_ZERO, _ONE, _HALF = _F(0.0), _F(1.0), _F(0.5)
+_ZERO, _ONE, _HALF, _NEG_INF = _F(0.0), _F(1.0), _F(0.5), _F(-np.inf)
 CHUNK = 4096
 # reassociation and contraction only (no assumptions about NaN or infinities: NaN stays NaN)
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -58,8 +58,11 @@ def _negative_exp(x, p, bits):
 
 @njit(**_OPTIONS)
 def _divide(x, y, p, scale):
+    """y = x / (1 + p · scale); -inf gives NaN (-inf times a sigmoid of 0), as numpy's does."""
     for i in range(x.shape[0]):
-        y[i] = x[i] / (_ONE + p[i] * scale[i])
+        v = x[i]
+        q = v / (_ONE + p[i] * scale[i])
+        y[i] = v * _ZERO if v == _NEG_INF else q
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -121,4 +124,81 @@ def softmax(x: np.ndarray) -> np.ndarray:
     p = np.empty(n, np.float32)
     bits = np.empty(n, np.int32)
     softmax_rows(x.reshape(-1), y.reshape(-1), n, p, bits, bits.view(np.float32))
+    return y
+
+
+# --- Gelu --------------------------------------------------------------------------------------
+_INV_SQRT2 = _F(0.7071067811865476)
+_TANH_K = _F(2 * 0.7978845608028654)  # 2 * sqrt(2 / pi)
+_TANH_C = _F(0.044715)
+
+
+@njit(inline="always")
+def _horner7(c, t):
+    return (((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) * t + c[6]
+
+
+@njit(inline="always")
+def _horner9(c, t):
+    inner = (((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) * t + c[6]
+    return (inner * t + c[7]) * t + c[8]
+
+
+@njit(**_OPTIONS)
+def _erf_tail_exp(x, p, bits):
+    """exp(-a^2) as p · 2^k for a = |x / sqrt 2| held to [1, 4] (erf's outer piece)."""
+    for i in range(x.shape[0]):
+        a = abs(x[i] * _INV_SQRT2)
+        a = a if a > _ONE else _ONE  # noqa: FURB136
+        a = a if a < _F(4.0) else _F(4.0)  # noqa: FURB136
+        p[i], bits[i] = _exp_parts(-(a * a))
+
+
+@njit(**_OPTIONS)
+def _gelu_erf_combine(x, y, p, scale, inner, outer):
+    """y = x/2 · (1 + erf(x / sqrt 2)), erf in math.py's two pieces (``inner``, ``outer``)."""
+    for i in range(x.shape[0]):
+        v = x[i]
+        z = v * _INV_SQRT2
+        a = abs(z)
+        near = z * _horner7(inner, a * a)
+        held = a if a > _ONE else _ONE  # noqa: FURB136
+        held = held if held < _F(4.0) else _F(4.0)  # noqa: FURB136
+        far = _ONE - _horner9(outer, _ONE / held) * (p[i] * scale[i])
+        far = far if z >= _ZERO else -far  # noqa: FURB136
+        e = far if a >= _ONE else near  # (NaN: a >= 1 is false, and near is NaN)
+        y[i] = _HALF * v * (_ONE + e)
+
+
+@njit(**_OPTIONS)
+def _gelu_tanh_exp(x, p, bits):
+    """exp(-2u) as p · 2^k for u = sqrt(2/pi) (x + 0.044715 x^3), held to [-87, 88]."""
+    for i in range(x.shape[0]):
+        v = x[i]
+        t = -_TANH_K * (v + _TANH_C * v * v * v)
+        t = t if t > _LO else _LO  # noqa: FURB136
+        t = t if t < _HI else _HI  # noqa: FURB136
+        p[i], bits[i] = _exp_parts(t)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gelu_chunks(x, y, p, bits, scale, tanh, inner, outer):
+    for a in range(0, x.shape[0], p.shape[0]):
+        b = min(x.shape[0], a + p.shape[0])
+        n = b - a
+        if tanh:  # x/2 (1 + tanh u) = x · sigmoid(2u): Swish's division
+            _gelu_tanh_exp(x[a:b], p[:n], bits[:n])
+            _divide(x[a:b], y[a:b], p[:n], scale[:n])
+        else:
+            _erf_tail_exp(x[a:b], p[:n], bits[:n])
+            _gelu_erf_combine(x[a:b], y[a:b], p[:n], scale[:n], inner, outer)
+
+
+def gelu(x: np.ndarray, tanh: bool, inner: tuple, outer: tuple) -> np.ndarray:
+    """Gelu of a C-contiguous float32 array: the erf form (erf's pieces' coefficients in
+    ``inner``, 7, and ``outer``, 9, highest power first) or the tanh form."""
+    y = np.empty_like(x)
+    p = np.empty(CHUNK, np.float32)
+    bits = np.empty(CHUNK, np.int32)
+    _gelu_chunks(x.reshape(-1), y.reshape(-1), p, bits, bits.view(np.float32), tanh, inner, outer)
     return y

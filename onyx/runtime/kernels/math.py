@@ -441,9 +441,29 @@ def mish(x):
     return t.astype(x.dtype, copy=False)
 
 
+def _gelu_part(x, tanh):
+    """Gelu of one part: compiled for float32 where it pays (one pass, not ten)."""
+    if x.dtype == F32 and x.flags.c_contiguous and compiled.kernels(x.size) is not None:
+        from onyx.runtime import _jit_exp
+
+        return _jit_exp.gelu(x, tanh, _ERF32_PIECES[0], _ERF32_PIECES[1])
+    return _gelu(x, "tanh" if tanh else "none")
+
+
+_ERF32_PIECES = tuple(tuple(F32.type(c) for c in coef) for coef in (_ERF32_P, _ERF32_R))
+
+
 @kernel("Gelu", 1, domain=SESSION_DOMAIN)
 @kernel("Gelu", 20)
 def gelu(x, *, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise KernelError(
+            f"Gelu attribute approximate must be 'none' or 'tanh', got {approximate!r}"
+        )
+    return threads.elementwise(lambda part: _gelu_part(part, approximate == "tanh"), x)
+
+
+def _gelu(x, approximate):
     work = _up(x)
     if approximate == "none":
         t = erf(np.multiply(work, 1 / math.sqrt(2), out=A))
@@ -454,10 +474,6 @@ def gelu(x, *, approximate="none"):
         t *= work
         t *= math.sqrt(2 / math.pi)
         np.tanh(t, out=t)
-    else:
-        raise KernelError(
-            f"Gelu attribute approximate must be 'none' or 'tanh', got {approximate!r}"
-        )
     t += 1
     t *= work
     t *= 0.5

@@ -6,6 +6,7 @@ import numpy as np
 
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError, UnknownDataTypeError
+from onyx.runtime import compiled, threads
 from onyx.runtime.kernels._common import F32, F64, cast, work_dtype
 from onyx.runtime.kernels.registry import SESSION_DOMAIN, kernel
 
@@ -194,6 +195,22 @@ def _stash(stash_type: int, xdtype: np.dtype) -> tuple[np.dtype, np.dtype]:
     return wt, st
 
 
+def _compiled_rows(x, wt, axis, *params):
+    """(the compiled kernels, rows, row width) where a Layer/RMS normalization of ``x`` over
+    dims [axis, rank) can run compiled, row by row: x C-contiguous in the type it computes in,
+    each parameter (None: absent) of that type and exactly the normalized dims' shape."""
+    if x.dtype != wt or not x.flags.c_contiguous or x.size == 0:
+        return None
+    normalized = x.shape[axis:]
+    if any(p is not None and (p.dtype != wt or p.shape != normalized) for p in params):
+        return None
+    jit = compiled.kernels(x.size)
+    if jit is None:
+        return None
+    width = int(np.prod(normalized, dtype=np.int64))
+    return jit, x.size // width, width
+
+
 @kernel("LayerNormalization", 1, domain=SESSION_DOMAIN)
 @kernel("LayerNormalization", 17)
 class LayerNormalization:
@@ -205,6 +222,16 @@ class LayerNormalization:
     def __call__(self, x, scale, b=None):
         axis = _axis(self.axis, x.ndim)
         wt, st = _stash(self.stash_type, x.dtype)
+        stat_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
+        rows = _compiled_rows(x, wt, axis, scale, b)
+        if rows is not None:
+            jit, outer, width = rows
+            y, mean, inv = np.empty_like(x), np.empty(outer, wt), np.empty(outer, wt)
+            bias = np.zeros(width, wt) if b is None else b
+            consts = np.array([1 / width, self.epsilon, 1], wt)
+            flat = (x.reshape(-1), scale.reshape(-1), bias.reshape(-1), y.reshape(-1), mean, inv)
+            threads.rows(outer, x.size, lambda r0, r1: jit.layer_norm(*flat, width, consts, r0, r1))
+            return y, cast(mean.reshape(stat_shape), st), cast(inv.reshape(stat_shape), st)
         d, mean, inv = _standardize(cast(x, wt), axis, self.epsilon)
         y = d.reshape(x.shape)
         try:
@@ -220,7 +247,6 @@ class LayerNormalization:
             raise KernelError(
                 f"Scale/B of shape {got} do not broadcast to X of shape {x.shape}"
             ) from None
-        stat_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
         return (cast(y, x.dtype), cast(mean.reshape(stat_shape), st),
                 cast(inv.reshape(stat_shape), st))  # fmt: skip
 
@@ -236,6 +262,14 @@ class RMSNormalization:
     def __call__(self, x, scale):
         axis = _axis(self.axis, x.ndim)
         wt, _ = _stash(self.stash_type, x.dtype)
+        rows = _compiled_rows(x, wt, axis, scale)
+        if rows is not None:
+            jit, outer, width = rows
+            y = np.empty_like(x)
+            consts = np.array([1 / width, self.epsilon, 1], wt)
+            flat = (x.reshape(-1), scale.reshape(-1), y.reshape(-1))
+            threads.rows(outer, x.size, lambda r0, r1: jit.rms_norm(*flat, width, consts, r0, r1))
+            return y
         xf = cast(x, wt)
         outer = int(np.prod(x.shape[:axis], dtype=np.int64))
         x2 = xf.reshape(outer, -1) if x.size else xf.reshape(outer, 0)

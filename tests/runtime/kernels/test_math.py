@@ -245,3 +245,30 @@ def test_swiglu_alpha_and_swish():
     swish = run("Swish", 24, a, alpha=1.7)
     np.testing.assert_allclose(swish, a / (1 + np.exp(-1.7 * a)), rtol=1e-6)
     np.testing.assert_allclose(run("SwiGLU", 28, a, b, alpha=1.7), swish * b, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("op", "version", "attrs"), [("Gelu", 20, {}),
+                                                      ("Gelu", 20, {"approximate": "tanh"}),
+                                                      ("Swish", 24, {})])  # fmt: skip
+def test_compiled_activations_agree_with_numpys(op, version, attrs, monkeypatch):
+    """The compiled float32 Gelu (both forms) and Swish (their own exponential) within 3e-7 of
+    numpy's path (absolute; relative where large), special values as numpy's: NaN and -inf
+    give NaN, +inf stays +inf."""
+    pytest.importorskip("numba")
+    from onyx.runtime import compiled
+
+    monkeypatch.setattr(compiled, "enabled", True)
+    rng = np.random.default_rng(4)
+    x = np.concatenate([(rng.standard_normal(70000) * 4).astype(np.float32),
+                        np.linspace(-12, 12, 40001, dtype=np.float32),
+                        np.array([0, -0.0, 1, -1, 4, -4, 1e30, -1e30, np.nan, np.inf, -np.inf],
+                                 np.float32)])  # fmt: skip
+    assert compiled.kernels(x.size) is not None
+    got = run(op, version, x, **attrs)
+    monkeypatch.setattr(compiled, "enabled", False)
+    want = run(op, version, x, **attrs)
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[-3]) and np.isnan(got[-1]) and got[-2] == np.inf
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=3e-7,
+                               atol=3e-7)  # fmt: skip

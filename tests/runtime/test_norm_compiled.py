@@ -1,0 +1,108 @@
+"""LayerNormalization and RMSNormalization's compiled row kernels (``_jit.layer_norm``,
+``_jit.rms_norm``; numba, a test extra) against their numpy path, and where each applies."""
+
+import numpy as np
+import pytest
+
+from onyx.runtime import _jit, compiled, threads
+from onyx.runtime.kernels.norm import LayerNormalization, RMSNormalization
+
+RNG = np.random.default_rng(11)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """The compiled kernels on for small tensors; a list of the kernels' names, one per call."""
+    monkeypatch.setattr(compiled, "enabled", True)
+    monkeypatch.setattr(compiled, "MIN_SIZE", 0)
+    if compiled.kernels(0) is None:
+        pytest.fail("the compiled kernels did not load (is numba installed? see the log)")
+    made = []
+    for name in ("layer_norm", "rms_norm"):
+        kernel = getattr(_jit, name)
+
+        def counted(*args, _kernel=kernel, _name=name):
+            made.append(_name)
+            return _kernel(*args)
+
+        monkeypatch.setattr(_jit, name, counted)
+    return made
+
+
+def numpy_path(op, *args):
+    compiled.enabled = False
+    try:
+        return op(*args)
+    finally:
+        compiled.enabled = True
+
+
+def _close(got, want, dtype):
+    """Equal to a few ulps of the type, NaN where numpy has NaN (widened before comparing)."""
+    tol = 2e-6 if dtype == np.float32 else 1e-14
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "axis"), [((64, 32, 64), -1), ((3, 5, 768), 2),
+                                             ((2, 7, 4, 6), 2), ((5, 3), 0), ((1, 4097), 1)])  # fmt: skip
+def test_layer_norm_matches_numpy(calls, dtype, shape, axis):
+    x = (RNG.standard_normal(shape) * 3 + 1).astype(dtype)
+    normalized = shape[axis:]
+    scale = RNG.standard_normal(normalized).astype(dtype)
+    bias = RNG.standard_normal(normalized).astype(dtype)
+    op = LayerNormalization(axis=axis, epsilon=1e-5)
+    for b in (bias, None):
+        _close(op(x, scale, b), numpy_path(op, x, scale, b), dtype)
+    assert calls == ["layer_norm"] * 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rms_norm_matches_numpy(calls, dtype):
+    x = RNG.standard_normal((6, 10, 96)).astype(dtype)
+    scale = RNG.standard_normal(96).astype(dtype)
+    op = RMSNormalization(epsilon=1e-6)
+    _close([op(x, scale)], [numpy_path(op, x, scale)], dtype)
+    assert calls == ["rms_norm"]
+
+
+def test_rows_with_nan_or_infinity_come_out_as_numpy(calls):
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    x[1, 3], x[2, 0], x[3, 5] = np.nan, np.inf, -np.inf
+    scale, bias = np.ones(16, np.float32), np.zeros(16, np.float32)
+    op = LayerNormalization()
+    got, want = op(x, scale, bias), numpy_path(op, x, scale, bias)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+    _close([got[0][0]], [want[0][0]], np.float32)
+    rms = RMSNormalization()
+    np.testing.assert_array_equal(np.isnan(rms(x, scale)), np.isnan(numpy_path(rms, x, scale)))
+    assert calls == ["layer_norm", "rms_norm"]
+
+
+def test_split_over_the_pool_gives_the_same_bits(calls):
+    x = RNG.standard_normal((512, 256)).astype(np.float32)
+    scale, bias = RNG.standard_normal(256).astype(np.float32), np.ones(256, np.float32)
+    op = LayerNormalization()
+    alone = op(x, scale, bias)
+    with threads.Threads(2)():
+        split = op(x, scale, bias)
+    for a, s in zip(alone, split, strict=True):
+        np.testing.assert_array_equal(a, s)
+    assert calls == ["layer_norm"] * 3  # once alone, in two bands on the pool
+
+
+def test_numpy_where_the_kernel_does_not_apply(calls):
+    x = RNG.standard_normal((4, 8, 6)).astype(np.float32)
+    op = LayerNormalization(axis=-1)
+    cases = [
+        (x.transpose(0, 2, 1).copy().transpose(0, 2, 1), np.ones(6, np.float32)),  # a strided x
+        (x, np.ones((1, 6), np.float32)),  # a scale that broadcasts
+        (x, np.ones(6, np.float64)),  # a scale of another type
+        (x.astype(np.float16), np.ones(6, np.float16)),  # computed in float32, stored in float16
+    ]
+    for xs, scale in cases:
+        _close(op(xs, scale), numpy_path(op, xs, scale), np.float32)
+    assert calls == []
