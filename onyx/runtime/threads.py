@@ -320,7 +320,7 @@ def splits_gemms() -> bool:
 # --- split kernels -------------------------------------------------------------------------
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` for a 2-D ``a`` (M, K) and ``b`` (K, N), split over the
-    current pool by rows (or, for a short ``a``, by columns) when it is worth it."""
+    current pool by rows (or, where N exceeds M, by columns) when it is worth it."""
     found = current()
     m, k = a.shape
     n = b.shape[1]
@@ -329,7 +329,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     if out is None:
         out = np.empty((m, n), np.result_type(a, b))
     parts = found.size
-    if m >= 16 * parts or m >= n:
+    # each part packs the whole of the operand it does not split: rows share out A and pack
+    # all of B, columns the reverse, so the split goes along the larger of M and N (BERT's
+    # 128-row products by 768x3072 weights: 155 -> 173 GF/s on 2 threads by columns)
+    if m >= n:
         found.run(lambda r0, r1: np.matmul(a[r0:r1], b, out=out[r0:r1]),
                   [p for p in bands(m, parts) if p[0] < p[1]])  # fmt: skip
     else:
