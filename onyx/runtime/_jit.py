@@ -681,6 +681,37 @@ def depthwise(xp, w, y, c0, c1, mult, sh, sw, dh, dw):
                                 target[dst + t] += rows[src + t] * wv
 
 
+
+@njit(**_OPTIONS)
+def depthwise_channels_last(xl, wl, yl, c0, c1, sh, sw, dh, dw):
+    """Channels c0..c1 of a depthwise 2-D convolution in channel-last layout: yl (N, Ho, Wo, C)
+    of padded ``xl`` (N, Hp, Wp, C) by ``wl`` (kh, kw, C), one input channel per output channel.
+
+    For small planes (EfficientNet's 14x14 and 7x7 layers), where ``depthwise``'s rows are too
+    short to vectorize: here the innermost loop runs along the channels. Taps are summed in the
+    same order as there (the first assigned, then each added), so the bits are the same."""
+    n, hp, wp, channels = xl.shape
+    kh, kw, _ = wl.shape
+    ho, wo = yl.shape[1], yl.shape[2]
+    source, target, weights = xl.reshape(-1), yl.reshape(-1), wl.reshape(-1)
+    span = np.uint64(c1 - c0)
+    for b in range(n):
+        for r in range(ho):
+            for q in range(wo):
+                out = np.uint64(((b * ho + r) * wo + q) * channels + c0)
+                for i in range(kh):
+                    for j in range(kw):
+                        src = np.uint64(((b * hp + r * sh + i * dh) * wp + q * sw + j * dw)
+                                        * channels + c0)  # fmt: skip
+                        tap = np.uint64((i * kw + j) * channels + c0)
+                        if i == 0 and j == 0:
+                            for t in range(span):
+                                target[out + t] = source[src + t] * weights[tap + t]
+                        else:
+                            for t in range(span):
+                                target[out + t] += source[src + t] * weights[tap + t]
+
+
 # Row statistics: the sums are reassociated so LLVM keeps several partial sums in vector lanes
 # (numpy's pairwise summation reorders them too); no assumption about NaN or infinities. The
 # numbers come in ``consts`` (1 / width, epsilon, 1) in x's dtype: a Python number in the

@@ -219,16 +219,17 @@ def test_matmul_of_n_d_rows_by_a_2_d_weight_is_numpys_product():
         np.testing.assert_allclose(y.astype(np.float64), want, rtol=1e-5, atol=1e-5)
 
 
-def test_depthwise_conv_split_by_channels_gives_the_serial_bits():
+@pytest.mark.parametrize(("c", "hw"), [(32, 64), (256, 14)])  # the plane and channel-last kernels
+def test_depthwise_conv_split_by_channels_gives_the_serial_bits(c, hw):
     rng = np.random.default_rng(3)
-    w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
     g = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["y"], group=32, pads=[1, 1, 1, 1], strides=[2, 2])],
-        "dw", [helper.make_tensor_value_info("x", 1, [1, 32, 64, 64])],
+        [helper.make_node("Conv", ["x", "w"], ["y"], group=c, pads=[1, 1, 1, 1], strides=[2, 2])],
+        "dw", [helper.make_tensor_value_info("x", 1, [1, c, hw, hw])],
         [helper.make_tensor_value_info("y", 1, None)], [numpy_helper.from_array(w, "w")],
     )  # fmt: skip
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
-    x = rng.standard_normal((1, 32, 64, 64)).astype(np.float32)
+    x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
     one = onyx.InferenceSession(model, intra_op_num_threads=1).run(None, {"x": x})[0]
     two = onyx.InferenceSession(model, intra_op_num_threads=2).run(None, {"x": x})[0]
     assert two.tobytes() == one.tobytes()

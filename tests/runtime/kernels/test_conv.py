@@ -290,6 +290,10 @@ def test_convolution_leaves_an_epilogue_that_does_not_fit_to_its_caller():
         (2, 24, 1, 28, (5, 5), [2, 2], [2, 1, 2, 1], [1, 1], np.float32),  # stride 2, odd pads
         (1, 16, 2, 30, (3, 5), [1, 2], [0, 2, 1, 0], [2, 1], np.float32),  # multiplier, dilation
         (1, 20, 1, 33, (7, 7), [1, 1], [3, 3, 3, 3], [1, 1], np.float64),
+        # narrow planes with many channels: the channel-last kernel
+        (2, 96, 1, 7, (5, 5), [1, 1], [2, 2, 2, 2], [1, 1], np.float32),
+        (1, 80, 1, 14, (3, 3), [2, 2], [1, 0, 1, 0], [1, 1], np.float32),
+        (1, 64, 1, 9, (3, 3), [1, 1], [2, 2, 2, 2], [2, 2], np.float64),
     ],
 )
 def test_compiled_depthwise_convolution_gives_the_numpy_paths_values(
