@@ -712,6 +712,49 @@ def depthwise_channels_last(xl, wl, yl, c0, c1, sh, sw, dh, dw):
                                 target[out + t] += source[src + t] * weights[tap + t]
 
 
+
+_TILE = 16  # channels x pixels of a layout change done while both sides are in cache
+
+
+@njit(**_OPTIONS)
+def to_channels_last(x, xl, top, left):
+    """xl (N, Hp, Wp, C) = x (N, C, H, W) placed at row ``top``, column ``left``, zeros
+    around it (the padding), in tiles of channels by pixels."""
+    n, channels, height, width = x.shape
+    hp, wp = xl.shape[1], xl.shape[2]
+    source, target = x.reshape(-1), xl.reshape(-1)
+    for t in range(target.shape[0]):
+        target[t] = 0
+    for b in range(n):
+        for h in range(height):
+            row = np.uint64(((b * hp + h + top) * wp + left) * channels)
+            for c0 in range(0, channels, _TILE):
+                c1 = min(channels, c0 + _TILE)
+                for w0 in range(0, width, _TILE):
+                    w1 = min(width, w0 + _TILE)
+                    for c in range(c0, c1):
+                        src = np.uint64(((b * channels + c) * height + h) * width)
+                        for w in range(w0, w1):
+                            target[row + np.uint64(w * channels + c)] = source[src + w]
+
+
+@njit(**_OPTIONS)
+def from_channels_last(yl, y):
+    """y (N, C, H, W) = yl (N, H, W, C), in tiles of channels by pixels."""
+    n, channels, height, width = y.shape
+    source, target = yl.reshape(-1), y.reshape(-1)
+    pixels = height * width
+    for b in range(n):
+        for p0 in range(0, pixels, _TILE):
+            p1 = min(pixels, p0 + _TILE)
+            for c0 in range(0, channels, _TILE):
+                c1 = min(channels, c0 + _TILE)
+                for c in range(c0, c1):
+                    dst = np.uint64((b * channels + c) * pixels)
+                    for q in range(p0, p1):
+                        target[dst + q] = source[np.uint64((b * pixels + q) * channels + c)]
+
+
 # Row statistics: the sums are reassociated so LLVM keeps several partial sums in vector lanes
 # (numpy's pairwise summation reorders them too); no assumption about NaN or infinities. The
 # numbers come in ``consts`` (1 / width, epsilon, 1) in x's dtype: a Python number in the

@@ -212,23 +212,27 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
         for i in range(n):
             jit.im2col(x[i], cols[i], *k, *s, *d, pb[0], pb[1], 0, out[0], out[1])
         return _grouped_matmul(w_gemm, cols.reshape(n, g, ck, o_size), y, out)
-    xp = pad_input(x, pb, pe)
     if w_depthwise is not None:
         # (a new array, not ``y``: the caller copies it where it must)
-        acc = np.empty((n, w_depthwise.shape[0], *out), np.result_type(xp, w_depthwise))
+        acc = np.empty((n, w_depthwise.shape[0], *out), np.result_type(x, w_depthwise))
         work = acc.size * w_depthwise.shape[1]
-        same = xp.dtype == w_depthwise.dtype and xp.dtype in compiled.DTYPES
+        same = x.dtype == w_depthwise.dtype and x.dtype in compiled.DTYPES
         jit = compiled.kernels(work) if same and len(out) == 2 else None
         if jit is not None and mg == 1 and out[1] <= _NARROW_PLANE and acc.shape[1] >= 64:
-            # narrow planes channel-last, the channels innermost (2-3x the plane kernel on
-            # EfficientNet's 14x14 and 7x7 layers, slower from 28x28 on)
-            xl = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))
+            # narrow planes channel-last, the channels innermost (2-4x the plane kernel on
+            # EfficientNet's and MobileNetV2's 14x14 and 7x7 layers, slower from 28x28 on)
+            padded = tuple(size + b + e for size, b, e in zip(x.shape[2:], pb, pe))
+            check_allocation((n, *padded, c), x.dtype)
+            xl = np.empty((n, *padded, c), x.dtype)
+            jit.to_channels_last(np.ascontiguousarray(x), xl, pb[0], pb[1])
             wl = np.ascontiguousarray(w_depthwise.reshape(-1, *k).transpose(1, 2, 0))
-            yl = np.empty((n, *out, acc.shape[1]), acc.dtype)
-            threads.rows(acc.shape[1], work,
+            yl = np.empty((n, *out, c), acc.dtype)
+            threads.rows(c, work,
                          lambda c0, c1: jit.depthwise_channels_last(xl, wl, yl, c0, c1, *s, *d))  # fmt: skip
-            acc[...] = yl.transpose(0, 3, 1, 2)
+            jit.from_channels_last(yl, acc)
             return acc
+    xp = pad_input(x, pb, pe)
+    if w_depthwise is not None:
         if jit is not None:  # one pass per tap over each channel's plane: 3-5x numpy's
             xp, w3 = np.ascontiguousarray(xp), w_depthwise.reshape(-1, *k)
             threads.rows(acc.shape[1], work,
