@@ -44,6 +44,7 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     basic.fold_constants,
     algebra.identities,
     algebra.layout_chains,
+    algebra.transpose_push,
     affine.fold_affine,
     affine.pad_into_conv,
     affine.matmul_add_to_gemm,

@@ -9,11 +9,12 @@ type, an identity Transpose, a Reshape/Expand/Pad/Slice/Split/Concat that change
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 import numpy as np
 
 from onyx.errors import OnyxError
-from onyx.ir import Model, Node, Value
+from onyx.ir import Model, Node, Shape, TensorType, Value
 from onyx.passes.core import (
     Options,
     PassResult,
@@ -312,6 +313,169 @@ def _sandwich(site: Site, r2: Node, tr: Node) -> list[int] | None:
     if tuple(b) != tuple(s[:k]) + tuple(a[i] for i in p[1:]):
         return None
     return list(range(k)) + [k - 1 + i for i in p[1:]]
+
+
+# --- Transpose push-through -----------------------------------------------------------------
+#: Elementwise operators of one tensor (extra inputs, as Clip's bounds, must be constant scalars).
+_UNARY = frozenset({
+    "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Erf", "Floor",
+    "Ceil", "Round", "Sign", "Not", "Cast", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid",
+    "HardSwish", "Softplus", "Softsign", "Gelu", "Mish", "Sin", "Cos", "Tan", "Asin", "Acos",
+    "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "IsNaN", "IsInf", "ThresholdedRelu",
+    "BitwiseNot", "Identity", "Clip",
+})  # fmt: skip
+#: Elementwise operators with broadcasting, and the opset from which they broadcast numpy-style.
+_BROADCASTING = {
+    **dict.fromkeys(("Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "And", "Or",
+                     "Xor", "PRelu"), 7),
+    **dict.fromkeys(("Max", "Min", "Sum", "Mean"), 8),
+    **dict.fromkeys(("Where",), 9),
+    **dict.fromkeys(("Mod", "BitShift"), 10),
+    **dict.fromkeys(("LessOrEqual", "GreaterOrEqual"), 12),
+    **dict.fromkeys(("BitwiseAnd", "BitwiseOr", "BitwiseXor"), 18),
+}  # fmt: skip
+
+
+def _perm_of(node: Node) -> list[int] | None:
+    """A Transpose's perm; the reversed dims when it has none and its input's rank is known."""
+    perm = node.attribute("perm")
+    if perm is not None:
+        return [int(i) for i in perm]
+    shape = static_shape(node.inputs[0]) if node.inputs else None
+    return None if shape is None else list(range(len(shape)))[::-1]
+
+
+def _standard_here(site: Site, node: Node | None) -> bool:
+    return node is not None and node.graph is site.graph and node.domain in ("", "ai.onnx")
+
+
+def _push_plan(site: Site, u: Node, v: Value, perm: list[int]) -> list | None:
+    """How ``u`` reads once the Transpose moves below it; None when ``u`` is not elementwise.
+
+    ``v`` is the value in transposed layout that ``u`` reads. The plan lists (input index,
+    what): "chain" for ``v``, a constant array (to permute), or a Transpose of the same perm
+    whose input takes its place.
+    """
+    op = u.op_type
+    if not _standard_here(site, u) or len(u.outputs) != 1 or u.outputs[0] is None:
+        return None
+    if any(True for _ in u.subgraphs()):
+        return None
+    plan = []
+    if op in _UNARY:
+        if not u.inputs or u.inputs[0] is not v:
+            return None
+        plan.append((0, "chain"))
+        for w in u.inputs[1:]:
+            if w is None:
+                continue
+            c = site.const(w)
+            if w is v or c is None or c.ndim != 0:
+                return None  # Clip's bounds: only constant scalars keep the rewrite elementwise
+        return plan
+    if site.opset < _BROADCASTING.get(op, 1 << 30):
+        return None
+    for i, w in enumerate(u.inputs):
+        if w is None:
+            continue
+        if w is v:
+            plan.append((i, "chain"))
+            continue
+        c = site.const(w)
+        if c is not None:
+            if c.ndim > len(perm) or (c.dtype == object and c.size != 1):
+                return None  # a constant of higher rank than the data broadcasts it up
+            plan.append((i, c))
+            continue
+        t2 = w.producer
+        if (
+            _standard_here(site, t2)
+            and t2.op_type == "Transpose"
+            and _perm_of(t2) == perm
+            and w not in site.graph.outputs
+            and all(n is u for n, _ in w.uses)
+        ):
+            plan.append((i, t2))
+            continue
+        return None
+    return plan
+
+
+def _permuted(kind, inv: list[int]):
+    """``kind`` with its shape's dims in the order ``inv`` (dims_new[j] = dims_old[inv[j]])."""
+    shape = getattr(kind, "shape", None)
+    if not isinstance(kind, TensorType) or shape is None or len(shape) != len(inv):
+        return kind
+    dims = [shape.written.get(i, d) for i, d in enumerate(shape.dims)]
+    den = shape.denotations
+    new = Shape([dims[i] for i in inv], None if den is None else [den[i] for i in inv])
+    return dataclasses.replace(kind, shape=new)
+
+
+@graph_pass("transpose-push")
+def transpose_push(site: Site) -> int:
+    """Move a Transpose down past elementwise nodes to meet the Transposes that read the result.
+
+    ``Transpose(p)`` → single-reader elementwise chain (unary ops, binary ops with a constant or
+    another ``Transpose(p)`` as the other operand) → read only by Transposes: the chain reads
+    the untransposed tensors (constants permuted by the inverse of p, types by it too), and
+    each reader ``Transpose(q)`` becomes ``Transpose(p then q)``, dropped when that is the
+    identity. A rewrite only removes Transposes, so the pass cannot undo itself, and one sweep
+    in graph order carries a Transpose through any number of such chains.
+    """
+    done = collections.Counter()
+    g = site.graph
+    for t1 in list(g.nodes):
+        if t1.op_type != "Transpose" or not _standard_here(site, t1) or not t1.inputs:
+            continue
+        perm = _perm_of(t1)
+        if perm is None or sorted(perm) != list(range(len(perm))) or perm == sorted(perm):
+            continue  # (an identity perm is for `identities` to drop)
+        v = t1.outputs[0]
+        chain: list[tuple[Node, list]] = []
+        while v is not None and v not in g.outputs:
+            readers = {n for n, _ in v.uses}
+            if len(readers) != 1:
+                break
+            (u,) = readers
+            plan = _push_plan(site, u, v, perm)
+            if plan is None:
+                break
+            chain.append((u, plan))
+            v = u.outputs[0]
+        if not chain or v in g.outputs or not v.uses:
+            continue
+        ends = {n: _perm_of(n) for n, _ in v.uses}
+        if not all(_standard_here(site, n) and n.op_type == "Transpose" and q is not None
+                   and len(q) == len(perm) for n, q in ends.items()):  # fmt: skip
+            continue
+        inv = [0] * len(perm)
+        for i, p in enumerate(perm):
+            inv[p] = i
+        r = len(perm)
+        moved = [t1]
+        for u, plan in chain:
+            for i, what in plan:
+                if isinstance(what, str):
+                    if u.inputs[i] is t1.outputs[0]:
+                        u.set_input(i, t1.inputs[0])
+                elif isinstance(what, Node):
+                    u.set_input(i, what.inputs[0])
+                    moved.append(what)
+                elif what.size != 1:
+                    c = what.reshape((1,) * (r - what.ndim) + what.shape).transpose(inv)
+                    hint = u.inputs[i].name or "const"
+                    u.set_input(i, site.new_const(np.ascontiguousarray(c), hint, before=u))
+            out = u.outputs[0]
+            out.type = _permuted(out.type, inv)
+        remove_dead(g, moved)
+        for n, q in ends.items():  # each reader takes Transpose(perm) first: merged in place
+            merged = [perm[i] for i in q]
+            set_attr(n, "perm", merged)
+            if merged == sorted(merged):
+                _bypass(site, n, v)
+        done["transpose-push"] += 1
+    return done
 
 
 def drop_node(node: Node) -> None:
