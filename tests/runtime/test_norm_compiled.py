@@ -106,3 +106,22 @@ def test_numpy_where_the_kernel_does_not_apply(calls):
     for xs, scale in cases:
         _close(op(xs, scale), numpy_path(op, xs, scale), np.float32)
     assert calls == []
+
+
+def test_attention_softmax_compiled_keeps_fully_masked_rows_zero(monkeypatch):
+    """Attention's softmax runs compiled for float32; a row masked entirely is zeros there as
+    in the numpy path, a row with a NaN is NaN, the rest agree within 1e-6."""
+    from onyx.runtime.kernels.attention import _softmax_rows
+
+    monkeypatch.setattr(compiled, "enabled", True)
+    monkeypatch.setattr(compiled, "MIN_SIZE", 0)
+    s = RNG.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    s[0, 1, 2, :] = -np.inf
+    s[1, 0, 4, 3] = np.nan
+    s[1, 2, 0, :4] = -np.inf
+    got = _softmax_rows(s.copy(), guard=True)
+    want = numpy_path(lambda a: _softmax_rows(a, guard=True), s.copy())
+    np.testing.assert_array_equal(got[0, 1, 2], np.zeros(7, np.float32))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[1, 0, 4]).all()
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), atol=1e-6)

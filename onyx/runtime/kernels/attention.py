@@ -8,7 +8,7 @@ import numpy as np
 
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError
-from onyx.runtime import threads
+from onyx.runtime import compiled, threads
 from onyx.runtime.kernels._common import F64, cast, work_dtype
 from onyx.runtime.kernels.registry import SESSION_DOMAIN, kernel
 
@@ -29,7 +29,18 @@ def _heads(x: np.ndarray, num_heads: int | None, name: str) -> np.ndarray:
 
 
 def _softmax_rows(s: np.ndarray, guard: bool) -> np.ndarray:
-    """In-place softmax over the last axis; fully masked rows (all -inf) become zeros if guard."""
+    """Softmax over the last axis (in place, or compiled into a new array: use the result);
+    fully masked rows (all -inf) become zeros if guard."""
+    if s.dtype == np.float32 and s.flags.c_contiguous and compiled.kernels(s.size) is not None:
+        from onyx.runtime import _jit_exp  # each row while in cache (linalg's Softmax too)
+
+        y = threads.last_axis(_jit_exp.softmax, s)
+        if guard:  # the compiled rows whose maximum is not finite are NaN: zeros if all -inf
+            rows, ys = s.reshape(-1, s.shape[-1]), y.reshape(-1, s.shape[-1])
+            odd = np.flatnonzero(np.isnan(ys[:, 0]))
+            if odd.size:
+                ys[odd[(rows[odd] == -np.inf).all(axis=1)]] = 0
+        return y
     m = s.max(axis=-1, keepdims=True)
     if guard:
         m[~np.isfinite(m)] = 0
@@ -205,8 +216,7 @@ class _Attention:
             except ValueError:
                 raise KernelError(f"attn_mask of shape {mask.shape} does not broadcast to "
                                   f"{(b, hq, sq, total)}") from None  # fmt: skip
-        _softmax_rows(scores, guard)
-        probs = scores.reshape(b * hkv, group * sq, total)
+        probs = _softmax_rows(scores, guard).reshape(b * hkv, group * sq, total)
         y = np.empty((b * hkv, group * sq, dv), qh.dtype)
         threads.batched_matmul(probs, _stack(vh, total, dv), y)
         y = y.reshape(b, hq, sq, dv)
