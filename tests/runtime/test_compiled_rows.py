@@ -1,5 +1,6 @@
-"""LayerNormalization and RMSNormalization's compiled row kernels (``_jit.layer_norm``,
-``_jit.rms_norm``; numba, a test extra) against their numpy path, and where each applies."""
+"""Compiled row kernels against their numpy paths: LayerNormalization and RMSNormalization
+(``_jit.layer_norm``, ``_jit.rms_norm``; numba, a test extra), where each applies, and the
+compiled softmax inside Attention."""
 
 import numpy as np
 import pytest
