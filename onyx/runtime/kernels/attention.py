@@ -56,9 +56,12 @@ def _softmax_rows(s: np.ndarray, guard: bool) -> np.ndarray:
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _additive(mask: np.ndarray, dtype: np.dtype, total: int) -> bool:
-    """Whether ``mask`` is an additive mask of ``dtype`` covering all ``total`` keys."""
-    return mask.dtype == dtype and mask.ndim <= 4 and (mask.ndim == 0 or mask.shape[-1] == total)
+def _covering(mask: np.ndarray, dtype: np.dtype, total: int) -> bool:
+    """Whether ``mask`` is a boolean mask or an additive one of ``dtype``, covering all
+    ``total`` keys."""
+    return (mask.dtype == dtype or mask.dtype == np.bool_) and mask.ndim <= 4 and (
+        mask.ndim == 0 or mask.shape[-1] == total
+    )
 
 
 def _stack(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -178,7 +181,8 @@ class _Attention:
 
     def _plain(self, q, mask, past, nonpad, total) -> bool:
         """Whether the run is the common case ``_fast`` computes: float32/64, no cache, no
-        bounds, no softcap, no requested scores, a mask absent or additive of q's type."""
+        bounds, no softcap, no requested scores, a mask absent, boolean or additive of q's
+        type."""
         return (
             q.dtype in _FAST_DTYPES
             and not self.want_qk
@@ -188,7 +192,7 @@ class _Attention:
             and not self.is_causal
             and not (self.has_window and (self.left >= 0 or self.right >= 0))
             and (self.softmax_dtype is None or self.softmax_dtype == q.dtype)
-            and (mask is None or _additive(mask, q.dtype, total))
+            and (mask is None or _covering(mask, q.dtype, total))
         )
 
     def _fast(self, qh, kh, vh, mask, rank):
@@ -210,6 +214,8 @@ class _Attention:
                                _stack(kh.swapaxes(-1, -2), d, total), scores)  # fmt: skip
         scores = scores.reshape(b, hq, sq, total)
         guard = mask is not None
+        if guard and mask.dtype == np.bool_:  # (the mask's own shape: one row per query at most)
+            mask = np.where(mask, dt(0), dt(-np.inf))
         if guard:
             try:
                 np.add(scores, mask, out=scores)
