@@ -54,7 +54,8 @@ class TorchProvider:
         # outputs declared as tensors numpy holds as torch does: handed over by .numpy() alone
         self.plain_outputs = self.on_cpu and all(
             getattr(getattr(v, "type", None), "dtype", None) is not None
-            and v.type.dtype.name in _SHARED and not v.type.dtype.name.startswith("COMPLEX")
+            and v.type.dtype.name in _SHARED
+            and not v.type.dtype.name.startswith("COMPLEX")
             for v in model.graph.outputs
         )
         # storages an output may share: the module's own (a graph output that is a weight)

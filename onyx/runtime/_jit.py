@@ -681,7 +681,6 @@ def depthwise(xp, w, y, c0, c1, mult, sh, sw, dh, dw):
                                 target[dst + t] += rows[src + t] * wv
 
 
-
 @njit(**_OPTIONS)
 def depthwise_channels_last(xl, wl, yl, c0, c1, sh, sw, dh, dw):
     """Channels c0..c1 of a depthwise 2-D convolution in channel-last layout: yl (N, Ho, Wo, C)
@@ -710,7 +709,6 @@ def depthwise_channels_last(xl, wl, yl, c0, c1, sh, sw, dh, dw):
                         else:
                             for t in range(span):
                                 target[out + t] += source[src + t] * weights[tap + t]
-
 
 
 _TILE = 16  # channels x pixels of a layout change done while both sides are in cache

@@ -165,7 +165,7 @@ def _gelu_erf_combine(x, y, p, scale, inner, outer):
         held = a if a > _ONE else _ONE  # noqa: FURB136
         held = held if held < _F(4.0) else _F(4.0)  # noqa: FURB136
         far = _ONE - _horner9(outer, _ONE / held) * (p[i] * scale[i])
-        far = far if z >= _ZERO else -far  # noqa: FURB136
+        far = far if z >= _ZERO else -far
         e = far if a >= _ONE else near  # (NaN: a >= 1 is false, and near is NaN)
         y[i] = _HALF * v * (_ONE + e)
 

@@ -59,8 +59,10 @@ _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def _covering(mask: np.ndarray, dtype: np.dtype, total: int) -> bool:
     """Whether ``mask`` is a boolean mask or an additive one of ``dtype``, covering all
     ``total`` keys."""
-    return (mask.dtype == dtype or mask.dtype == np.bool_) and mask.ndim <= 4 and (
-        mask.ndim == 0 or mask.shape[-1] == total
+    return (
+        (mask.dtype == dtype or mask.dtype == np.bool_)
+        and mask.ndim <= 4
+        and (mask.ndim == 0 or mask.shape[-1] == total)
     )
 
 

@@ -15,8 +15,9 @@ import numpy as np
 from onyx.errors import KernelError, UnsupportedError
 from onyx.runtime.kernels.registry import kernel
 
-_LOW_PRECISION = frozenset({"float16", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz",
-                            "float8_e5m2", "float8_e5m2fnuz"})  # (by name: see math.py's _LOW)
+_LOW_PRECISION = frozenset(
+    {"float16", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz"}
+)  # (by name: see math.py's _LOW)
 
 
 def _work_dtype(dtype: np.dtype, op: str) -> np.dtype:
