@@ -374,7 +374,16 @@ def rows(
 
 def elementwise(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
     """``fn(x)`` for an elementwise ``fn`` (each output element from its input element only),
-    split over the current pool in chunks of the flattened ``x`` when it is worth it."""
+    split over the current pool in chunks of the flattened ``x`` when it is worth it.
+
+    A transposed view of a dense array (Segformer's tokens, a convolution's output read
+    channel-last) is worked on in its memory order, the result given the same layout: the
+    kernels' contiguous paths apply, with no copy."""
+    if type(x) is np.ndarray and x.ndim > 1 and not x.flags.c_contiguous:
+        order = sorted(range(x.ndim), key=lambda axis: -x.strides[axis])
+        dense = x.transpose(order)
+        if dense.flags.c_contiguous:
+            return elementwise(fn, dense).transpose(np.argsort(order))
     found = current()
     if (
         found is None

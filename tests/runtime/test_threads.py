@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -237,3 +238,35 @@ def test_depthwise_conv_split_by_channels_gives_the_serial_bits(c, hw):
     windows = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))[:, :, ::2, ::2]
     want = np.einsum("nchwij,cij->nchw", windows, w[:, 0].astype(np.float64))
     np.testing.assert_allclose(two.astype(np.float64), want, rtol=1e-5, atol=1e-5)
+
+
+def test_elementwise_works_on_a_transposed_view_in_its_memory_order():
+    """A transposed view of a dense array reaches the kernel contiguous (its compiled path),
+    and the result has the view's shape and values; any other layout reaches it as it is."""
+    seen = []
+
+    def double(part):
+        seen.append(part.flags.c_contiguous)
+        return part * 2
+
+    base = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    view = base.transpose(0, 2, 1)
+    y = threads.elementwise(double, view)
+    assert y.shape == view.shape and seen == [True]
+    np.testing.assert_array_equal(y, view * 2)
+    strided = base[:, ::2]
+    np.testing.assert_array_equal(threads.elementwise(double, strided), strided * 2)
+    assert seen == [True, False]
+    sess_x = np.random.default_rng(0).standard_normal((1, 64, 300)).astype(np.float32)
+    gelu = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
+         helper.make_node("Gelu", ["t"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", 1, [1, 64, 300])],
+        [helper.make_tensor_value_info("y", 1, None)],
+    )  # fmt: skip
+    model = helper.make_model(gelu, opset_imports=[helper.make_opsetid("", 20)])
+    (got,) = onyx.InferenceSession(model.SerializeToString()).run(None, {"x": sess_x})
+    t = sess_x.transpose(0, 2, 1).astype(np.float64)
+    want = 0.5 * t * (1 + np.vectorize(math.erf)(t / math.sqrt(2)))
+    assert got.flags.c_contiguous and got.shape == (1, 300, 64)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
