@@ -99,7 +99,6 @@ def test_numpy_where_the_kernel_does_not_apply(calls):
     x = RNG.standard_normal((4, 8, 6)).astype(np.float32)
     op = LayerNormalization(axis=-1)
     cases = [
-        (x.transpose(0, 2, 1).copy().transpose(0, 2, 1), np.ones(6, np.float32)),  # a strided x
         (x, np.ones((1, 6), np.float32)),  # a scale that broadcasts
         (x, np.ones(6, np.float64)),  # a scale of another type
         (x.astype(np.float16), np.ones(6, np.float16)),  # computed in float32, stored in float16
@@ -126,3 +125,14 @@ def test_attention_softmax_compiled_keeps_fully_masked_rows_zero(monkeypatch):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     assert np.isnan(got[1, 0, 4]).all()
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), atol=1e-6)
+
+
+def test_a_view_in_another_order_is_copied_once_and_runs_compiled(calls):
+    """ConvNeXt's LayerNormalization reads a channel-last view of a convolution's output."""
+    x = RNG.standard_normal((2, 6, 5, 7)).astype(np.float32).transpose(0, 2, 3, 1)
+    scale, bias = RNG.standard_normal(6).astype(np.float32), np.ones(6, np.float32)
+    op = LayerNormalization()
+    _close(op(x, scale, bias), numpy_path(op, x, scale, bias), np.float32)
+    rms = RMSNormalization()
+    _close([rms(x, scale)], [numpy_path(rms, x, scale)], np.float32)
+    assert calls == ["layer_norm", "rms_norm"]

@@ -171,11 +171,10 @@ class Einsum:
 # their function bodies do (the official fp16 cases expect exactly that; one rounding at the end
 # differs from them by an ulp in places).
 def _softmax(x, axis):
-    if (axis == x.ndim - 1 and x.dtype == np.float32 and x.flags.c_contiguous
-            and compiled.kernels(x.size) is not None):  # fmt: skip
+    if axis == x.ndim - 1 and x.dtype == np.float32 and compiled.kernels(x.size) is not None:
         from onyx.runtime import _jit_exp  # each row in cache: 3-5x numpy's five passes
 
-        return _jit_exp.softmax(x)
+        return _jit_exp.softmax(np.ascontiguousarray(x))  # (a view in another order: one copy)
     with np.errstate(invalid="ignore"):  # rows of -inf give NaN, as in onnxruntime
         e = x - x.max(axis=axis, keepdims=True)
         np.exp(e, out=e)

@@ -196,10 +196,11 @@ def _stash(stash_type: int, xdtype: np.dtype) -> tuple[np.dtype, np.dtype]:
 
 
 def _compiled_rows(x, wt, axis, *params):
-    """(the compiled kernels, rows, row width) where a Layer/RMS normalization of ``x`` over
-    dims [axis, rank) can run compiled, row by row: x C-contiguous in the type it computes in,
+    """(the compiled kernels, x C-contiguous, rows, row width) where a Layer/RMS normalization
+    of ``x`` over dims [axis, rank) can run compiled, row by row: x in the type it computes in
+    (copied once to C order if it is a view in another: ConvNeXt's channel-last activations),
     each parameter (None: absent) of that type and exactly the normalized dims' shape."""
-    if x.dtype != wt or not x.flags.c_contiguous or x.size == 0:
+    if x.dtype != wt or x.size == 0:
         return None
     normalized = x.shape[axis:]
     if any(p is not None and (p.dtype != wt or p.shape != normalized) for p in params):
@@ -208,7 +209,7 @@ def _compiled_rows(x, wt, axis, *params):
     if jit is None:
         return None
     width = int(np.prod(normalized, dtype=np.int64))
-    return jit, x.size // width, width
+    return jit, np.ascontiguousarray(x), x.size // width, width
 
 
 @kernel("LayerNormalization", 1, domain=SESSION_DOMAIN)
@@ -225,7 +226,7 @@ class LayerNormalization:
         stat_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
         rows = _compiled_rows(x, wt, axis, scale, b)
         if rows is not None:
-            jit, outer, width = rows
+            jit, x, outer, width = rows
             y, mean, inv = np.empty_like(x), np.empty(outer, wt), np.empty(outer, wt)
             bias = np.zeros(width, wt) if b is None else b
             consts = np.array([1 / width, self.epsilon, 1], wt)
@@ -264,7 +265,7 @@ class RMSNormalization:
         wt, _ = _stash(self.stash_type, x.dtype)
         rows = _compiled_rows(x, wt, axis, scale)
         if rows is not None:
-            jit, outer, width = rows
+            jit, x, outer, width = rows
             y = np.empty_like(x)
             consts = np.array([1 / width, self.epsilon, 1], wt)
             flat = (x.reshape(-1), scale.reshape(-1), y.reshape(-1))
