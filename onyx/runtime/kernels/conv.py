@@ -186,7 +186,7 @@ class _ConvGeometry:
         return k, s, d, pb, pe, out, pointwise
 
 
-_NARROW_PLANE = 16  # output width up to which a depthwise convolution runs channel-last
+_NARROW_PLANE = 8  # output width up to which a depthwise convolution runs channel-last
 
 
 def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
@@ -219,8 +219,8 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
         same = x.dtype == w_depthwise.dtype and x.dtype in compiled.DTYPES
         jit = compiled.kernels(work) if same and len(out) == 2 else None
         if jit is not None and mg == 1 and out[1] <= _NARROW_PLANE and acc.shape[1] >= 64:
-            # narrow planes channel-last, the channels innermost (2-4x the plane kernel on
-            # EfficientNet's and MobileNetV2's 14x14 and 7x7 layers, slower from 28x28 on)
+            # narrow planes channel-last, the channels innermost (1.5x the plane kernel on
+            # EfficientNet's and MobileNetV2's 7x7 layers, slower from 14x14 on)
             padded = tuple(size + b + e for size, b, e in zip(x.shape[2:], pb, pe))
             check_allocation((n, *padded, c), x.dtype)
             xl = np.empty((n, *padded, c), x.dtype)
@@ -231,13 +231,14 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
                          lambda c0, c1: jit.depthwise_channels_last(xl, wl, yl, c0, c1, *s, *d))  # fmt: skip
             jit.from_channels_last(yl, acc)
             return acc
+        if jit is not None:  # padded as it goes, plane by plane: 3-10x numpy's
+            w3 = w_depthwise.reshape(-1, *k)
+            x = np.ascontiguousarray(x)
+            threads.rows(acc.shape[1], work,
+                         lambda c0, c1: jit.depthwise(x, w3, acc, c0, c1, mg, *s, *d, *pb))  # fmt: skip
+            return acc
     xp = pad_input(x, pb, pe)
     if w_depthwise is not None:
-        if jit is not None:  # one pass per tap over each channel's plane: 3-5x numpy's
-            xp, w3 = np.ascontiguousarray(xp), w_depthwise.reshape(-1, *k)
-            threads.rows(acc.shape[1], work,
-                         lambda c0, c1: jit.depthwise(xp, w3, acc, c0, c1, mg, *s, *d))  # fmt: skip
-            return acc
         mult = mg
         if mult != 1:
             xp = np.repeat(xp, mult, axis=1)

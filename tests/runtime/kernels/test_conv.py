@@ -290,6 +290,11 @@ def test_convolution_leaves_an_epilogue_that_does_not_fit_to_its_caller():
         (2, 24, 1, 28, (5, 5), [2, 2], [2, 1, 2, 1], [1, 1], np.float32),  # stride 2, odd pads
         (1, 16, 2, 30, (3, 5), [1, 2], [0, 2, 1, 0], [2, 1], np.float32),  # multiplier, dilation
         (1, 20, 1, 33, (7, 7), [1, 1], [3, 3, 3, 3], [1, 1], np.float64),
+        (1, 8, 1, 31, (3, 3), [2, 2], [1, 1, 1, 1], [1, 1], np.float32),  # odd width, stride 2
+        (1, 6, 2, 21, (4, 4), [3, 3], [0, 2, 3, 1], [1, 1], np.float32),  # stride 3, even kernel
+        (1, 5, 1, 17, (3, 3), [2, 1], [1, 0, 0, 1], [2, 3], np.float32),  # stride down, dilated
+        (1, 4, 1, 12, (1, 1), [2, 2], [1, 1, 1, 1], [1, 1], np.float32),  # 1x1 with padding
+        (1, 4, 1, 18, (3, 3), [4, 4], [0, 0, 0, 0], [1, 1], np.float64),  # rows left unread
         # narrow planes with many channels: the channel-last kernel
         (2, 96, 1, 7, (5, 5), [1, 1], [2, 2, 2, 2], [1, 1], np.float32),
         (1, 80, 1, 14, (3, 3), [2, 2], [1, 0, 1, 0], [1, 1], np.float32),
