@@ -212,6 +212,15 @@ class Epilogue:
         ):
             rows = y.shape[0] * y.shape[1]
             width = y.size // rows if rows else 0
+            pool = threads.current()
+            if pool is not None and pool.native is not None and rows > 1:
+                codes, with_full, params, full = self.native_program(y)
+                y2d = y.reshape(rows, width)
+                source2d = y2d if source is None else source.reshape(rows, width)
+                parts = min(rows, pool.size * max(1, y.nbytes // _REGION_BYTES))
+                pool.native.kernels.program_bands(y2d, source2d, source is not None, full,
+                                                  y.shape[1], codes, with_full, params, parts)  # fmt: skip
+                return
             threads.rows(rows, y.size,
                          lambda r0, r1: self._run_program(y, source, r0, r1, 0, width))  # fmt: skip
             return
@@ -222,6 +231,22 @@ class Epilogue:
                 self.apply(y, region, source)
         else:
             pool.run(lambda region: self.apply(y, region, source), parts)
+
+    def native_program(self, y: np.ndarray) -> tuple | None:
+        """The prepared steps as arguments for the kernels of _jit_par.py (codes, with_full,
+        params, the full operand as (rows, width)), for a C-contiguous ``y`` (N, C, ...);
+        no stages where there are no steps; None where the steps are not one compiled
+        program."""
+        if not y.flags.c_contiguous or y.ndim < 2:
+            return None
+        rows = y.shape[0] * y.shape[1]
+        if not self._ops:
+            flat = y.reshape(rows, -1)
+            return (_NO_CODES, _NO_FULL, np.zeros((0, 4, y.shape[1]), y.dtype), flat)
+        if self._program is None:
+            return None
+        codes, with_full, params, full = self._program
+        return codes, with_full, params, (y if full is None else full).reshape(rows, -1)
 
     def _run_program(self, y, source, row0, row1, col0, col1) -> None:
         codes, with_full, params, full = self._program
@@ -313,6 +338,7 @@ def _stages(steps, channels: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarr
     return codes[:count], with_full[:count], params[:count]
 
 
+_NO_CODES, _NO_FULL = np.zeros(0, np.int8), np.zeros(0, np.bool_)  # a program of no stages
 _IDENTITY = np.array([[1.0], [-0.0], [-np.inf], [np.inf]])  # (m, a, lo, hi) that change nothing
 
 

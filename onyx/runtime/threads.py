@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import logging
 import os
 import queue
 import threading
@@ -34,6 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from onyx.runtime import compiled
+
+log = logging.getLogger("onyx")
 _CURRENT: contextvars.ContextVar[Pool | None] = contextvars.ContextVar("onyx_pool", default=None)
 _INSIDE = threading.local()  # set in a thread while it runs a part: nested splits run serially
 # Parts below this many multiply-adds (or elements, for memory-bound work) are not worth a
@@ -97,7 +101,12 @@ class _Batch:
 
 
 class Pool:
-    """``size`` threads: the caller of ``run`` and ``size - 1`` workers, started at first use."""
+    """``size`` threads: the caller of ``run`` and ``size - 1`` workers, started at first use.
+
+    ``native``: None, or the ``Native`` kernels whose splits run on numba's threads instead
+    (``NativePool``)."""
+
+    native: Native | None = None
 
     def __init__(self, size: int):
         self.size = max(1, int(size))
@@ -140,14 +149,33 @@ class Pool:
             raise batch.error
 
 
+class NativePool(Pool):
+    """A pool whose hot kernels (GEMMs, convolutions, epilogues) split over numba's threads
+    (``native``), which spin between parts. The other kernels' parts run one after another on
+    the calling thread: Python workers woken beside numba's spinning threads would share a core
+    with one of them."""
+
+    def __init__(self, size: int, native: Native):
+        super().__init__(size)
+        self.native = native
+
+    def run(self, fn: Callable, parts: Sequence[tuple]) -> None:
+        for part in parts:
+            fn(*part)
+
+
 _POOLS: dict[int, Pool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
 def _after_fork() -> None:
-    """In a forked child the workers are gone: pools start new ones at their next use."""
+    """In a forked child the workers are gone: pools start new ones at their next use. numba's
+    threads are not used there (its OpenMP layer may hang in a child of a process that ran it):
+    the child's sessions use the Python pool."""
     global _POOLS_LOCK
     _POOLS_LOCK = threading.Lock()
+    _NATIVE.refused = "in a process forked from one that had started numba's threads"
+    _NATIVE.kernels = None
     for found in _POOLS.values():
         found._queue, found._workers, found._lock = queue.SimpleQueue(), [], threading.Lock()
     _BLAS.lock, _BLAS.active, _BLAS.saved = threading.Lock(), 0, []
@@ -257,10 +285,173 @@ def _blas_libraries() -> list[tuple[Callable, Callable]]:
 _BLAS = _Blas()
 
 
+# --- numba's threads -----------------------------------------------------------------------
+class Native:
+    """numba's threads as a pool's (the kernels of _jit_par.py) and the CBLAS GEMMs they call,
+    by dtype: (function, its 1, its 0)."""
+
+    def __init__(self, kernels: Any, gemms: dict[np.dtype, tuple[Any, Any, Any]]):
+        self.kernels = kernels
+        self.gemms = gemms
+
+    def enter(self, size: int) -> int:
+        """Set numba's thread count for this thread's parallel regions; the count it had."""
+        import numba
+
+        before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(size, numba.config.NUMBA_NUM_THREADS)))
+        return before
+
+    def exit(self, before: int) -> None:
+        import numba
+
+        numba.set_num_threads(before)
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
+        """out = a @ b (2-D) over numba's threads, split along the larger of M and N (each part
+        packs the whole of the operand it does not split); False where BLAS cannot take these
+        operands as they are laid out."""
+        found = self.gemms.get(a.dtype)
+        if found is None or not (b.dtype == out.dtype == a.dtype) or out.strides[1] != out.itemsize:
+            return False
+        ta, tb = _cblas_layout(a), _cblas_layout(b)
+        if ta is None or tb is None or out.strides[0] < out.shape[1] * out.itemsize:
+            return False
+        gemm, one, zero = found
+        self.kernels.gemm(gemm, a, b, out, *ta, *tb, parts, a.shape[0] >= b.shape[1], one, zero)
+        return True
+
+    def stacked_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
+        """out[i] = a[i] @ (b[i] or b) for C-contiguous 3-D ``a`` and ``out``, by bands of the
+        stack; False where the operands are not laid out for it."""
+        found = self.gemms.get(a.dtype)
+        stacked = b.ndim == 3
+        if (
+            found is None
+            or not (b.dtype == out.dtype == a.dtype)
+            or a.ndim != 3
+            or not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous)
+            or (stacked and b.shape[0] != a.shape[0])
+        ):
+            return False
+        gemm, one, zero = found
+        self.kernels.gemm_stack(gemm, a, b, out, stacked, parts, one, zero)
+        return True
+
+
+def _cblas_layout(x: np.ndarray) -> tuple[int, int] | None:
+    """(CBLAS's transpose flag, leading dimension) that read the 2-D ``x`` as it is laid out in
+    memory (rows or columns of unit stride, a whole number of elements apart, none overlapping);
+    None where BLAS cannot."""
+    size = x.itemsize
+    rows, cols = x.shape
+    row, col = x.strides
+    if (col == size or cols == 1) and row % size == 0 and row >= max(1, cols) * size:
+        return 111, row // size  # CblasNoTrans
+    if (row == size or rows == 1) and col % size == 0 and col >= max(1, rows) * size:
+        return 112, col // size  # CblasTrans: x's transpose is laid out by rows
+    return None
+
+
+class _NativeLoader:
+    """``native()``'s state: the kernels once loaded, or why they were refused."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.kernels: Native | None = None
+        self.refused: str | None = None
+
+
+_NATIVE = _NativeLoader()
+
+
+def native() -> Native | None:
+    """numba's threads for the pools, or None where they cannot serve: numba missing or the
+    compiled kernels off, no CBLAS GEMM found in the BLAS numpy loaded, or a threading layer
+    that several Python threads may not enter at once (numba's workqueue; its OpenMP and TBB
+    layers may). Loaded once per process (numba's threads started then); the reason for a
+    refusal is logged once."""
+    if _NATIVE.kernels is not None or _NATIVE.refused is not None:
+        return _NATIVE.kernels
+    with _NATIVE.lock:
+        if _NATIVE.kernels is None and _NATIVE.refused is None:
+            try:
+                _NATIVE.kernels = _load_native()
+            except _Refused as e:
+                _NATIVE.refused = str(e)
+            except Exception as e:  # noqa: BLE001 - numba failing to compile or start threads
+                _NATIVE.refused = f"{type(e).__name__}: {e}"
+            if _NATIVE.refused is not None:
+                log.info("onyx: the pool's threads are Python threads (%s)", _NATIVE.refused)
+    return _NATIVE.kernels
+
+
+class _Refused(Exception):
+    pass
+
+
+def _load_native() -> Native:
+    from onyx.runtime import compiled
+
+    if compiled.kernels(compiled.MIN_SIZE) is None:
+        raise _Refused("numba missing or the compiled kernels off")
+    gemms = _cblas_gemms()
+    if not gemms:
+        raise _Refused("no CBLAS GEMM found in the BLAS numpy loaded")
+    import numba
+
+    from onyx.runtime import _jit_par
+
+    # one region, alone, starts numba's threads: only then does numba say which layer it took
+    rows = np.zeros((1, 1), np.float32)
+    _jit_par.program_bands(rows, rows, False, rows, 1, np.zeros(0, np.int8),
+                           np.zeros(0, np.bool_), np.zeros((0, 4, 1), np.float32), 1)  # fmt: skip
+    layer = numba.threading_layer()
+    if layer not in ("omp", "tbb"):
+        raise _Refused(f"numba's {layer} threading layer cannot be entered from two threads")
+    return Native(_jit_par, gemms)
+
+
+def _cblas_gemms() -> dict[np.dtype, tuple[Any, Any, Any]]:
+    """The CBLAS sgemm and dgemm of the first OpenBLAS loaded (through threadpoolctl, which
+    finds its symbols' prefix and suffix: numpy's wheels bundle an ILP64 build whose names
+    end in 64_), typed for numba to call; {} where they are not found."""
+    import ctypes
+
+    try:
+        import threadpoolctl
+
+        found = threadpoolctl.ThreadpoolController().select(internal_api="openblas")
+        libraries = found.lib_controllers
+    except Exception:  # noqa: BLE001 - not installed, or a library it cannot inspect
+        return {}
+    for lib in libraries:
+        symbol, suffix = getattr(lib, "_get_symbol", None), getattr(lib, "_symbol_suffix", None)
+        if symbol is None or suffix is None:
+            continue
+        index = ctypes.c_int64 if "64" in suffix else ctypes.c_int32
+        gemms = {}
+        for dtype, name, real in ((np.float32, "cblas_sgemm", ctypes.c_float),
+                                  (np.float64, "cblas_dgemm", ctypes.c_double)):  # fmt: skip
+            gemm = symbol(name)
+            if gemm is None:
+                break
+            pointer = ctypes.c_void_p
+            gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, index, index, index, real,
+                             pointer, index, pointer, index, real, pointer, index]  # fmt: skip
+            gemm.restype = None
+            gemms[np.dtype(dtype)] = (gemm, dtype(1), dtype(0))
+        else:
+            return gemms
+    return {}
+
+
 class Threads:
     """A session's threads: ``with threads():`` around a run makes its pool ``current()``."""
 
-    def __init__(self, intra_op_num_threads: int = 0):
+    def __init__(self, intra_op_num_threads: int = 0, native_threads: bool = True):
+        """``native_threads=False``: the pool's threads are Python threads even where numba's
+        could serve (for comparisons)."""
         if intra_op_num_threads == 0:
             # The default, until the pool is measured ahead on more cores: BLAS's own threads
             # run the GEMMs, the rest runs on the calling thread. On this project's 2-core
@@ -268,9 +459,13 @@ class Threads:
             self.size, self.pool, self.splits_gemms = 1, pool(1), False
             return
         self.size = intra_op_num_threads
-        self.pool = pool(intra_op_num_threads)
         # GEMMs are split over the pool only where BLAS can be held to one thread meanwhile
         self.splits_gemms = _BLAS.controllable()
+        wanted = native_threads and intra_op_num_threads > 1 and self.splits_gemms
+        found = native() if wanted else None
+        self.pool = pool(intra_op_num_threads) if found is None else NativePool(
+            intra_op_num_threads, found
+        )
 
     def __call__(self) -> _Run:
         return _Run(self)
@@ -279,7 +474,7 @@ class Threads:
 class _Run:
     """The context of one run (a class: contextlib's generator took 5 us a run)."""
 
-    __slots__ = ("threads", "token")
+    __slots__ = ("count", "threads", "token")
 
     def __init__(self, threads: Threads):
         self.threads = threads
@@ -288,9 +483,13 @@ class _Run:
         self.token = _CURRENT.set(self.threads.pool)
         if self.threads.splits_gemms:
             _BLAS.enter()
+        if self.threads.pool.native is not None:
+            self.count = self.threads.pool.native.enter(self.threads.size)
         return self.threads.pool
 
     def __exit__(self, *exc: object) -> None:
+        if self.threads.pool.native is not None:
+            self.threads.pool.native.exit(self.count)
         if self.threads.splits_gemms:
             _BLAS.exit()
         _CURRENT.reset(self.token)
@@ -324,11 +523,15 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     found = current()
     m, k = a.shape
     n = b.shape[1]
-    if found is None or found.size == 1 or m * k * n < MIN_FLOPS * 2 or not splits_gemms():
+    # (a product of few rows by a large weight is bound by reading the weight: split too)
+    small = m * k * n < MIN_FLOPS * 2 and k * n < MIN_ELEMENTS * 4
+    if found is None or found.size == 1 or small or not splits_gemms():
         return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((m, n), np.result_type(a, b))
     parts = found.size
+    if found.native is not None and found.native.matmul(a, b, out, parts):
+        return out
     # each part packs the whole of the operand it does not split: rows share out A and pack
     # all of B, columns the reverse, so the split goes along the larger of M and N (BERT's
     # 128-row products by 768x3072 weights: 155 -> 173 GF/s on 2 threads by columns)
@@ -351,6 +554,8 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     flops = a.size * b.shape[-1]
     if found is None or found.size == 1 or count < 2 or flops < MIN_FLOPS * 2 or not splits_gemms():
         return np.matmul(a, b, out=out)
+    if found.native is not None and found.native.stacked_matmul(a, b, out, found.size):
+        return out
     stacked = b.ndim == a.ndim and b.shape[0] == count
 
     def part(i0, i1):
@@ -361,20 +566,35 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def rows(
-    count: int, work: int, fn: Callable[[int, int], None], minimum: int = MIN_ELEMENTS
+    count: int,
+    work: int,
+    fn: Callable[[int, int], None],
+    minimum: int = MIN_ELEMENTS,
+    native: Callable[[Any, int], None] | None = None,
 ) -> None:
     """``fn(r0, r1)`` over ``count`` rows, split in bands over the current pool when ``work``
-    (elements touched in all) is worth it."""
+    (elements touched in all) is worth it. ``native(kernels, parts)``: the same over numba's
+    threads (a kernel of _jit_par.py, in ``parts`` bands), where the pool has them."""
     found = current()
     if found is None or found.size == 1 or count < 2 or work < minimum * 2:
         fn(0, count)
         return
-    found.run(fn, bands(count, min(found.size, work // minimum)))
+    parts = min(found.size, work // minimum, count)
+    if found.native is not None and native is not None:
+        native(found.native.kernels, parts)
+        return
+    found.run(fn, bands(count, parts))
 
 
-def elementwise(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+def elementwise(
+    fn: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    native: Callable[[Any, np.ndarray, np.ndarray, int], None] | None = None,
+) -> np.ndarray:
     """``fn(x)`` for an elementwise ``fn`` (each output element from its input element only),
     split over the current pool in chunks of the flattened ``x`` when it is worth it.
+    ``native(kernels, x, y, parts)``: ``fn``'s compiled float32 form over numba's threads into
+    ``y`` (flat, both), where the pool has them.
 
     A transposed view of a dense array (Segformer's tokens, a convolution's output read
     channel-last) is worked on in its memory order, the result given the same layout: the
@@ -383,8 +603,21 @@ def elementwise(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.nda
         order = sorted(range(x.ndim), key=lambda axis: -x.strides[axis])
         dense = x.transpose(order)
         if dense.flags.c_contiguous:
-            return elementwise(fn, dense).transpose(np.argsort(order))
+            return elementwise(fn, dense, native).transpose(np.argsort(order))
     found = current()
+    if (
+        found is not None
+        and found.native is not None
+        and native is not None
+        and type(x) is np.ndarray
+        and x.dtype == np.float32
+        and x.flags.c_contiguous
+        and x.size >= 2 * MIN_ELEMENTS
+        and compiled.kernels(x.size) is not None
+    ):
+        y = np.empty_like(x)
+        native(found.native.kernels, x.reshape(-1), y.reshape(-1), found.size)
+        return y
     if (
         found is None
         or found.size == 1
@@ -404,10 +637,26 @@ def elementwise(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.nda
     return np.concatenate(results).reshape(x.shape)
 
 
-def last_axis(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+def last_axis(
+    fn: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    native: Callable[[Any, np.ndarray, np.ndarray, int], None] | None = None,
+) -> np.ndarray:
     """``fn(x)`` for an ``fn`` that works along the last axis of ``x`` (each row of the result
-    from its own row only: a softmax), split over the current pool by rows when worth it."""
+    from its own row only: a softmax), split over the current pool by rows when worth it.
+    ``native(kernels, x, y, parts)`` as in ``elementwise`` (the caller checked that it applies)."""
     found = current()
+    if (
+        found is not None
+        and found.native is not None
+        and native is not None
+        and x.ndim >= 1
+        and x.size >= 2 * MIN_ELEMENTS
+        and x.flags.c_contiguous
+    ):
+        y = np.empty_like(x)
+        native(found.native.kernels, x.reshape(-1), y.reshape(-1), found.size)
+        return y
     if (
         found is None
         or found.size == 1

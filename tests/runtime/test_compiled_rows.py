@@ -15,6 +15,7 @@ RNG = np.random.default_rng(11)
 def calls(monkeypatch):
     """The compiled kernels on for small tensors; a list of the kernels' names, one per call."""
     monkeypatch.setattr(compiled, "enabled", True)
+    threads.native()  # (numba's threads' kernels bound to the kernels before they are wrapped)
     monkeypatch.setattr(compiled, "MIN_SIZE", 0)
     if compiled.kernels(0) is None:
         pytest.fail("the compiled kernels did not load (is numba installed? see the log)")
@@ -88,7 +89,7 @@ def test_split_over_the_pool_gives_the_same_bits(calls):
     scale, bias = RNG.standard_normal(256).astype(np.float32), np.ones(256, np.float32)
     op = LayerNormalization()
     alone = op(x, scale, bias)
-    with threads.Threads(2)():
+    with threads.Threads(2, native_threads=False)():
         split = op(x, scale, bias)
     for a, s in zip(alone, split, strict=True):
         np.testing.assert_array_equal(a, s)
@@ -114,6 +115,7 @@ def test_attention_softmax_compiled_keeps_fully_masked_rows_zero(monkeypatch):
     from onyx.runtime.kernels.attention import _softmax_rows
 
     monkeypatch.setattr(compiled, "enabled", True)
+    threads.native()  # (numba's threads' kernels bound to the kernels before they are wrapped)
     monkeypatch.setattr(compiled, "MIN_SIZE", 0)
     s = RNG.standard_normal((2, 3, 5, 7)).astype(np.float32)
     s[0, 1, 2, :] = -np.inf

@@ -34,7 +34,9 @@ def _softmax_rows(s: np.ndarray, guard: bool) -> np.ndarray:
     if s.dtype == np.float32 and s.flags.c_contiguous and compiled.kernels(s.size) is not None:
         from onyx.runtime import _jit_exp  # each row while in cache (linalg's Softmax too)
 
-        y = threads.last_axis(_jit_exp.softmax, s)
+        n = s.shape[-1]
+        y = threads.last_axis(_jit_exp.softmax, s,
+                              native=lambda par, x, y, parts: par.softmax_bands(x, y, n, parts))  # fmt: skip
         if guard:  # the compiled rows whose maximum is not finite are NaN: zeros if all -inf
             rows, ys = s.reshape(-1, s.shape[-1]), y.reshape(-1, s.shape[-1])
             odd = np.flatnonzero(np.isnan(ys[:, 0]))

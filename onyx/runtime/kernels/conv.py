@@ -228,14 +228,18 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
             wl = np.ascontiguousarray(w_depthwise.reshape(-1, *k).transpose(1, 2, 0))
             yl = np.empty((n, *out, c), acc.dtype)
             threads.rows(c, work,
-                         lambda c0, c1: jit.depthwise_channels_last(xl, wl, yl, c0, c1, *s, *d))  # fmt: skip
+                         lambda c0, c1: jit.depthwise_channels_last(xl, wl, yl, c0, c1, *s, *d),
+                         native=lambda par, parts: par.depthwise_last_bands(xl, wl, yl, *s, *d,
+                                                                            parts))  # fmt: skip
             jit.from_channels_last(yl, acc)
             return acc
         if jit is not None:  # padded as it goes, plane by plane: 3-10x numpy's
             w3 = w_depthwise.reshape(-1, *k)
             x = np.ascontiguousarray(x)
             threads.rows(acc.shape[1], work,
-                         lambda c0, c1: jit.depthwise(x, w3, acc, c0, c1, mg, *s, *d, *pb))  # fmt: skip
+                         lambda c0, c1: jit.depthwise(x, w3, acc, c0, c1, mg, *s, *d, *pb),
+                         native=lambda par, parts: par.depthwise_bands(x, w3, acc, mg, *s, *d,
+                                                                       *pb, parts))  # fmt: skip
             return acc
     xp = pad_input(x, pb, pe)
     if w_depthwise is not None:
@@ -282,6 +286,8 @@ def _grouped_matmul(w_gemm, cols, y, out):
 
 
 _TILE_BYTES = 1 << 20  # the im2col tile a blocked convolution keeps cache-hot
+# the fewest columns of a band's GEMM on numba's threads (fewer: split by output channels)
+_NATIVE_COLUMNS = 256
 
 
 def conv_blocked(x, w2d, plan, epilogue, y=None):
@@ -305,6 +311,19 @@ def conv_blocked(x, w2d, plan, epilogue, y=None):
     if pool is not None and pool.size > 1 and threads.splits_gemms():
         # at least two bands per thread, each band a part of the pool's work
         rows = max(1, min(rows, -(-ho * n // (2 * pool.size))))
+    program = epilogue.native_program(y)
+    if pool is not None and pool.native is not None and jit is not None and program is not None:
+        entry = pool.native.gemms.get(x.dtype)
+        if entry is not None and w2d.dtype == x.dtype and w2d.flags.c_contiguous:
+            gemm, one, zero = entry
+            blocks = 1
+            if rows * wo < _NATIVE_COLUMNS:  # small planes: whole images by bands of channels
+                rows, blocks = ho, min(m, pool.size)
+            pool.native.kernels.conv_bands(gemm, np.ascontiguousarray(x), w2d, y, *k, *s, *d,
+                                           pb[0], pb[1], rows, blocks,
+                                           pointwise and all(v == 1 for v in s), *program, one,
+                                           zero)  # fmt: skip
+            return y
     view = source = None
     if pointwise and all(v == 1 for v in s):
         source = x.reshape(n, x.shape[1], ho * wo)
@@ -376,6 +395,16 @@ def conv_batched(x, w2d, plan, epilogue, y=None):
     x = np.ascontiguousarray(x)
     jit = compiled.kernels(compiled.MIN_SIZE)
     chunk = max(1, min(n, _TILE_BYTES // (x.itemsize * depth * ho * wo)))
+    pool = threads.current()
+    program = epilogue.native_program(y)
+    if pool is not None and pool.native is not None and program is not None:
+        entry = pool.native.gemms.get(x.dtype)
+        if entry is not None and w2d.dtype == x.dtype and w2d.flags.c_contiguous:
+            gemm, one, zero = entry
+            chunk = min(chunk, -(-n // (2 * pool.size)))  # at least two chunks per thread
+            pool.native.kernels.conv_images(gemm, x, w2d, y, *k, *s, *d, pb[0], pb[1], chunk,
+                                            *program, one, zero)  # fmt: skip
+            return y
 
     def images(n0, n1):
         cols = np.empty((n1 - n0, depth, ho * wo), x.dtype)

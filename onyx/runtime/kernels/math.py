@@ -460,7 +460,12 @@ def gelu(x, *, approximate="none"):
         raise KernelError(
             f"Gelu attribute approximate must be 'none' or 'tanh', got {approximate!r}"
         )
-    return threads.elementwise(lambda part: _gelu_part(part, approximate == "tanh"), x)
+    tanh = approximate == "tanh"
+    return threads.elementwise(
+        lambda part: _gelu_part(part, tanh),
+        x,
+        native=lambda par, x1, y1, parts: par.gelu_bands(x1, y1, tanh, *_ERF32_PIECES, parts),
+    )
 
 
 def _gelu(x, approximate):
@@ -507,7 +512,7 @@ def _swish_part(x):
 @kernel("Swish", 24)
 def swish(x, *, alpha=1.0):
     if alpha == 1:
-        return threads.elementwise(_swish_part, x)
+        return threads.elementwise(_swish_part, x, native=lambda par, *args: par.swish_bands(*args))
     return threads.elementwise(lambda part: _swish(part, alpha), x)
 
 

@@ -231,7 +231,9 @@ class LayerNormalization:
             bias = np.zeros(width, wt) if b is None else b
             consts = np.array([1 / width, self.epsilon, 1], wt)
             flat = (x.reshape(-1), scale.reshape(-1), bias.reshape(-1), y.reshape(-1), mean, inv)
-            threads.rows(outer, x.size, lambda r0, r1: jit.layer_norm(*flat, width, consts, r0, r1))
+            threads.rows(outer, x.size, lambda r0, r1: jit.layer_norm(*flat, width, consts, r0, r1),
+                         native=lambda par, parts: par.layer_norm_bands(*flat, width, consts, outer,
+                                                                        parts))  # fmt: skip
             return y, cast(mean.reshape(stat_shape), st), cast(inv.reshape(stat_shape), st)
         d, mean, inv = _standardize(cast(x, wt), axis, self.epsilon)
         y = d.reshape(x.shape)
@@ -269,7 +271,9 @@ class RMSNormalization:
             y = np.empty_like(x)
             consts = np.array([1 / width, self.epsilon, 1], wt)
             flat = (x.reshape(-1), scale.reshape(-1), y.reshape(-1))
-            threads.rows(outer, x.size, lambda r0, r1: jit.rms_norm(*flat, width, consts, r0, r1))
+            threads.rows(outer, x.size, lambda r0, r1: jit.rms_norm(*flat, width, consts, r0, r1),
+                         native=lambda par, parts: par.rms_norm_bands(*flat, width, consts, outer,
+                                                                      parts))  # fmt: skip
             return y
         xf = cast(x, wt)
         outer = int(np.prod(x.shape[:axis], dtype=np.int64))

@@ -91,7 +91,9 @@ class _Pool:
         scale = np.empty((1, 1), x.dtype) if scale is None else scale
         y3 = y.reshape(n * c, *out)
         threads.rows(n * c, planes.size, lambda p0, p1: jit.pool2d(
-            planes[p0:p1], y3[p0:p1], code, *k, *s, *d, pb[0], pb[1], finish, scale))  # fmt: skip
+            planes[p0:p1], y3[p0:p1], code, *k, *s, *d, pb[0], pb[1], finish, scale),
+            native=lambda par, parts: par.pool2d_bands(
+                planes, y3, code, *k, *s, *d, pb[0], pb[1], finish, scale, parts))  # fmt: skip
         return y
 
     def counts(self, spatial, plan, include_pad):

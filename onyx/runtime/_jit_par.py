@@ -1,0 +1,253 @@
+"""Kernels split over numba's own threads (``parallel=True``): the session pool's native side.
+
+The Python pool (threads.py) hands each part of a split to a worker woken through the OS: on
+this project's 2-core VM a wake takes 20-25 us, twice per split (the worker's start, the
+caller's wait for its end), which cost more than the split saved on most of a CNN's layers.
+numba's threads (its OpenMP or TBB layer) wait spinning between parallel regions, as
+onnxruntime's do, and run the parts without the GIL. A region's parts are contiguous bands whose
+bounds depend on the part count only, each writing its own block of the result, so the result
+does not depend on which thread ran which band.
+
+GEMMs run inside the bands through the CBLAS entry point of the BLAS numpy loaded (passed in as
+a function pointer: a global one would keep numba from caching the kernels), held to one thread
+meanwhile, so BLAS's own threads never run beside these. Imported only through
+threads.native(), which checks that numba's threading layer may be entered from several Python
+threads at once (the workqueue layer may not) and that the CBLAS symbols were found.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from onyx.runtime._jit import (
+    depthwise,
+    depthwise_channels_last,
+    elementwise,
+    im2col,
+    im2col_images,
+    layer_norm,
+    pool2d,
+    rms_norm,
+)
+from onyx.runtime._jit_exp import CHUNK, _gelu_chunks, _swish_chunks, softmax_rows
+
+_PARALLEL = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
+_ROW_MAJOR, _PLAIN = 101, 111  # CBLAS: CblasRowMajor, CblasNoTrans
+
+
+@njit(inline="always")
+def _band(count, parts, p):
+    """Band p of ``parts`` near-equal contiguous bands of ``count`` items: (start, stop)."""
+    return p * count // parts, (p + 1) * count // parts
+
+
+@njit(inline="always")
+def _alive(a):
+    """A use of ``a`` after a call that reads it through a pointer: numba frees an array after
+    its last use in the code, which a pointer taken from it does not count as."""
+    return a.shape[0]
+
+
+@njit(**_PARALLEL)
+def gemm(blas, a, b, c, ta, lda, tb, ldb, parts, by_rows, one, zero):
+    """c = a @ b for 2-D ``a`` (M, K), ``b`` (K, N) and ``c`` (M, N), c's rows of unit stride,
+    a and b each read as laid out (``ta``/``tb``: CBLAS's transpose flag, ``lda``/``ldb``: its
+    leading dimension), in ``parts`` bands of rows (``by_rows``) or of columns (in multiples of
+    16, the width of BLAS's kernels)."""
+    m, k = a.shape
+    n = b.shape[1]
+    ldc = c.strides[0] // c.itemsize
+    blocks = (n + 15) // 16
+    for p in prange(parts):
+        if by_rows:
+            r0, r1 = _band(m, parts, p)
+            if r1 > r0:
+                blas(_ROW_MAJOR, ta, tb, r1 - r0, n, k, one, a.ctypes.data + r0 * a.strides[0],
+                     lda, b.ctypes.data, ldb, zero, c.ctypes.data + r0 * c.strides[0], ldc)  # fmt: skip
+        else:
+            b0, b1 = _band(blocks, parts, p)
+            c0, c1 = b0 * 16, min(n, b1 * 16)
+            if c1 > c0:
+                blas(_ROW_MAJOR, ta, tb, m, c1 - c0, k, one, a.ctypes.data, lda,
+                     b.ctypes.data + c0 * b.strides[1], ldb, zero,
+                     c.ctypes.data + c0 * c.strides[1], ldc)  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def gemm_stack(blas, a, b, c, stacked, parts, one, zero):
+    """c[i] = a[i] @ (b[i] if ``stacked`` else b) for 3-D C-contiguous ``a`` and ``c``, the
+    stack split in ``parts`` bands."""
+    count, m, k = a.shape
+    n = c.shape[2]
+    size = a.itemsize
+    for p in prange(parts):
+        i0, i1 = _band(count, parts, p)
+        for i in range(i0, i1):
+            at_b = b.ctypes.data + (i * k * n * size if stacked else 0)
+            blas(_ROW_MAJOR, _PLAIN, _PLAIN, m, n, k, one, a.ctypes.data + i * m * k * size, k,
+                 at_b, n, zero, c.ctypes.data + i * m * n * size, n)  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def conv_bands(blas, x, w, y, kh, kw, sh, sw, dh, dw, pt, pl, rows, blocks, pointwise, codes,
+               with_full, params, full, one, zero):  # fmt: skip
+    """A 2-D convolution with one group into ``y`` (N, M, Ho, Wo), in parts of ``rows``
+    output rows of an image by one of ``blocks`` bands of the M output channels: each part's
+    im2col columns (the input itself for a 1x1 stride-1 kernel), its GEMM by ``w``
+    (M, C*kh*kw) and its epilogue program (``codes``, ``with_full``, ``params``, ``full``:
+    epilogue._program; no stages: none) done while the part is in cache. Small planes split
+    by channels (``blocks`` > 1), where bands of rows would leave each GEMM a few columns."""
+    n, m, ho, wo = y.shape
+    channels = x.shape[1]
+    depth = w.shape[1]
+    size = x.itemsize
+    per_image = (ho + rows - 1) // rows
+    plane = ho * wo
+    flat = y.reshape(n * m, plane)
+    for part in prange(n * per_image * blocks):
+        i = part // (per_image * blocks)
+        r0 = part // blocks % per_image * rows
+        r1 = min(ho, r0 + rows)
+        m0, m1 = _band(m, blocks, part % blocks)
+        width = (r1 - r0) * wo
+        weights = w.ctypes.data + m0 * depth * size
+        target = y.ctypes.data + ((i * m + m0) * plane + r0 * wo) * size
+        if pointwise:
+            source = x.ctypes.data + (i * channels * plane + r0 * wo) * size
+            blas(_ROW_MAJOR, _PLAIN, _PLAIN, m1 - m0, width, depth, one, weights, depth, source,
+                 plane, zero, target, plane)  # fmt: skip
+        else:
+            cols = np.empty((depth, width), x.dtype)
+            im2col(x[i], cols, kh, kw, sh, sw, dh, dw, pt, pl, r0, r1, wo)
+            blas(_ROW_MAJOR, _PLAIN, _PLAIN, m1 - m0, width, depth, one, weights, depth,
+                 cols.ctypes.data, width, zero, target, plane)  # fmt: skip
+            _alive(cols)
+        if codes.shape[0]:
+            elementwise(flat, flat, False, full, i * m + m0, i * m + m1, r0 * wo, r1 * wo, m,
+                        codes, with_full, params)  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def conv_images(blas, x, w, y, kh, kw, sh, sw, dh, dw, pt, pl, chunk, codes, with_full, params,
+                full, one, zero):  # fmt: skip
+    """A 2-D convolution with one group of a batch of small images into ``y`` (N, M, Ho, Wo),
+    ``chunk`` images at a time: their im2col columns, a GEMM per image and the epilogue
+    program (as in ``conv_bands``) over the chunk's images, the chunks split over the
+    threads."""
+    n, m, ho, wo = y.shape
+    depth = w.shape[1]
+    plane = ho * wo
+    size = x.itemsize
+    flat = y.reshape(n * m, plane)
+    for part in prange((n + chunk - 1) // chunk):
+        n0 = part * chunk
+        n1 = min(n, n0 + chunk)
+        cols = np.empty((n1 - n0, depth, plane), x.dtype)
+        im2col_images(x[n0:n1], cols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo)
+        for i in range(n0, n1):
+            blas(_ROW_MAJOR, _PLAIN, _PLAIN, m, plane, depth, one, w.ctypes.data, depth,
+                 cols.ctypes.data + (i - n0) * depth * plane * size, plane, zero,
+                 y.ctypes.data + i * m * plane * size, plane)  # fmt: skip
+        _alive(cols)
+        if codes.shape[0]:
+            elementwise(flat, flat, False, full, n0 * m, n1 * m, 0, plane, m, codes, with_full,
+                        params)  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def depthwise_bands(x, w, y, mult, sh, sw, dh, dw, top, left, parts):
+    """``depthwise`` over ``parts`` bands of output channels."""
+    for p in prange(parts):
+        c0, c1 = _band(y.shape[1], parts, p)
+        if c1 > c0:
+            depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left)
+
+
+@njit(**_PARALLEL)
+def program_bands(y, source, copy_source, full, channels, codes, with_full, params, parts):
+    """An epilogue program (see ``conv_bands``) over the rows of ``y`` (rows, width), in
+    ``parts`` bands of rows."""
+    rows, width = y.shape
+    for p in prange(parts):
+        r0, r1 = _band(rows, parts, p)
+        if r1 > r0:
+            elementwise(y, source, copy_source, full, r0, r1, 0, width, channels, codes,
+                        with_full, params)  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def depthwise_last_bands(xl, wl, yl, sh, sw, dh, dw, parts):
+    """``depthwise_channels_last`` over ``parts`` bands of channels."""
+    channels = yl.shape[3]
+    for p in prange(parts):
+        c0, c1 = _band(channels, parts, p)
+        if c1 > c0:
+            depthwise_channels_last(xl, wl, yl, c0, c1, sh, sw, dh, dw)
+
+
+@njit(**_PARALLEL)
+def layer_norm_bands(x, scale, bias, y, mean, inv, width, consts, rows, parts):
+    """``layer_norm`` over ``parts`` bands of its ``rows`` rows."""
+    for p in prange(parts):
+        r0, r1 = _band(rows, parts, p)
+        if r1 > r0:
+            layer_norm(x, scale, bias, y, mean, inv, width, consts, r0, r1)
+
+
+@njit(**_PARALLEL)
+def rms_norm_bands(x, scale, y, width, consts, rows, parts):
+    """``rms_norm`` over ``parts`` bands of its ``rows`` rows."""
+    for p in prange(parts):
+        r0, r1 = _band(rows, parts, p)
+        if r1 > r0:
+            rms_norm(x, scale, y, width, consts, r0, r1)
+
+
+@njit(**_PARALLEL)
+def pool2d_bands(x, y, code, kh, kw, sh, sw, dh, dw, pt, pl, finish, scale, parts):
+    """``pool2d`` over ``parts`` bands of the planes of ``x`` (planes, H, W)."""
+    for p in prange(parts):
+        p0, p1 = _band(x.shape[0], parts, p)
+        if p1 > p0:
+            pool2d(x[p0:p1], y[p0:p1], code, kh, kw, sh, sw, dh, dw, pt, pl, finish, scale)
+
+
+@njit(inline="always")
+def _chunk(count, parts, p):
+    """Band p of ``parts`` of ``count`` elements, cut at multiples of 64."""
+    a, b = _band((count + 63) // 64, parts, p)
+    return a * 64, min(count, b * 64)
+
+
+@njit(**_PARALLEL)
+def swish_bands(x, y, parts):
+    """_jit_exp's Swish of the flat float32 ``x`` into ``y`` over ``parts`` bands."""
+    for p in prange(parts):
+        a, b = _chunk(x.shape[0], parts, p)
+        if b > a:
+            scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
+            _swish_chunks(x[a:b], y[a:b], scratch, bits, bits.view(np.float32))
+
+
+@njit(**_PARALLEL)
+def gelu_bands(x, y, tanh, inner, outer, parts):
+    """_jit_exp's Gelu of the flat float32 ``x`` into ``y`` over ``parts`` bands."""
+    for p in prange(parts):
+        a, b = _chunk(x.shape[0], parts, p)
+        if b > a:
+            scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
+            _gelu_chunks(x[a:b], y[a:b], scratch, bits, bits.view(np.float32), tanh, inner,
+                         outer)  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def softmax_bands(x, y, n, parts):
+    """_jit_exp's softmax of the rows of ``n`` elements of the flat float32 ``x`` into ``y``,
+    over ``parts`` bands of rows."""
+    for p in prange(parts):
+        r0, r1 = _band(x.shape[0] // n, parts, p)
+        if r1 > r0:
+            scratch, bits = np.empty(n, np.float32), np.empty(n, np.int32)
+            softmax_rows(x[r0 * n : r1 * n], y[r0 * n : r1 * n], n, scratch, bits,
+                         bits.view(np.float32))  # fmt: skip

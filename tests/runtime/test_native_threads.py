@@ -1,0 +1,208 @@
+"""The pool's native side (threads.NativePool, onyx/runtime/_jit_par.py): each kernel split over
+numba's threads gives what it gives on one thread, the same bits run after run; a process
+forked from one that started numba's threads falls back to Python threads."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import numpy as np
+import pytest
+
+from onyx.runtime import compiled, threads
+from onyx.runtime.epilogue import Epilogue
+from onyx.runtime.kernels.attention import _softmax_rows
+from onyx.runtime.kernels.math import gelu, swish
+from onyx.runtime.kernels.norm import LayerNormalization, RMSNormalization
+from onyx.runtime.kernels.registry import lookup
+
+RNG = np.random.default_rng(5)
+
+
+@pytest.fixture
+def native(monkeypatch):
+    """A run context on numba's threads (2 of them); the test is skipped, saying why, only where
+    numba's threading layer cannot be entered from two threads (its workqueue layer)."""
+    monkeypatch.setattr(compiled, "enabled", True)
+    found = threads.native()
+    if found is None:
+        reason = threads._NATIVE.refused or ""
+        if "threading layer" in reason:
+            pytest.skip(f"numba's threads refused here: {reason}")
+        pytest.fail(f"numba's threads did not load: {reason}")
+    pool = threads.Threads(2)
+    assert isinstance(pool.pool, threads.NativePool)
+    pool.calls = []  # the native kernels called, by name
+    for name in dir(found.kernels):
+        kernel = getattr(found.kernels, name)
+        py_func = getattr(kernel, "py_func", None)  # (a numba function)
+        if not name.startswith("_") and getattr(py_func, "__module__", "") == found.kernels.__name__:
+
+            def counted(*args, _kernel=kernel, _name=name):
+                pool.calls.append(_name)
+                return _kernel(*args)
+
+            monkeypatch.setattr(found.kernels, name, counted)
+    return pool
+
+
+def _both(native, fn):
+    """fn() on the calling thread alone, then twice on the native pool (on numba's threads:
+    checked)."""
+    alone = fn()
+    assert not native.calls
+    with native():
+        first = fn()
+    assert native.calls, "nothing ran on numba's threads"
+    with native():
+        second = fn()
+    native.calls.clear()
+    return alone, first, second
+
+
+def _same(native, fn):
+    alone, first, second = _both(native, fn)
+    for a, b, c in zip(_tuple(alone), _tuple(first), _tuple(second), strict=True):
+        np.testing.assert_array_equal(b, a)
+        np.testing.assert_array_equal(c, b)
+
+
+def _close(native, fn, rtol=1e-5):
+    """GEMMs: split or not, BLAS may order a sum differently; run after run, the same bits."""
+    alone, first, second = _both(native, fn)
+    for a, b, c in zip(_tuple(alone), _tuple(first), _tuple(second), strict=True):
+        scale = max(1.0, float(np.max(np.abs(a))))
+        np.testing.assert_allclose(b / scale, a / scale, rtol=0, atol=rtol)
+        np.testing.assert_array_equal(c, b)
+
+
+def _tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _conv(x, w, b=None, relu=False, **attrs):
+    op = lookup("", "Conv", 22)(**attrs)
+    if not relu:
+        return op(x, w, b)
+    epilogue = Epilogue([_relu()])
+    y = op(x, w, b, epilogue=epilogue)
+    assert epilogue.applied
+    return y
+
+
+def _relu():
+    from onyx.runtime.epilogue import Follower, Result
+
+    return Follower(((np.maximum, None, False),), lambda y: np.maximum(y, 0), (Result(),))
+
+
+@pytest.mark.parametrize(
+    "c, m, hw, kernel, pads, strides",
+    [
+        (32, 64, 56, (1, 1), [0, 0, 0, 0], [1, 1]),  # 1x1: the input is the GEMM's operand
+        (16, 32, 40, (3, 3), [1, 1, 1, 1], [1, 1]),  # im2col bands
+        (3, 32, 112, (3, 3), [1, 1, 1, 1], [2, 2]),  # a stem
+        (160, 960, 7, (1, 1), [0, 0, 0, 0], [1, 1]),  # a small plane: split by channels
+        (64, 48, 28, (3, 3), [1, 1, 1, 1], [2, 2]),  # deep: im2col, then one GEMM split
+    ],
+)
+def test_convolution_bands_with_their_epilogue(native, c, m, hw, kernel, pads, strides):
+    x = RNG.standard_normal((2, c, hw, hw)).astype(np.float32)
+    w = RNG.standard_normal((m, c, *kernel)).astype(np.float32)
+    b = RNG.standard_normal(m).astype(np.float32)
+    _close(native, lambda: _conv(x, w, b, relu=True, pads=pads, strides=strides))
+    want = np.maximum(_conv(x, w, b, pads=pads, strides=strides), 0)
+    with native():
+        np.testing.assert_allclose(_conv(x, w, b, relu=True, pads=pads, strides=strides), want,
+                                   rtol=1e-4, atol=1e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "c, hw, kernel, stride",
+    [(96, 56, 3, 1), (144, 56, 5, 2), (960, 7, 3, 1), (576, 14, 3, 2)],  # plane; channel-last
+)
+def test_depthwise_convolution_split_by_channels(native, c, hw, kernel, stride):
+    x = RNG.standard_normal((1, c, hw, hw)).astype(np.float32)
+    w = RNG.standard_normal((c, 1, kernel, kernel)).astype(np.float32)
+    pad = [kernel // 2] * 4
+    _same(native, lambda: _conv(x, w, group=c, pads=pad, strides=[stride, stride]))
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape, transpose_b",
+    [((128, 768), (768, 768), False), ((1, 1280), (1000, 1280), True), ((64, 384), (384, 196), False)],
+)
+def test_gemm_split_by_rows_or_columns(native, a_shape, b_shape, transpose_b):
+    a = RNG.standard_normal(a_shape).astype(np.float32)
+    b = RNG.standard_normal(b_shape).astype(np.float32)
+    gemm = lookup("", "Gemm", 13)
+    _close(native, lambda: gemm(a, b, transB=int(transpose_b)))
+    with native():
+        got = gemm(a, b, transB=int(transpose_b))
+    want = a.astype(np.float64) @ (b.T if transpose_b else b).astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_stacked_matmul(native):
+    a = RNG.standard_normal((12, 128, 64)).astype(np.float32)
+    b = RNG.standard_normal((12, 64, 128)).astype(np.float32)
+    matmul = lookup("", "MatMul", 13)
+    _close(native, lambda: matmul(a, b))
+    with native():
+        np.testing.assert_allclose(matmul(a, b), np.matmul(a, b), rtol=1e-4, atol=1e-4)
+
+
+def test_rows_elementwise_and_pooling(native):
+    x = RNG.standard_normal((4, 128, 768)).astype(np.float32)
+    x[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    scale, bias = RNG.standard_normal(768).astype(np.float32), RNG.standard_normal(768).astype(np.float32)
+    _same(native, lambda: LayerNormalization(axis=-1)(x, scale, bias))
+    _same(native, lambda: RMSNormalization(axis=-1)(x, scale))
+    _same(native, lambda: gelu(x))
+    _same(native, lambda: gelu(x, approximate="tanh"))
+    _same(native, lambda: swish(x))
+    scores = RNG.standard_normal((2, 12, 128, 128)).astype(np.float32)
+    _same(native, lambda: _softmax_rows(scores, guard=False))
+    planes = RNG.standard_normal((2, 64, 56, 56)).astype(np.float32)
+    average = lookup("", "AveragePool", 22)(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    _same(native, lambda: average(planes))
+
+
+def test_epilogue_program_over_bands(native):
+    y = RNG.standard_normal((2, 64, 56, 56)).astype(np.float32)
+    residual = RNG.standard_normal(y.shape).astype(np.float32)
+    from onyx.runtime.epilogue import Extra, Follower, Result
+
+    add = Follower(((np.add, Extra(0), False),), np.add, (Result(), Extra(0)))
+
+    def run():
+        epilogue = Epilogue([add, _relu()], [residual])
+        assert epilogue.prepare(y.shape, y.dtype)
+        out = y.copy()
+        epilogue.apply_all(out)
+        return out
+
+    _same(native, run)
+    np.testing.assert_array_equal(run(), np.maximum(y + residual, 0))
+
+
+def _pool_in_child(queue):
+    queue.put(type(threads.Threads(2).pool).__name__)
+
+
+def test_a_forked_child_uses_python_threads(native):
+    with native():  # numba's threads started in this process
+        _conv(np.ones((1, 8, 32, 32), np.float32), np.ones((8, 8, 3, 3), np.float32))
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_pool_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=10) == "Pool"
+
+
+def test_python_threads_on_request_and_for_one_thread():
+    assert type(threads.Threads(2, native_threads=False).pool) is threads.Pool
+    assert type(threads.Threads(1).pool) is threads.Pool
+    assert type(threads.Threads(0).pool) is threads.Pool
