@@ -50,8 +50,10 @@ class SessionOptions:
     ``add_free_dimension_override_by_name``), ``intra_op_num_threads`` (N: the threads of the
     session's pool, which kernels split their work over, BLAS held to one thread per call
     meanwhile, through threadpoolctl when it is installed, its GEMMs parts of the pool's work;
-    0, the default: no pool, BLAS's own threads run the GEMMs and the rest runs on the calling
-    thread, which measured faster on 2 cores; see ``onyx/runtime/threads.py``) and
+    the pool's threads are numba's where its threading layer allows, else Python threads; 0,
+    the default: numba's threads on the machine's physical cores, or, without them, no pool:
+    BLAS's own threads run the GEMMs and the rest runs on the calling thread, which measured
+    faster than Python threads on 2 cores; see ``onyx/runtime/threads.py``) and
     ``execution_mode`` (``ExecutionMode.ORT_SEQUENTIAL``, the default: one step at a time;
     ``ORT_PARALLEL``: steps whose inputs are ready run at once, on ``inter_op_num_threads``
     threads, 0 for the machine's physical cores; see ``onyx/runtime/interop.py``; a profiled

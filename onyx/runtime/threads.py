@@ -1,7 +1,12 @@
 """One thread pool for a session's work: kernels split their loops over it, BLAS runs inside.
 
-A session runs with a ``Pool`` of ``intra_op_num_threads`` threads (default: the machine's
-physical cores): the thread calling ``run`` and ``size - 1`` workers. Kernels that can split
+A session runs with a pool of ``intra_op_num_threads`` threads (default: the machine's
+physical cores). Where numba's threading layer allows (``native``), the pool is a
+``NativePool``: its hot kernels (GEMMs, convolutions, epilogues, norms, pooling, Gelu, Swish,
+softmax) split over numba's threads, which spin between parts (_jit_par.py), and the rest runs
+on the calling thread. Otherwise it is a ``Pool`` of Python threads: the thread calling ``run``
+and ``size - 1`` workers, woken through the OS for each split; then the default is no pool at
+all (BLAS's threads run the GEMMs, the calling thread the rest). Kernels that can split
 their work (a GEMM by rows or columns, a convolution by bands of output rows, an epilogue by
 rows, pooling by channels) ask ``current()`` for the pool and hand it the parts; each part
 writes its own block of the result, so the result does not depend on which thread ran which
@@ -25,6 +30,7 @@ neither waits on the other's (no deadlock) and the process never runs more than
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 import logging
 import os
@@ -46,8 +52,10 @@ MIN_FLOPS = 1 << 21
 MIN_ELEMENTS = 1 << 16
 
 
+@functools.cache
 def physical_cores() -> int:
-    """The physical cores this process may run on (hyperthreads not counted; 1 at least)."""
+    """The physical cores this process may run on (hyperthreads not counted; 1 at least),
+    looked up once."""
     try:
         allowed = os.sched_getaffinity(0)
     except (AttributeError, OSError):
@@ -453,11 +461,16 @@ class Threads:
         """``native_threads=False``: the pool's threads are Python threads even where numba's
         could serve (for comparisons)."""
         if intra_op_num_threads == 0:
-            # The default, until the pool is measured ahead on more cores: BLAS's own threads
-            # run the GEMMs, the rest runs on the calling thread. On this project's 2-core
-            # machine the pool took 1.05-1.33x that design's time in-model (docs/runtime.md).
-            self.size, self.pool, self.splits_gemms = 1, pool(1), False
-            return
+            # The default: numba's threads on the physical cores where they serve; else no pool
+            # (BLAS's own threads run the GEMMs, the rest runs on the calling thread): Python
+            # threads, woken through the OS, took 1.05-1.33x that time in-model on this
+            # project's 2-core machine, numba's 0.8-1.1x (docs/runtime.md, "Threads").
+            cores = physical_cores()
+            found = native() if native_threads and cores > 1 and _BLAS.controllable() else None
+            if found is None:
+                self.size, self.pool, self.splits_gemms = 1, pool(1), False
+                return
+            intra_op_num_threads = cores
         self.size = intra_op_num_threads
         # GEMMs are split over the pool only where BLAS can be held to one thread meanwhile
         self.splits_gemms = _BLAS.controllable()

@@ -202,7 +202,18 @@ def test_a_forked_child_uses_python_threads(native):
     assert queue.get(timeout=10) == "Pool"
 
 
+def test_the_default_is_numbas_threads_on_the_physical_cores(native):
+    default = threads.Threads(0)
+    if threads.physical_cores() > 1:
+        assert isinstance(default.pool, threads.NativePool)
+        assert default.size == default.pool.size == threads.physical_cores()
+    else:  # one core: no pool
+        assert type(default.pool) is threads.Pool and default.size == 1
+
+
 def test_python_threads_on_request_and_for_one_thread():
     assert type(threads.Threads(2, native_threads=False).pool) is threads.Pool
     assert type(threads.Threads(1).pool) is threads.Pool
-    assert type(threads.Threads(0).pool) is threads.Pool
+    # without numba's threads the default is no pool: BLAS's threads and the calling thread
+    alone = threads.Threads(0, native_threads=False)
+    assert type(alone.pool) is threads.Pool and alone.size == 1 and not alone.splits_gemms
