@@ -298,16 +298,16 @@ def _input_row(phases, x, z, minus, odd, v0, v1, v2, v3, at, count):
 
 
 @njit(**_OPTIONS)
-def winograd_input(xp, v, tiles_h, tiles_w):
-    """Winograd F(2x2, 3x3) input transform: for each channel c and tile t (row-major over
-    tiles_h x tiles_w), the 4x4 patch d at (2*row, 2*col) of the zero-padded image ``xp``
+def winograd_input(xp, v, tiles_h, tiles_w, c0, c1):
+    """Winograd F(2x2, 3x3) input transform: for each channel c in c0..c1 and tile t (row-major
+    over tiles_h x tiles_w), the 4x4 patch d at (2*row, 2*col) of the zero-padded image ``xp``
     (C, 2*tiles_h + 2, 2*tiles_w + 2) as B^T d B, into ``v`` (16, C, tiles).
 
     Each channel's rows are first split into their even and odd columns (float32: by halves
     of 64-bit pairs), so the loops read consecutive elements, which LLVM vectorizes, where the
     patches' stride-2 reads did not.
     """
-    channels, rows, width = xp.shape
+    rows, width = xp.shape[1], xp.shape[2]
     half = width // 2
     size = rows * half  # a channel's even (or odd) columns
     source = xp.reshape(-1)
@@ -315,7 +315,7 @@ def winograd_input(xp, v, tiles_h, tiles_w):
     phases = np.empty(2 * size, xp.dtype)
     pairs = source[: source.shape[0] // 2 * 2].view(np.uint64)
     even, odd = phases[:size].view(np.uint32), phases[size:].view(np.uint32)
-    for c in range(channels):
+    for c in range(c0, c1):
         if xp.itemsize == 4:
             _split_pairs(pairs[c * size : (c + 1) * size], even, odd, size)
         else:
@@ -347,16 +347,16 @@ def _output_sums(planes, j, lo, first, out, count):
 
 
 @njit(**_OPTIONS)
-def winograd_output(m, y, tiles_w):
+def winograd_output(m, y, tiles_w, o0, o1):
     """Winograd F(2x2, 3x3) output transform: each tile's A^T M A (2x2) from ``m``
-    (16, M, tiles) into ``y`` (M, Ho, Wo), cropped at the far edges."""
+    (16, M, tiles) into ``y`` (M, Ho, Wo), output channels o0..o1, cropped at the far edges."""
     ho, wo = y.shape[1], y.shape[2]
     tiles_h = m.shape[2] // tiles_w
     whole = wo // 2  # tiles with both output columns inside
     planes = m.reshape(16, -1)
     sums = np.empty((4, tiles_w), m.dtype)  # one row of A^T M, for a row of tiles
     s0, s1, s2, s3 = sums[0], sums[1], sums[2], sums[3]
-    for o in range(m.shape[1]):
+    for o in range(o0, o1):
         for a in range(tiles_h):
             lo = (o * tiles_h + a) * tiles_w
             for i in range(min(2, ho - 2 * a)):  # output rows 2a, 2a + 1 (the last may be cut)

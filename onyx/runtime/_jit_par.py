@@ -29,6 +29,8 @@ from onyx.runtime._jit import (
     layer_norm,
     pool2d,
     rms_norm,
+    winograd_input,
+    winograd_output,
 )
 from onyx.runtime._jit_exp import CHUNK, _gelu_chunks, _swish_chunks, softmax_rows
 
@@ -251,3 +253,40 @@ def softmax_bands(x, y, n, parts):
             scratch, bits = np.empty(n, np.float32), np.empty(n, np.int32)
             softmax_rows(x[r0 * n : r1 * n], y[r0 * n : r1 * n], n, scratch, bits,
                          bits.view(np.float32))  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def winograd_image(blas, padded, u, v, products, y, tiles_h, tiles_w, parts, one, zero):
+    """One image's Winograd F(2x2, 3x3) convolution (conv.conv_winograd) in three regions: the
+    input transform of ``padded`` (C, ...) into ``v`` (16, C, tiles) by bands of channels, the
+    16 GEMMs ``u`` (16, M, C) by ``v`` into ``products`` (16, M, tiles) by bands of the 16, the
+    output transform into ``y`` (M, Ho, Wo) by bands of output channels."""
+    channels, m, tiles = v.shape[1], u.shape[1], v.shape[2]
+    size = v.itemsize
+    for p in prange(parts):
+        c0, c1 = _band(channels, parts, p)
+        if c1 > c0:
+            winograd_input(padded, v, tiles_h, tiles_w, c0, c1)
+    for p in prange(parts):
+        g0, g1 = _band(16, parts, p)
+        for g in range(g0, g1):
+            blas(_ROW_MAJOR, _PLAIN, _PLAIN, m, tiles, channels, one,
+                 u.ctypes.data + g * m * channels * size, channels,
+                 v.ctypes.data + g * channels * tiles * size, tiles, zero,
+                 products.ctypes.data + g * m * tiles * size, tiles)  # fmt: skip
+    for p in prange(parts):
+        o0, o1 = _band(m, parts, p)
+        if o1 > o0:
+            winograd_output(products, y, tiles_w, o0, o1)
+
+
+@njit(**_PARALLEL)
+def im2col_bands(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, parts):
+    """``im2col`` of one image ``x`` (C, H, W), all output rows, into ``cols`` (C*kh*kw,
+    ho*wo), by bands of input channels (each a contiguous block of rows of ``cols``)."""
+    taps = kh * kw
+    for p in prange(parts):
+        c0, c1 = _band(x.shape[0], parts, p)
+        if c1 > c0:
+            im2col(x[c0:c1], cols[c0 * taps : c1 * taps], kh, kw, sh, sw, dh, dw, pt, pl, 0, ho,
+                   wo)  # fmt: skip

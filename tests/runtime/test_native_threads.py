@@ -104,6 +104,7 @@ def _relu():
         (3, 32, 112, (3, 3), [1, 1, 1, 1], [2, 2]),  # a stem
         (160, 960, 7, (1, 1), [0, 0, 0, 0], [1, 1]),  # a small plane: split by channels
         (64, 48, 28, (3, 3), [1, 1, 1, 1], [2, 2]),  # deep: im2col, then one GEMM split
+        (96, 96, 28, (3, 3), [1, 1, 1, 1], [1, 1]),  # Winograd
     ],
 )
 def test_convolution_bands_with_their_epilogue(native, c, m, hw, kernel, pads, strides):

@@ -209,8 +209,17 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
     if jit is not None:
         x = np.ascontiguousarray(x)
         cols = np.empty((n, c * math.prod(k), o_size), x.dtype)
+        pool = threads.current()
+        # (by bands of input channels: not for a stem's 3, whose bands measured slower)
+        native = pool is not None and pool.native is not None and c >= 16 and (
+            cols[0].size >= threads.MIN_ELEMENTS
+        )
         for i in range(n):
-            jit.im2col(x[i], cols[i], *k, *s, *d, pb[0], pb[1], 0, out[0], out[1])
+            if native:
+                pool.native.kernels.im2col_bands(x[i], cols[i], *k, *s, *d, pb[0], pb[1], *out,
+                                                 min(c, pool.size))  # fmt: skip
+            else:
+                jit.im2col(x[i], cols[i], *k, *s, *d, pb[0], pb[1], 0, out[0], out[1])
         return _grouped_matmul(w_gemm, cols.reshape(n, g, ck, o_size), y, out)
     if w_depthwise is not None:
         # (a new array, not ``y``: the caller copies it where it must)
@@ -553,11 +562,18 @@ def conv_winograd(x, u, plan, y=None):
     v = np.empty((16, c, tiles_h * tiles_w), x.dtype)
     products = np.empty((16, m, tiles_h * tiles_w), x.dtype)
     y = np.empty((n, m, ho, wo), x.dtype) if y is None else y
+    pool = threads.current()
+    native = pool.native if pool is not None else None
+    entry = native.gemms.get(x.dtype) if native is not None else None
     for i in range(n):
         inner[...] = x[i]
-        jit.winograd_input(padded, v, tiles_h, tiles_w)
+        if entry is not None and y.flags.c_contiguous:
+            native.kernels.winograd_image(entry[0], padded, u, v, products, y[i], tiles_h,
+                                          tiles_w, pool.size, *entry[1:])  # fmt: skip
+            continue
+        jit.winograd_input(padded, v, tiles_h, tiles_w, 0, c)
         threads.batched_matmul(u, v, products)
-        jit.winograd_output(products, y[i], tiles_w)
+        jit.winograd_output(products, y[i], tiles_w, 0, m)
     return y
 
 
@@ -607,11 +623,11 @@ def conv_winograd_batched(x, u, plan, epilogue, y=None):
         padded[:, pb[0] : pb[0] + h, :, pb[1] : pb[1] + w] = x[n0:n1].transpose(1, 2, 0, 3)
         padded = padded.reshape(c, 2 * tiles_h + 2, b * span)
         v = np.empty((16, c, tiles_h * wide_tiles), x.dtype)
-        jit.winograd_input(padded, v, tiles_h, wide_tiles)
+        jit.winograd_input(padded, v, tiles_h, wide_tiles, 0, c)
         products = np.empty((16, m, tiles_h * wide_tiles), x.dtype)
         np.matmul(u, v, out=products)
         wide = np.empty((m, 2 * tiles_h, 2 * wide_tiles), x.dtype)
-        jit.winograd_output(products, wide, wide_tiles)
+        jit.winograd_output(products, wide, wide_tiles, 0, m)
         # image k's outputs: the wide image's columns k * span .. k * span + wo
         row = 2 * wide_tiles * item
         each = as_strided(wide, (m, ho, b, wo), (2 * tiles_h * row, row, span * item, item))
