@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from onyx.runtime.compiled import ADD, DIV, MAX, MUL, SUB
+from onyx.runtime._jit_exp import CHUNK, _swish_chunks
+from onyx.runtime.compiled import ADD, DIV, MAX, MUL, SUB, SWISH
 
 # Single-threaded: between GEMMs, OpenBLAS's idle threads spin on the other core, and a second
 # thread pool beside them made whole models 10x slower (OpenMP waiting actively) or no faster
@@ -242,7 +243,8 @@ def elementwise(y, source, copy_source, full, row0, row1, col0, col1, channels, 
     col0..col1 of ``y`` (rows, width), in place, the first reading ``source`` where
     ``copy_source``. Row r is channel r % channels. Stage s is fused where ``codes[s]`` < 0:
     y = min(max(y * m + a [+ full], lo), hi) with m, a, lo, hi = params[s, :, channel];
-    else the one operation codes[s] with params[s, 1, channel] or (``with_full[s]``) ``full``.
+    SWISH: y = y · sigmoid(y) (float32); else the one operation codes[s] with
+    params[s, 1, channel] or (``with_full[s]``) ``full``.
     """
     width = y.shape[1]
     flat, src, operand = y.reshape(-1), source.reshape(-1), full.reshape(-1)
@@ -250,7 +252,13 @@ def elementwise(y, source, copy_source, full, row0, row1, col0, col1, channels, 
     rows = range(row0, row1)
     for s in range(codes.shape[0]):
         first = copy_source and s == 0
-        if codes[s] >= 0:
+        if codes[s] == SWISH:  # (float32 only: the Swish kernel of _jit_exp, in place)
+            scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
+            for r in rows:
+                o = np.uint64(r * width + col0)
+                a = src[o : o + n] if first else flat[o : o + n]
+                _swish_chunks(a, flat[o : o + n], scratch, bits, bits.view(np.float32))
+        elif codes[s] >= 0:
             for r in rows:
                 o = np.uint64(r * width + col0)
                 out = flat[o : o + n]

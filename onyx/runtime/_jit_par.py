@@ -13,6 +13,11 @@ a function pointer: a global one would keep numba from caching the kernels), hel
 meanwhile, so BLAS's own threads never run beside these. Imported only through
 threads.native(), which checks that numba's threading layer may be entered from several Python
 threads at once (the workqueue layer may not) and that the CBLAS symbols were found.
+
+numba's on-disk cache of a function is keyed by its own file only: after editing a kernel of
+_jit.py or _jit_exp.py that these call, delete onyx/runtime/__pycache__/*.nbi and *.nbc (a
+stale cache kept the old kernel here once). An install or upgrade writes new files, which
+invalidates the cache.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ import numpy as np
 
 log = logging.getLogger("onyx")
 
-# opcodes of an elementwise program: y = op(y, operand)
-ADD, SUB, MUL, DIV, MAX, MIN = range(6)
+# opcodes of an elementwise program: y = op(y, operand); SWISH: y = y * sigmoid(y) (float32)
+ADD, SUB, MUL, DIV, MAX, MIN, SWISH = range(7)
 OPCODES = {np.add: ADD, np.subtract: SUB, np.multiply: MUL, np.divide: DIV,
            np.maximum: MAX, np.minimum: MIN}  # fmt: skip
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

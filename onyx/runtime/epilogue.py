@@ -1,8 +1,8 @@
 """Elementwise steps applied in place to a fresh result, a cache-sized region at a time.
 
-The plan's fusion (fusion.py) hands the elementwise steps that follow a producer (Relu, a
-BatchNormalization in inference mode, Add/Sub/Mul/Div by a constant or by another tensor) to
-an ``Epilogue``. Applied one after another over a whole tensor, each of them streams it through
+The plan's fusion (fusion.py) hands the elementwise steps that follow a producer (Relu, Clip,
+Swish, a BatchNormalization in inference mode, Add/Sub/Mul/Div by a constant or by another
+tensor) to an ``Epilogue``. Applied one after another over a whole tensor, each of them streams it through
 memory; applied region by region, the region stays in cache between them. A producer that
 computes its result in bands (Conv) applies the epilogue to each band as soon as it is written.
 
@@ -268,6 +268,14 @@ class Epilogue:
         return y
 
 
+def swish(x: np.ndarray, _operand: Any, out: np.ndarray) -> None:
+    """out = x · sigmoid(x): the Swish step (alpha 1) as an epilogue's operation, computed as the
+    Swish kernel computes each part it is given (compiled for float32 parts where it pays)."""
+    from onyx.runtime.kernels.math import swish_part
+
+    out[...] = swish_part(x)
+
+
 def _program(ops, shape: tuple[int, ...], dtype: np.dtype) -> tuple | None:
     """``ops`` as stages for compiled.elementwise (codes, with_full, params: see ``_stages``),
     with the one full-shape operand or None; None where they do not fit it or it is
@@ -277,6 +285,9 @@ def _program(ops, shape: tuple[int, ...], dtype: np.dtype) -> tuple | None:
     per_channel = (1, shape[1]) + (1,) * (len(shape) - 2)
     full, steps = None, []
     for ufunc, operand in ops:  # (classified before anything is allocated: most fit or not)
+        if ufunc is swish and dtype == np.float32:  # (the compiled Swish is float32's)
+            steps.append((compiled.SWISH, dtype.type(0)))
+            continue
         if ufunc not in compiled.OPCODES:
             return None
         if type(operand) is not np.ndarray or operand.size == 1:

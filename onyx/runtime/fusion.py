@@ -4,7 +4,7 @@
   weights are folded into those weights before the plan is made, by onyx.passes' fold-affine:
   the session runs its plan on a copy of the graph rewritten so.)
 - Elementwise steps that alone consume a producer's fresh result (Relu, Clip by constants,
-  BatchNormalization in inference mode, Add/Sub/Mul/Div/Sum by a constant or by another
+  Swish, BatchNormalization in inference mode, Add/Sub/Mul/Div/Sum by a constant or by another
   tensor) run as the producer's epilogue, in place, region by region (epilogue.py); Conv
   applies it to each band it computes. These compute exactly what the steps compute, except
   that consecutive per-channel scalings and shifts by constants are merged into one (in
@@ -28,8 +28,9 @@ import numpy as np
 
 from onyx.errors import AllocationError, ExecutionError, OnyxError
 from onyx.ir import Node
-from onyx.runtime.epilogue import Extra, Follower, Result, run_chain, run_fused
+from onyx.runtime.epilogue import Extra, Follower, Result, run_chain, run_fused, swish
 from onyx.runtime.kernels.conv import Conv
+from onyx.runtime.kernels.registry import SESSION_DOMAIN
 from onyx.runtime.kernels.tensor import concat, concat_1
 
 # Producers whose result is a fresh array (or one of their inputs, which run_fused detects).
@@ -39,6 +40,7 @@ _FRESH_RESULT = frozenset({
 })  # fmt: skip
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Sum": np.add}
 _COMMUTATIVE = frozenset({"Add", "Mul", "Sum"})
+_OWN_DOMAINS = frozenset({"", "ai.onnx", SESSION_DOMAIN})  # the followers' ops: these only
 
 StepTuple = tuple[Node, Callable, list[int], list[int]]
 
@@ -104,6 +106,8 @@ def _follower(node: Node, fn: Callable, ins: list[int], position: int, template:
               constant: Callable[[int], bool], extras: list[int]) -> Follower | None:  # fmt: skip
     """``node`` as a Follower of the result at input ``position``, or None where it cannot be
     one. An operand computed at run time is appended to ``extras``."""
+    if node.domain not in _OWN_DOMAINS:  # (a custom op may share a standard op's name)
+        return None
     op = node.op_type
     if op == "Relu" and len(ins) == 1:
         return Follower(((np.maximum, None, False),), fn, (Result(),))
@@ -111,6 +115,8 @@ def _follower(node: Node, fn: Callable, ins: list[int], position: int, template:
         return _batchnorm_follower(node, fn, ins, template, constant)
     if op == "Clip" and position == 0 and len(ins) > 1:  # (opset 11 on: bounds as inputs)
         return _clip_follower(fn, ins, template, constant)
+    if op == "Swish" and len(ins) == 1 and node.attribute("alpha", 1.0) == 1.0:
+        return Follower(((swish, None, False),), fn, (Result(),))
     if op not in _BINARY or len(ins) != 2 or (position != 0 and op not in _COMMUTATIVE):
         return None
     other = ins[1 - position]

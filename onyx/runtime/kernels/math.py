@@ -499,7 +499,7 @@ def _swish(x, alpha=1.0):
     return t.astype(x.dtype, copy=False)
 
 
-def _swish_part(x):
+def swish_part(x):
     """Swish (alpha 1) of one part: compiled for float32 where it pays (compiled.py)."""
     if x.dtype == F32 and x.flags.c_contiguous and compiled.kernels(x.size) is not None:
         from onyx.runtime import _jit_exp
@@ -512,7 +512,7 @@ def _swish_part(x):
 @kernel("Swish", 24)
 def swish(x, *, alpha=1.0):
     if alpha == 1:
-        return threads.elementwise(_swish_part, x, native=lambda par, *args: par.swish_bands(*args))
+        return threads.elementwise(swish_part, x, native=lambda par, *args: par.swish_bands(*args))
     return threads.elementwise(lambda part: _swish(part, alpha), x)
 
 
