@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from onyx.runtime._jit_exp import CHUNK, _swish_chunks
+from onyx.runtime._jit_exp import CHUNK, swish_in_place, swish_run
 from onyx.runtime.compiled import ADD, DIV, MAX, MUL, SUB, SWISH
 
 # Single-threaded: between GEMMs, OpenBLAS's idle threads spin on the other core, and a second
@@ -254,10 +254,13 @@ def elementwise(y, source, copy_source, full, row0, row1, col0, col1, channels, 
         first = copy_source and s == 0
         if codes[s] == SWISH:  # (float32 only: the Swish kernel of _jit_exp, in place)
             scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
+            scale = bits.view(np.float32)
             for r in rows:
                 o = np.uint64(r * width + col0)
-                a = src[o : o + n] if first else flat[o : o + n]
-                _swish_chunks(a, flat[o : o + n], scratch, bits, bits.view(np.float32))
+                if first:
+                    swish_run(src, flat, o, n, scratch, bits, scale)
+                else:
+                    swish_in_place(flat, o, n, scratch, bits, scale)
         elif codes[s] >= 0:
             for r in rows:
                 o = np.uint64(r * width + col0)

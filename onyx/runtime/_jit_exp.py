@@ -74,6 +74,45 @@ def _swish_chunks(x, y, p, bits, scale):
         _divide(x[a:b], y[a:b], p[:n], scale[:n])
 
 
+@njit(inline="always")
+def _swish_exp(x, o, m, p, bits):
+    """_negative_exp of x[o:o + m], indexed."""
+    for i in range(m):
+        t = -x[o + i]
+        t = t if t > _LO else _LO  # noqa: FURB136
+        t = t if t < _HI else _HI  # noqa: FURB136
+        p[i], bits[i] = _exp_parts(t)
+
+
+@njit(**_OPTIONS)
+def swish_run(x, y, at, n, p, bits, scale):
+    """y[at:at + n] = Swish of x[at:at + n] (flat, distinct arrays), as _swish_chunks computes
+    it, indexed rather than sliced: an epilogue calls this per row of a band, rows of 49 to a
+    few hundred elements, where slices cost more than the work."""
+    for a in range(np.uint64(0), np.uint64(n), np.uint64(p.shape[0])):
+        m = min(np.uint64(n) - a, np.uint64(p.shape[0]))
+        o = np.uint64(at) + a
+        _swish_exp(x, o, m, p, bits)
+        for i in range(m):
+            v = x[o + i]
+            q = v / (_ONE + p[i] * scale[i])
+            y[o + i] = v * _ZERO if v == _NEG_INF else q
+
+
+@njit(**_OPTIONS)
+def swish_in_place(y, at, n, p, bits, scale):
+    """``swish_run`` of y into itself (one name for the row read and written: two names for
+    one row fail LLVM's overlap check at run time, and the loop runs scalar)."""
+    for a in range(np.uint64(0), np.uint64(n), np.uint64(p.shape[0])):
+        m = min(np.uint64(n) - a, np.uint64(p.shape[0]))
+        o = np.uint64(at) + a
+        _swish_exp(y, o, m, p, bits)
+        for i in range(m):
+            v = y[o + i]
+            q = v / (_ONE + p[i] * scale[i])
+            y[o + i] = v * _ZERO if v == _NEG_INF else q
+
+
 def swish(x: np.ndarray) -> np.ndarray:
     """x · sigmoid(x) of a C-contiguous float32 array."""
     y = np.empty_like(x)

@@ -375,10 +375,12 @@ _NATIVE = _NativeLoader()
 
 def native() -> Native | None:
     """numba's threads for the pools, or None where they cannot serve: numba missing or the
-    compiled kernels off, no CBLAS GEMM found in the BLAS numpy loaded, or a threading layer
-    that several Python threads may not enter at once (numba's workqueue; its OpenMP and TBB
-    layers may). Loaded once per process (numba's threads started then); the reason for a
+    compiled kernels off (at this call), no CBLAS GEMM found in the BLAS numpy loaded, or a
+    threading layer that several Python threads may not enter at once (numba's workqueue; its
+    OpenMP and TBB layers may). Loaded once per process (numba's threads started then); the reason for a
     refusal is logged once."""
+    if compiled.kernels(compiled.MIN_SIZE) is None:  # (switched off for now, or numba missing)
+        return None
     if _NATIVE.kernels is not None or _NATIVE.refused is not None:
         return _NATIVE.kernels
     with _NATIVE.lock:
@@ -399,10 +401,6 @@ class _Refused(Exception):
 
 
 def _load_native() -> Native:
-    from onyx.runtime import compiled
-
-    if compiled.kernels(compiled.MIN_SIZE) is None:
-        raise _Refused("numba missing or the compiled kernels off")
     gemms = _cblas_gemms()
     if not gemms:
         raise _Refused("no CBLAS GEMM found in the BLAS numpy loaded")
