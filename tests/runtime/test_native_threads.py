@@ -22,8 +22,12 @@ RNG = np.random.default_rng(5)
 @pytest.fixture
 def native(monkeypatch):
     """A run context on numba's threads (2 of them); the test is skipped, saying why, only where
-    numba's threading layer cannot be entered from two threads (its workqueue layer)."""
+    a session would not use them either: BLAS cannot be held to one thread (threadpoolctl, of
+    the fast extra, missing: the floor environment of .ci/run) or numba's threading layer cannot
+    be entered from two threads (its workqueue layer)."""
     monkeypatch.setattr(compiled, "enabled", True)
+    if not threads._BLAS.controllable():
+        pytest.skip("threadpoolctl is not installed: BLAS cannot be held, no numba threads")
     found = threads.native()
     if found is None:
         reason = threads._NATIVE.refused or ""
