@@ -1,0 +1,140 @@
+"""What chose numba's threads for the sessions' pool (docs/runtime.md, "Threads").
+
+1. The wake-up a Python worker pays per split: a round trip through two queues between two
+   Python threads (the Python pool hands out parts and waits for them that way).
+2. A MobileNetV2 depthwise layer (384 channels, 14x14, 3x3) and a large one (96 channels,
+   112x112): on the calling thread alone, split in two over the Python pool, over numba's
+   threads.
+3. GEMMs of BERT's and the CNNs' shapes: numpy's OpenBLAS on its own threads against the same
+   OpenBLAS held to one thread and called through CBLAS from numba's threads, split in two
+   along the larger of M and N (as the pool does).
+4. The reason BLAS is held: a GEMM on OpenBLAS's own threads followed by the depthwise layer on
+   numba's, both pools' idle threads spinning (run in a process of its own with
+   OMP_WAIT_POLICY=active, numba's OpenMP layer's behaviour while its threads wait).
+
+Medians of many calls in µs, each configuration timed in turns; the machine's speed drifts, so
+compare within a row. Needs numba and threadpoolctl (the fast extra).
+
+Run: python benchmarks/bench_threads.py
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from onyx.runtime import _jit, threads
+
+THREADS = 2
+
+
+def median_us(fn, calls: int = 200) -> float:
+    fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e6
+
+
+def queue_round_trip() -> float:
+    ask, answer = queue.SimpleQueue(), queue.SimpleQueue()
+
+    def echo():
+        while (item := ask.get()) is not None:
+            answer.put(item)
+
+    worker = threading.Thread(target=echo, daemon=True)
+    worker.start()
+    took = median_us(lambda: (ask.put(1), answer.get()), 2000)
+    ask.put(None)
+    return took
+
+
+def depthwise_case(channels: int, size: int, native) -> tuple[float, float, float]:
+    x = np.random.default_rng(0).standard_normal((1, channels, size, size)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((channels, 3, 3)).astype(np.float32)
+    y = np.empty_like(x)
+    pool = threads.pool(THREADS)
+
+    def band(c0, c1):
+        _jit.depthwise(x, w, y, c0, c1, 1, 1, 1, 1, 1, 1, 1)
+
+    alone = median_us(lambda: band(0, channels))
+    python = median_us(lambda: pool.run(band, threads.bands(channels, THREADS)))
+    numba = median_us(
+        lambda: native.kernels.depthwise_bands(x, w, y, 1, 1, 1, 1, 1, 1, 1, THREADS)
+    )
+    return alone, python, numba
+
+
+def gemm_case(m: int, k: int, n: int, native) -> tuple[float, float]:
+    rng = np.random.default_rng(2)
+    a, b = rng.random((m, k), np.float32), rng.random((k, n), np.float32)
+    out = np.empty((m, n), np.float32)
+    own = median_us(lambda: np.matmul(a, b, out=out))
+    with threads.blas_held():
+        split = median_us(lambda: native.matmul(a, b, out, THREADS))
+    return own, split
+
+
+def interference() -> None:
+    """In this process: OMP_WAIT_POLICY is set before numba starts its threads."""
+    native = threads.native()
+    x = np.random.default_rng(0).standard_normal((1, 384, 14, 14)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((384, 3, 3)).astype(np.float32)
+    y = np.empty_like(x)
+    a = np.random.default_rng(2).random((128, 768), np.float32)
+    b = np.random.default_rng(3).random((768, 768), np.float32)
+    out = np.empty((128, 768), np.float32)
+
+    def layer():
+        native.kernels.depthwise_bands(x, w, y, 1, 1, 1, 1, 1, 1, 1, THREADS)
+
+    def gemm_own():
+        np.matmul(a, b, out=out)
+
+    def gemm_held():
+        with threads.blas_held():
+            native.matmul(a, b, out, THREADS)
+
+    both_own = median_us(lambda: (gemm_own(), layer()), 100)
+    both_held = median_us(lambda: (gemm_held(), layer()), 100)
+    print(f"  GEMM 128x768x768 then the 14x14 layer: OpenBLAS's threads {both_own:9.1f} µs, "
+          f"held, through numba's {both_held:9.1f} µs")  # fmt: skip
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--interference":
+        interference()
+        return
+    native = threads.native()
+    if native is None:
+        sys.exit(f"numba's threads are not available here: {threads._NATIVE.refused}")
+    import numba
+
+    numba.set_num_threads(THREADS)
+    print(f"numba's threading layer: {numba.threading_layer()}, {THREADS} threads")
+    print(f"1. queue round trip between two Python threads: {queue_round_trip():.1f} µs")
+    print("2. depthwise 3x3 layer (µs): alone, Python pool of 2, numba's threads")
+    for channels, size in ((384, 14), (96, 112)):
+        alone, python, numba_ = depthwise_case(channels, size, native)
+        print(f"  {channels} x {size}x{size}: {alone:8.1f} {python:8.1f} {numba_:8.1f}")
+    print("3. GEMM M x K x N (µs): OpenBLAS's own threads, held to one and split over numba's")
+    for m, k, n in ((128, 768, 768), (128, 768, 3072), (384, 64, 196), (96, 16, 12544)):
+        own, split = gemm_case(m, k, n, native)
+        print(f"  {m} x {k} x {n}: {own:9.1f} {split:9.1f}")
+    print("4. both pools spinning (OMP_WAIT_POLICY=active):")
+    env = {**os.environ, "OMP_WAIT_POLICY": "active"}
+    subprocess.run([sys.executable, __file__, "--interference"], env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()
