@@ -82,18 +82,19 @@ def gemm(blas, a, b, c, ta, lda, tb, ldb, parts, by_rows, one, zero):
 
 
 @njit(**_PARALLEL)
-def gemm_stack(blas, a, b, c, stacked, parts, one, zero):
-    """c[i] = a[i] @ (b[i] if ``stacked`` else b) for 3-D C-contiguous ``a`` and ``c``, the
+def gemm_stack(blas, a, b, c, ta, lda, tb, ldb, stacked, parts, one, zero):
+    """c[i] = a[i] @ (b[i] if ``stacked`` else b) for 3-D ``a``, C-contiguous ``c`` and ``b``
+    3-D or 2-D, each matrix of a and b read as laid out (``ta``/``lda``, ``tb``/``ldb``: as in
+    ``gemm``; the matrices of a stack their strides[0] apart: a head transpose's views), the
     stack split in ``parts`` bands."""
     count, m, k = a.shape
     n = c.shape[2]
-    size = a.itemsize
     for p in prange(parts):
         i0, i1 = _band(count, parts, p)
         for i in range(i0, i1):
-            at_b = b.ctypes.data + (i * k * n * size if stacked else 0)
-            blas(_ROW_MAJOR, _PLAIN, _PLAIN, m, n, k, one, a.ctypes.data + i * m * k * size, k,
-                 at_b, n, zero, c.ctypes.data + i * m * n * size, n)  # fmt: skip
+            at_b = b.ctypes.data + (i * b.strides[0] if stacked else 0)
+            blas(_ROW_MAJOR, ta, tb, m, n, k, one, a.ctypes.data + i * a.strides[0], lda, at_b,
+                 ldb, zero, c.ctypes.data + i * m * n * c.itemsize, n)  # fmt: skip
 
 
 @njit(**_PARALLEL)

@@ -330,20 +330,28 @@ class Native:
         return True
 
     def stacked_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
-        """out[i] = a[i] @ (b[i] or b) for C-contiguous 3-D ``a`` and ``out``, by bands of the
-        stack; False where the operands are not laid out for it."""
+        """out[i] = a[i] @ (b[i] or b) for 3-D ``a`` and C-contiguous ``out``, by bands of the
+        stack, each matrix read as laid out (a head transpose's views as they are); False
+        where BLAS cannot take them so."""
         found = self.gemms.get(a.dtype)
         stacked = b.ndim == 3
         if (
             found is None
             or not (b.dtype == out.dtype == a.dtype)
             or a.ndim != 3
-            or not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous)
+            or not out.flags.c_contiguous
             or (stacked and b.shape[0] != a.shape[0])
+            or a.shape[0] == 0
+        ):
+            return False
+        ta = _cblas_layout(a[0])
+        tb = _cblas_layout(b[0] if stacked else b)
+        if ta is None or tb is None or a.strides[0] % a.itemsize or (
+            stacked and b.strides[0] % b.itemsize
         ):
             return False
         gemm, one, zero = found
-        self.kernels.gemm_stack(gemm, a, b, out, stacked, parts, one, zero)
+        self.kernels.gemm_stack(gemm, a, b, out, *ta, *tb, stacked, parts, one, zero)
         return True
 
 

@@ -157,6 +157,23 @@ def test_stacked_matmul(native):
         np.testing.assert_allclose(matmul(a, b), np.matmul(a, b), rtol=1e-4, atol=1e-4)
 
 
+def test_stacked_matmul_of_head_views(native):
+    """Attention's products: Q's heads by Kᵀ's, each matrix a strided view of (B, S, H, D)."""
+    q = RNG.standard_normal((1, 128, 8, 64)).astype(np.float32).transpose(0, 2, 1, 3)
+    k = RNG.standard_normal((1, 128, 8, 64)).astype(np.float32).transpose(0, 2, 3, 1)
+    a, b = q.reshape(8, 128, 64), k.reshape(8, 64, 128)  # (views: no copies)
+    assert np.shares_memory(a, q) and np.shares_memory(b, k)
+    assert not a.flags.c_contiguous and not b.flags.c_contiguous
+
+    def run():
+        out = np.empty((8, 128, 128), np.float32)
+        return threads.batched_matmul(a, b, out)
+
+    _close(native, run)
+    with native():
+        np.testing.assert_allclose(run(), np.matmul(a, b), rtol=1e-4, atol=1e-4)
+
+
 def test_rows_elementwise_and_pooling(native):
     x = RNG.standard_normal((4, 128, 768)).astype(np.float32)
     x[0, 0, :3] = [np.nan, np.inf, -np.inf]
