@@ -178,12 +178,15 @@ _POOLS_LOCK = threading.Lock()
 
 def _after_fork() -> None:
     """In a forked child the workers are gone: pools start new ones at their next use. numba's
-    threads are not used there (its OpenMP layer may hang in a child of a process that ran it):
-    the child's sessions use the Python pool."""
+    threads are not used in the child of a process that had started them (its OpenMP layer may
+    hang there): that child's sessions use the Python pool. A child of a process that had not
+    (onyx.batch's forkserver) starts its own."""
     global _POOLS_LOCK
     _POOLS_LOCK = threading.Lock()
-    _NATIVE.refused = "in a process forked from one that had started numba's threads"
-    _NATIVE.kernels = None
+    if _NATIVE.kernels is not None:
+        _NATIVE.refused = "in a process forked from one that had started numba's threads"
+        _NATIVE.kernels = None
+    _NATIVE.lock = threading.Lock()
     for found in _POOLS.values():
         found._queue, found._workers, found._lock = queue.SimpleQueue(), [], threading.Lock()
     _BLAS.lock, _BLAS.active, _BLAS.saved = threading.Lock(), 0, []

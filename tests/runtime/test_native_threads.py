@@ -233,6 +233,25 @@ def test_the_default_is_numbas_threads_on_the_physical_cores(native):
         assert type(default.pool) is threads.Pool and default.size == 1
 
 
+def test_a_child_forked_before_numbas_threads_started_starts_its_own(native):
+    """onyx.batch's workers fork from a server that imported onyx but ran nothing: they may use
+    numba's threads (a fresh process here, forking before any session)."""
+    script = (
+        "import os, sys\n"
+        "from onyx.runtime import threads\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if type(threads.Threads(2).pool).__name__ == 'NativePool' else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
 def test_python_threads_on_request_and_for_one_thread():
     assert type(threads.Threads(2, native_threads=False).pool) is threads.Pool
     assert type(threads.Threads(1).pool) is threads.Pool
