@@ -320,8 +320,9 @@ def conv_blocked(x, w2d, plan, epilogue, y=None):
     if pool is not None and pool.size > 1 and threads.splits_gemms():
         # at least two bands per thread, each band a part of the pool's work
         rows = max(1, min(rows, -(-ho * n // (2 * pool.size))))
-    program = epilogue.native_program(y)
-    if pool is not None and pool.native is not None and jit is not None and program is not None:
+    native = pool is not None and pool.native is not None and jit is not None
+    program = epilogue.native_program(y) if native else None
+    if program is not None:
         entry = pool.native.gemms.get(x.dtype)
         if entry is not None and w2d.dtype == x.dtype and w2d.flags.c_contiguous:
             gemm, one, zero = entry
@@ -405,8 +406,9 @@ def conv_batched(x, w2d, plan, epilogue, y=None):
     jit = compiled.kernels(compiled.MIN_SIZE)
     chunk = max(1, min(n, _TILE_BYTES // (x.itemsize * depth * ho * wo)))
     pool = threads.current()
-    program = epilogue.native_program(y)
-    if pool is not None and pool.native is not None and program is not None:
+    native = pool is not None and pool.native is not None
+    program = epilogue.native_program(y) if native else None
+    if program is not None:
         entry = pool.native.gemms.get(x.dtype)
         if entry is not None and w2d.dtype == x.dtype and w2d.flags.c_contiguous:
             gemm, one, zero = entry
