@@ -296,3 +296,49 @@ def im2col_bands(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, parts):
         if c1 > c0:
             im2col(x[c0:c1], cols[c0 * taps : c1 * taps], kh, kw, sh, sw, dh, dw, pt, pl, 0, ho,
                    wo)  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def winograd_chunks(blas, x, u, y, pt, pl, tiles_h, tiles_w, chunk, codes, with_full, params,
+                    full, one, zero):  # fmt: skip
+    """Winograd F(2x2, 3x3) over a batch of small images (conv.conv_winograd_batched), ``chunk``
+    images at a time, the chunks split over the threads: each chunk's images zero-padded side
+    by side into one wide image, its input transform, the 16 GEMMs ``u`` (16, M, C) by it, the
+    output transform, each image's outputs copied into ``y`` (N, M, Ho, Wo), then the epilogue
+    program (as in ``conv_bands``) over the chunk while it is in cache."""
+    n, channels, h, w = x.shape
+    m, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    span = 2 * tiles_w + 2
+    plane = ho * wo
+    size = x.itemsize
+    flat = y.reshape(n * m, plane)
+    for part in prange((n + chunk - 1) // chunk):
+        n0 = part * chunk
+        n1 = min(n, n0 + chunk)
+        b = n1 - n0
+        wide_tiles = b * (tiles_w + 1) - 1
+        tiles = tiles_h * wide_tiles
+        padded = np.zeros((channels, 2 * tiles_h + 2, b * span), x.dtype)
+        for c in range(channels):
+            for k in range(b):
+                for r in range(h):
+                    padded[c, pt + r, k * span + pl : k * span + pl + w] = x[n0 + k, c, r]
+        v = np.empty((16, channels, tiles), x.dtype)
+        winograd_input(padded, v, tiles_h, wide_tiles, 0, channels)
+        products = np.empty((16, m, tiles), x.dtype)
+        for g in range(16):
+            blas(_ROW_MAJOR, _PLAIN, _PLAIN, m, tiles, channels, one,
+                 u.ctypes.data + g * m * channels * size, channels,
+                 v.ctypes.data + g * channels * tiles * size, tiles, zero,
+                 products.ctypes.data + g * m * tiles * size, tiles)  # fmt: skip
+        _alive(v)
+        _alive(products)
+        wide = np.empty((m, 2 * tiles_h, 2 * wide_tiles), x.dtype)
+        winograd_output(products, wide, wide_tiles, 0, m)
+        for k in range(b):
+            for o in range(m):
+                for r in range(ho):
+                    y[n0 + k, o, r, :] = wide[o, r, k * span : k * span + wo]
+        if codes.shape[0]:
+            elementwise(flat, flat, False, full, n0 * m, n1 * m, 0, plane, m, codes, with_full,
+                        params)  # fmt: skip

@@ -123,6 +123,30 @@ def test_convolution_bands_with_their_epilogue(native, c, m, hw, kernel, pads, s
 
 
 @pytest.mark.parametrize(
+    "c, m, hw, kernel, path",
+    [
+        (16, 32, 16, 3, "winograd_chunks"),  # Winograd over chunks of small images
+        (32, 24, 13, 3, "winograd_chunks"),  # odd planes: the last tiles cropped
+        (3, 16, 32, 3, "conv_images"),  # too shallow for Winograd: im2col by chunks
+    ],
+)
+def test_batches_of_small_images_by_chunks(native, c, m, hw, kernel, path):
+    x = RNG.standard_normal((6, c, hw, hw)).astype(np.float32)
+    w = RNG.standard_normal((m, c, kernel, kernel)).astype(np.float32)
+    b = RNG.standard_normal(m).astype(np.float32)
+    pads = [kernel // 2] * 4
+    with native():
+        _conv(x, w, b, relu=True, pads=pads)
+    assert native.calls == [path]
+    native.calls.clear()
+    _close(native, lambda: _conv(x, w, b, relu=True, pads=pads))
+    want = np.maximum(_conv(x.astype(np.float64), w.astype(np.float64), b, pads=pads), 0)
+    with native():
+        np.testing.assert_allclose(_conv(x, w, b, relu=True, pads=pads), want, rtol=1e-4,
+                                   atol=1e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize(
     "c, hw, kernel, stride",
     [(96, 56, 3, 1), (144, 56, 5, 2), (960, 7, 3, 1), (576, 14, 3, 2)],  # plane; channel-last
 )
@@ -185,6 +209,7 @@ def test_rows_elementwise_and_pooling(native):
     _same(native, lambda: swish(x))
     scores = RNG.standard_normal((2, 12, 128, 128)).astype(np.float32)
     _same(native, lambda: _softmax_rows(scores, guard=False))
+    _same(native, lambda: lookup("", "Softmax", 13)(scores, axis=-1))
     planes = RNG.standard_normal((2, 64, 56, 56)).astype(np.float32)
     average = lookup("", "AveragePool", 22)(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     _same(native, lambda: average(planes))

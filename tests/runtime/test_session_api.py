@@ -159,6 +159,36 @@ def test_outputs_into_caller_buffers():
         s.run(None, {"x": X}, out={"y": frozen})
 
 
+def test_outputs_never_share_memory_with_feeds_constants_or_each_other():
+    """Views of the run's own results come back as they are (no copy); views of a feed, of a
+    constant or of another output are copied."""
+    shape = helper.make_tensor("shape", 7, [1], [-1])
+    c = helper.make_tensor("c", 1, [2, 2], [1, 2, 3, 4])
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["of_feed"]),
+        helper.make_node("Identity", ["x"], ["feed"]),
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Reshape", ["r", "shape"], ["of_result"]),
+        helper.make_node("Identity", ["r"], ["same_result"]),
+        helper.make_node("Reshape", ["c", "shape"], ["of_constant"]),
+    ]
+    names = ["of_feed", "feed", "of_result", "same_result", "of_constant"]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [2, 4])],
+                          [helper.make_tensor_value_info(n, 1, None) for n in names], [shape, c])  # fmt: skip
+    s = onyx.InferenceSession(onyx.to_bytes(helper.make_model(g, ir_version=10)))
+    x = X.copy()
+    of_feed, feed, of_result, same_result, of_constant = s.run(None, {"x": x})
+    assert not np.shares_memory(of_feed, x) and not np.shares_memory(feed, x)
+    assert of_result.base is not None  # a view of Relu's result: not copied
+    assert not np.shares_memory(of_result, same_result)
+    assert of_constant.flags.writeable
+    of_constant[:] = 0  # changes nothing the session keeps
+    np.testing.assert_array_equal(s.run(["of_constant"], {"x": x})[0], [1, 2, 3, 4])
+    for got in (of_feed, feed, same_result):
+        np.testing.assert_array_equal(got.reshape(2, 4), np.maximum(X, 0) if got is same_result
+                                      else X)  # fmt: skip
+
+
 def test_intra_op_threads_hold_blas_threads_during_runs():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if not threadpoolctl.threadpool_info():

@@ -617,6 +617,18 @@ def conv_winograd_batched(x, u, plan, epilogue, y=None):
     chunk = max(1, min(n, _TILE_BYTES // (16 * (c + m) * x.itemsize * per_image)))
     y = np.empty((n, m, ho, wo), x.dtype) if y is None else y
     item = x.itemsize
+    pool = threads.current()
+    native = pool is not None and pool.native is not None
+    program = epilogue.native_program(y) if native else None
+    if program is not None:
+        entry = pool.native.gemms.get(x.dtype)
+        if entry is not None and u.dtype == x.dtype and y.flags.c_contiguous:
+            gemm, one, zero = entry
+            chunk = min(chunk, -(-n // (2 * pool.size)))  # at least two chunks per thread
+            pool.native.kernels.winograd_chunks(gemm, np.ascontiguousarray(x), u, y, pb[0],
+                                                pb[1], tiles_h, tiles_w, chunk, *program, one,
+                                                zero)  # fmt: skip
+            return y
 
     def images(n0, n1):
         b = n1 - n0

@@ -207,7 +207,11 @@ def _along_axis(fn, op):
             raise KernelError(f"{op} needs an input of rank >= 1, got a scalar")
         axis = _axis(axis, input.ndim, op)
         if axis == input.ndim - 1 and fn is not _hardmax:  # rows split over the session's threads
-            y = threads.last_axis(lambda rows: fn(rows, rows.ndim - 1), input)
+            n = input.shape[-1]
+            native = None
+            if fn is _softmax and input.dtype == np.float32 and n:
+                native = lambda par, x, y, parts: par.softmax_bands(x, y, n, parts)  # noqa: E731
+            y = threads.last_axis(lambda rows: fn(rows, rows.ndim - 1), input, native)
         else:
             y = fn(input, axis)
         return y if y.dtype == input.dtype else y.astype(input.dtype)
