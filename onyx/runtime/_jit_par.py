@@ -56,12 +56,34 @@ def _alive(a):
     return a.shape[0]
 
 
+@njit(inline="always")
+def _finish(c, r0, r1, c0, c1, bias, lo, hi):
+    """c[r0:r1, c0:c1] + bias[c0:c1] (where ``bias`` is not empty), then clamped to [lo, hi]
+    (as numpy's maximum and minimum: NaN kept), in place."""
+    if bias.shape[0]:
+        for r in range(r0, r1):
+            row = c[r]
+            for j in range(c0, c1):
+                v = row[j] + bias[j]
+                v = lo if v < lo else v
+                row[j] = hi if v > hi else v
+    else:
+        for r in range(r0, r1):
+            row = c[r]
+            for j in range(c0, c1):
+                v = row[j]
+                v = lo if v < lo else v
+                row[j] = hi if v > hi else v
+
+
 @njit(**_PARALLEL)
-def gemm(blas, a, b, c, ta, lda, tb, ldb, parts, by_rows, one, zero):
+def gemm(blas, a, b, c, ta, lda, tb, ldb, parts, by_rows, finish, bias, lo, hi, one, zero):
     """c = a @ b for 2-D ``a`` (M, K), ``b`` (K, N) and ``c`` (M, N), c's rows of unit stride,
     a and b each read as laid out (``ta``/``tb``: CBLAS's transpose flag, ``lda``/``ldb``: its
     leading dimension), in ``parts`` bands of rows (``by_rows``) or of columns (in multiples of
-    16, the width of BLAS's kernels)."""
+    16, the width of BLAS's kernels). Where ``finish``, each band then gets ``bias`` (N,) (if
+    not empty) added and is clamped to [lo, hi] while it is in cache (a linear layer's bias
+    and ReLU)."""
     m, k = a.shape
     n = b.shape[1]
     ldc = c.strides[0] // c.itemsize
@@ -72,6 +94,8 @@ def gemm(blas, a, b, c, ta, lda, tb, ldb, parts, by_rows, one, zero):
             if r1 > r0:
                 blas(_ROW_MAJOR, ta, tb, r1 - r0, n, k, one, a.ctypes.data + r0 * a.strides[0],
                      lda, b.ctypes.data, ldb, zero, c.ctypes.data + r0 * c.strides[0], ldc)  # fmt: skip
+                if finish:
+                    _finish(c, r0, r1, 0, n, bias, lo, hi)
         else:
             b0, b1 = _band(blocks, parts, p)
             c0, c1 = b0 * 16, min(n, b1 * 16)
@@ -79,6 +103,8 @@ def gemm(blas, a, b, c, ta, lda, tb, ldb, parts, by_rows, one, zero):
                 blas(_ROW_MAJOR, ta, tb, m, c1 - c0, k, one, a.ctypes.data, lda,
                      b.ctypes.data + c0 * b.strides[1], ldb, zero,
                      c.ctypes.data + c0 * c.strides[1], ldc)  # fmt: skip
+                if finish:
+                    _finish(c, 0, m, c0, c1, bias, lo, hi)
 
 
 @njit(**_PARALLEL)

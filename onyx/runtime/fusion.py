@@ -6,7 +6,8 @@
 - Elementwise steps that alone consume a producer's fresh result (Relu, Clip by constants,
   Swish, BatchNormalization in inference mode, Add/Sub/Mul/Div/Sum by a constant or by another
   tensor) run as the producer's epilogue, in place, region by region (epilogue.py); Conv
-  applies it to each band it computes. These compute exactly what the steps compute, except
+  applies it to each band it computes, MatMul and Gemm a bias along the last axis and a ReLU
+  or Clip to each part of their product (threads.Finish). These compute exactly what the steps compute, except
   that consecutive per-channel scalings and shifts by constants are merged into one (in
   float64).
 - A run of such elementwise steps after any other step runs as one chain: one pass that reads
@@ -97,7 +98,8 @@ def fuse(steps: list[StepTuple], template: list[Any], fed: set[int],
                 continue
             run = run_chain(tuple(followers))
         else:
-            run = run_fused(fn, tuple(followers), len(ins), getattr(fn, "takes_epilogue", False))
+            takes = getattr(getattr(fn, "func", fn), "takes_epilogue", False)  # (or a partial's)
+            run = run_fused(fn, tuple(followers), len(ins), takes)
         fused[index] = (node, run, ins + extras, outs)
     return fused
 

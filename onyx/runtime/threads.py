@@ -37,7 +37,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -318,10 +318,11 @@ class Native:
 
         numba.set_num_threads(before)
 
-    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
+    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int,
+               finish: Finish | None = None) -> bool:  # fmt: skip
         """out = a @ b (2-D) over numba's threads, split along the larger of M and N (each part
-        packs the whole of the operand it does not split); False where BLAS cannot take these
-        operands as they are laid out."""
+        packs the whole of the operand it does not split), each part then ``finish``ed; False
+        where BLAS cannot take these operands as they are laid out."""
         found = self.gemms.get(a.dtype)
         if found is None or not (b.dtype == out.dtype == a.dtype) or out.strides[1] != out.itemsize:
             return False
@@ -329,7 +330,11 @@ class Native:
         if ta is None or tb is None or out.strides[0] < out.shape[1] * out.itemsize:
             return False
         gemm, one, zero = found
-        self.kernels.gemm(gemm, a, b, out, *ta, *tb, parts, a.shape[0] >= b.shape[1], one, zero)
+        kind = out.dtype.type
+        bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
+        lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+        self.kernels.gemm(gemm, a, b, out, *ta, *tb, parts, a.shape[0] >= b.shape[1],
+                          finish is not None, bias, kind(lo), kind(hi), one, zero)  # fmt: skip
         return True
 
     def stacked_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
@@ -539,32 +544,71 @@ def splits_gemms() -> bool:
 
 
 # --- split kernels -------------------------------------------------------------------------
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+class Finish(NamedTuple):
+    """What a GEMM's result gets, part by part while each is in cache: ``bias`` (N,) added
+    (None: nothing), then clamped to [lo, hi] as numpy's maximum and minimum do (NaN kept): a
+    linear layer's bias and ReLU (or Clip). ``bias`` has the result's dtype, the bounds are
+    not NaN."""
+
+    bias: np.ndarray | None
+    lo: float
+    hi: float
+
+    def apply(self, y: np.ndarray, columns: slice = slice(None)) -> None:
+        """In place, on ``y`` (M, N) (its ``columns`` of the N, where a part is a block of
+        them)."""
+        if self.bias is not None:
+            np.add(y, self.bias[columns], out=y)
+        if self.lo > -np.inf:
+            np.maximum(y, y.dtype.type(self.lo), out=y)
+        if self.hi < np.inf:
+            np.minimum(y, y.dtype.type(self.hi), out=y)
+
+
+_NO_BIAS = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
+           finish: Finish | None = None) -> np.ndarray:  # fmt: skip
     """``np.matmul(a, b, out=out)`` for a 2-D ``a`` (M, K) and ``b`` (K, N), split over the
-    current pool by rows (or, where N exceeds M, by columns) when it is worth it."""
+    current pool by rows (or, where N exceeds M, by columns) when it is worth it; each part
+    then ``finish``ed where given."""
     found = current()
     m, k = a.shape
     n = b.shape[1]
     # (a product of few rows by a large weight is bound by reading the weight: split too)
     small = m * k * n < MIN_FLOPS * 2 and k * n < MIN_ELEMENTS * 4
     if found is None or found.size == 1 or small or not splits_gemms():
-        return np.matmul(a, b, out=out)
+        out = np.matmul(a, b, out=out)
+        if finish is not None:
+            finish.apply(out)
+        return out
     if out is None:
         out = np.empty((m, n), np.result_type(a, b))
     parts = found.size
-    if found.native is not None and found.native.matmul(a, b, out, parts):
+    if found.native is not None and found.native.matmul(a, b, out, parts, finish):
         return out
     # each part packs the whole of the operand it does not split: rows share out A and pack
     # all of B, columns the reverse, so the split goes along the larger of M and N (BERT's
     # 128-row products by 768x3072 weights: 155 -> 173 GF/s on 2 threads by columns)
     if m >= n:
-        found.run(lambda r0, r1: np.matmul(a[r0:r1], b, out=out[r0:r1]),
-                  [p for p in bands(m, parts) if p[0] < p[1]])  # fmt: skip
+
+        def rows(r0, r1):
+            np.matmul(a[r0:r1], b, out=out[r0:r1])
+            if finish is not None:
+                finish.apply(out[r0:r1])
+
+        found.run(rows, [p for p in bands(m, parts) if p[0] < p[1]])
     else:
         # (columns in multiples of 16, the width of BLAS's kernels)
         cols = [(c0 * 16, min(n, c1 * 16)) for c0, c1 in bands((n + 15) // 16, parts)]
-        found.run(lambda c0, c1: np.matmul(a, b[:, c0:c1], out=out[:, c0:c1]),
-                  [p for p in cols if p[0] < p[1]])  # fmt: skip
+
+        def columns(c0, c1):
+            np.matmul(a, b[:, c0:c1], out=out[:, c0:c1])
+            if finish is not None:
+                finish.apply(out[:, c0:c1], slice(c0, c1))
+
+        found.run(columns, [p for p in cols if p[0] < p[1]])
     return out
 
 

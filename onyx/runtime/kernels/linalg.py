@@ -35,10 +35,11 @@ def _axis(axis: int, rank: int, op: str) -> int:
 
 
 # --- MatMul / Gemm -----------------------------------------------------------------------------
-def _split_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+def _split_matmul(a: np.ndarray, b: np.ndarray,
+                  finish: threads.Finish | None = None) -> np.ndarray | None:  # fmt: skip
     """The float product of ``a`` (..., M, K) and ``b`` as one GEMM, or stacked GEMMs, split over
     the session's thread pool; None where numpy's own matmul is the way (other types, other
-    layouts, broadcast batches).
+    layouts, broadcast batches). A ``finish`` (for a 2-D ``b`` only) is applied to the result.
 
     An N-D ``a`` by a 2-D ``b`` (a linear layer on (batch, tokens, features) or on channel-last
     images) is one (batch * M, K) GEMM here: numpy's matmul makes one per matrix of ``a``."""
@@ -52,7 +53,7 @@ def _split_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
             # it too, then run unsplit, one thread while BLAS is held to one in the pool)
             a = np.ascontiguousarray(a)
         a2 = _blas_ready(a.reshape(-1, a.shape[-1]))
-        y = threads.matmul(a2, _blas_ready(b))
+        y = threads.matmul(a2, _blas_ready(b), finish=finish)
         return y.reshape(a.shape[:-1] + (b.shape[1],))
     if a.shape[:-2] != b.shape[:-2]:
         return None
@@ -74,18 +75,62 @@ def _blas_ready_stack(x: np.ndarray) -> np.ndarray:
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _finish(epilogue, a: np.ndarray, b: np.ndarray, bias=None) -> threads.Finish | None:
+    """The followers of a product ``a`` @ ``b`` (2-D ``b``, float ``a`` of rank >= 2 and ``b``'s
+    dtype) as a ``threads.Finish``, after ``bias`` (the product's own, or None): an Add of a
+    constant vector along the last axis (where no ``bias``), then a Relu or Clip by constant
+    bounds, each optional; None where the followers are anything else."""
+    if a.ndim < 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype not in _FLOATS:
+        return None
+    rank, n, dtype = a.ndim, b.shape[1], a.dtype
+    lo, hi, stage = -np.inf, np.inf, 0 if bias is None else 1
+    for follower in epilogue.followers if epilogue is not None else ():
+        if follower.rank is not None and follower.rank != rank:
+            return None
+        for ufunc, operand, per_channel in follower.ops:
+            if ufunc is np.add and stage == 0:
+                if type(operand) is not np.ndarray or operand.dtype != dtype or operand.size != n:
+                    return None  # (a tensor computed at run time, or not a vector)
+                if per_channel and rank != 2:  # (along axis 1: the last one at rank 2 only)
+                    return None
+                if not per_channel and not (operand.ndim <= rank and operand.shape[-1] == n):
+                    return None
+                bias, stage = operand.reshape(-1), 1
+                continue
+            value = 0.0 if operand is None else operand
+            if not (
+                (ufunc is np.maximum and stage < 2 or ufunc is np.minimum and stage < 3)
+                and (operand is None or type(operand) is np.ndarray and operand.size == 1)
+                and not np.isnan(value)
+            ):
+                return None
+            if ufunc is np.maximum:
+                lo, stage = float(value), 2
+            else:
+                hi, stage = float(value), 3
+    if bias is None and stage == 0:
+        return None
+    return threads.Finish(bias, lo, hi)
+
+
 @kernel("MatMul", 1)
-def matmul(a, b):
-    """Matrix product with numpy.matmul's rules (1-D operands promoted, batch dims broadcast)."""
+def matmul(a, b, *, epilogue=None):
+    """Matrix product with numpy.matmul's rules (1-D operands promoted, batch dims broadcast).
+    With an ``epilogue`` (the plan's fusion: the steps that follow) that a linear layer's bias
+    and ReLU make, those are applied to the product's parts while in cache."""
     if a.dtype.name in _LOW_PRECISION:
         dtype = a.dtype
         a, b = a.astype(np.float32), b.astype(np.float32)
+        finish = None
     else:
         dtype = None
+        finish = _finish(epilogue, a, b) if epilogue is not None else None
     if a.ndim == 0 or b.ndim == 0:
         raise KernelError(f"MatMul needs operands of rank >= 1, got shapes {a.shape} and {b.shape}")
     try:
-        y = _split_matmul(a, b)
+        y = _split_matmul(a, b, finish)
+        if y is not None and finish is not None:
+            epilogue.applied = True
         if y is None:
             y = np.matmul(_blas_ready(a), _blas_ready(b))
     except ValueError:
@@ -96,9 +141,24 @@ def matmul(a, b):
     return y if dtype is None else y.astype(dtype)
 
 
+matmul.takes_epilogue = True
+
+
+def _vector_c(c, beta: float, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """Gemm's beta * C as a vector along the columns of A' @ B', where C is one ((N,) or
+    (1, N)) of their float dtype; else None."""
+    if c is None or beta == 0.0 or a.dtype != b.dtype or a.dtype not in _FLOATS:
+        return None
+    if c.dtype != a.dtype or c.size != b.shape[1] or not (c.ndim == 1 or c.shape == (1, c.size)):
+        return None
+    # (what the unfused steps compute: beta * C first, then the sum)
+    return c.reshape(-1) if beta == 1.0 else a.dtype.type(beta) * c.reshape(-1)
+
+
 @kernel("Gemm", 1, 7, 11)
-def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
-    """alpha * A' @ B' + beta * C, with C broadcast to (M, N)."""
+def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0, epilogue=None):
+    """alpha * A' @ B' + beta * C, with C broadcast to (M, N). A vector C and the ``epilogue``
+    (as MatMul's) are applied to the product's parts while in cache, where they fit."""
     if a.ndim != 2 or b.ndim != 2:
         raise KernelError(f"Gemm needs 2-D A and B, got shapes {a.shape} and {b.shape}")
     dtype = a.dtype
@@ -114,7 +174,18 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
         raise KernelError(
             f"Gemm: A' is {a.shape} and B' is {b.shape}; their inner dimensions must match"
         )
-    y = _split_matmul(a, b)
+    finish = None
+    bias = _vector_c(c, beta, a, b) if not low and alpha == 1.0 else None
+    if not low and alpha == 1.0 and (bias is not None or c is None or beta == 0.0):
+        # (a C added after the product must come before the followers: a vector C only)
+        finish = _finish(epilogue, a, b, bias)
+        if finish is not None and epilogue is not None:
+            epilogue.applied = True
+    if finish is None and bias is not None:  # (followers that do not fit: C alone)
+        finish = threads.Finish(bias, -np.inf, np.inf)
+    if finish is not None and finish.bias is not None and bias is not None:
+        c = None  # (added by the finish)
+    y = _split_matmul(a, b, finish)
     if y is None:
         y = _blas_ready(a) @ _blas_ready(b)
     integer = y.dtype.kind in "iu"
@@ -135,6 +206,9 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
         else:
             y += y.dtype.type(beta) * c
     return y.astype(dtype) if low else y
+
+
+gemm.takes_epilogue = True
 
 
 # --- Einsum ------------------------------------------------------------------------------------
