@@ -134,7 +134,10 @@ def run(
     if engine == "local":
         from onyx.batch.local import run_local
 
-        restarts = run_local(job, todo(), workers, done)
+        # (a session built before the first shard is read, unless every shard is done)
+        shards = None if data.rows is None else -(-data.rows // shard_size)
+        build_early = shards is None or not finished.issuperset(range(shards))
+        restarts = run_local(job, todo(), workers, done, build_early)
     else:
         from onyx.batch.ray_engine import run_ray
 

@@ -85,6 +85,38 @@ def test_interrupted_run_resumes_without_redoing_finished_shards(tmp_path, mlp):
     check_against_ort(mlp, out, xs, batch_size=50)
 
 
+def test_the_session_is_built_beside_the_first_read_and_not_when_all_is_done(tmp_path, mlp,
+                                                                            monkeypatch):  # fmt: skip
+    """One session, built in the writer thread while the reader reads the first shard; a
+    resume whose shards are all on disk (interrupted before the merge) builds none."""
+    from onyx.batch import local
+
+    built = []
+    plain = local.Predictor
+
+    def counted(job):
+        import threading
+
+        built.append(threading.current_thread().name)
+        return plain(job)
+
+    monkeypatch.setattr(local, "Predictor", counted)
+    xs = samples(400)
+    src = write_parquet(tmp_path / "in.parquet", xs)
+    out = tmp_path / "out.parquet"
+
+    def stop(progress):
+        if progress.rows_done == 400:  # every part written, the merge not yet
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        onyx.batch.run(mlp, src, out, batch_size=50, shard_size=100, workers=1, progress=stop)
+    assert len(built) == 1 and built[0].startswith("onyx-batch-writer")
+    summary = onyx.batch.run(mlp, src, out, batch_size=50, shard_size=100, workers=1)
+    assert (summary.shards_skipped, len(built)) == (4, 1)
+    check_against_ort(mlp, out, xs)
+
+
 def test_a_changed_job_does_not_reuse_parts(tmp_path, mlp):
     xs = samples(400)
     src = write_parquet(tmp_path / "in.parquet", xs)
