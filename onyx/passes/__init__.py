@@ -160,7 +160,7 @@ _NEEDS_TYPES = frozenset({"shape-folding", "identities", "layout-chains", "fold-
 #: 12 Attention nodes for 120; see benchmarks/bench_models.py). Those need types: shape
 #: inference runs first, only then.
 SESSION_PASSES = ("constant-folding", "fold-affine", "dead-code")
-SESSION_FUSIONS = ("infer-shapes", "fusions")
+SESSION_FUSIONS = ("infer-shapes", "shape-folding", "fusions")
 #: After an Attention fusion: the head split and merge around it folded into the 3-D form,
 #: through the Transpose pairs the fusion leaves (no second inference: the types the fusion
 #: kept are enough, and inference knows no operator of a newer opset than the model's); then

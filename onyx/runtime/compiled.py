@@ -33,8 +33,10 @@ OPCODES = {np.add: ADD, np.subtract: SUB, np.multiply: MUL, np.divide: DIV,
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 enabled = os.environ.get("ONYX_COMPILED", "1") != "0"  # tests switch it to compare both paths
-# Work on fewer elements stays on numpy: its time there is call overhead either way, and a
-# process running only small models should not pay numba's import (0.4-0.6 s, cache included).
+# Work on fewer elements stays on numpy until numba is loaded (a process running only small
+# models should not pay its import, 0.4-0.6 s with the cache); once loaded (a session on
+# numba's threads loads it at build), small work takes the compiled kernels too: numpy's
+# several passes cost more in calls there (a LayerNormalization of 32x64: 57 us, 5 compiled).
 MIN_SIZE = 1 << 14
 _kernels: ModuleType | None = None
 _failed = False
@@ -42,10 +44,13 @@ _failed = False
 
 def kernels(size: int) -> ModuleType | None:
     """The compiled kernels for work producing ``size`` elements, or None: numba missing or
-    broken, kernels switched off, or the work too small (below ``MIN_SIZE``)."""
+    broken, kernels switched off, or the work too small (below ``MIN_SIZE``) for loading them
+    to pay."""
+    if _kernels is not None and enabled:
+        return _kernels
     if not enabled or _failed or size < MIN_SIZE:
         return None
-    return _kernels if _kernels is not None else _load()
+    return _load()
 
 
 def _load() -> ModuleType | None:

@@ -25,8 +25,15 @@ def jit(monkeypatch):
     return kernels
 
 
-def test_switched_off_or_small_work_gives_none(monkeypatch):
+def test_switched_off_or_small_work_gives_none_until_loaded(monkeypatch):
+    """Small work does not load numba; once loaded (by larger work or a session on numba's
+    threads), small work takes the kernels too."""
+    loaded = compiled.kernels(compiled.MIN_SIZE)
+    assert loaded is not None
+    monkeypatch.setattr(compiled, "_kernels", None)  # (as in a process that has not loaded them)
     assert compiled.kernels(compiled.MIN_SIZE - 1) is None
+    monkeypatch.setattr(compiled, "_kernels", loaded)
+    assert compiled.kernels(1) is loaded
     monkeypatch.setattr(compiled, "enabled", False)
     assert compiled.kernels(compiled.MIN_SIZE) is None
 
