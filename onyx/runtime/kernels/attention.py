@@ -100,6 +100,7 @@ class _Attention:
                 )
         self.left, self.right = left_window_size, right_window_size
         self.want_qk = _outputs >= 4
+        self._causal: dict = {}  # (Sq, T, dtype) -> the causal mask as 0 / -inf, built once
 
     def __call__(self, q, k, v, attn_mask=None, past_key=None, past_value=None,
                  nonpad_kv_seqlen=None):  # fmt: skip
@@ -185,15 +186,14 @@ class _Attention:
 
     def _plain(self, q, mask, past, nonpad, total) -> bool:
         """Whether the run is the common case ``_fast`` computes: float32/64, no cache, no
-        bounds, no softcap, no requested scores, a mask absent, boolean or additive of q's
-        type."""
+        window bounds, no softcap, no requested scores, a mask absent, boolean or additive of
+        q's type; causal or not."""
         return (
             q.dtype in _FAST_DTYPES
             and not self.want_qk
             and not self.softcap
             and not past
             and nonpad is None
-            and not self.is_causal
             and not (self.has_window and (self.left >= 0 or self.right >= 0))
             and (self.softmax_dtype is None or self.softmax_dtype == q.dtype)
             and (mask is None or _covering(mask, q.dtype, total))
@@ -226,6 +226,13 @@ class _Attention:
             except ValueError:
                 raise KernelError(f"attn_mask of shape {mask.shape} does not broadcast to "
                                   f"{(b, hq, sq, total)}") from None  # fmt: skip
+        if self.is_causal:  # (no cache here: query i sees keys 0..i, never a row of none)
+            key = (sq, total, qh.dtype)
+            causal = self._causal.get(key)
+            if causal is None:
+                causal = np.where(np.tri(sq, total, dtype=bool), dt(0), dt(-np.inf))
+                self._causal[key] = causal
+            np.add(scores, causal, out=scores)
         probs = _softmax_rows(scores, guard).reshape(b * hkv, group * sq, total)
         y = np.empty((b * hkv, group * sq, dv), qh.dtype)
         threads.batched_matmul(probs, _stack(vh, total, dv), y)
