@@ -104,8 +104,7 @@ def run_local(job: BatchJob, todo: Iterator, workers: int, done: Callable[[int, 
     """Run the shards of ``todo`` on ``workers`` processes; ``done(rows, bad)`` after each.
 
     One worker runs in this process (no pool to start, nothing to pickle; ``build_early``: see
-    ``run_here``). Returns the number of
-    times the pool was rebuilt after a worker died.
+    ``run_here``). Returns the number of times the pool was rebuilt after a worker died.
     """
     if workers == 1:
         run_here(job, todo, done, build_early)

@@ -527,10 +527,10 @@ def _check_value(value: Value, given: Any) -> Any:
 
 
 def _to_api(value: Any, taken: list | None = None) -> Any:
-    """Outputs as the user gets them: arrays they own, never a view of a constant, of a feed or
-    of another output, in C order. ``taken``: the memory (``_root``) of the feeds and of the outputs
-    handed over so far, added to. A view of the run's own result (a Reshape's at the end of a
-    model) is handed over as it is: copying it cost 40-60 us per megabyte on every run."""
+    """Outputs as the user gets them: arrays they own, in C order, never a view of a constant,
+    of a feed or of another output. ``taken``: the memory (``_root``) of the feeds and of the
+    outputs handed over so far, added to. A view of the run's own result (a Reshape's at the
+    end of a model) is handed over as it is: copying it cost 40-60 us per megabyte a run."""
     taken = [] if taken is None else taken
     if isinstance(value, list):
         return [_to_api(v, taken) for v in value]
@@ -544,7 +544,7 @@ def _to_api(value: Any, taken: list | None = None) -> Any:
     if not (flags.writeable and flags.c_contiguous and root.flags.owndata) or any(
         root is t for t in taken
     ):
-        value = root = np.ascontiguousarray(value) if not flags.c_contiguous else value.copy()
+        value = root = value.copy()  # (in C order)
     taken.append(root)
     return value
 

@@ -181,10 +181,10 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0, 
         finish = _finish(epilogue, a, b, bias)
         if finish is not None and epilogue is not None:
             epilogue.applied = True
-    if finish is None and bias is not None:  # (followers that do not fit: C alone)
-        finish = threads.Finish(bias, -np.inf, np.inf)
-    if finish is not None and finish.bias is not None and bias is not None:
+    if bias is not None:
         c = None  # (added by the finish)
+        if finish is None:  # (followers that do not fit: C alone)
+            finish = threads.Finish(bias, -np.inf, np.inf)
     y = _split_matmul(a, b, finish)
     if y is None:
         y = _blas_ready(a) @ _blas_ready(b)
