@@ -50,6 +50,11 @@ _INSIDE = threading.local()  # set in a thread while it runs a part: nested spli
 # thread's wake-up (about 10-50 us on a loaded machine).
 MIN_FLOPS = 1 << 21
 MIN_ELEMENTS = 1 << 16
+# numba's threads spin between regions: a region starts in a few us, so smaller parts pay
+# there (2 threads, 2-layer transformers' sizes: a 128x64x192 GEMM 33 -> 20 us split in two,
+# 128x64x64 even; a softmax of 8K elements 7.9 -> 5.2 us)
+NATIVE_MIN_FLOPS = 1 << 19
+NATIVE_MIN_ELEMENTS = 1 << 12
 
 
 @functools.cache
@@ -576,8 +581,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     found = current()
     m, k = a.shape
     n = b.shape[1]
+    least = NATIVE_MIN_FLOPS if found is not None and found.native is not None else MIN_FLOPS
     # (a product of few rows by a large weight is bound by reading the weight: split too)
-    small = m * k * n < MIN_FLOPS * 2 and k * n < MIN_ELEMENTS * 4
+    small = m * k * n < least * 2 and k * n < MIN_ELEMENTS * 4
     if found is None or found.size == 1 or small or not splits_gemms():
         out = np.matmul(a, b, out=out)
         if finish is not None:
@@ -618,7 +624,8 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     found = current()
     count = a.shape[0]
     flops = a.size * b.shape[-1]
-    if found is None or found.size == 1 or count < 2 or flops < MIN_FLOPS * 2 or not splits_gemms():
+    least = NATIVE_MIN_FLOPS if found is not None and found.native is not None else MIN_FLOPS
+    if found is None or found.size == 1 or count < 2 or flops < least * 2 or not splits_gemms():
         return np.matmul(a, b, out=out)
     if found.native is not None and found.native.stacked_matmul(a, b, out, found.size):
         return out
@@ -642,6 +649,8 @@ def rows(
     (elements touched in all) is worth it. ``native(kernels, parts)``: the same over numba's
     threads (a kernel of _jit_par.py, in ``parts`` bands), where the pool has them."""
     found = current()
+    if found is not None and found.native is not None and native is not None:
+        minimum = min(minimum, NATIVE_MIN_ELEMENTS)
     if found is None or found.size == 1 or count < 2 or work < minimum * 2:
         fn(0, count)
         return
@@ -678,11 +687,12 @@ def elementwise(
         and type(x) is np.ndarray
         and x.dtype == np.float32
         and x.flags.c_contiguous
-        and x.size >= 2 * MIN_ELEMENTS
+        and x.size >= 2 * NATIVE_MIN_ELEMENTS
         and compiled.kernels(x.size) is not None
     ):
         y = np.empty_like(x)
-        native(found.native.kernels, x.reshape(-1), y.reshape(-1), found.size)
+        parts = min(found.size, x.size // NATIVE_MIN_ELEMENTS)
+        native(found.native.kernels, x.reshape(-1), y.reshape(-1), parts)
         return y
     if (
         found is None
@@ -717,11 +727,12 @@ def last_axis(
         and found.native is not None
         and native is not None
         and x.ndim >= 1
-        and x.size >= 2 * MIN_ELEMENTS
+        and x.size >= 2 * NATIVE_MIN_ELEMENTS
         and x.flags.c_contiguous
     ):
         y = np.empty_like(x)
-        native(found.native.kernels, x.reshape(-1), y.reshape(-1), found.size)
+        parts = min(found.size, x.size // NATIVE_MIN_ELEMENTS)
+        native(found.native.kernels, x.reshape(-1), y.reshape(-1), parts)
         return y
     if (
         found is None

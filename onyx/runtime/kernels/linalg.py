@@ -118,7 +118,7 @@ def matmul(a, b, *, epilogue=None):
     """Matrix product with numpy.matmul's rules (1-D operands promoted, batch dims broadcast).
     With an ``epilogue`` (the plan's fusion: the steps that follow) that a linear layer's bias
     and ReLU make, those are applied to the product's parts while in cache."""
-    if a.dtype.name in _LOW_PRECISION:
+    if a.dtype not in _FLOATS and a.dtype.name in _LOW_PRECISION:  # (dtype.name is slow)
         dtype = a.dtype
         a, b = a.astype(np.float32), b.astype(np.float32)
         finish = None
@@ -162,7 +162,7 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0, 
     if a.ndim != 2 or b.ndim != 2:
         raise KernelError(f"Gemm needs 2-D A and B, got shapes {a.shape} and {b.shape}")
     dtype = a.dtype
-    low = dtype.name in _LOW_PRECISION
+    low = dtype not in _FLOATS and dtype.name in _LOW_PRECISION
     if low:
         a, b = a.astype(np.float32), b.astype(np.float32)
         c = None if c is None else c.astype(np.float32)

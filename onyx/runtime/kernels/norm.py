@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 from onyx.dtypes import to_numpy
@@ -183,6 +186,7 @@ class GroupNormalization21(GroupNormalization18):
 
 
 # --- Layer / RMS normalization -------------------------------------------------------------
+@functools.cache  # (a lookup per run of every normalization otherwise: a few us each)
 def _stash(stash_type: int, xdtype: np.dtype) -> tuple[np.dtype, np.dtype]:
     """(compute dtype, statistics output dtype) for a stash_type."""
     try:
@@ -208,7 +212,7 @@ def _compiled_rows(x, wt, axis, *params):
     jit = compiled.kernels(x.size)
     if jit is None:
         return None
-    width = int(np.prod(normalized, dtype=np.int64))
+    width = math.prod(normalized)
     return jit, np.ascontiguousarray(x), x.size // width, width
 
 
