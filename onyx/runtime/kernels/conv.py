@@ -299,6 +299,20 @@ _TILE_BYTES = 1 << 20  # the im2col tile a blocked convolution keeps cache-hot
 _NATIVE_COLUMNS = 256
 
 
+def _native_gemm(pool, epilogue, y, dtype, weight) -> tuple | None:
+    """(the epilogue's program, BLAS's GEMM, its 1, its 0) for a convolution of ``dtype`` into
+    ``y`` on numba's threads; None where the session's pool is not numba's, the epilogue is not
+    one compiled program, or BLAS does not take ``weight`` as it is (of ``dtype``,
+    C-contiguous)."""
+    if pool is None or pool.native is None:
+        return None
+    program = epilogue.native_program(y)
+    entry = pool.native.gemms.get(dtype)
+    if program is None or entry is None or weight.dtype != dtype or not weight.flags.c_contiguous:
+        return None
+    return (program, *entry)
+
+
 def conv_blocked(x, w2d, plan, epilogue, y=None):
     """2-D convolution with one group, computed a band of output rows at a time (into ``y``
     where given).
@@ -320,20 +334,16 @@ def conv_blocked(x, w2d, plan, epilogue, y=None):
     if pool is not None and pool.size > 1 and threads.splits_gemms():
         # at least two bands per thread, each band a part of the pool's work
         rows = max(1, min(rows, -(-ho * n // (2 * pool.size))))
-    native = pool is not None and pool.native is not None and jit is not None
-    program = epilogue.native_program(y) if native else None
-    if program is not None:
-        entry = pool.native.gemms.get(x.dtype)
-        if entry is not None and w2d.dtype == x.dtype and w2d.flags.c_contiguous:
-            gemm, one, zero = entry
-            blocks = 1
-            if rows * wo < _NATIVE_COLUMNS:  # small planes: whole images by bands of channels
-                rows, blocks = ho, min(m, pool.size)
-            pool.native.kernels.conv_bands(gemm, np.ascontiguousarray(x), w2d, y, *k, *s, *d,
-                                           pb[0], pb[1], rows, blocks,
-                                           pointwise and all(v == 1 for v in s), *program, one,
-                                           zero)  # fmt: skip
-            return y
+    found = _native_gemm(pool, epilogue, y, x.dtype, w2d) if jit is not None else None
+    if found is not None:
+        program, gemm, one, zero = found
+        blocks = 1
+        if rows * wo < _NATIVE_COLUMNS:  # small planes: whole images by bands of channels
+            rows, blocks = ho, min(m, pool.size)
+        pool.native.kernels.conv_bands(gemm, np.ascontiguousarray(x), w2d, y, *k, *s, *d, pb[0],
+                                       pb[1], rows, blocks, pointwise and all(v == 1 for v in s),
+                                       *program, one, zero)  # fmt: skip
+        return y
     view = source = None
     if pointwise and all(v == 1 for v in s):
         source = x.reshape(n, x.shape[1], ho * wo)
@@ -406,16 +416,13 @@ def conv_batched(x, w2d, plan, epilogue, y=None):
     jit = compiled.kernels(compiled.MIN_SIZE)
     chunk = max(1, min(n, _TILE_BYTES // (x.itemsize * depth * ho * wo)))
     pool = threads.current()
-    native = pool is not None and pool.native is not None
-    program = epilogue.native_program(y) if native else None
-    if program is not None:
-        entry = pool.native.gemms.get(x.dtype)
-        if entry is not None and w2d.dtype == x.dtype and w2d.flags.c_contiguous:
-            gemm, one, zero = entry
-            chunk = min(chunk, -(-n // (2 * pool.size)))  # at least two chunks per thread
-            pool.native.kernels.conv_images(gemm, x, w2d, y, *k, *s, *d, pb[0], pb[1], chunk,
-                                            *program, one, zero)  # fmt: skip
-            return y
+    found = _native_gemm(pool, epilogue, y, x.dtype, w2d)
+    if found is not None:
+        program, gemm, one, zero = found
+        chunk = min(chunk, -(-n // (2 * pool.size)))  # at least two chunks per thread
+        pool.native.kernels.conv_images(gemm, x, w2d, y, *k, *s, *d, pb[0], pb[1], chunk,
+                                        *program, one, zero)  # fmt: skip
+        return y
 
     def images(n0, n1):
         cols = np.empty((n1 - n0, depth, ho * wo), x.dtype)
@@ -618,17 +625,13 @@ def conv_winograd_batched(x, u, plan, epilogue, y=None):
     y = np.empty((n, m, ho, wo), x.dtype) if y is None else y
     item = x.itemsize
     pool = threads.current()
-    native = pool is not None and pool.native is not None
-    program = epilogue.native_program(y) if native else None
-    if program is not None:
-        entry = pool.native.gemms.get(x.dtype)
-        if entry is not None and u.dtype == x.dtype and y.flags.c_contiguous:
-            gemm, one, zero = entry
-            chunk = min(chunk, -(-n // (2 * pool.size)))  # at least two chunks per thread
-            pool.native.kernels.winograd_chunks(gemm, np.ascontiguousarray(x), u, y, pb[0],
-                                                pb[1], tiles_h, tiles_w, chunk, *program, one,
-                                                zero)  # fmt: skip
-            return y
+    found = _native_gemm(pool, epilogue, y, x.dtype, u)
+    if found is not None:
+        program, gemm, one, zero = found
+        chunk = min(chunk, -(-n // (2 * pool.size)))  # at least two chunks per thread
+        pool.native.kernels.winograd_chunks(gemm, np.ascontiguousarray(x), u, y, pb[0], pb[1],
+                                            tiles_h, tiles_w, chunk, *program, one, zero)  # fmt: skip
+        return y
 
     def images(n0, n1):
         b = n1 - n0
