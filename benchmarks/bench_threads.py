@@ -11,6 +11,9 @@
 4. The reason BLAS is held: a GEMM on OpenBLAS's own threads followed by the depthwise layer on
    numba's, both pools' idle threads spinning (run in a process of its own with
    OMP_WAIT_POLICY=active, numba's OpenMP layer's behaviour while its threads wait).
+5. The bounds below which work stays on one thread when the pool is numba's
+   (threads.NATIVE_MIN_FLOPS, NATIVE_MIN_ELEMENTS): small GEMMs (the 2-layer transformers')
+   and softmax rows of 128, below the bounds and split in two.
 
 Medians of many calls in µs, each configuration timed in turns; the machine's speed drifts, so
 compare within a row. Needs numba and threadpoolctl (the fast extra).
@@ -29,7 +32,7 @@ import time
 
 import numpy as np
 
-from onyx.runtime import _jit, threads
+from onyx.runtime import _jit, _jit_exp, threads
 
 THREADS = 2
 
@@ -85,6 +88,28 @@ def gemm_case(m: int, k: int, n: int, native) -> tuple[float, float]:
     return own, split
 
 
+def bounds(native) -> None:
+    """Small work in one part against two, on numba's threads."""
+    rng = np.random.default_rng(4)
+    print("5. small work (µs): below the bound (numpy's matmul, BLAS held to one thread; the")
+    print("   compiled softmax on the calling thread), and split in two over numba's threads")
+    with threads.blas_held():
+        for m, k, n in ((128, 64, 256), (128, 64, 192), (128, 64, 64), (64, 64, 64)):
+            a, b = rng.random((m, k), np.float32), rng.random((k, n), np.float32)
+            out = np.empty((m, n), np.float32)
+            one = median_us(lambda: np.matmul(a, b, out=out), 1000)
+            two = median_us(lambda: native.matmul(a, b, out, 2), 1000)
+            print(f"  GEMM {m} x {k} x {n} ({m * k * n:,} multiply-adds): {one:7.1f} {two:7.1f}")
+    for rows in (64, 256, 1024):
+        x = rng.standard_normal(rows * 128).astype(np.float32)
+        y = np.empty_like(x)
+        p, bits = np.empty(128, np.float32), np.empty(128, np.int32)
+        scale = bits.view(np.float32)
+        one = median_us(lambda: _jit_exp.softmax_rows(x, y, 128, p, bits, scale), 1000)
+        two = median_us(lambda: native.kernels.softmax_bands(x, y, 128, 2), 1000)
+        print(f"  softmax of {rows} rows of 128 ({x.size:,} elements): {one:7.1f} {two:7.1f}")
+
+
 def interference() -> None:
     """In this process: OMP_WAIT_POLICY is set before numba starts its threads."""
     native = threads.native()
@@ -134,6 +159,7 @@ def main() -> None:
     print("4. both pools spinning (OMP_WAIT_POLICY=active):")
     env = {**os.environ, "OMP_WAIT_POLICY": "active"}
     subprocess.run([sys.executable, __file__, "--interference"], env=env, check=True)
+    bounds(native)
 
 
 if __name__ == "__main__":

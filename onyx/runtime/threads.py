@@ -51,8 +51,8 @@ _INSIDE = threading.local()  # set in a thread while it runs a part: nested spli
 MIN_FLOPS = 1 << 21
 MIN_ELEMENTS = 1 << 16
 # numba's threads spin between regions: a region starts in a few us, so smaller parts pay
-# there (2 threads, 2-layer transformers' sizes: a 128x64x192 GEMM 33 -> 20 us split in two,
-# 128x64x64 even; a softmax of 8K elements 7.9 -> 5.2 us)
+# there (benchmarks/bench_threads.py, part 5, 2 threads: a 128x64x192 GEMM 33 -> 20 us split
+# in two, 128x64x64 even, 64x64x64 slower; a softmax of 8K elements 7.6 -> 5.6 us)
 NATIVE_MIN_FLOPS = 1 << 19
 NATIVE_MIN_ELEMENTS = 1 << 12
 
