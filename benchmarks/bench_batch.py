@@ -10,6 +10,11 @@ cluster it starts included), sampled every 50 ms from /proc (Linux).
 
 Run: python benchmarks/bench_batch.py [--rows N] [--skip-ray] [--models cnn,transformer]
      [--only 1,2,default,ray] [--repeat K]   (K interleaved runs of each; the fastest counts)
+
+``--per-batch`` shows where a command's time goes instead: for each runtime, in a process of
+its own, the session's build (from before the runtime's import) and the median time of one
+run on a batch of 64 rows (100 runs cycling over 20 batches of the dataset), and onyx's plan
+steps; the runtimes alternate K times and each keeps its best.
 """
 
 from __future__ import annotations
@@ -122,6 +127,70 @@ def plain_loop(model: str, data: str, out: str, runtime: str = "onnxruntime") ->
     pq.write_table(table.drop_columns([inp.name]).append_column(name, out_column), out)
 
 
+def per_batch(runtime: str, model: str, data: str) -> None:
+    """Print {"build_s", "batch_ms", "steps"} for one runtime (see --per-batch)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        steps = None
+    else:
+        import onyx
+
+        session = onyx.InferenceSession(model)
+        steps = len(session._plan.steps)
+    build = time.perf_counter() - start
+    inp = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else -1 for d in inp.shape]
+    dtype = np.float32 if "float" in inp.type else np.int64
+    column = pq.read_table(data).column(inp.name).combine_chunks()
+    values = column.flatten().to_numpy().astype(dtype).reshape(shape)[: 20 * BATCH]
+    batches = [{inp.name: values[i : i + BATCH]} for i in range(0, len(values), BATCH)]
+    for feed in batches:
+        session.run(None, feed)
+    times = []
+    for k in range(100):
+        began = time.perf_counter()
+        session.run(None, batches[k % len(batches)])
+        times.append(time.perf_counter() - began)
+    print(json.dumps({"build_s": build, "batch_ms": float(np.median(times)) * 1e3, "steps": steps}))
+
+
+def per_batch_table(models: dict, data: dict, names: list[str], repeat: int) -> None:
+    import json
+
+    print(f"one run on a batch of {BATCH} (median of 100) and the session's build, best of "
+          f"{repeat}, each runtime in its own process")  # fmt: skip
+    print("| model | onnxruntime ms | onyx ms | onyx / onnxruntime | build s: onnxruntime, onyx "
+          "| onyx plan steps |")  # fmt: skip
+    print("|---|--:|--:|--:|--:|--:|")
+    for name in names:
+        best: dict[str, dict] = {}
+        for _ in range(repeat):
+            for runtime in ("onnxruntime", "onyx"):
+                done = subprocess.run(
+                    [sys.executable, __file__, "--one", "per-batch", runtime, str(models[name]),
+                     str(data[name])],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                got = json.loads(done.stdout.strip().splitlines()[-1])
+                old = best.get(runtime)
+                if old is None or got["batch_ms"] < old["batch_ms"]:
+                    got["build_s"] = min(got["build_s"], old["build_s"]) if old else got["build_s"]
+                    best[runtime] = got
+                else:
+                    old["build_s"] = min(old["build_s"], got["build_s"])
+        ort_ms, own_ms = best["onnxruntime"]["batch_ms"], best["onyx"]["batch_ms"]
+        print(f"| {name} | {ort_ms:.2f} | {own_ms:.2f} | {own_ms / ort_ms:.2f}x | "
+              f"{best['onnxruntime']['build_s']:.2f}, {best['onyx']['build_s']:.2f} | "
+              f"{best['onyx']['steps']} |", flush=True)  # fmt: skip
+
+
 def onyx_batch(model: str, data: str, out: str, engine: str, workers: int | None) -> None:
     import onyx.batch
 
@@ -191,8 +260,13 @@ def main() -> None:
         default=1,
         help="runs of each command, interleaved; the fastest is reported",
     )
+    p.add_argument("--per-batch", action="store_true",
+                   help="time one run on a batch and the session's build, per runtime")  # fmt: skip
     p.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.one and args.one[0] == "per-batch":
+        per_batch(*args.one[1:])
+        return
     if args.one:
         kind, model, data, out, *rest = args.one
         if kind in ("ort", "onyx-loop"):
@@ -208,6 +282,9 @@ def main() -> None:
     import onyx
 
     compileall.compile_dir(os.path.dirname(onyx.__file__), quiet=1)
+    if args.per_batch:
+        per_batch_table(models, data, args.models.split(","), args.repeat)
+        return
     configs = [("onnxruntime loop", ["ort"]), ("onyx session loop", ["onyx-loop"]),
                ("onyx local, 1 worker", ["onyx", "local", "1"]),
                ("onyx local, 2 workers", ["onyx", "local", "2"]),

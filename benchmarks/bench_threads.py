@@ -97,16 +97,21 @@ def bounds(native) -> None:
         for m, k, n in ((128, 64, 256), (128, 64, 192), (128, 64, 64), (64, 64, 64)):
             a, b = rng.random((m, k), np.float32), rng.random((k, n), np.float32)
             out = np.empty((m, n), np.float32)
-            one = median_us(lambda: np.matmul(a, b, out=out), 1000)
-            two = median_us(lambda: native.matmul(a, b, out, 2), 1000)
+            one = median_us(lambda a=a, b=b, out=out: np.matmul(a, b, out=out), 1000)
+            two = median_us(lambda a=a, b=b, out=out: native.matmul(a, b, out, 2), 1000)
             print(f"  GEMM {m} x {k} x {n} ({m * k * n:,} multiply-adds): {one:7.1f} {two:7.1f}")
     for rows in (64, 256, 1024):
         x = rng.standard_normal(rows * 128).astype(np.float32)
         y = np.empty_like(x)
         p, bits = np.empty(128, np.float32), np.empty(128, np.int32)
         scale = bits.view(np.float32)
-        one = median_us(lambda: _jit_exp.softmax_rows(x, y, 128, p, bits, scale), 1000)
-        two = median_us(lambda: native.kernels.softmax_bands(x, y, 128, 2), 1000)
+        one = median_us(
+            lambda x=x, y=y, p=p, bits=bits, scale=scale: _jit_exp.softmax_rows(
+                x, y, 128, p, bits, scale
+            ),
+            1000,
+        )
+        two = median_us(lambda x=x, y=y: native.kernels.softmax_bands(x, y, 128, 2), 1000)
         print(f"  softmax of {rows} rows of 128 ({x.size:,} elements): {one:7.1f} {two:7.1f}")
 
 

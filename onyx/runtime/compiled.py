@@ -36,7 +36,8 @@ enabled = os.environ.get("ONYX_COMPILED", "1") != "0"  # tests switch it to comp
 # Work on fewer elements stays on numpy until numba is loaded (a process running only small
 # models should not pay its import, 0.4-0.6 s with the cache); once loaded (a session on
 # numba's threads loads it at build), small work takes the compiled kernels too: numpy's
-# several passes cost more in calls there (a LayerNormalization of 32x64: 57 us, 5 compiled).
+# several passes (a LayerNormalization's half a dozen) cost more in calls there than one
+# compiled call.
 MIN_SIZE = 1 << 14
 _kernels: ModuleType | None = None
 _failed = False
