@@ -484,17 +484,18 @@ class Threads:
             # (BLAS's own threads run the GEMMs, the rest runs on the calling thread): Python
             # threads, woken through the OS, took 1.05-1.33x that time in-model on this
             # project's 2-core machine, numba's 0.8-1.1x (docs/runtime.md, "Threads").
-            cores = physical_cores()
-            found = native() if native_threads and cores > 1 and _BLAS.controllable() else None
+            found = native() if native_threads and _BLAS.controllable() else None
             if found is None:
                 self.size, self.pool, self.splits_gemms = 1, pool(1), False
                 return
-            intra_op_num_threads = cores
+            intra_op_num_threads = physical_cores()
         self.size = intra_op_num_threads
         # GEMMs are split over the pool only where BLAS can be held to one thread meanwhile
         self.splits_gemms = _BLAS.controllable()
-        wanted = native_threads and intra_op_num_threads > 1 and self.splits_gemms
-        found = native() if wanted else None
+        # One thread takes numba's pool too: its kernels (a convolution's GEMM with its
+        # epilogue, Winograd by chunks of images, a row's norm in one pass) serve one thread
+        # as well (onyx.batch runs several one-thread runs at once: bench_batch.py)
+        found = native() if native_threads and self.splits_gemms else None
         self.pool = pool(intra_op_num_threads) if found is None else NativePool(
             intra_op_num_threads, found
         )

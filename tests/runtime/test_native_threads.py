@@ -277,9 +277,11 @@ def test_a_child_forked_before_numbas_threads_started_starts_its_own(native):
     assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
-def test_python_threads_on_request_and_for_one_thread():
+def test_python_threads_on_request_and_numba_s_for_one_thread(native):
     assert type(threads.Threads(2, native_threads=False).pool) is threads.Pool
-    assert type(threads.Threads(1).pool) is threads.Pool
+    assert type(threads.Threads(1, native_threads=False).pool) is threads.Pool
+    one = threads.Threads(1)  # numba's kernels on the calling thread
+    assert type(one.pool) is threads.NativePool and one.size == 1 and one.splits_gemms
     # without numba's threads the default is no pool: BLAS's threads and the calling thread
     alone = threads.Threads(0, native_threads=False)
     assert type(alone.pool) is threads.Pool and alone.size == 1 and not alone.splits_gemms

@@ -92,6 +92,64 @@ def test_two_sessions_in_two_python_threads_finish_with_the_same_results():
     assert results[0] == results[1] == [expected.tobytes()] * 4
 
 
+def _rows_model() -> bytes:
+    """A transformer block's kinds of step on (N, 8, 16) rows: a linear layer with bias and
+    ReLU, LayerNormalization, a second product with a residual Add, Softmax."""
+    rng = np.random.default_rng(2)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        for name, shape in (("w1", (16, 48)), ("b1", (48,)), ("g", (48,)), ("w2", (48, 16)))
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Add", ["h", "b1"], ["hb"]),
+        helper.make_node("Relu", ["hb"], ["r"]),
+        helper.make_node("LayerNormalization", ["r", "g"], ["n"], axis=-1),
+        helper.make_node("MatMul", ["n", "w2"], ["m"]),
+        helper.make_node("Add", ["m", "x"], ["a"]),
+        helper.make_node("Softmax", ["a"], ["y"], axis=-1),
+    ]
+    x = helper.make_tensor_value_info("x", 1, ["N", 8, 16])
+    y = helper.make_tensor_value_info("y", 1, None)
+    g = helper.make_graph(nodes, "rows", [x], [y], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.mark.parametrize("intra", [1, 2])
+@pytest.mark.parametrize("model_name", ["cnn", "rows"])
+def test_one_session_run_from_several_threads_at_once(intra, model_name):
+    """onyx.batch runs batches side by side on one session: each run gets what it gets alone."""
+    model = _cnn() if model_name == "cnn" else _rows_model()
+    rng = np.random.default_rng(3)
+    if model_name == "cnn":
+        feeds = [X + k for k in range(3)]
+    else:  # two threads on one batch size, one on another: per-shape memos filled at once
+        feeds = [rng.standard_normal((n, 8, 16)).astype(np.float32) for n in (5, 64, 64)]
+    alone = onyx.InferenceSession(model, intra_op_num_threads=intra)
+    expected = [alone.run(None, {"x": f})[0].tobytes() for f in feeds]
+    shared = onyx.InferenceSession(model, intra_op_num_threads=intra)
+    results: list[list[bytes]] = [[] for _ in feeds]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(feeds))
+
+    def work(k: int) -> None:
+        try:
+            start.wait()
+            for _ in range(4):
+                results[k].append(shared.run(None, {"x": feeds[k]})[0].tobytes())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    runners = [threading.Thread(target=work, args=(k,)) for k in range(len(feeds))]
+    for r in runners:
+        r.start()
+    for r in runners:
+        r.join(timeout=120)
+    assert not any(r.is_alive() for r in runners), "a run did not finish (deadlock?)"
+    assert not errors
+    assert results == [[e] * 4 for e in expected]
+
+
 def test_blas_threads_are_restored_after_runs():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
