@@ -14,7 +14,9 @@ Run: python benchmarks/bench_batch.py [--rows N] [--skip-ray] [--models cnn,tran
 ``--per-batch`` shows where a command's time goes instead: for each runtime, in a process of
 its own, the session's build (from before the runtime's import) and the median time of one
 run on a batch of 64 rows (100 runs cycling over 20 batches of the dataset), and onyx's plan
-steps; the runtimes alternate K times and each keeps its best.
+steps; then onyx's session on one thread per run with two batches run at once from two
+threads (as onyx.batch runs them by default on 2 cores): the median time of such a pair, over
+two. The runtimes alternate K times and each keeps its best.
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def plain_loop(model: str, data: str, out: str, runtime: str = "onnxruntime") ->
 
 
 def per_batch(runtime: str, model: str, data: str) -> None:
-    """Print {"build_s", "batch_ms", "steps"} for one runtime (see --per-batch)."""
+    """Print {"build_s", "batch_ms", "steps"} for one runtime (see --per-batch): "onnxruntime",
+    "onyx", or "onyx-runs" (one thread per run, two runs at once)."""
     import json
 
     import pyarrow.parquet as pq
@@ -142,7 +145,8 @@ def per_batch(runtime: str, model: str, data: str) -> None:
     else:
         import onyx
 
-        session = onyx.InferenceSession(model)
+        threads = 1 if runtime == "onyx-runs" else 0
+        session = onyx.InferenceSession(model, intra_op_num_threads=threads)
         steps = len(session._plan.steps)
     build = time.perf_counter() - start
     inp = session.get_inputs()[0]
@@ -154,10 +158,20 @@ def per_batch(runtime: str, model: str, data: str) -> None:
     for feed in batches:
         session.run(None, feed)
     times = []
-    for k in range(100):
-        began = time.perf_counter()
-        session.run(None, batches[k % len(batches)])
-        times.append(time.perf_counter() - began)
+    if runtime == "onyx-runs":
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as runs:
+            for k in range(0, 200, 2):
+                pair = [batches[k % len(batches)], batches[(k + 1) % len(batches)]]
+                began = time.perf_counter()
+                list(runs.map(lambda feed: session.run(None, feed), pair))
+                times.append((time.perf_counter() - began) / 2)
+    else:
+        for k in range(100):
+            began = time.perf_counter()
+            session.run(None, batches[k % len(batches)])
+            times.append(time.perf_counter() - began)
     print(json.dumps({"build_s": build, "batch_ms": float(np.median(times)) * 1e3, "steps": steps}))
 
 
@@ -166,13 +180,13 @@ def per_batch_table(models: dict, data: dict, names: list[str], repeat: int) -> 
 
     print(f"one run on a batch of {BATCH} (median of 100) and the session's build, best of "
           f"{repeat}, each runtime in its own process")  # fmt: skip
-    print("| model | onnxruntime ms | onyx ms | onyx / onnxruntime | build s: onnxruntime, onyx "
-          "| onyx plan steps |")  # fmt: skip
-    print("|---|--:|--:|--:|--:|--:|")
+    print("| model | onnxruntime ms | onyx ms | onyx / onnxruntime | onyx, 2 runs at once of 1 "
+          "thread: ms a batch | / onnxruntime | build s: onnxruntime, onyx | onyx plan steps |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|")
     for name in names:
         best: dict[str, dict] = {}
         for _ in range(repeat):
-            for runtime in ("onnxruntime", "onyx"):
+            for runtime in ("onnxruntime", "onyx", "onyx-runs"):
                 done = subprocess.run(
                     [sys.executable, __file__, "--one", "per-batch", runtime, str(models[name]),
                      str(data[name])],
@@ -186,19 +200,22 @@ def per_batch_table(models: dict, data: dict, names: list[str], repeat: int) -> 
                 else:
                     old["build_s"] = min(old["build_s"], got["build_s"])
         ort_ms, own_ms = best["onnxruntime"]["batch_ms"], best["onyx"]["batch_ms"]
+        runs_ms = best["onyx-runs"]["batch_ms"]
         print(f"| {name} | {ort_ms:.2f} | {own_ms:.2f} | {own_ms / ort_ms:.2f}x | "
+              f"{runs_ms:.2f} | {runs_ms / ort_ms:.2f}x | "
               f"{best['onnxruntime']['build_s']:.2f}, {best['onyx']['build_s']:.2f} | "
               f"{best['onyx']['steps']} |", flush=True)  # fmt: skip
 
 
-def onyx_batch(model: str, data: str, out: str, engine: str, workers: int | None) -> None:
+def onyx_batch(model: str, data: str, out: str, engine: str, workers: int | None,
+               runs: int | None = None) -> None:  # fmt: skip
     import onyx.batch
 
     if engine == "ray":
         import ray
 
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    onyx.batch.run(model, data, out, batch_size=BATCH, engine=engine, workers=workers)
+    onyx.batch.run(model, data, out, batch_size=BATCH, engine=engine, workers=workers, runs=runs)
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -253,7 +270,8 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--skip-ray", action="store_true")
     p.add_argument("--models", default="cnn,transformer", help="comma-separated: cnn,transformer")
-    p.add_argument("--only", help="comma-separated labels' first words to run (e.g. ort,defaults)")
+    p.add_argument("--only", help="comma-separated: 1 (both one-worker commands), 2, default, "
+                   "ray; the onnxruntime loop always runs")  # fmt: skip
     p.add_argument(
         "--repeat",
         type=int,
@@ -272,7 +290,8 @@ def main() -> None:
         if kind in ("ort", "onyx-loop"):
             plain_loop(model, data, out, "onnxruntime" if kind == "ort" else "onyx")
         else:
-            onyx_batch(model, data, out, rest[0], int(rest[1]) if rest[1] != "default" else None)
+            number = [int(v) if v != "default" else None for v in rest[1:]]
+            onyx_batch(model, data, out, rest[0], *number)
         return
     models, data = export_models(), make_data(args.rows)
     # onyx's modules compiled to bytecode once, as an install does (a checkout run with
@@ -286,6 +305,7 @@ def main() -> None:
         per_batch_table(models, data, args.models.split(","), args.repeat)
         return
     configs = [("onnxruntime loop", ["ort"]), ("onyx session loop", ["onyx-loop"]),
+               ("onyx local, 1 worker, 1 run of 2 threads", ["onyx", "local", "1", "1"]),
                ("onyx local, 1 worker", ["onyx", "local", "1"]),
                ("onyx local, 2 workers", ["onyx", "local", "2"]),
                ("onyx local, defaults", ["onyx", "local", "default"])]  # fmt: skip
@@ -306,7 +326,7 @@ def main() -> None:
         best: dict[str, tuple[float, int, float]] = {}
         for _ in range(args.repeat):
             for label, config in configs:
-                out = str(CACHE / f"out_{name}_{config[-1]}_{config[0]}.parquet")
+                out = str(CACHE / f"out_{name}_{'_'.join(config)}.parquet")
                 kind, *rest = config
                 seconds, peak, cpu = measure([kind, str(model), str(data[name]), out, *rest])
                 old = best.get(label, (seconds, peak, cpu))

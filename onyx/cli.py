@@ -771,7 +771,7 @@ def cmd_batch(args) -> None:
 
     summary = onyx.batch.run(
         args.model, args.input, args.output, batch_size=args.batch_size, columns=columns,
-        workers=args.workers, threads=args.threads, engine=args.engine,
+        workers=args.workers, runs=args.runs, threads=args.threads, engine=args.engine,
         ray_address=args.ray_address, strict=args.strict, progress=progress if shown else None,
         gpus_per_worker=args.gpus_per_worker,
     )  # fmt: skip
@@ -990,8 +990,12 @@ COMMANDS = {
         (("--workers",), {"type": _int_at_least(1), "metavar": "N",
                           "help": "processes (or Ray actors); default: one in this process, "
                                   "more on machines with many cores for big datasets"}),
+        (("--runs",), {"type": _int_at_least(1), "metavar": "N",
+                       "help": "batches each worker runs at once (threads sharing its "
+                               "session); default: its cores over --threads"}),
         (("--threads",), {"type": _int_at_least(1), "metavar": "N",
-                          "help": "threads per worker; default: the cores over the workers"}),
+                          "help": "threads per run; default: 1, or the worker's cores over "
+                                  "--runs"}),
         (("--engine",), {"choices": ["local", "ray"], "default": "local",
                          "help": "a process pool here (local), or Ray Data (ray)"}),
         (("--ray-address",), {"metavar": "ADDR", "help": "a Ray cluster (default: start one here)"}),

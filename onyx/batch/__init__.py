@@ -4,10 +4,11 @@
     summary = onyx.batch.run("model.onnx", "images.parquet", "out.parquet", batch_size=64)
     summary = onyx.batch.run(..., engine="ray", ray_address="auto")   # on a Ray cluster
 
-The local engine (the default) runs on this machine with workers x threads filling the cores: by
-default one session in this process with a thread per core (a small job pays no process start-up;
-parts are written while the next shard runs), and on machines with many cores and jobs with many
-rows, a pool of worker processes forked from a preloaded server; the Ray engine runs the same job
+The local engine (the default) runs on this machine with workers x runs x threads filling the
+cores: by default one session in this process running a batch per core at once, each on one
+thread (a small job pays no process start-up; parts are written while the next shard runs), and
+on machines with many cores and jobs with many rows, a pool of worker processes forked from a
+preloaded server, each running its batches so; the Ray engine runs the same job
 with Ray Data's ``map_batches`` on actors (``gpus_per_worker`` GPUs each). Both write the same file: the input's other columns, then one column
 per model output, one row per input row (null outputs for a bad row, whose number and reason go
 to ``OUTPUT``'s ``.errors.jsonl``). Shards finished by an interrupted run are not redone.
@@ -46,6 +47,7 @@ def run(
     columns: Mapping[str, str] | None = None,
     outputs: Sequence[str] = (),
     workers: int | None = None,
+    runs: int | None = None,
     threads: int | None = None,
     engine: str = "local",
     ray_address: str | None = None,
@@ -58,8 +60,9 @@ def run(
     """Run ``model`` over every row of ``source`` and write ``output`` (Parquet); a Summary.
 
     ``columns`` maps model inputs to dataset columns (default: the column of the input's name,
-    or the only column). ``workers`` x ``threads`` default to filling this machine's cores (for
-    Ray: ``workers`` actors of ``threads`` CPUs each). ``strict`` stops at the first bad row with
+    or the only column). Each of ``workers`` runs ``runs`` batches at once (threads sharing its
+    session), each run on ``threads`` threads; what is not given fills this machine's cores
+    (for Ray: ``workers`` actors of ``runs`` x ``threads`` CPUs each). ``strict`` stops at the first bad row with
     a BadRowError naming it. ``providers`` are the session's, as for ``InferenceSession``
     (names, or (name, options) pairs: ``[("TorchExecutionProvider", {"device": "cuda"})]``).
     ``gpus_per_worker`` is the GPUs Ray reserves for each actor (engine "ray"; may be a
@@ -96,17 +99,17 @@ def run(
     shard_size = shard_size or batch_size * max(1, 4096 // batch_size)
     if shard_size % batch_size:
         raise BatchError(f"shard_size={shard_size}: expected a multiple of batch_size={batch_size}")
-    asked = (workers, threads)
-    workers, threads = plan_workers(workers, threads, data.rows if engine == "local" else None)
-    if data.rows is not None and workers > -(-data.rows // shard_size):  # a shard each at most
-        workers = -(-data.rows // shard_size)
-        if asked == (None, None):
-            threads = max(1, cores() // workers)
+    asked = (runs, threads)
+    rows = data.rows if engine == "local" else None
+    planned, runs, threads = plan_workers(workers, runs, threads, rows)
+    if data.rows is not None and planned > -(-data.rows // shard_size):  # a shard each at most
+        planned, runs, threads = plan_workers(-(-data.rows // shard_size), *asked)
+    workers = planned
     job = BatchJob(
         model=os.path.abspath(model), source=os.path.abspath(source),
         output=os.path.abspath(output),
         columns=tuple(sorted(columns.items())), outputs=tuple(outputs), batch_size=batch_size,
-        shard_size=shard_size, threads=threads, strict=strict, providers=tuple(providers),
+        shard_size=shard_size, runs=runs, threads=threads, strict=strict, providers=tuple(providers),
     )  # fmt: skip
     os.makedirs(os.path.dirname(job.output) or ".", exist_ok=True)
     finished = io.prepare_parts(job, _fingerprint(job))
@@ -148,7 +151,7 @@ def run(
     return Summary(
         output=job.output, rows=rows, bad_rows=bad, errors_path=job.errors_path if bad else None,
         shards=counts["shards"], shards_skipped=len(finished & set(range(counts["shards"]))),
-        restarts=restarts, engine=engine, workers=workers, threads=threads,
+        restarts=restarts, engine=engine, workers=workers, runs=runs, threads=threads,
         seconds=time.perf_counter() - start,
     )  # fmt: skip
 
@@ -201,7 +204,7 @@ def _fingerprint(job: BatchJob) -> dict:
         st = os.stat(path)
         return [st.st_size, st.st_mtime_ns]
 
-    fields = {k: v for k, v in vars(job).items() if k not in ("threads",)}
+    fields = {k: v for k, v in vars(job).items() if k not in ("runs", "threads")}
     fields["columns"] = [list(c) for c in job.columns]
     fields["outputs"] = list(job.outputs)
     fields["providers"] = list(job.providers)

@@ -1,5 +1,9 @@
 """Sources in, shards out, parts on disk, one merged Parquet file at the end.
 
+Parts are Arrow IPC files: written as they are in memory and read back mapped, so only the
+merged output pays Parquet's encoding (parts in Parquet encoded every row twice and decoded it
+once between).
+
 Sources: a Parquet file or folder of them, a CSV file, a .npy array ([rows, ...], one column named
 after the file), an .npz archive (one column per array), or a folder of images (columns ``path``
 and ``image``, the encoded bytes, decoded in the workers). Shard ``k`` is rows
@@ -189,7 +193,7 @@ def prefetch(items: Iterator, ahead: int = 1) -> Iterator:
 
 # --- parts -------------------------------------------------------------------------------------
 def part_path(job: BatchJob, shard: int) -> str:
-    return os.path.join(job.parts_dir, f"part-{shard:06d}.parquet")
+    return os.path.join(job.parts_dir, f"part-{shard:06d}.arrow")
 
 
 def prepare_parts(job: BatchJob, fingerprint: dict) -> set[int]:
@@ -211,7 +215,7 @@ def prepare_parts(job: BatchJob, fingerprint: dict) -> set[int]:
     return {
         int(f[5:11])
         for f in os.listdir(job.parts_dir)
-        if f.startswith("part-") and f.endswith(".parquet")
+        if f.startswith("part-") and f.endswith(".arrow")
     }
 
 
@@ -231,9 +235,39 @@ def write_part(job: BatchJob, shard: int, table) -> int:
     table = table.replace_schema_metadata({"onyx.errors": json.dumps(notes)})
     final = part_path(job, shard)
     tmp = f"{final}.{os.getpid()}.tmp"
-    pa.parquet.write_table(table, tmp)
+    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
     os.replace(tmp, final)
     return len(notes)
+
+
+def read_part(path: str):
+    """A part's table (memory-mapped: its buffers are read as they are used)."""
+    pa = pyarrow()
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def part_errors(path: str) -> list:
+    """The [row, error] notes of a part's bad rows."""
+    pa = pyarrow()
+    with pa.memory_map(path) as source:
+        metadata = pa.ipc.open_file(source).schema.metadata or {}
+    return json.loads(metadata.get(b"onyx.errors", b"[]"))
+
+
+def _dictionary_columns(schema) -> list[str]:
+    """The columns worth Parquet's dictionary encoding: all but those of floats (a model's
+    float outputs seldom repeat a value: a dictionary tried on them only slows the write)."""
+    pa = pyarrow()
+    names = []
+    for field in schema:
+        leaf = field.type
+        while pa.types.is_list(leaf) or pa.types.is_large_list(leaf):
+            leaf = leaf.value_type
+        if not pa.types.is_floating(leaf):
+            names.append(field.name)
+    return names
 
 
 def merge(job: BatchJob, shard_count: int) -> tuple[int, int]:
@@ -243,21 +277,19 @@ def merge(job: BatchJob, shard_count: int) -> tuple[int, int]:
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise BatchError(f"{len(missing)} shards have no part (first {missing[0]!r}); run again")
-    schemas = [pa.parquet.read_schema(p) for p in paths]
-    notes = [
-        note for s in schemas for note in json.loads((s.metadata or {}).get(b"onyx.errors", b"[]"))
-    ]
+    notes = [note for p in paths for note in part_errors(p)]
     try:
-        schema = pa.unify_schemas([s.remove_metadata() for s in schemas])
+        schema = pa.unify_schemas([read_part(p).schema.remove_metadata() for p in paths])
     except pa.ArrowException as e:
         raise BatchError(f"parts of {job.output!r} disagree on their columns: {e}") from None
     tmp = job.output + ".tmp"
     rows = 0
-    with pa.parquet.ParquetWriter(tmp, schema) as writer:
+    with pa.parquet.ParquetWriter(tmp, schema, use_dictionary=_dictionary_columns(schema)) as writer:
         for p in paths:  # a part at a time: memory stays at one shard's outputs
-            table = pa.parquet.ParquetFile(p).read().replace_schema_metadata(None)
+            table = read_part(p).replace_schema_metadata(None)
             writer.write_table(table if table.schema == schema else table.cast(schema))
             rows += table.num_rows
+            del table  # (its file stays mapped while it lives: the folder is removed below)
     os.replace(tmp, job.output)
     if notes:
         with open(job.errors_path + ".tmp", "w") as f:

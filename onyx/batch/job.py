@@ -22,8 +22,9 @@ class BatchJob:
     """What to run over which data, written where: small, picklable, the same for every engine.
 
     ``columns`` maps each model input to the dataset column that feeds it; ``outputs`` names the
-    model outputs to write (all when empty). ``threads`` is per worker: workers x threads should not
-    exceed the cores. Shards are ``shard_size`` rows (a multiple of ``batch_size``); each is written
+    model outputs to write (all when empty). Each worker runs ``runs`` batches at once (on
+    threads sharing its session), each run on ``threads`` threads: workers x runs x threads
+    should not exceed the cores. Shards are ``shard_size`` rows (a multiple of ``batch_size``); each is written
     as one part, so an interrupted job resumes at shard granularity.
     """
 
@@ -34,6 +35,7 @@ class BatchJob:
     outputs: tuple[str, ...] = ()
     batch_size: int = 256
     shard_size: int = 4096
+    runs: int = 1
     threads: int = 1
     strict: bool = False
     providers: tuple = ()  # names, or (name, sorted option pairs)
@@ -76,6 +78,7 @@ class Summary:
     restarts: int
     engine: str
     workers: int
+    runs: int
     threads: int
     seconds: float
 
@@ -86,7 +89,8 @@ class Summary:
     def __str__(self) -> str:
         text = (
             f"{self.rows:,} rows in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s), "
-            f"engine {self.engine}, {self.workers} worker(s) x {self.threads} thread(s); "
+            f"engine {self.engine}, {self.workers} worker(s) x {self.runs} run(s) at once x "
+            f"{self.threads} thread(s); "
             f"{self.shards} shards ({self.shards_skipped} already done)"
         )
         if self.restarts:
@@ -105,37 +109,42 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-# A session's own thread pool scales well to a few threads on one model; past that, more
-# sessions (processes) use the cores better.
-THREADS_PER_WORKER = 4
+# Batches run side by side, one thread each, used two cores better than one batch at a time on
+# both (a small transformer's 64 rows: 0.76x the time; a small CNN's: 0.90x, bench_batch.py
+# --runs): a run's own threads split a small batch's GEMMs and norms poorly, and one thread's
+# Python steps leave its core idle. The runs of one process share its interpreter lock, so past
+# a few cores more processes take the runs (a guess: not measured on more than 2 cores).
+CORES_PER_WORKER = 4
 # A worker process costs seconds before its first row (importing onyx and pyarrow, building the
 # session, loading compiled kernels): a job gets more than one only with this many rows each.
 ROWS_PER_WORKER = 50_000
 
 
-def plan_workers(
-    workers: int | None, threads: int | None, rows: int | None = None
-) -> tuple[int, int]:
-    """Workers x threads per worker that keep every core busy without oversubscribing them.
+def plan_workers(workers: int | None, runs: int | None, threads: int | None,
+                 rows: int | None = None) -> tuple[int, int, int]:  # fmt: skip
+    """Workers x runs at once per worker x threads per run that keep every core busy without
+    oversubscribing them.
 
-    By default one session runs in this process with a thread per core (no process to start,
-    nothing to pickle); a machine with more cores than ``THREADS_PER_WORKER`` gets a worker per
-    that many cores, as long as each has ``ROWS_PER_WORKER`` rows of the ``rows`` to do. Given
-    one number, the other fills the cores.
+    By default one process runs a batch per core at once, each on one thread; a machine with
+    more than ``CORES_PER_WORKER`` cores gets a worker per that many, as long as each has
+    ``ROWS_PER_WORKER`` rows of the ``rows`` to do. What is given is kept; the rest fills the
+    cores.
     """
     n = cores()
-    for name, value in (("workers", workers), ("threads", threads)):
+    for name, value in (("workers", workers), ("runs", runs), ("threads", threads)):
         if value is not None and value < 1:
             raise BatchError(f"{name}={value}: expected a positive number")
-    if workers is not None:
-        return workers, threads or max(1, n // workers)
-    if threads is not None:
-        workers = max(1, n // threads)
-    else:
-        workers = max(1, n // min(n, THREADS_PER_WORKER))
-    if rows is not None:
-        workers = max(1, min(workers, rows // ROWS_PER_WORKER))
-    return workers, threads or max(1, n // workers)
+    if workers is None:
+        both = runs is not None and threads is not None
+        workers = max(1, n // (runs * threads if both else min(n, CORES_PER_WORKER)))
+        if rows is not None:
+            workers = max(1, min(workers, rows // ROWS_PER_WORKER))
+    per_worker = max(1, n // workers)
+    if threads is None:
+        threads = max(1, per_worker // runs) if runs is not None else 1
+    if runs is None:
+        runs = max(1, per_worker // threads)
+    return workers, runs, threads
 
 
 def pyarrow() -> ModuleType:

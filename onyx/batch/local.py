@@ -200,8 +200,5 @@ def _finished(job: BatchJob, item, done: Callable[[int, int], None]) -> bool:
     shard, _, table = item
     if not os.path.exists(io.part_path(job, shard)):
         return False
-    import json
-
-    meta = pyarrow().parquet.read_schema(io.part_path(job, shard)).metadata or {}
-    done(table.num_rows, len(json.loads(meta.get(b"onyx.errors", b"[]"))))
+    done(table.num_rows, len(io.part_errors(io.part_path(job, shard))))
     return True

@@ -22,7 +22,9 @@ INTERNAL = (ROW, SHARD, ERROR)
 
 
 class Predictor:
-    """A session over ``job.model``, mapping ``pyarrow.Table`` batches to output rows."""
+    """A session over ``job.model``, mapping a ``pyarrow.Table`` of rows to the output rows: a
+    table of several batches runs ``job.runs`` of them at once, on threads sharing the
+    session."""
 
     def __init__(self, job: BatchJob):
         from onyx.runtime.session import InferenceSession, SessionOptions
@@ -33,6 +35,11 @@ class Predictor:
         self.job = job
         providers = [p if isinstance(p, str) else (p[0], dict(p[1])) for p in job.providers]
         self.session = InferenceSession(job.model, options, providers=providers or None)
+        self._runs = None
+        if job.runs > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._runs = ThreadPoolExecutor(job.runs, thread_name_prefix="onyx-batch-run")
         graph = self.session.model.graph
         self.specs = codec.input_specs(graph, dict(job.columns))
         declared = {v.name: v for v in graph.outputs}
@@ -50,15 +57,10 @@ class Predictor:
             self.types[name] = codec.arrow_type(dtypes.to_numpy(v.type.dtype), rank)
 
     def __call__(self, table):
-        """The rows of ``table`` with their input columns replaced by the model's outputs."""
-        pa = pyarrow()
-        pieces = [
-            self._batch(table.slice(i, self.job.batch_size))
-            for i in range(0, table.num_rows, self.job.batch_size)
-        ]
-        return pa.concat_tables(pieces) if pieces else self._batch(table)
+        """The rows of ``table`` with their input columns replaced by the model's outputs.
 
-    def _batch(self, table):
+        The table's columns are decoded and its outputs encoded once; its good rows run in
+        batches of ``job.batch_size`` rows (of one sample shape each), ``job.runs`` at once."""
         pa = pyarrow()
         n = table.num_rows
         rows = to_numpy(table.column(ROW)) if ROW in table.column_names else np.arange(n)
@@ -71,28 +73,40 @@ class Predictor:
             i = min(bad)
             raise BadRowError(f"row {rows[i]}: {bad[i]}")
         good = np.array([i not in bad for i in range(n)], bool) if bad else np.ones(n, bool)
-        results: list[tuple[np.ndarray, list]] = []  # (batch rows, outputs) per shape group
-        for group, shapes in self._groups(columns, good):
+        size = self.job.batch_size
+        batches = [  # (table rows, sample shapes) of each batch, grouped by shape
+            (group[i : i + size], shapes)
+            for group, shapes in self._groups(columns, good)
+            for i in range(0, len(group), size)
+        ]
+
+        def run(batch) -> list[tuple[np.ndarray, list]]:  # (batch rows, outputs) per run
+            group, shapes = batch
             feeds = {
                 s.name: codec.gather(c, group, shp)
                 for s, c, shp in zip(self.specs, columns, shapes)
             }
             try:
-                results.append((group, self.session.run(self.outputs, feeds)))
+                return [(group, self.session.run(self.outputs, feeds))]
             except OnyxError as e:
-                results.extend(self._one_by_one(group, columns, shapes, rows, bad, e))
+                return self._one_by_one(group, columns, shapes, rows, bad, e)
+
+        if self._runs is not None and len(batches) > 1:
+            done = list(self._runs.map(run, batches))  # (in order; the first error raised)
+        else:
+            done = [run(batch) for batch in batches]
+        results = [result for runs in done for result in runs]
         out = table.drop_columns([s.column for s in self.specs if s.column in table.column_names])
         order = np.concatenate([g for g, _ in results] + [np.array(sorted(bad), np.int64)])
-        inverse = np.argsort(order, kind="stable") if len(order) else order
+        in_order = np.array_equal(order, np.arange(n))
+        inverse = None if in_order else from_numpy(np.argsort(order, kind="stable"))
         for k, name in enumerate(self.outputs):
             arrays = [codec.encode(values[k]) for _, values in results]
             target = arrays[0].type if arrays else self.types[name]
             arrays = [a if a.type == target else a.cast(target) for a in arrays]
             arrays.append(pa.nulls(len(bad), target))
             column = pa.concat_arrays(arrays)
-            if len(results) != 1 or bad:
-                column = column.take(from_numpy(inverse))
-            out = out.append_column(name, column)
+            out = out.append_column(name, column if in_order else column.take(inverse))
         if bad:
             errors = pa.array([bad.get(i) for i in range(n)], pa.string())
         else:
@@ -112,7 +126,8 @@ class Predictor:
             yield idx[inverse.reshape(-1) == j], [tuple(int(d) for d in s) for s in split]
 
     def _one_by_one(self, group, columns, shapes, rows, bad, error):
-        """After a failing batch: run its rows alone, so only the rows that fail are bad."""
+        """After a failing batch: run its rows alone, so only the rows that fail are bad (into
+        ``bad``, which the batches running at once share: each adds its own rows)."""
         done = []
         for i in group:
             feeds = {

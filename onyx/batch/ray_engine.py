@@ -20,8 +20,9 @@ from onyx.batch.predictor import ERROR, ROW, SHARD, Predictor
 
 def run_ray(job: BatchJob, todo: Iterator, workers: int, done: Callable[[int, int], None],
             address: str | None = None, gpus: float = 0) -> int:  # fmt: skip
-    """Run the shards of ``todo`` with ``workers`` Ray actors of ``job.threads`` CPUs and
-    ``gpus`` GPUs each (Ray sets each actor's CUDA_VISIBLE_DEVICES to the GPUs it got)."""
+    """Run the shards of ``todo`` with ``workers`` Ray actors of ``job.runs`` x ``job.threads``
+    CPUs and ``gpus`` GPUs each (Ray sets each actor's CUDA_VISIBLE_DEVICES to the GPUs it
+    got); an actor is handed ``job.runs`` batches at a time, which its Predictor runs at once."""
     ray_ = ray()
     pa = pyarrow()
     started = not ray_.is_initialized()
@@ -41,8 +42,8 @@ def run_ray(job: BatchJob, todo: Iterator, workers: int, done: Callable[[int, in
         context.enable_progress_bars = False
         env = dict.fromkeys(THREAD_VARIABLES, str(job.threads))
         data = ray_.data.from_arrow_refs(refs).map_batches(
-            Predictor, fn_constructor_kwargs={"job": job}, batch_size=job.batch_size,
-            batch_format="pyarrow", concurrency=workers, num_cpus=job.threads,
+            Predictor, fn_constructor_kwargs={"job": job}, batch_size=job.batch_size * job.runs,
+            batch_format="pyarrow", concurrency=workers, num_cpus=job.runs * job.threads,
             num_gpus=gpus or None, runtime_env={"env_vars": env},
         )  # fmt: skip
         pending: dict[int, list] = {}

@@ -25,19 +25,26 @@ def check_against_ort(model, out_path, xs, batch_size=32):
     return out
 
 
-@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
-def test_local_engine_equals_onnxruntime_loop(tmp_path, mlp, workers):
+@pytest.mark.parametrize(
+    "workers, runs", [(1, 1), (1, 3), pytest.param(2, 2, marks=pytest.mark.slow)]
+)
+def test_local_engine_equals_onnxruntime_loop(tmp_path, mlp, workers, runs):
     xs = samples(1000)
     src = write_parquet(tmp_path / "in.parquet", xs)
     out = tmp_path / "out.parquet"
-    summary = onyx.batch.run(mlp, src, out, batch_size=32, shard_size=128, workers=workers)
-    assert (summary.rows, summary.bad_rows, summary.shards, summary.workers) == (
+    summary = onyx.batch.run(mlp, src, out, batch_size=32, shard_size=128, workers=workers,
+                             runs=runs)  # fmt: skip
+    assert (summary.rows, summary.bad_rows, summary.shards, summary.workers, summary.runs) == (
         1000,
         0,
         8,
         workers,
+        runs,
     )
     table = check_against_ort(mlp, out, xs)
+    column_encodings = pq.ParquetFile(out).metadata.row_group(0).column
+    assert "RLE_DICTIONARY" in column_encodings(0).encodings  # id: as pyarrow writes it
+    assert "RLE_DICTIONARY" not in column_encodings(1).encodings  # y's floats: plain
     assert pa.types.is_list(table.schema.field("y").type)
     assert table.schema.field("s").type == pa.float32()  # a per-sample scalar is a number
     assert not os.path.exists(str(out) + ".parts")
@@ -76,7 +83,7 @@ def test_interrupted_run_resumes_without_redoing_finished_shards(tmp_path, mlp):
     with pytest.raises(KeyboardInterrupt):
         onyx.batch.run(mlp, src, out, batch_size=50, shard_size=100, workers=1, progress=stop)
     parts = sorted(os.listdir(str(out) + ".parts"))
-    assert parts == ["job.json"] + [f"part-{k:06d}.parquet" for k in range(3)]
+    assert parts == ["job.json"] + [f"part-{k:06d}.arrow" for k in range(3)]
     assert not out.exists()
     computed = []
     summary = onyx.batch.run(mlp, src, out, batch_size=50, shard_size=100, workers=1,
@@ -158,13 +165,16 @@ def test_bad_rows_are_reported_with_their_numbers_and_the_rest_runs(tmp_path, ml
     np.testing.assert_allclose(y[good], ref.astype(np.float64), rtol=1e-5, atol=1e-5)
 
 
-def test_strict_stops_at_the_first_bad_row(tmp_path, mlp):
+@pytest.mark.parametrize("runs", [1, 3])
+def test_strict_stops_at_the_first_bad_row(tmp_path, mlp, runs):
     xs = samples(100)
     rows = [v.tolist() for v in xs]
     rows[42] = [[1.0, 2.0, 3.0]]
+    rows[70] = None  # a later batch, run at the same time as row 42's with runs=3
     pq.write_table(pa.table({"x": rows}), tmp_path / "in.parquet")
     with pytest.raises(BadRowError, match="row 42: input 'x'"):
-        onyx.batch.run(mlp, tmp_path / "in.parquet", tmp_path / "o.parquet", workers=1, strict=True)
+        onyx.batch.run(mlp, tmp_path / "in.parquet", tmp_path / "o.parquet", batch_size=16,
+                       workers=1, runs=runs, strict=True)  # fmt: skip
 
 
 def test_wrong_value_type_is_a_bad_row_per_column(tmp_path, mlp):
@@ -274,32 +284,35 @@ def test_missing_ray_names_the_extra(monkeypatch):
         ray()
 
 
-def test_workers_and_threads_fill_the_cores(monkeypatch):
+def test_workers_runs_and_threads_fill_the_cores(monkeypatch):
     from onyx.batch import job
 
     monkeypatch.setattr(job, "cores", lambda: 8)
     big = 10 * job.ROWS_PER_WORKER
-    per = job.THREADS_PER_WORKER
-    assert job.plan_workers(None, None) == (8 // per, per)  # a session per few cores
-    assert job.plan_workers(None, None, big) == (8 // per, per)
-    assert job.plan_workers(None, None, job.ROWS_PER_WORKER) == (1, 8)  # small: one, in here
-    assert job.plan_workers(2, None) == (2, 4)
-    assert job.plan_workers(None, 4) == (2, 4)
-    assert job.plan_workers(None, 1, big) == (8, 1)
-    assert job.plan_workers(None, 1, 100) == (1, 1)  # as asked, even if cores are left idle
-    assert job.plan_workers(3, 3) == (3, 3)
+    per = job.CORES_PER_WORKER
+    plan = job.plan_workers
+    assert plan(None, None, None) == (8 // per, per, 1)  # a process per few cores, a run per core
+    assert plan(None, None, None, big) == (8 // per, per, 1)
+    assert plan(None, None, None, job.ROWS_PER_WORKER) == (1, 8, 1)  # small: one, in here
+    assert plan(2, None, None) == (2, 4, 1)
+    assert plan(None, None, 4) == (2, 1, 4)  # runs on their own threads: fewer at once
+    assert plan(None, 1, None) == (2, 1, 4)
+    assert plan(None, 2, 1, big) == (4, 2, 1)  # both given: the workers fill the cores
+    assert plan(None, 1, 1, 100) == (1, 1, 1)  # as asked, even if cores are left idle
+    assert plan(3, None, 3) == (3, 1, 3)  # as asked, even if that oversubscribes
     monkeypatch.setattr(job, "cores", lambda: 2)
-    assert job.plan_workers(None, None, big) == (1, 2)
-    with pytest.raises(BatchError):
-        job.plan_workers(0, None)
+    assert plan(None, None, None, big) == (1, 2, 1)
+    for bad in ((0, None, None), (None, 0, None), (None, None, -1)):
+        with pytest.raises(BatchError, match="expected a positive number"):
+            plan(*bad)
 
 
-def test_default_small_job_runs_in_this_process_with_a_thread_per_core(tmp_path, mlp):
+def test_default_small_job_runs_in_this_process_a_batch_per_core(tmp_path, mlp):
     from onyx.batch import job
 
     src = write_parquet(tmp_path / "in.parquet", samples(100))
     summary = onyx.batch.run(mlp, src, tmp_path / "o.parquet", batch_size=32)
-    assert (summary.workers, summary.threads) == (1, job.cores())
+    assert (summary.workers, summary.runs, summary.threads) == (1, job.cores(), 1)
     assert not multiprocessing.active_children()
 
 
