@@ -76,7 +76,8 @@ BAD = {
     "shapes": [["-o"]],
     "convert-version": [["-o", "x.onnx"], ["--opset", "0", "-o", "x.onnx"]],
     "batch": [["rows.npz"], ["rows.npz", "out.parquet", "--batch-size", "0"],
-              ["rows.npz", "out.parquet", "--engine", "spark"]],
+              ["rows.npz", "out.parquet", "--engine", "spark"],
+              ["rows.npz", "out.parquet", "--runs", "0"]],
     "optimize": [[], ["out.onnx", "--level", "7"], ["out.onnx", "--target-opset", "0"]],
 }  # fmt: skip
 

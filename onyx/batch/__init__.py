@@ -99,6 +99,8 @@ def run(
     shard_size = shard_size or batch_size * max(1, 4096 // batch_size)
     if shard_size % batch_size:
         raise BatchError(f"shard_size={shard_size}: expected a multiple of batch_size={batch_size}")
+    if runs is None and providers and _provider_name(providers[0]) == "TorchExecutionProvider":
+        runs = 1  # torch runs a batch on all of its own threads (or on the GPU)
     asked = (runs, threads)
     rows = data.rows if engine == "local" else None
     planned, runs, threads = plan_workers(workers, runs, threads, rows)
@@ -195,6 +197,10 @@ def _provider(entry):
             and isinstance(entry[1], Mapping)):  # fmt: skip
         return (entry[0], tuple(sorted(entry[1].items())))
     raise BatchError(f"provider {entry!r}: expected a name or a (name, options dict) pair")
+
+
+def _provider_name(entry) -> str:
+    return entry if isinstance(entry, str) else entry[0]
 
 
 def _fingerprint(job: BatchJob) -> dict:

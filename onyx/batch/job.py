@@ -109,11 +109,12 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-# Batches run side by side, one thread each, used two cores better than one batch at a time on
-# both (a small transformer's 64 rows: 0.76x the time; a small CNN's: 0.90x, bench_batch.py
-# --runs): a run's own threads split a small batch's GEMMs and norms poorly, and one thread's
-# Python steps leave its core idle. The runs of one process share its interpreter lock, so past
-# a few cores more processes take the runs (a guess: not measured on more than 2 cores).
+# Batches run side by side, one thread each, beat one batch at a time on a session's threads:
+# on 2 cores a whole job (bench_batch.py, 20,000 rows) took 0.82x the time for a small
+# transformer and 0.88-0.95x for a small CNN. A batch alone runs as fast either way (bench_batch.py
+# --per-batch); side by side, one run's Python (its steps, a batch's decoding) overlaps the
+# other's kernels. The runs of a process share its interpreter lock, so past a few cores more
+# processes take them (a guess: not measured on more than 2 cores).
 CORES_PER_WORKER = 4
 # A worker process costs seconds before its first row (importing onyx and pyarrow, building the
 # session, loading compiled kernels): a job gets more than one only with this many rows each.

@@ -50,7 +50,8 @@ class SessionOptions:
     ``add_free_dimension_override_by_name``), ``intra_op_num_threads`` (N: the threads of the
     session's pool, which kernels split their work over, BLAS held to one thread per call
     meanwhile, through threadpoolctl when it is installed, its GEMMs parts of the pool's work;
-    the pool's threads are numba's where its threading layer allows, else Python threads; 0,
+    the pool's threads are numba's where its threading layer allows, else Python threads, N = 1
+    included: numba's kernels on the calling thread; 0,
     the default: numba's threads on the machine's physical cores, or, without them, no pool:
     BLAS's own threads run the GEMMs and the rest runs on the calling thread, which measured
     faster than Python threads on 2 cores; see ``onyx/runtime/threads.py``) and
@@ -246,6 +247,7 @@ class InferenceSession:
             run_options: RunOptions | None = None, *,
             out: Mapping[str, np.ndarray] | Sequence[np.ndarray | None] | None = None) -> list:  # fmt: skip
         """Outputs named by ``output_names`` (all, in graph order, when None) for ``input_feed``.
+        Several threads may run one session at once (``onyx.batch`` does).
 
         ``run_options`` (an ``onyx.RunOptions``, or any object with ``terminate`` and ``logid``,
         such as onnxruntime's) tags the run's log lines and can stop it between steps.

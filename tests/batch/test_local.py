@@ -323,8 +323,9 @@ def test_cli_batch(tmp_path, mlp, capsys):
     src = write_parquet(tmp_path / "in.parquet", xs)
     out = tmp_path / "out.parquet"
     assert main(["batch", mlp, src, str(out), "--batch-size", "16", "--workers", "1",
-                 "--column", "x=x"]) == 0  # fmt: skip
-    assert "64 rows" in capsys.readouterr().out
+                 "--runs", "3", "--threads", "1", "--column", "x=x"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "64 rows" in printed and "1 worker(s) x 3 run(s) at once x 1 thread(s)" in printed
     check_against_ort(mlp, out, xs, 16)
     assert main(["batch", mlp, src, str(out), "--column", "x"]) == 1
     assert "expected INPUT=COLUMN" in capsys.readouterr().err
@@ -339,8 +340,10 @@ def test_torch_provider_through_providers(tmp_path, mlp):
         (["TorchExecutionProvider"], [("TorchExecutionProvider", {"device": "cpu"})])
     ):
         out = tmp_path / f"o{k}.parquet"
-        onyx.batch.run(mlp, src, out, batch_size=32, workers=1, providers=providers)
+        summary = onyx.batch.run(mlp, src, out, batch_size=32, workers=1, providers=providers)
         check_against_ort(mlp, out, xs)
+        # a batch at a time, on all of torch's threads
+        assert (summary.runs, summary.threads) == (1, onyx.batch.cores())
     from onyx.batch.predictor import Predictor
 
     job = onyx.batch.BatchJob(mlp, src, str(out), (("x", "x"),), providers=(

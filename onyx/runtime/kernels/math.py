@@ -8,6 +8,7 @@ Composite activations on 16-bit and 8-bit floats are computed in float32 and cas
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -225,7 +226,11 @@ def _erf_table(degree: int, dtype) -> np.ndarray:
     return np.array(rows).T[::-1].astype(dtype)  # [power, piece], highest power first
 
 
-_ERF_COEF = {np.dtype(np.float64): _erf_table(12, np.float64), F32: _erf_table(6, np.float32)}
+@functools.cache
+def _erf_coef(dtype: np.dtype) -> np.ndarray:
+    """The table for float64 or float32 work, fitted at its first use (tens of ms: not at
+    import, where every session paid it)."""
+    return _erf_table(12, np.float64) if dtype == np.float64 else _erf_table(6, np.float32)
 
 
 def _fit_power_series(f, lo: float, hi: float, degree: int) -> np.ndarray:
@@ -240,12 +245,15 @@ def _fit_power_series(f, lo: float, hi: float, degree: int) -> np.ndarray:
 #   |x| < 1:  erf(x) = x * P(x^2)
 #   |x| >= 1: erf(x) = sign(x) * (1 - exp(-x^2) * R(1/|x|)), |x| clamped at 4 where erf is 1
 # within 3 float32 ulp of the exact value; far fewer passes over the data than the table above.
-_ERF32_P = _fit_power_series(
-    lambda s: math.erf(math.sqrt(s)) / math.sqrt(s) if s else 2 / math.sqrt(math.pi), 0.0, 1.0, 6
-).astype(F32)
-_ERF32_R = _fit_power_series(lambda u: math.erfc(1 / u) * math.exp(1 / u**2), 0.25, 1.0, 8).astype(
-    F32
-)
+@functools.cache
+def _erf32_pieces() -> tuple[np.ndarray, np.ndarray]:
+    """(P, R) of the two pieces above, fitted at their first use."""
+    p = _fit_power_series(
+        lambda s: math.erf(math.sqrt(s)) / math.sqrt(s) if s else 2 / math.sqrt(math.pi),
+        0.0, 1.0, 6,
+    )  # fmt: skip
+    r = _fit_power_series(lambda u: math.erfc(1 / u) * math.exp(1 / u**2), 0.25, 1.0, 8)
+    return p.astype(F32), r.astype(F32)
 
 
 def _horner(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -258,15 +266,16 @@ def _horner(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _erf32(x: np.ndarray) -> np.ndarray:
+    p, r = _erf32_pieces()
     a = np.absolute(x)
     s = a * a
-    y = _horner(_ERF32_P, s)
+    y = _horner(p, s)
     y *= x  # NaN stays NaN here: it never enters the outer piece
     outer = np.flatnonzero(a >= 1)
     if outer.size:
         ao = a[outer]
         clamp(np.minimum, ao, 4.0, ao)
-        tail = _horner(_ERF32_R, np.reciprocal(ao))
+        tail = _horner(r, np.reciprocal(ao))
         tail *= np.exp(-(ao * ao))
         np.subtract(1, tail, out=tail)
         y[outer] = np.copysign(tail, x[outer])
@@ -279,7 +288,7 @@ def erf(x: np.ndarray) -> np.ndarray:
         work = x.astype(F32).reshape(-1)
         return _erf32(work).reshape(x.shape).astype(x.dtype, copy=False)
     work = x.reshape(-1)
-    coef = _ERF_COEF[work.dtype]
+    coef = _erf_coef(work.dtype)
     a = np.absolute(work)
     np.minimum(a, _ERF_END, out=a)  # inf -> 6; nan stays nan
     piece = (np.fmin(a, _ERF_END - 0.25) * 2).astype(np.intp)  # nan -> the last piece
@@ -446,11 +455,14 @@ def _gelu_part(x, tanh):
     if x.dtype == F32 and x.flags.c_contiguous and compiled.kernels(x.size) is not None:
         from onyx.runtime import _jit_exp
 
-        return _jit_exp.gelu(x, tanh, _ERF32_PIECES[0], _ERF32_PIECES[1])
+        return _jit_exp.gelu(x, tanh, *_erf32_scalars())
     return _gelu(x, "tanh" if tanh else "none")
 
 
-_ERF32_PIECES = tuple(tuple(F32.type(c) for c in coef) for coef in (_ERF32_P, _ERF32_R))
+@functools.cache
+def _erf32_scalars() -> tuple[tuple, tuple]:
+    """The pieces' coefficients as tuples of scalars, as the compiled kernels take them."""
+    return tuple(tuple(F32.type(c) for c in coef) for coef in _erf32_pieces())
 
 
 @kernel("Gelu", 1, domain=SESSION_DOMAIN)
@@ -464,7 +476,7 @@ def gelu(x, *, approximate="none"):
     return threads.elementwise(
         lambda part: _gelu_part(part, tanh),
         x,
-        native=lambda par, x1, y1, parts: par.gelu_bands(x1, y1, tanh, *_ERF32_PIECES, parts),
+        native=lambda par, x1, y1, parts: par.gelu_bands(x1, y1, tanh, *_erf32_scalars(), parts),
     )
 
 
