@@ -180,8 +180,10 @@ def per_batch_table(models: dict, data: dict, names: list[str], repeat: int) -> 
 
     print(f"one run on a batch of {BATCH} (median of 100) and the session's build, best of "
           f"{repeat}, each runtime in its own process")  # fmt: skip
-    print("| model | onnxruntime ms | onyx ms | onyx / onnxruntime | onyx, 2 runs at once of 1 "
-          "thread: ms a batch | / onnxruntime | build s: onnxruntime, onyx | onyx plan steps |")
+    print(
+        "| model | onnxruntime ms | onyx ms | onyx / onnxruntime | onyx, 2 runs at once of 1 "
+        "thread: ms a batch | / onnxruntime | build s: onnxruntime, onyx | onyx plan steps |"
+    )
     print("|---|--:|--:|--:|--:|--:|--:|--:|")
     for name in names:
         best: dict[str, dict] = {}

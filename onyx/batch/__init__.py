@@ -8,10 +8,10 @@ The local engine (the default) runs on this machine with workers x runs x thread
 cores: by default one session in this process running a batch per core at once, each on one
 thread (a small job pays no process start-up; parts are written while the next shard runs), and
 on machines with many cores and jobs with many rows, a pool of worker processes forked from a
-preloaded server, each running its batches so; the Ray engine runs the same job
-with Ray Data's ``map_batches`` on actors (``gpus_per_worker`` GPUs each). Both write the same file: the input's other columns, then one column
-per model output, one row per input row (null outputs for a bad row, whose number and reason go
-to ``OUTPUT``'s ``.errors.jsonl``). Shards finished by an interrupted run are not redone.
+preloaded server, each running its batches so; the Ray engine runs the same job with Ray
+Data's ``map_batches`` on actors (``gpus_per_worker`` GPUs each). Both write the same file: the
+input's other columns, then one column per model output, one row per input row (null outputs
+for a bad row, whose number and reason go to ``OUTPUT``'s ``.errors.jsonl``). Shards finished by an interrupted run are not redone.
 Needs the ``batch`` extra (pyarrow); the Ray engine the ``ray`` extra.
 """
 
@@ -62,8 +62,8 @@ def run(
     ``columns`` maps model inputs to dataset columns (default: the column of the input's name,
     or the only column). Each of ``workers`` runs ``runs`` batches at once (threads sharing its
     session), each run on ``threads`` threads; what is not given fills this machine's cores
-    (for Ray: ``workers`` actors of ``runs`` x ``threads`` CPUs each). ``strict`` stops at the first bad row with
-    a BadRowError naming it. ``providers`` are the session's, as for ``InferenceSession``
+    (for Ray: ``workers`` actors of ``runs`` x ``threads`` CPUs each). ``strict`` stops at the
+    first bad row with a BadRowError naming it. ``providers`` are the session's, as for ``InferenceSession``
     (names, or (name, options) pairs: ``[("TorchExecutionProvider", {"device": "cuda"})]``).
     ``gpus_per_worker`` is the GPUs Ray reserves for each actor (engine "ray"; may be a
     fraction). ``progress`` is called after every shard.
@@ -111,7 +111,8 @@ def run(
         model=os.path.abspath(model), source=os.path.abspath(source),
         output=os.path.abspath(output),
         columns=tuple(sorted(columns.items())), outputs=tuple(outputs), batch_size=batch_size,
-        shard_size=shard_size, runs=runs, threads=threads, strict=strict, providers=tuple(providers),
+        shard_size=shard_size, runs=runs, threads=threads, strict=strict,
+        providers=tuple(providers),
     )  # fmt: skip
     os.makedirs(os.path.dirname(job.output) or ".", exist_ok=True)
     finished = io.prepare_parts(job, _fingerprint(job))

@@ -284,7 +284,9 @@ def merge(job: BatchJob, shard_count: int) -> tuple[int, int]:
         raise BatchError(f"parts of {job.output!r} disagree on their columns: {e}") from None
     tmp = job.output + ".tmp"
     rows = 0
-    with pa.parquet.ParquetWriter(tmp, schema, use_dictionary=_dictionary_columns(schema)) as writer:
+    with pa.parquet.ParquetWriter(
+        tmp, schema, use_dictionary=_dictionary_columns(schema)
+    ) as writer:
         for p in paths:  # a part at a time: memory stays at one shard's outputs
             table = read_part(p).replace_schema_metadata(None)
             writer.write_table(table if table.schema == schema else table.cast(schema))

@@ -24,8 +24,9 @@ class BatchJob:
     ``columns`` maps each model input to the dataset column that feeds it; ``outputs`` names the
     model outputs to write (all when empty). Each worker runs ``runs`` batches at once (on
     threads sharing its session), each run on ``threads`` threads: workers x runs x threads
-    should not exceed the cores. Shards are ``shard_size`` rows (a multiple of ``batch_size``); each is written
-    as one part, so an interrupted job resumes at shard granularity.
+    should not exceed the cores. Shards are ``shard_size`` rows (a multiple of
+    ``batch_size``); each is written as one part, so an interrupted job resumes at shard
+    granularity.
     """
 
     model: str

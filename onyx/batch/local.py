@@ -21,7 +21,7 @@ import numpy as np
 
 from onyx.batch import io
 from onyx.batch.arrow import from_numpy
-from onyx.batch.job import BatchError, BatchJob, pyarrow
+from onyx.batch.job import BatchError, BatchJob
 from onyx.batch.predictor import ROW, Predictor
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",

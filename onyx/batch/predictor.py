@@ -95,7 +95,7 @@ class Predictor:
             done = list(self._runs.map(run, batches))  # (in order; the first error raised)
         else:
             done = [run(batch) for batch in batches]
-        results = [result for runs in done for result in runs]
+        results = [result for batch_results in done for result in batch_results]
         out = table.drop_columns([s.column for s in self.specs if s.column in table.column_names])
         order = np.concatenate([g for g, _ in results] + [np.array(sorted(bad), np.int64)])
         in_order = np.array_equal(order, np.arange(n))
