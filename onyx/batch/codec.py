@@ -89,7 +89,8 @@ def decode(array, spec: Spec) -> Column:
     if array.null_count:
         for i in np.flatnonzero(~to_numpy(array.is_valid())):
             bad[int(i)] = "no value (null)"
-    # peel the list levels: lengths[k] per element of level k, rows[k] its row
+    # peel the list levels: lengths[k] per element of level k, rows[k] its row (not for the
+    # leaves: a row's count of them says where they are, and a row of images has millions)
     lengths: list[np.ndarray] = []
     rows = [np.arange(n)]
     while _is_list(pa, array.type):
@@ -99,18 +100,23 @@ def decode(array, spec: Spec) -> Column:
         length[length < 0] = 0
         lengths.append(length)
         array = array.flatten()
-        rows.append(np.repeat(rows[-1], length))
+        if _is_list(pa, array.type):
+            rows.append(np.repeat(rows[-1], length))
     depth = len(lengths)
-    leaf_rows = rows[-1]
+    if depth:
+        counts = np.bincount(rows[-1], weights=lengths[-1], minlength=n).astype(np.int64)
+    else:
+        counts = np.ones(n, np.int64)
+    ends = np.cumsum(counts)
     if array.null_count:
-        for i in np.unique(leaf_rows[~to_numpy(array.is_valid())]):
+        nulls = np.flatnonzero(~to_numpy(array.is_valid()))
+        for i in np.unique(np.searchsorted(ends, nulls, side="right")):
             bad.setdefault(int(i), "a null element inside the value")
     leaf, why = _leaf_values(pa, array, spec)  # nulls filled with 0 or False
     if why:
         return _all_bad(n, spec, why)
     rank = depth if spec.shape is None else len(spec.shape)
-    counts = np.bincount(leaf_rows, minlength=n)
-    starts = np.cumsum(counts) - counts
+    starts = ends - counts
     shapes = np.zeros((n, rank), np.int64)
     if depth == 0:
         if spec.shape is not None and rank and not all(d in (1, None) for d in spec.shape):
