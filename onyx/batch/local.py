@@ -1,8 +1,9 @@
 """The local engine: one Predictor in this process, or a process pool with one per worker and a
 bounded number of shards in flight.
 
-Workers start from a forkserver that has imported onyx and pyarrow once; they write their
-shard's part themselves and send back counts only. A killed worker breaks a
+Workers start from a forkserver that has imported onyx and pyarrow once; they read their shard
+from a file this process writes (mapped, not pickled), write its part themselves and send back
+counts only. A killed worker breaks a
 ``ProcessPoolExecutor`` for good (every pending future fails with ``BrokenProcessPool``), so the
 engine builds a new pool and sends the shards whose parts are not on disk again; parts are renamed
 into place whole, so no row is lost or written twice.
