@@ -436,10 +436,12 @@ def test_ray_actors_get_their_cpus_and_gpus(monkeypatch, tmp_path, mlp):
     )
     fake = types.SimpleNamespace(is_initialized=lambda: True, put=lambda t: t, data=data)
     monkeypatch.setattr(ray_engine, "ray", lambda: fake)
-    job = BatchJob(mlp, "in.parquet", str(tmp_path / "o.parquet"), (("x", "x"),), threads=3)
+    job = BatchJob(mlp, "in.parquet", str(tmp_path / "o.parquet"), (("x", "x"),),
+                   batch_size=16, runs=2, threads=3)  # fmt: skip
     table = pa.table({"x": [[[0.0] * 3] * 2]})
     ray_engine.run_ray(job, iter([(0, 0, table)]), 2, lambda rows, bad: None, gpus=0.5)
-    assert (asked["concurrency"], asked["num_cpus"], asked["num_gpus"]) == (2, 3, 0.5)
+    assert (asked["concurrency"], asked["num_cpus"], asked["num_gpus"]) == (2, 6, 0.5)
+    assert asked["batch_size"] == 32  # an actor's runs at once, handed over together
     assert asked["fn_constructor_kwargs"] == {"job": job}
     ray_engine.run_ray(job, iter([(0, 0, table)]), 2, lambda rows, bad: None)
     assert asked["num_gpus"] is None
