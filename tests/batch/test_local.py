@@ -170,7 +170,7 @@ def test_strict_stops_at_the_first_bad_row(tmp_path, mlp, runs):
     xs = samples(100)
     rows = [v.tolist() for v in xs]
     rows[42] = [[1.0, 2.0, 3.0]]
-    rows[70] = None  # a later batch, run at the same time as row 42's with runs=3
+    rows[70] = None  # a second bad row, in a later batch: the first one is named
     pq.write_table(pa.table({"x": rows}), tmp_path / "in.parquet")
     with pytest.raises(BadRowError, match="row 42: input 'x'"):
         onyx.batch.run(mlp, tmp_path / "in.parquet", tmp_path / "o.parquet", batch_size=16,
