@@ -66,29 +66,37 @@ def test_pooled_runs_agree_with_numpy_and_repeat_bit_for_bit():
                                atol=1e-4)  # fmt: skip
 
 
-def test_two_sessions_in_two_python_threads_finish_with_the_same_results():
-    model = _cnn()
-    expected = onyx.InferenceSession(model, intra_op_num_threads=2).run(None, {"x": X})[0]
-    sessions = [onyx.InferenceSession(model, intra_op_num_threads=2) for _ in range(2)]
-    results: list[list[bytes]] = [[], []]
+def _runs_at_once(runs: list) -> list[list[bytes]]:
+    """Each of ``runs`` (a callable giving an array) called 4 times on a thread of its own,
+    the threads started together; each one's results as bytes, failing on any error or on a
+    thread that does not finish."""
+    results: list[list[bytes]] = [[] for _ in runs]
     errors: list[BaseException] = []
-    start = threading.Barrier(2)
+    start = threading.Barrier(len(runs))
 
     def work(k: int) -> None:
         try:
             start.wait()
             for _ in range(4):
-                results[k].append(sessions[k].run(None, {"x": X})[0].tobytes())
+                results[k].append(runs[k]().tobytes())
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=120)
-    assert not any(w.is_alive() for w in workers), "a run did not finish (deadlock?)"
+    threads_ = [threading.Thread(target=work, args=(k,)) for k in range(len(runs))]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads_), "a run did not finish (deadlock?)"
     assert not errors
+    return results
+
+
+def test_two_sessions_in_two_python_threads_finish_with_the_same_results():
+    model = _cnn()
+    expected = onyx.InferenceSession(model, intra_op_num_threads=2).run(None, {"x": X})[0]
+    sessions = [onyx.InferenceSession(model, intra_op_num_threads=2) for _ in range(2)]
+    results = _runs_at_once([lambda s=s: s.run(None, {"x": X})[0] for s in sessions])
     assert results[0] == results[1] == [expected.tobytes()] * 4
 
 
@@ -128,25 +136,7 @@ def test_one_session_run_from_several_threads_at_once(intra, model_name):
     alone = onyx.InferenceSession(model, intra_op_num_threads=intra)
     expected = [alone.run(None, {"x": f})[0].tobytes() for f in feeds]
     shared = onyx.InferenceSession(model, intra_op_num_threads=intra)
-    results: list[list[bytes]] = [[] for _ in feeds]
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(feeds))
-
-    def work(k: int) -> None:
-        try:
-            start.wait()
-            for _ in range(4):
-                results[k].append(shared.run(None, {"x": feeds[k]})[0].tobytes())
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    runners = [threading.Thread(target=work, args=(k,)) for k in range(len(feeds))]
-    for r in runners:
-        r.start()
-    for r in runners:
-        r.join(timeout=120)
-    assert not any(r.is_alive() for r in runners), "a run did not finish (deadlock?)"
-    assert not errors
+    results = _runs_at_once([lambda f=f: shared.run(None, {"x": f})[0] for f in feeds])
     assert results == [[e] * 4 for e in expected]
 
 
