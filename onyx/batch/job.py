@@ -111,8 +111,8 @@ def cores() -> int:
 
 
 # Batches run side by side, one thread each, beat one batch at a time on a session's threads:
-# on 2 cores a whole job (bench_batch.py, 20,000 rows) took 0.82x the time for a small
-# transformer and 0.88-0.95x for a small CNN. A batch alone runs as fast either way (bench_batch.py
+# on 2 cores a whole job (bench_batch.py, 20,000 rows: "1 worker" against "1 worker, 1 run of 2
+# threads") took 0.79-0.82x the time for a small transformer and 0.88-0.95x for a small CNN. A batch alone runs as fast either way (bench_batch.py
 # --per-batch); side by side, one run's Python (its steps, a batch's decoding) overlaps the
 # other's kernels. The runs of a process share its interpreter lock, so past a few cores more
 # processes take them (a guess: not measured on more than 2 cores).
