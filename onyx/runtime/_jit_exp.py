@@ -146,14 +146,15 @@ def softmax_rows(x, y, n, p, bits, scale):
             low = t < _LO
             poly, bits[i] = _exp_parts(_LO if low else t)
             p[i] = _ZERO if low else poly
+        # the sum alone, reading only: a loop that also wrote y would be vectorized behind a
+        # run-time check that y does not overlap p and scale, and run scalar where y lies
+        # close to them, summing in another order (bits that depended on where arrays lie)
         total = _ZERO
         for i in range(width):
-            e = p[i] * scale[i]
-            y[at + i] = e
-            total += e
+            total += p[i] * scale[i]
         inverse = _ONE / total
         for i in range(width):
-            y[at + i] *= inverse
+            y[at + i] = p[i] * scale[i] * inverse
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

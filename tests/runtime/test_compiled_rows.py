@@ -138,3 +138,31 @@ def test_a_view_in_another_order_is_copied_once_and_runs_compiled(calls):
     rms = RMSNormalization()
     _close([rms(x, scale)], [numpy_path(rms, x, scale)], np.float32)
     assert calls == ["layer_norm", "rms_norm"]
+
+
+def test_softmax_bits_do_not_depend_on_where_its_arrays_lie():
+    """The compiled softmax's sum runs the same loop wherever its output and scratch rows lie:
+    a loop that also wrote the output ran its scalar version (another order of additions)
+    where the output lay just before the scratch rows, changing the last bit of some rows."""
+    from onyx.runtime import _jit_exp
+
+    rng = np.random.default_rng(0)
+    changed = 0
+    for _ in range(200):
+        n, rows = int(rng.integers(3, 40)), int(rng.integers(1, 8))
+        x = (rng.standard_normal(rows * n) * 3).astype(np.float32)
+        alone = np.empty_like(x)
+        scratch = np.empty(n, np.int32)
+        _jit_exp.softmax_rows(x, alone, n, np.empty(n, np.float32), scratch,
+                              scratch.view(np.float32))  # fmt: skip
+        exact = np.exp(x.reshape(rows, n).astype(np.float64) - x.reshape(rows, n).max(1)[:, None])
+        exact /= exact.sum(1, keepdims=True)
+        np.testing.assert_allclose(alone.reshape(rows, n), exact, rtol=1e-5, atol=1e-7)
+        block = np.empty(rows * n + 2 * n + 8, np.float32)  # output, then its scratch rows
+        for shift in range(8):
+            y = block[shift : shift + rows * n]
+            p = block[shift + rows * n : shift + rows * n + n]
+            bits = block[shift + rows * n + n : shift + rows * n + 2 * n].view(np.int32)
+            _jit_exp.softmax_rows(x, y, n, p, bits, bits.view(np.float32))
+            changed += not np.array_equal(y, alone)
+    assert changed == 0
