@@ -223,7 +223,6 @@ def write_part(job: BatchJob, shard: int, table) -> int:
     """Write a shard's output rows as its part (bad rows go into the part's metadata); bad count."""
     from onyx.batch.predictor import ERROR, INTERNAL
 
-    pa = pyarrow()
     errors = table.column(ERROR)
     notes = []
     if errors.null_count < len(errors):
@@ -235,14 +234,21 @@ def write_part(job: BatchJob, shard: int, table) -> int:
     table = table.replace_schema_metadata({"onyx.errors": json.dumps(notes)})
     final = part_path(job, shard)
     tmp = f"{final}.{os.getpid()}.tmp"
-    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    write_arrow(tmp, table)
     os.replace(tmp, final)
     return len(notes)
 
 
-def read_part(path: str):
-    """A part's table (memory-mapped: its buffers are read as they are used)."""
+def write_arrow(path: str, table) -> None:
+    """``table`` as an Arrow IPC file (its buffers as they are in memory): parts, and shards
+    handed to worker processes."""
+    pa = pyarrow()
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def read_arrow(path: str):
+    """The table of an Arrow IPC file, memory-mapped: its buffers are read as they are used."""
     pa = pyarrow()
     with pa.memory_map(path) as source:
         return pa.ipc.open_file(source).read_all()
@@ -279,7 +285,7 @@ def merge(job: BatchJob, shard_count: int) -> tuple[int, int]:
         raise BatchError(f"{len(missing)} shards have no part (first {missing[0]!r}); run again")
     notes = [note for p in paths for note in part_errors(p)]
     try:
-        schema = pa.unify_schemas([read_part(p).schema.remove_metadata() for p in paths])
+        schema = pa.unify_schemas([read_arrow(p).schema.remove_metadata() for p in paths])
     except pa.ArrowException as e:
         raise BatchError(f"parts of {job.output!r} disagree on their columns: {e}") from None
     tmp = job.output + ".tmp"
@@ -288,7 +294,7 @@ def merge(job: BatchJob, shard_count: int) -> tuple[int, int]:
         tmp, schema, use_dictionary=_dictionary_columns(schema)
     ) as writer:
         for p in paths:  # a part at a time: memory stays at one shard's outputs
-            table = read_part(p).replace_schema_metadata(None)
+            table = read_arrow(p).replace_schema_metadata(None)
             writer.write_table(table if table.schema == schema else table.cast(schema))
             rows += table.num_rows
             del table  # (its file stays mapped while it lives: the folder is removed below)

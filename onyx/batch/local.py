@@ -23,7 +23,7 @@ import numpy as np
 
 from onyx.batch import io
 from onyx.batch.arrow import from_numpy
-from onyx.batch.job import BatchError, BatchJob, pyarrow
+from onyx.batch.job import BatchError, BatchJob
 from onyx.batch.predictor import ROW, Predictor
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -51,7 +51,7 @@ def predict_shard(job: BatchJob, first_row: int, table):
 def run_shard(job: BatchJob, shard: int, first_row: int, path: str) -> tuple[int, int, int]:
     """In a worker: predict one shard, handed over as an Arrow IPC file at ``path`` (read
     mapped), and write its part. (shard, rows, bad rows)"""
-    table = io.read_part(path)
+    table = io.read_arrow(path)
     out = predict_shard(job, first_row, table)
     return shard, table.num_rows, io.write_part(job, shard, out)
 
@@ -65,9 +65,7 @@ def hand_over(job: BatchJob, shard: int, table) -> str:
     went through a pipe, copied on each side: a CNN's 4,096 images are 50 MB)."""
     path = handed_path(job, shard)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    pa = pyarrow()
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    io.write_arrow(path, table)
     return path
 
 
