@@ -753,59 +753,77 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left):
 
 
 @njit(**_OPTIONS)
-def depthwise_channels_last(xl, wl, yl, c0, c1, sh, sw, dh, dw):
-    """Channels c0..c1 of a depthwise 2-D convolution in channel-last layout: yl (N, Ho, Wo, C)
-    of padded ``xl`` (N, Hp, Wp, C) by ``wl`` (kh, kw, C), one input channel per output channel.
+def depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias, lo, hi):
+    """Output rows r0..r1 (of the N * Ho) of a depthwise 2-D convolution in channel-last
+    layout: yl (N, Ho, Wo, C) of ``xl`` (N, H, W, C) padded by ``top`` rows and ``left``
+    columns (and zeros past its end as far as the output needs) by ``wl`` (kh, kw, C), one
+    input channel per output channel, each output then + ``bias`` (C,) (where not empty) and
+    clamped to [lo, hi] (as numpy's maximum and minimum: NaN kept).
 
-    For the smallest planes (EfficientNet's and MobileNetV2's 7x7 layers), where even
+    For small planes (MobileNetV2's and EfficientNet's 14x14 and 7x7 layers), where even
     ``depthwise``'s runs over whole planes are short: here the innermost loop runs along the
-    channels. Taps are summed in the
-    same order as there (the first assigned, then each added), so the bits are the same."""
-    n, hp, wp, channels = xl.shape
+    channels. A tap in the padding adds 0 times its weight, as a padded copy would, without
+    the copy. Taps are summed in the same order as there (the first assigned, then each
+    added), and the bias and bounds come after, as the epilogue applies them, so the bits are
+    the same. Split by rows, not channels: threads writing parts of one pixel's channels share
+    cache lines (numpy aligns arrays to 16 bytes, not 64)."""
+    _, h, wd, channels = xl.shape
     kh, kw, _ = wl.shape
     ho, wo = yl.shape[1], yl.shape[2]
     source, target, weights = xl.reshape(-1), yl.reshape(-1), wl.reshape(-1)
-    span = np.uint64(c1 - c0)
-    for b in range(n):
-        for r in range(ho):
-            for q in range(wo):
-                out = np.uint64(((b * ho + r) * wo + q) * channels + c0)
-                for i in range(kh):
-                    for j in range(kw):
-                        src = np.uint64(((b * hp + r * sh + i * dh) * wp + q * sw + j * dw)
-                                        * channels + c0)  # fmt: skip
-                        tap = np.uint64((i * kw + j) * channels + c0)
+    span = np.uint64(channels)
+    zero = source.dtype.type(0)
+    for flat in range(r0, r1):
+        b, r = flat // ho, flat % ho
+        for q in range(wo):
+            out = np.uint64((flat * wo + q) * channels)
+            for i in range(kh):
+                row = r * sh + i * dh - top
+                for j in range(kw):
+                    col = q * sw + j * dw - left
+                    tap = np.uint64((i * kw + j) * channels)
+                    if 0 <= row < h and 0 <= col < wd:
+                        src = np.uint64(((b * h + row) * wd + col) * channels)
                         if i == 0 and j == 0:
                             for t in range(span):
                                 target[out + t] = source[src + t] * weights[tap + t]
                         else:
                             for t in range(span):
                                 target[out + t] += source[src + t] * weights[tap + t]
+                    elif i == 0 and j == 0:
+                        for t in range(span):
+                            target[out + t] = zero * weights[tap + t]
+                    else:
+                        for t in range(span):
+                            target[out + t] += zero * weights[tap + t]
+            if bias.shape[0]:
+                for t in range(span):
+                    target[out + t] += bias[t]
+            if lo > -np.inf or hi < np.inf:
+                for t in range(span):
+                    v = target[out + t]
+                    v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
+                    target[out + t] = hi if v > hi else v  # noqa: FURB136
 
 
 _TILE = 16  # channels x pixels of a layout change done while both sides are in cache
 
 
 @njit(**_OPTIONS)
-def to_channels_last(x, xl, top, left):
-    """xl (N, Hp, Wp, C) = x (N, C, H, W) placed at row ``top``, column ``left``, zeros
-    around it (the padding), in tiles of channels by pixels."""
+def to_channels_last(x, xl):
+    """xl (N, H, W, C) = x (N, C, H, W), in tiles of channels by pixels."""
     n, channels, height, width = x.shape
-    hp, wp = xl.shape[1], xl.shape[2]
     source, target = x.reshape(-1), xl.reshape(-1)
-    for t in range(target.shape[0]):
-        target[t] = 0
+    pixels = height * width
     for b in range(n):
-        for h in range(height):
-            row = np.uint64(((b * hp + h + top) * wp + left) * channels)
+        for p0 in range(0, pixels, _TILE):
+            p1 = min(pixels, p0 + _TILE)
             for c0 in range(0, channels, _TILE):
                 c1 = min(channels, c0 + _TILE)
-                for w0 in range(0, width, _TILE):
-                    w1 = min(width, w0 + _TILE)
-                    for c in range(c0, c1):
-                        src = np.uint64(((b * channels + c) * height + h) * width)
-                        for w in range(w0, w1):
-                            target[row + np.uint64(w * channels + c)] = source[src + w]
+                for c in range(c0, c1):
+                    src = np.uint64((b * channels + c) * pixels)
+                    for q in range(p0, p1):
+                        target[np.uint64((b * pixels + q) * channels + c)] = source[src + q]
 
 
 @njit(**_OPTIONS)

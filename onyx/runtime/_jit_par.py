@@ -213,13 +213,13 @@ def program_bands(y, source, copy_source, full, channels, codes, with_full, para
 
 
 @njit(**_PARALLEL)
-def depthwise_last_bands(xl, wl, yl, sh, sw, dh, dw, parts):
-    """``depthwise_channels_last`` over ``parts`` bands of channels."""
-    channels = yl.shape[3]
+def depthwise_last_bands(xl, wl, yl, sh, sw, dh, dw, top, left, bias, lo, hi, parts):
+    """``depthwise_channels_last`` over ``parts`` bands of output rows."""
+    rows = yl.shape[0] * yl.shape[1]
     for p in prange(parts):
-        c0, c1 = _band(channels, parts, p)
-        if c1 > c0:
-            depthwise_channels_last(xl, wl, yl, c0, c1, sh, sw, dh, dw)
+        r0, r1 = _band(rows, parts, p)
+        if r1 > r0:
+            depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias, lo, hi)
 
 
 @njit(**_PARALLEL)

@@ -257,6 +257,29 @@ class Epilogue:
         compiled.kernels(y.size).elementwise(y2d, source2d, source is not None, full2d, row0, row1,
                                              col0, col1, y.shape[1], codes, with_full, params)  # fmt: skip
 
+    def channel_steps(self) -> tuple[np.ndarray | None, float, float, bool] | None:
+        """The prepared steps as (a per-channel bias (C,) or None, lo, hi, then Swish): an Add
+        of a per-channel vector, a maximum and a minimum by a value that is not NaN (a
+        convolution's bias and ReLU or Clip), then a Swish, each optional; None where they are
+        anything else. For a producer that applies them itself, in that order: the first
+        three as ``threads.Finish``, the Swish in whatever layout its result has."""
+        bias, lo, hi, stage = None, -np.inf, np.inf, 0
+        for ufunc, operand in self._ops:
+            values = np.asarray(operand)
+            if ufunc is swish and stage < 4:
+                stage = 4
+            elif ufunc is np.add and stage == 0:
+                if values.ndim < 2 or values.shape[0] != 1 or any(v != 1 for v in values.shape[2:]):
+                    return None
+                bias, stage = values.reshape(-1), 1
+            elif ufunc is np.maximum and stage < 2 and values.size == 1 and not np.isnan(values):
+                lo, stage = float(values.reshape(())), 2
+            elif ufunc is np.minimum and stage < 3 and values.size == 1 and not np.isnan(values):
+                hi, stage = float(values.reshape(())), 3
+            else:
+                return None
+        return bias, lo, hi, stage == 4
+
     def fallback(self, y):
         """The followers' own kernels, one after another (not in place)."""
         for follower in self.followers:

@@ -268,6 +268,41 @@ def _conv_of(fn: Callable) -> Conv | None:
     return kernel if isinstance(kernel, Conv) else None
 
 
+def mark_channels_last(
+    steps: list[StepTuple], template: list[Any], output_slots: list[int]
+) -> None:
+    """Let a pointwise Conv whose result only depthwise Convs read, and a depthwise one whose
+    result only pointwise or depthwise ones read, return it channel-last (``Conv.channels_last``;
+    kernels/conv.py says why): MobileNet's and EfficientNet's expansions into their depthwise
+    convolutions and those into their projections. (Between two pointwise ones it would only
+    add transposes.)"""
+
+    def kind(fn: Callable, ins: list[int]) -> tuple[Conv | None, str | None]:
+        conv = _conv_of(fn)
+        weight = template[ins[1]] if conv is not None and len(ins) > 1 and ins[1] >= 0 else None
+        if type(weight) is not np.ndarray:
+            return None, None
+        return conv, conv.channels_last_kind(weight.shape)
+
+    readers: dict[int, list[tuple[Callable, list[int]]]] = collections.defaultdict(list)
+    for _, fn, ins, _ in steps:
+        for i in set(ins):
+            if i >= 0:
+                readers[i].append((fn, ins))
+    outputs = set(output_slots)
+    for _, fn, ins, outs in steps:
+        conv, made = kind(fn, ins)
+        if made is None or len(outs) != 1 or outs[0] in outputs or not readers[outs[0]]:
+            continue
+        wanted = {"depthwise"} if made == "pointwise" else {"pointwise", "depthwise"}
+        conv.channels_last = all(
+            kind(reader, used)[1] in wanted
+            and used.index(outs[0]) == 0
+            and used.count(outs[0]) == 1
+            for reader, used in readers[outs[0]]
+        )
+
+
 def gather_concats(steps: list[StepTuple], output_slots: list[int],
                    label: Callable[[Node], str]) -> list[StepTuple]:  # fmt: skip
     """The steps with each Concat whose inputs all come from Convs that only it reads running

@@ -25,7 +25,7 @@ from onyx.errors import (
 )
 from onyx.ir import AttrType, Function, Graph, Model, Node, SparseTensor, Tensor, Value
 from onyx.runtime import kernels
-from onyx.runtime.fusion import fuse, gather_concats
+from onyx.runtime.fusion import fuse, gather_concats, mark_channels_last
 from onyx.runtime.kernels.registry import lookup
 from onyx.runtime.profiler import PROFILING, shapes_of
 
@@ -113,6 +113,7 @@ class Plan:
         if self.context.optimize:
             steps = fuse(steps, self.template, fed, self.output_slots)
             steps = gather_concats(steps, self.output_slots, lambda node: _label(node, path))
+            mark_channels_last(steps, self.template, self.output_slots)
 
         # free each slot right after its last reader; keep outputs and constants
         keep = set(self.output_slots) | {i for i, v in enumerate(self.template) if v is not None}

@@ -324,10 +324,11 @@ class Native:
         numba.set_num_threads(before)
 
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int,
-               finish: Finish | None = None) -> bool:  # fmt: skip
+               finish: Finish | None = None, by_rows: bool | None = None) -> bool:  # fmt: skip
         """out = a @ b (2-D) over numba's threads, split along the larger of M and N (each part
-        packs the whole of the operand it does not split), each part then ``finish``ed; False
-        where BLAS cannot take these operands as they are laid out."""
+        packs the whole of the operand it does not split) or as ``by_rows`` says, each part
+        then ``finish``ed; False where BLAS cannot take these operands as they are laid
+        out."""
         found = self.gemms.get(a.dtype)
         if found is None or not (b.dtype == out.dtype == a.dtype) or out.strides[1] != out.itemsize:
             return False
@@ -338,7 +339,8 @@ class Native:
         kind = out.dtype.type
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
-        self.kernels.gemm(gemm, a, b, out, *ta, *tb, parts, a.shape[0] >= b.shape[1],
+        rows = a.shape[0] >= b.shape[1] if by_rows is None else by_rows
+        self.kernels.gemm(gemm, a, b, out, *ta, *tb, parts, rows,
                           finish is not None, bias, kind(lo), kind(hi), one, zero)  # fmt: skip
         return True
 
@@ -575,10 +577,10 @@ _NO_BIAS = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
-           finish: Finish | None = None) -> np.ndarray:  # fmt: skip
+           finish: Finish | None = None, by_rows: bool | None = None) -> np.ndarray:  # fmt: skip
     """``np.matmul(a, b, out=out)`` for a 2-D ``a`` (M, K) and ``b`` (K, N), split over the
-    current pool by rows (or, where N exceeds M, by columns) when it is worth it; each part
-    then ``finish``ed where given."""
+    current pool by rows (or, where N exceeds M, by columns; ``by_rows`` chooses where given)
+    when it is worth it; each part then ``finish``ed where given."""
     found = current()
     m, k = a.shape
     n = b.shape[1]
@@ -586,6 +588,16 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     # (a product of few rows by a large weight is bound by reading the weight: split too)
     small = m * k * n < least * 2 and k * n < MIN_ELEMENTS * 4
     if found is None or found.size == 1 or small or not splits_gemms():
+        if (
+            finish is not None
+            and found is not None
+            and found.native is not None
+            and splits_gemms()
+            and min(m, n) > 1  # (numpy takes a product by a vector to BLAS's GEMV)
+        ):  # one part: the finish compiled, while the product is in cache
+            whole = np.empty((m, n), np.result_type(a, b)) if out is None else out
+            if found.native.matmul(a, b, whole, 1, finish):
+                return whole
         out = np.matmul(a, b, out=out)
         if finish is not None:
             finish.apply(out)
@@ -593,12 +605,12 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     if out is None:
         out = np.empty((m, n), np.result_type(a, b))
     parts = found.size
-    if found.native is not None and found.native.matmul(a, b, out, parts, finish):
+    if found.native is not None and found.native.matmul(a, b, out, parts, finish, by_rows):
         return out
     # each part packs the whole of the operand it does not split: rows share out A and pack
     # all of B, columns the reverse, so the split goes along the larger of M and N (BERT's
     # 128-row products by 768x3072 weights: 155 -> 173 GF/s on 2 threads by columns)
-    if m >= n:
+    if m >= n if by_rows is None else by_rows:
 
         def rows(r0, r1):
             np.matmul(a[r0:r1], b, out=out[r0:r1])

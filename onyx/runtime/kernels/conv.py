@@ -186,7 +186,142 @@ class _ConvGeometry:
         return k, s, d, pb, pe, out, pointwise
 
 
-_NARROW_PLANE = 8  # output width up to which a depthwise convolution runs channel-last
+# --- channel-last tensors between convolutions --------------------------------------------------
+# A pointwise convolution and the depthwise one it feeds (MobileNet's and EfficientNet's inverted
+# residuals) may pass their tensor channel-last: a (N, C, H, W) view of a (N, H, W, C) array. On
+# small planes the depthwise kernel runs channel-last (its innermost loop along the channels,
+# where a plane's rows are short), and a GEMM reads or writes either layout at the same speed,
+# so the transposes into and out of that kernel go. The plan marks the convolutions that may
+# return such a view (``Conv.channels_last``: every reader a pointwise or depthwise
+# convolution); every Conv takes one as its input.
+_NARROW_PLANE = 8  # output width up to which a depthwise convolution runs channel-last anyway
+_LAST_PLANE = 14 * 14  # planes up to which a marked convolution writes channel-last
+
+
+def channels_last(x):
+    """The C-contiguous (N, H, W, C) array that the 4-D ``x`` (N, C, H, W) is a view of; None
+    where x is laid out otherwise (or both ways: one channel or one pixel)."""
+    if type(x) is not np.ndarray or x.ndim != 4 or x.flags.c_contiguous:
+        return None
+    xl = x.transpose(0, 2, 3, 1)
+    return xl if xl.flags.c_contiguous else None
+
+
+def _pointwise_last(x, xl, w_last, plan, finish):
+    """A 1x1 stride-1 convolution with one group of ``x`` or, where given, of its channel-last
+    ``xl``: the (N, Ho, Wo, M) result, ``finish`` applied (where given). ``w_last()``: the
+    weight as (C, M), C-contiguous. (OpenBLAS reads a transposed operand slower: 160 -> 222
+    us on MobileNetV2's 160 -> 960 layer with the weight transposed, 102 -> 129 us on its
+    384 -> 64 one with the input transposed, where this product of both as laid out takes
+    98.)"""
+    n, c = x.shape[:2]
+    out = plan[5]
+    weight = w_last()
+    pixels, m = math.prod(out), weight.shape[-1]
+    # (pixels, C) images: the channel-last ones as they are, NCHW ones read transposed
+    if xl is not None:
+        images = xl.reshape(n, pixels, c)
+    else:
+        images = np.ascontiguousarray(x).reshape(n, c, pixels).transpose(0, 2, 1)
+    yl = np.empty((n, pixels, m), x.dtype)
+    for i in range(n):
+        # (split by pixels unless they are few: MobileNetV2's 14x14 layers by pixels 59 against
+        # 72 us, its 7x7 ones by channels 92 against 104, on 2 threads)
+        threads.matmul(
+            images[i], weight.reshape(c, m), out=yl[i], finish=finish, by_rows=4 * pixels >= m
+        )
+    return yl.reshape(n, *out, m)
+
+
+def _depthwise_last(jit, x, xl, w_last, plan, finish, want_last):
+    """A depthwise 2-D convolution (one input channel per output channel) computed channel-last,
+    of ``x`` or, where given, of its channel-last ``xl``, ``finish`` (or nothing) applied:
+    channel-last where ``want_last``, else (N, C, Ho, Wo)."""
+    k, s, d, pb, _, out, _ = plan
+    n, c = x.shape[:2]
+    if xl is None:
+        xl = np.empty((n, *x.shape[2:], c), x.dtype)
+        jit.to_channels_last(np.ascontiguousarray(x), xl)
+    wl = w_last().reshape(*k, c)
+    yl = np.empty((n, *out, c), x.dtype)
+    kind = x.dtype.type
+    bias = _NO_BIAS[x.dtype] if finish is None or finish.bias is None else finish.bias
+    lo, hi = (kind(-np.inf), kind(np.inf)) if finish is None else (kind(finish.lo), kind(finish.hi))
+    geometry = (*s, *d, *pb)
+    threads.rows(n * out[0], yl.size * math.prod(k),
+                 lambda r0, r1: jit.depthwise_channels_last(xl, wl, yl, r0, r1, *geometry, bias,
+                                                            lo, hi),
+                 native=lambda par, parts: par.depthwise_last_bands(xl, wl, yl, *geometry, bias,
+                                                                    lo, hi, parts))  # fmt: skip
+    if want_last:
+        return yl.transpose(0, 3, 1, 2)
+    y = np.empty((n, c, *out), x.dtype)
+    jit.from_channels_last(yl, y)
+    return y
+
+
+_NO_BIAS = {t: np.empty(0, t) for t in compiled.DTYPES}
+
+
+def last_weight(w, dtype) -> np.ndarray:
+    """W (M, C/group, kh, kw) as (kh, kw, C/group, M), C-contiguous: a pointwise weight as (C, M),
+    a depthwise one as (kh, kw, M), for the channel-last paths."""
+    return np.ascontiguousarray(np.asarray(w, dtype).transpose(2, 3, 1, 0))
+
+
+def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last):
+    """Y of a pointwise (1x1, stride 1, one group) or depthwise (one input channel per output
+    channel) 2-D convolution, as (y, whether the ``epilogue`` was applied), where its input is
+    channel-last or its output may be (``want_last``: where the planes are small and the
+    epilogue is a bias and bounds, it is); None where neither holds or the convolution is
+    neither kind. ``w_last()``: W as (kh, kw, C/group, M), C-contiguous (``last_weight``).
+    """
+    k, s, _, _, _, out, pointwise = plan
+    xl = channels_last(x)
+    if (xl is None and not want_last) or len(k) != 2 or x.dtype not in compiled.DTYPES:
+        return None
+    steps = epilogue.channel_steps()
+    finish = None if steps is None else threads.Finish(*steps[:3])
+    # (a large NCHW input is not transposed for it: 0.3 ms on MobileNetV2's 56x56 layers)
+    small = xl is not None or math.prod(x.shape[2:]) <= _LAST_PLANE
+    want_last = (
+        want_last
+        and steps is not None
+        and small
+        and math.prod(out) <= _LAST_PLANE
+        and compiled.kernels(compiled.MIN_SIZE) is not None  # (the depthwise kernel's)
+    )
+    if pointwise and all(v == 1 for v in s) and w_gemm.shape[0] == 1:
+        if want_last:
+            y = _pointwise_last(x, xl, w_last, plan, finish).transpose(0, 3, 1, 2)
+            return _swish(y, steps), True
+        jit = compiled.kernels(x.size)
+        if xl is None or jit is None:
+            return None
+        # (channel-last, then moved: cheaper than a GEMM reading it transposed)
+        yl = _pointwise_last(x, xl, w_last, plan, None)
+        y = np.empty((yl.shape[0], yl.shape[3], *out), x.dtype)
+        jit.from_channels_last(yl, y)
+        return y, False
+    if w_dw is None or w_gemm.shape[1] != 1 or x.dtype != w_dw.dtype:
+        return None
+    jit = compiled.kernels(math.prod(out) * w_dw.size)
+    if jit is None or not (
+        xl is not None or want_last or out[1] <= _NARROW_PLANE and x.shape[1] >= 64
+    ):
+        return None
+    y = _depthwise_last(jit, x, xl, w_last, plan, finish, want_last)
+    return (y, False) if finish is None else (_swish(y, steps), True)
+
+
+def _swish(y, steps):
+    """``y`` with the Swish that ends ``steps`` (``Epilogue.channel_steps``) applied, in y's
+    layout; y as it is where they have none."""
+    if not steps[3]:
+        return y
+    from onyx.runtime.kernels.math import swish
+
+    return swish(y)
 
 
 def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
@@ -211,8 +346,11 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
         cols = np.empty((n, c * math.prod(k), o_size), x.dtype)
         pool = threads.current()
         # (by bands of input channels: not for a stem's 3, whose bands measured slower)
-        native = pool is not None and pool.native is not None and c >= 16 and (
-            cols[0].size >= threads.MIN_ELEMENTS
+        native = (
+            pool is not None
+            and pool.native is not None
+            and c >= 16
+            and (cols[0].size >= threads.MIN_ELEMENTS)
         )
         for i in range(n):
             if native:
@@ -227,21 +365,6 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
         work = acc.size * w_depthwise.shape[1]
         same = x.dtype == w_depthwise.dtype and x.dtype in compiled.DTYPES
         jit = compiled.kernels(work) if same and len(out) == 2 else None
-        if jit is not None and mg == 1 and out[1] <= _NARROW_PLANE and acc.shape[1] >= 64:
-            # narrow planes channel-last, the channels innermost (1.5x the plane kernel on
-            # EfficientNet's and MobileNetV2's 7x7 layers, slower from 14x14 on)
-            padded = tuple(size + b + e for size, b, e in zip(x.shape[2:], pb, pe))
-            check_allocation((n, *padded, c), x.dtype)
-            xl = np.empty((n, *padded, c), x.dtype)
-            jit.to_channels_last(np.ascontiguousarray(x), xl, pb[0], pb[1])
-            wl = np.ascontiguousarray(w_depthwise.reshape(-1, *k).transpose(1, 2, 0))
-            yl = np.empty((n, *out, c), acc.dtype)
-            threads.rows(c, work,
-                         lambda c0, c1: jit.depthwise_channels_last(xl, wl, yl, c0, c1, *s, *d),
-                         native=lambda par, parts: par.depthwise_last_bands(xl, wl, yl, *s, *d,
-                                                                            parts))  # fmt: skip
-            jit.from_channels_last(yl, acc)
-            return acc
         if jit is not None:  # padded as it goes, plane by plane: 3-10x numpy's
             w3 = w_depthwise.reshape(-1, *k)
             x = np.ascontiguousarray(x)
@@ -706,7 +829,9 @@ class Conv:
         self.cache = _WeightCache()
         self.shift_cache = _WeightCache()
         self.winograd_cache = _WeightCache()
+        self.last_cache = _WeightCache()
         self.bias_memo: dict = {}  # for Epilogue.prepare
+        self.channels_last = False  # set by the plan: Y may be a channel-last view
 
     def __call__(self, x, w, b=None, *, epilogue=None, out=None):
         """Y; with an ``epilogue`` that fits, Y with the epilogue applied (``epilogue.applied``).
@@ -720,6 +845,7 @@ class Conv:
         check_bias(b, w.shape[0], "Conv")
         bias = None if b is None else np.asarray(b).astype(dtype, copy=False)
         y_shape = (x.shape[0], w.shape[0], *plan[5])
+        followers = epilogue
         if epilogue is None or x.dtype != dtype or not epilogue.prepare(y_shape, dtype, bias):
             # the bias alone; the caller applies its followers itself
             epilogue = Epilogue(memo=self.bias_memo)
@@ -731,6 +857,16 @@ class Conv:
             x.dtype == dtype == out.dtype and out.shape == y_shape and out.flags.c_contiguous
         ):
             out = None
+        # (channel-last output only where the caller's steps all go in the epilogue)
+        want_last = self.channels_last and (followers is None or epilogue.applied)
+        found = conv_channels_last(xw, w_gemm, w_dw,
+                                   lambda: self.last_cache.get(w, lambda: last_weight(w, dtype)),
+                                   plan, epilogue, want_last)  # fmt: skip
+        if found is not None:
+            y, finished = found
+            if not finished:
+                epilogue.apply_all(y)
+            return y.astype(x.dtype, copy=False)
         if winograd_pays(plan, group, w.shape, dtype):
             u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
             y = conv_winograd(xw, u, plan, out)
@@ -750,6 +886,22 @@ class Conv:
                 y = conv_forward(xw, w_gemm, plan, group, w_dw, out)
             epilogue.apply_all(y)
         return y.astype(x.dtype, copy=False)
+
+    def channels_last_kind(self, w_shape) -> str | None:
+        """With a weight of ``w_shape``: "pointwise" (1x1, stride 1, no padding, one group) or
+        "depthwise" (one input channel per output channel) for a 2-D convolution of a kind that
+        reads and writes channel-last tensors (``conv_channels_last``); None for any other."""
+        kernel_shape, strides, _, pads = self.geom.attrs
+        if len(w_shape) != 4:
+            return None
+        if self.geom.group == 1 and tuple(w_shape[2:]) == (1, 1):
+            plain = (
+                all(v == 1 for v in strides or ())
+                and not any(pads or ())
+                and list(kernel_shape or (1, 1)) == [1, 1]
+            )
+            return "pointwise" if plain else None
+        return "depthwise" if self.geom.group == w_shape[0] and w_shape[1] == 1 else None
 
     def output_shape(self, x, w) -> tuple[int, ...]:
         """Y's shape for these inputs (raising as ``__call__`` would for ones that do not fit)."""
