@@ -213,7 +213,14 @@ class Epilogue:
             rows = y.shape[0] * y.shape[1]
             width = y.size // rows if rows else 0
             pool = threads.current()
-            if pool is not None and pool.native is not None and rows > 1:
+            # (numba's threads for enough work only: a squeeze-excite's (1, C, 1, 1) steps
+            # spent ~5 us launching them)
+            if (
+                pool is not None
+                and pool.native is not None
+                and rows > 1
+                and y.size >= 2 * threads.NATIVE_MIN_ELEMENTS
+            ):
                 codes, with_full, params, full = self.native_program(y)
                 y2d = y.reshape(rows, width)
                 source2d = y2d if source is None else source.reshape(rows, width)

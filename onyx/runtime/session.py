@@ -301,7 +301,9 @@ class InferenceSession:
     def _run_plan(self, feed: Mapping[str, Any], inputs: list, run_options) -> list:
         """The plan's outputs, run in the session's pool, under its limits and error state."""
         token = memory.LIMIT.set(self._limit)
-        bufsize = np.setbufsize(_UFUNC_BUFFER)
+        bufsize = np.getbufsize()
+        if bufsize != _UFUNC_BUFFER:  # (set only where it differs: a few us a run)
+            np.setbufsize(_UFUNC_BUFFER)
         try:
             # inf/NaN results are values here, as in onnxruntime
             with np.errstate(all="ignore"), self._threads():
@@ -314,7 +316,8 @@ class InferenceSession:
                 self._profiler.run_ended(start, steps)
                 return outputs
         finally:
-            np.setbufsize(bufsize)
+            if bufsize != _UFUNC_BUFFER:
+                np.setbufsize(bufsize)
             memory.LIMIT.reset(token)
 
     def _plan_for(self, feed: Mapping[str, Any]) -> Plan:

@@ -315,13 +315,16 @@ class Native:
         import numba
 
         before = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(size, numba.config.NUMBA_NUM_THREADS)))
+        wanted = max(1, min(size, numba.config.NUMBA_NUM_THREADS))
+        if wanted != before:  # (each set costs a few us: most runs find it set)
+            numba.set_num_threads(wanted)
         return before
 
     def exit(self, before: int) -> None:
         import numba
 
-        numba.set_num_threads(before)
+        if numba.get_num_threads() != before:
+            numba.set_num_threads(before)
 
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int,
                finish: Finish | None = None, by_rows: bool | None = None) -> bool:  # fmt: skip

@@ -857,6 +857,12 @@ class Conv:
             x.dtype == dtype == out.dtype and out.shape == y_shape and out.flags.c_contiguous
         ):
             out = None
+        if plan[6] and group == 1 and math.prod(x.shape[2:]) == 1 and out is None:
+            # one pixel (a squeeze-excite's convolutions): a product by a vector, without
+            # the paths' bookkeeping (15 -> 8 us on EfficientNet's)
+            y = np.matmul(xw.reshape(x.shape[0], -1), w_gemm[0].T).reshape(y_shape)
+            epilogue.apply_all(y)
+            return y.astype(x.dtype, copy=False)
         # (channel-last output only where the caller's steps all go in the epilogue)
         want_last = self.channels_last and (followers is None or epilogue.applied)
         found = conv_channels_last(xw, w_gemm, w_dw,
