@@ -66,6 +66,14 @@ def _by_value(code, out, a, b):
             out[j] = _min(a[j], b)
 
 
+@njit(**_OPTIONS)
+def by_rows(x, values, y, code, r0, r1):
+    """y[r] = op(x[r], values[r]) for rows r0..r1 of the 2-D ``x`` and ``y`` (one value a row:
+    (N, C, H, W) by (N, C, 1, 1), a squeeze-excite's gate); op as ``_by_value``'s ``code``."""
+    for r in range(r0, r1):
+        _by_value(code, y[r], x[r], values[r])
+
+
 @njit(inline="always")
 def _by_row(code, out, a, b):
     """out = op(a, b) for rows ``out``, ``a`` (one row, or two apart) and ``b``."""
@@ -874,6 +882,20 @@ def layer_norm(x, scale, bias, y, mean, inv, width, consts, r0, r1):
             y[at + i] = (x[at + i] - m) * s * scale[i] + bias[i]
         mean[r] = m
         inv[r] = s
+
+
+@njit(**_SUMS)
+def row_means(x, y, width, count, r0, r1):
+    """y[r] = the mean of row r of the flat ``x`` (rows of ``width``) for rows r0..r1: its sum
+    divided by ``count`` (the width in x's dtype)."""
+    n = np.uint64(width)
+    zero = count - count
+    for r in range(np.uint64(r0), np.uint64(r1)):
+        at = r * n
+        total = zero
+        for i in range(n):
+            total += x[at + i]
+        y[r] = total / count
 
 
 @njit(**_SUMS)

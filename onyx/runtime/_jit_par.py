@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from onyx.runtime._jit import (
+    by_rows,
     depthwise,
     depthwise_channels_last,
     elementwise,
@@ -34,6 +35,7 @@ from onyx.runtime._jit import (
     layer_norm,
     pool2d,
     rms_norm,
+    row_means,
     winograd_input,
     winograd_output,
 )
@@ -220,6 +222,24 @@ def depthwise_last_bands(xl, wl, yl, sh, sw, dh, dw, top, left, bias, lo, hi, pa
         r0, r1 = _band(rows, parts, p)
         if r1 > r0:
             depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias, lo, hi)
+
+
+@njit(**_PARALLEL)
+def row_means_bands(x, y, width, count, parts):
+    """``row_means`` over ``parts`` bands of the rows."""
+    for p in prange(parts):
+        r0, r1 = _band(y.shape[0], parts, p)
+        if r1 > r0:
+            row_means(x, y, width, count, r0, r1)
+
+
+@njit(**_PARALLEL)
+def by_rows_bands(x, values, y, code, parts):
+    """``by_rows`` over ``parts`` bands of the rows."""
+    for p in prange(parts):
+        r0, r1 = _band(x.shape[0], parts, p)
+        if r1 > r0:
+            by_rows(x, values, y, code, r0, r1)
 
 
 @njit(**_PARALLEL)

@@ -285,3 +285,11 @@ def test_python_threads_on_request_and_numba_s_for_one_thread(native):
     # without numba's threads the default is no pool: BLAS's threads and the calling thread
     alone = threads.Threads(0, native_threads=False)
     assert type(alone.pool) is threads.Pool and alone.size == 1 and not alone.splits_gemms
+
+
+def test_per_row_binary_and_trailing_mean_split_by_rows(native):
+    """A squeeze-excite's gate and squeeze: split by rows, each row's bits as on one thread."""
+    x = RNG.standard_normal((1, 672, 14, 14)).astype(np.float32)
+    gate = RNG.standard_normal((1, 672, 1, 1)).astype(np.float32)
+    _same(native, lambda: lookup("", "Mul", 14)(x, gate))
+    _same(native, lambda: lookup("", "ReduceMean", 18)(x, np.array([2, 3])))

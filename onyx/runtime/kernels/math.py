@@ -86,21 +86,73 @@ def legacy_binary(fn, name: str):
 _add, _sub, _mul, _divide = np.add, np.subtract, np.multiply, np.divide
 
 
+def _per_row(big, small) -> int | None:
+    """How many rows ``small`` holds one value each of, where it broadcasts against ``big`` as
+    one value per row of big's leading axes ((N, C, H, W) by (N, C, 1, 1): a squeeze-excite's
+    gate) and the compiled kernels take the pair; None otherwise."""
+    if (
+        type(big) is not np.ndarray
+        or type(small) is not np.ndarray
+        or big.dtype != small.dtype
+        or big.dtype not in compiled.DTYPES
+        or big.ndim != small.ndim
+        or small.size < 2
+        or not big.flags.c_contiguous
+    ):
+        return None
+    lead = small.ndim
+    while lead and small.shape[lead - 1] == 1:
+        lead -= 1
+    if lead == small.ndim or small.shape[:lead] != big.shape[:lead]:
+        return None
+    return small.size if compiled.kernels(big.size) is not None else None
+
+
+def _by_rows(code: int, big, small, rows: int):
+    """op(big, small) for a ``small`` of one value per row (``_per_row``), compiled, over the
+    session's threads: numpy's broadcast loop runs a call per row (30 against 8 us on
+    EfficientNet's (1, 672, 14, 14) by (1, 672, 1, 1), one thread)."""
+    jit = compiled.kernels(big.size)
+    y = np.empty_like(big)
+    x2, y2, values = big.reshape(rows, -1), y.reshape(rows, -1), small.reshape(rows)
+    threads.rows(rows, big.size, lambda r0, r1: jit.by_rows(x2, values, y2, code, r0, r1),
+                 native=lambda par, parts: par.by_rows_bands(x2, values, y2, code, parts))  # fmt: skip
+    return y
+
+
 def add(a, b):
+    rows = _per_row(a, b)
+    if rows is not None:
+        return _by_rows(compiled.ADD, a, b, rows)
+    rows = _per_row(b, a)
+    if rows is not None:  # (a + b is b + a, bit for bit)
+        return _by_rows(compiled.ADD, b, a, rows)
     return _add(a, b, out=A)
 
 
 def sub(a, b):
+    rows = _per_row(a, b)
+    if rows is not None:
+        return _by_rows(compiled.SUB, a, b, rows)
     return _sub(a, b, out=A)
 
 
 def mul(a, b):
+    rows = _per_row(a, b)
+    if rows is not None:
+        return _by_rows(compiled.MUL, a, b, rows)
+    rows = _per_row(b, a)
+    if rows is not None:
+        return _by_rows(compiled.MUL, b, a, rows)
     return _mul(a, b, out=A)
 
 
 def div(a, b):
     if a.dtype.kind in "iu":
         return _int_div(a, b)
+    rows = _per_row(a, b)
+    if rows is not None:
+        return _by_rows(compiled.DIV, a, b, rows)
     return _divide(a, b, out=A)
 
 

@@ -21,6 +21,7 @@ from onyx.runtime.kernels.conv import (
     pad_input,
     spatial_params,
 )
+from onyx.runtime.kernels.reduce import trailing_mean
 from onyx.runtime.kernels.registry import kernel
 
 _ALL = (slice(None), slice(None))
@@ -366,7 +367,11 @@ def global_average_pool(x):
     """GlobalAveragePool: the mean over all spatial axes (kept as size-1 axes)."""
     axes = _global_check("GlobalAveragePool", x)
     dtype = compute_dtype(x.dtype)
-    if x.ndim == 4 and x.flags.c_contiguous:  # one contiguous row per (n, c)
+    kept = x.shape[:2]
+    y = trailing_mean(x.astype(dtype, copy=False), kept[0] * kept[1]) if x.size else None
+    if y is not None:
+        y = y.reshape(kept + (1,) * len(axes))
+    elif x.ndim == 4 and x.flags.c_contiguous:  # one contiguous row per (n, c)
         n, c, h, w = x.shape
         ones = np.full(h * w, 1.0 / (h * w), dtype=dtype)
         y = (x.reshape(n * c, h * w).astype(dtype, copy=False) @ ones).reshape(n, c, 1, 1)

@@ -11,9 +11,12 @@ Reductions over an empty set give the identity of the reduction: 0 for sums, 1 f
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from onyx.errors import KernelError
+from onyx.runtime import compiled, threads
 from onyx.runtime.kernels.registry import kernel
 from onyx.runtime.memory import check_allocation
 
@@ -76,7 +79,31 @@ def _mean(x, axes, keepdims):
         if _is_empty_reduction(x, axes):
             s = np.sum(w, axis=axes, keepdims=keepdims)
             return np.full(s.shape, np.nan, s.dtype)
+        if axes and sorted(axes) == list(range(x.ndim - len(axes), x.ndim)):
+            kept = x.shape[: x.ndim - len(axes)]
+            y = trailing_mean(w, math.prod(kept))
+            if y is not None:
+                return y.reshape(kept + (1,) * len(axes) if keepdims else kept)
         return np.mean(w, axis=axes, keepdims=keepdims)
+
+
+def trailing_mean(x: np.ndarray, rows: int) -> np.ndarray | None:
+    """The mean of each of the ``rows`` rows of the flattened ``x`` (the mean over its trailing
+    axes: a global average pool, a squeeze-excite's squeeze), compiled, over the session's
+    threads; None where the compiled kernels do not take ``x`` (numpy's mean runs a call per
+    row there: 35 against 9 us on EfficientNet's (1, 672, 14, 14), one thread). Its sums are
+    reassociated into vector lanes, as numpy's pairwise sums reorder theirs."""
+    if x.dtype not in compiled.DTYPES or not x.flags.c_contiguous or rows == 0:
+        return None
+    jit = compiled.kernels(x.size)
+    if jit is None:
+        return None
+    flat, width = x.reshape(-1), x.size // rows
+    y = np.empty(rows, x.dtype)
+    count = x.dtype.type(width)
+    threads.rows(rows, x.size, lambda r0, r1: jit.row_means(flat, y, width, count, r0, r1),
+                 native=lambda par, parts: par.row_means_bands(flat, y, width, count, parts))  # fmt: skip
+    return y
 
 
 def _max(x, axes, keepdims):
