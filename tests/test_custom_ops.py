@@ -158,10 +158,20 @@ def test_kernel_failures_name_the_node():
     spec = {"inputs": [("X", "T")], "outputs": [("Y", "T"), ("Z", "T")],
                 "type_constraints": {"T": ["tensor(float)"]}, "kernel": short}  # fmt: skip
     with onyx.register_op("Two", DOMAIN, **spec):
-        m = _model("Two")
-        m.graph.nodes[0]._outputs.append(None)
+        x = helper.make_tensor_value_info("x", 1, ["N", 3])
+        y, z = (helper.make_tensor_value_info(n, 1, None) for n in "yz")
+        node = helper.make_node("Two", ["x"], ["y", "z"], domain=DOMAIN, name="sw")
+        m = helper.make_model(
+            helper.make_graph([node], "g", [x], [y, z]),
+            opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, 1)],
+        )
         with pytest.raises(onyx.ExecutionError, match="returned 1 value\\(s\\) for 2 outputs"):
             onyx.InferenceSession(m).run(None, {"x": np.ones((1, 3), np.float32)})
+        # an output nothing reads (here omitted) need not come back
+        m = _model("Two")
+        m.graph.nodes[0]._outputs.append(None)
+        out = onyx.InferenceSession(m).run(None, {"x": np.ones((1, 3), np.float32)})
+        np.testing.assert_array_equal(out[0], np.ones((1, 3), np.float32))
 
 
 def test_run_options_terminate_between_steps():

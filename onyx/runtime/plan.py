@@ -88,6 +88,9 @@ class Plan:
         nodes = _in_order(graph)
         for node in nodes:
             defined.update(v for v in node.outputs if v is not None)
+        # a multi-output kernel is asked for its outputs up to the last one something reads
+        # (not Dropout's mask nobody reads: squeezenet's, 86K ones made every run)
+        self._used = _read_values(graph) | set(graph.outputs)
 
         def read(value: Value) -> int:
             if value not in defined and value not in slots:
@@ -175,7 +178,8 @@ class Plan:
             attrs["_n_inputs"] = len(node.inputs)
         if getattr(impl, "wants_graph", False):  # e.g. Gradient differentiates its own graph
             attrs["_graph"] = self.graph
-        return _bind(impl, attrs, node, label), captured
+        used = [i for i, v in enumerate(node.outputs) if v is not None and v in self._used]
+        return _bind(impl, attrs, node, label, used[-1] + 1 if used else 1), captured
 
     def _fold(
         self, node: Node, fn: Callable, ins: list[int], outs: list[int], fed: set[int]
@@ -490,10 +494,26 @@ def _signature(impl) -> tuple[set[str], set[str], bool]:
     return names, required, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
-def _bind(impl, attrs: dict[str, Any], node: Node, label: str) -> Callable:
+def _read_values(graph: Graph) -> set[Value]:
+    """The values the nodes of ``graph`` and of its subgraphs read."""
+    read: set[Value] = set()
+    for node in graph:
+        read.update(v for v in node.inputs if v is not None)
+        for attr in node.attributes.values():
+            if attr.type == AttrType.GRAPH and attr.value is not None:
+                read |= _read_values(attr.value) | set(attr.value.outputs)
+            elif attr.type == AttrType.GRAPHS and attr.value:
+                for sub in attr.value:
+                    read |= _read_values(sub) | set(sub.outputs)
+    return read
+
+
+def _bind(impl, attrs: dict[str, Any], node: Node, label: str, outputs: int) -> Callable:
+    """The kernel ``impl`` bound to ``attrs``; one that takes ``_outputs`` is told to compute
+    ``outputs`` of them."""
     names, required, var_kw = _signature(impl)
     if "_outputs" in names:
-        attrs["_outputs"] = len(node.outputs)
+        attrs["_outputs"] = outputs
     if not var_kw:
         unknown = sorted(set(attrs) - names)
         if unknown:

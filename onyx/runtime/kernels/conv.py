@@ -190,10 +190,10 @@ class _ConvGeometry:
 # A pointwise convolution and the depthwise one it feeds (MobileNet's and EfficientNet's inverted
 # residuals) may pass their tensor channel-last: a (N, C, H, W) view of a (N, H, W, C) array. On
 # small planes the depthwise kernel runs channel-last (its innermost loop along the channels,
-# where a plane's rows are short), and a GEMM reads or writes either layout at the same speed,
-# so the transposes into and out of that kernel go. The plan marks the convolutions that may
-# return such a view (``Conv.channels_last``: every reader a pointwise or depthwise
-# convolution); every Conv takes one as its input.
+# where a plane's rows are short), and a pointwise one computes X W^T as fast as W X, so the
+# transposes into and out of that kernel go. The plan marks the convolutions that may return
+# such a view (``Conv.channels_last``; fusion.mark_channels_last); every Conv takes one as its
+# input.
 _NARROW_PLANE = 8  # output width up to which a depthwise convolution runs channel-last anyway
 _LAST_PLANE = 14 * 14  # planes up to which a marked convolution writes channel-last
 
@@ -273,9 +273,9 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last):
     """Y of a pointwise (1x1, stride 1, one group) or depthwise (one input channel per output
     channel) 2-D convolution, as (y, whether the ``epilogue`` was applied), where its input is
     channel-last or its output may be (``want_last``: where the planes are small and the
-    epilogue is a bias and bounds, it is); None where neither holds or the convolution is
-    neither kind. ``w_last()``: W as (kh, kw, C/group, M), C-contiguous (``last_weight``).
-    """
+    epilogue is a bias, bounds and a Swish, each optional, it is); None where neither holds or
+    the convolution is neither kind. ``w_last()``: W as (kh, kw, C/group, M), C-contiguous
+    (``last_weight``)."""
     k, s, _, _, _, out, pointwise = plan
     xl = channels_last(x)
     if (xl is None and not want_last) or len(k) != 2 or x.dtype not in compiled.DTYPES:
