@@ -1,7 +1,8 @@
-"""Squeeze-excite's steps, compiled: Add/Sub/Mul/Div of a tensor by one value per row of its
-leading axes ((N, C, H, W) by (N, C, 1, 1)) and the mean over trailing axes (ReduceMean,
-GlobalAveragePool). The binary ops give numpy's bits (one rounding each); the means agree with
-numpy's to rounding (their sums are reassociated), NaN and infinities as numpy's."""
+"""Squeeze-excite's steps, compiled: Mul of a tensor by one value per row of its leading axes
+((N, C, H, W) by (N, C, 1, 1)) and the mean over trailing axes (ReduceMean, GlobalAveragePool).
+The product gives numpy's bits (one rounding), as do the other binary ops on such shapes (numpy's
+loop); the means agree with numpy's to rounding (their sums are reassociated), NaN and
+infinities as numpy's."""
 
 from __future__ import annotations
 
