@@ -59,8 +59,10 @@ def _marked(session):
 def _run_both(model, x, threads, monkeypatch, calls):
     """(output with channel-last intermediates, output without, the first again), counting the
     calls of the channel-last kernels in ``calls``."""
-    for name in ("_pointwise_last", "_depthwise_last"):
-        original = getattr(conv_module, name)
+    originals = {
+        name: getattr(conv_module, name) for name in ("_pointwise_last", "_depthwise_last")
+    }
+    for name, original in originals.items():
 
         def counted(*args, _original=original, _name=name, **kwargs):
             calls[_name] = calls.get(_name, 0) + 1
@@ -72,6 +74,8 @@ def _run_both(model, x, threads, monkeypatch, calls):
     assert len(_marked(with_last)) == 2  # the expansion and the depthwise convolution
     got = with_last.run(None, {"x": x})[0]
     again = with_last.run(None, {"x": x})[0]
+    for name, original in originals.items():  # (count the first session's calls only)
+        monkeypatch.setattr(conv_module, name, original)
     monkeypatch.setattr(plan_module, "mark_channels_last", lambda *args: None)
     without = onyx.InferenceSession(model, options)
     assert _marked(without) == []
@@ -180,3 +184,26 @@ def test_every_conv_takes_a_channel_last_view(kernel, group):
     w = RNG.standard_normal((8, 8 // group, kernel, kernel)).astype(np.float32)
     conv = Conv(group=group, pads=[kernel // 2] * 4)
     np.testing.assert_array_equal(conv(view, w), conv(x, w))
+
+
+def test_a_narrow_depthwise_plane_runs_channel_last_between_nchw_tensors(both_paths, monkeypatch):
+    """A depthwise convolution on a plane of at most 8 columns and 64 or more channels, its
+    input and output NCHW, takes the channel-last kernel with transposes each way (the plane
+    kernel's rows are too short there): same bits as the plane kernel."""
+    calls = []
+    original = conv_module._depthwise_last
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(conv_module, "_depthwise_last", counted)
+    x = RNG.standard_normal((2, 96, 7, 7)).astype(np.float32)
+    w = RNG.standard_normal((96, 1, 5, 5)).astype(np.float32)
+    conv = Conv(group=96, pads=[2, 2, 2, 2])
+    got = conv(x, w)
+    assert len(calls) == (1 if both_paths == "compiled" else 0)
+    plane = Conv(group=96, pads=[2, 2, 2, 2])
+    monkeypatch.setattr(conv_module, "_NARROW_PLANE", 0)  # (the plane kernel)
+    np.testing.assert_array_equal(got, plane(x, w))
+    assert len(calls) == (1 if both_paths == "compiled" else 0)

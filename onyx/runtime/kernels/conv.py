@@ -277,8 +277,11 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last):
     the convolution is neither kind. ``w_last()``: W as (kh, kw, C/group, M), C-contiguous
     (``last_weight``)."""
     k, s, _, _, _, out, pointwise = plan
+    if len(k) != 2 or x.dtype not in compiled.DTYPES:
+        return None
     xl = channels_last(x)
-    if (xl is None and not want_last) or len(k) != 2 or x.dtype not in compiled.DTYPES:
+    narrow = w_dw is not None and out[1] <= _NARROW_PLANE and x.shape[1] >= 64
+    if xl is None and not want_last and not narrow:
         return None
     steps = epilogue.channel_steps()
     finish = None if steps is None else threads.Finish(*steps[:3])
@@ -306,9 +309,7 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last):
     if w_dw is None or w_gemm.shape[1] != 1 or x.dtype != w_dw.dtype:
         return None
     jit = compiled.kernels(math.prod(out) * w_dw.size)
-    if jit is None or not (
-        xl is not None or want_last or out[1] <= _NARROW_PLANE and x.shape[1] >= 64
-    ):
+    if jit is None or not (xl is not None or want_last or narrow):
         return None
     y = _depthwise_last(jit, x, xl, w_last, plan, finish, want_last)
     return (y, False) if finish is None else (_swish(y, steps), True)
@@ -865,9 +866,12 @@ class Conv:
             return y.astype(x.dtype, copy=False)
         # (channel-last output only where the caller's steps all go in the epilogue)
         want_last = self.channels_last and (followers is None or epilogue.applied)
-        found = conv_channels_last(xw, w_gemm, w_dw,
-                                   lambda: self.last_cache.get(w, lambda: last_weight(w, dtype)),
-                                   plan, epilogue, want_last)  # fmt: skip
+        found = None
+        if want_last or w_dw is not None or not xw.flags.c_contiguous:  # (else none applies)
+            found = conv_channels_last(
+                xw, w_gemm, w_dw, lambda: self.last_cache.get(w, lambda: last_weight(w, dtype)),
+                plan, epilogue, want_last,
+            )  # fmt: skip
         if found is not None:
             y, finished = found
             if not finished:
