@@ -269,7 +269,17 @@ class Epilogue:
         of a per-channel vector, a maximum and a minimum by a value that is not NaN (a
         convolution's bias and ReLU or Clip), then a Swish, each optional; None where they are
         anything else. For a producer that applies them itself, in that order: the first
-        three as ``threads.Finish``, the Swish in whatever layout its result has."""
+        three as ``threads.Finish``, the Swish in whatever layout its result has. (Kept in
+        the memo with the ops it was read from: a run's ``prepare`` hands back the same ops.)"""
+        known = self._memo.get(_CHANNEL_STEPS) if self._memo is not None else None
+        if known is not None and known[0] is self._ops:
+            return known[1]
+        found = self._channel_steps()
+        if self._memo is not None:
+            self._memo[_CHANNEL_STEPS] = (self._ops, found)
+        return found
+
+    def _channel_steps(self) -> tuple[np.ndarray | None, float, float, bool] | None:
         bias, lo, hi, stage = None, -np.inf, np.inf, 0
         for ufunc, operand in self._ops:
             values = np.asarray(operand)
@@ -296,6 +306,9 @@ class Epilogue:
             ]
             y = follower.kernel(*args)
         return y
+
+
+_CHANNEL_STEPS = "channel steps"  # (a memo key beside prepare's (shape, dtype) ones)
 
 
 def swish(x: np.ndarray, _operand: Any, out: np.ndarray) -> None:
