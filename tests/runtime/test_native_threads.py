@@ -209,8 +209,9 @@ def test_rows_elementwise_and_pooling(native):
     _same(native, lambda: swish(x))
     scores = RNG.standard_normal((2, 12, 128, 128)).astype(np.float32)
     # (alone against split, to rounding: one CI run on the floor environment, numba 0.60, saw
-    # 14% of the values 1 ulp apart, rows summed in another order; not reproduced in 8 runs
-    # since. Split, run after run: the same bits.)
+    # 14% of the values 1 ulp apart, rows summed in another order; not reproduced since in 5
+    # runs of this test there, one with fresh caches, nor in 300 alternations in a loop.
+    # Split, run after run: the same bits.)
     _close(native, lambda: _softmax_rows(scores, guard=False), rtol=1e-6)
     _close(native, lambda: lookup("", "Softmax", 13)(scores, axis=-1), rtol=1e-6)
     planes = RNG.standard_normal((2, 64, 56, 56)).astype(np.float32)
