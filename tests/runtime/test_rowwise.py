@@ -1,8 +1,8 @@
 """Squeeze-excite's steps, compiled: Mul of a tensor by one value per row of its leading axes
 ((N, C, H, W) by (N, C, 1, 1)) and the mean over trailing axes (ReduceMean, GlobalAveragePool).
-The product gives numpy's bits (one rounding), as do the other binary ops on such shapes (numpy's
-loop); the means agree with numpy's to rounding (their sums are reassociated), NaN and
-infinities as numpy's."""
+The product gives numpy's bits (one rounding; Add, Sub and Div keep numpy's own loop); the
+means agree with numpy's to rounding (their sums are reassociated), NaN and infinities as
+numpy's."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from onyx.runtime.kernels.registry import lookup
 pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
 
 RNG = np.random.default_rng(53)
-_NUMPY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 
 
 def _tensor(shape, dtype):
@@ -23,7 +22,6 @@ def _tensor(shape, dtype):
     return x
 
 
-@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "big, small",
@@ -36,13 +34,13 @@ def _tensor(shape, dtype):
         ((1, 64, 9, 9), (64, 1, 1)),  # of lower rank: numpy's broadcast
     ],
 )
-def test_binary_by_one_value_a_row_gives_numpys_bits(op, dtype, big, small):
+def test_mul_by_one_value_a_row_gives_numpys_bits(dtype, big, small):
     a, b = _tensor(big, dtype), _tensor(small, dtype)
-    b.reshape(-1)[-1] = 0  # (a division by zero)
-    kernel = lookup("", op, 14)
+    b.reshape(-1)[-1] = 0  # (infinities times zero: NaN)
+    mul = lookup("", "Mul", 14)
     with np.errstate(all="ignore"):  # (as a session runs its steps)
-        np.testing.assert_array_equal(kernel(a, b), _NUMPY[op](a, b))
-        np.testing.assert_array_equal(kernel(b, a), _NUMPY[op](b, a))  # (the small one first)
+        np.testing.assert_array_equal(mul(a, b), np.multiply(a, b))
+        np.testing.assert_array_equal(mul(b, a), np.multiply(b, a))  # (the small one first)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
