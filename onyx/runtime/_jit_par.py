@@ -42,7 +42,7 @@ from onyx.runtime._jit import (
 from onyx.runtime._jit_exp import CHUNK, _gelu_chunks, _swish_chunks, softmax_rows
 
 _PARALLEL = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
-_ROW_MAJOR, _PLAIN = 101, 111  # CBLAS: CblasRowMajor, CblasNoTrans
+_ROW_MAJOR, _PLAIN, _TRANSPOSED = 101, 111, 112  # CBLAS: CblasRowMajor, CblasNoTrans, CblasTrans
 
 
 @njit(inline="always")
@@ -109,6 +109,34 @@ def gemm(blas, a, b, c, ta, lda, tb, ldb, parts, by_rows, finish, bias, lo, hi, 
                      c.ctypes.data + c0 * c.strides[1], ldc)  # fmt: skip
                 if finish:
                     _finish(c, 0, m, c0, c1, bias, lo, hi)
+
+
+@njit(**_PARALLEL)
+def gemv(blas, a, b, c, tb, ldb, parts, finish, bias, lo, hi, one, zero):
+    """c = a @ b for ``a`` (M, K) of few rows, ``b`` (K, N) read as laid out (``tb``, ``ldb``:
+    as in ``gemm``) and ``c`` (M, N) of unit column stride: BLAS's GEMV for each row of a on
+    ``parts`` bands of the columns (in multiples of 16), each band then finished as
+    ``gemm``'s."""
+    m, k = a.shape
+    n = b.shape[1]
+    step = a.strides[1] // a.itemsize
+    blocks = (n + 15) // 16
+    for p in prange(parts):
+        b0, b1 = _band(blocks, parts, p)
+        c0, c1 = b0 * 16, min(n, b1 * 16)
+        if c1 > c0:
+            columns = b.ctypes.data + c0 * b.strides[1]
+            for i in range(m):
+                source = a.ctypes.data + i * a.strides[0]
+                target = c.ctypes.data + i * c.strides[0] + c0 * c.itemsize
+                if tb == _PLAIN:  # b's rows laid out: y = (its columns c0..c1)^T a
+                    blas(_ROW_MAJOR, _TRANSPOSED, k, c1 - c0, one, columns, ldb, source, step,
+                         zero, target, 1)  # fmt: skip
+                else:  # b's columns laid out (rows of its transpose): y = those rows times a
+                    blas(_ROW_MAJOR, _PLAIN, c1 - c0, k, one, columns, ldb, source, step, zero,
+                         target, 1)  # fmt: skip
+            if finish:
+                _finish(c, 0, m, c0, c1, bias, lo, hi)
 
 
 @njit(**_PARALLEL)

@@ -55,6 +55,14 @@ MIN_ELEMENTS = 1 << 16
 # in two, 128x64x64 even, 64x64x64 slower; a softmax of 8K elements 7.6 -> 5.6 us)
 NATIVE_MIN_FLOPS = 1 << 19
 NATIVE_MIN_ELEMENTS = 1 << 12
+# Products of up to this many rows (a classifier's head, a decoder's step, a short batch) go
+# through BLAS's GEMV row by row, each thread on its band of the weight's columns; twice as
+# many rows where the weight is read transposed (Gemm's transB), which BLAS's GEMM packs
+# slowest. The GEMM packs its whole share of the weight first, and called from two threads at
+# once on few rows it stalls: 2,048x1,000 by one row took 584 us on 2 threads against 109 on
+# one, 512x512 by two rows 145 against 19 (benchmarks/bench_few_rows.py: the table that chose
+# these counts).
+GEMV_ROWS = 4
 
 
 @functools.cache
@@ -303,12 +311,14 @@ _BLAS = _Blas()
 
 # --- numba's threads -----------------------------------------------------------------------
 class Native:
-    """numba's threads as a pool's (the kernels of _jit_par.py) and the CBLAS GEMMs they call,
-    by dtype: (function, its 1, its 0)."""
+    """numba's threads as a pool's (the kernels of _jit_par.py) and the CBLAS routines they
+    call, by dtype: GEMMs as (function, its 1, its 0), GEMVs (where found) as the function."""
 
-    def __init__(self, kernels: Any, gemms: dict[np.dtype, tuple[Any, Any, Any]]):
+    def __init__(self, kernels: Any, gemms: dict[np.dtype, tuple[Any, Any, Any]],
+                 gemvs: dict[np.dtype, Any] | None = None):  # fmt: skip
         self.kernels = kernels
         self.gemms = gemms
+        self.gemvs = gemvs or {}
 
     def enter(self, size: int) -> int:
         """Set numba's thread count for this thread's parallel regions; the count it had."""
@@ -342,6 +352,11 @@ class Native:
         kind = out.dtype.type
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+        gemv = self.gemvs.get(a.dtype)
+        if a.shape[0] <= few_rows(b) and gemv is not None:
+            self.kernels.gemv(gemv, a, b, out, *tb, parts, finish is not None, bias, kind(lo),
+                              kind(hi), one, zero)  # fmt: skip
+            return True
         rows = a.shape[0] >= b.shape[1] if by_rows is None else by_rows
         self.kernels.gemm(gemm, a, b, out, *ta, *tb, parts, rows,
                           finish is not None, bias, kind(lo), kind(hi), one, zero)  # fmt: skip
@@ -371,6 +386,11 @@ class Native:
         gemm, one, zero = found
         self.kernels.gemm_stack(gemm, a, b, out, *ta, *tb, stacked, parts, one, zero)
         return True
+
+
+def few_rows(b: np.ndarray) -> int:
+    """The most rows of a product by ``b`` (2-D) that go through BLAS's GEMV (``GEMV_ROWS``)."""
+    return 2 * GEMV_ROWS if b.strides[0] == b.itemsize and b.shape[1] > 1 else GEMV_ROWS
 
 
 def _cblas_layout(x: np.ndarray) -> tuple[int, int] | None:
@@ -427,7 +447,7 @@ class _Refused(Exception):
 
 
 def _load_native() -> Native:
-    gemms = _cblas_gemms()
+    gemms, gemvs = _cblas_routines()
     if not gemms:
         raise _Refused("no CBLAS GEMM found in the BLAS numpy loaded")
     import numba
@@ -441,13 +461,14 @@ def _load_native() -> Native:
     layer = numba.threading_layer()
     if layer not in ("omp", "tbb"):
         raise _Refused(f"numba's {layer} threading layer cannot be entered from two threads")
-    return Native(_jit_par, gemms)
+    return Native(_jit_par, gemms, gemvs)
 
 
-def _cblas_gemms() -> dict[np.dtype, tuple[Any, Any, Any]]:
-    """The CBLAS sgemm and dgemm of the first OpenBLAS loaded (through threadpoolctl, which
-    finds its symbols' prefix and suffix: numpy's wheels bundle an ILP64 build whose names
-    end in 64_), typed for numba to call; {} where they are not found."""
+def _cblas_routines() -> tuple[dict[np.dtype, tuple[Any, Any, Any]], dict[np.dtype, Any]]:
+    """The CBLAS GEMMs (sgemm, dgemm: each with its 1 and 0) and GEMVs (sgemv, dgemv) of the
+    first OpenBLAS loaded (through threadpoolctl, which finds its symbols' prefix and suffix:
+    numpy's wheels bundle an ILP64 build whose names end in 64_), typed for numba to call;
+    empty where the GEMMs are not found (the GEMVs alone may be missing)."""
     import ctypes
 
     try:
@@ -456,26 +477,32 @@ def _cblas_gemms() -> dict[np.dtype, tuple[Any, Any, Any]]:
         found = threadpoolctl.ThreadpoolController().select(internal_api="openblas")
         libraries = found.lib_controllers
     except Exception:  # noqa: BLE001 - not installed, or a library it cannot inspect
-        return {}
+        return {}, {}
+    pointer = ctypes.c_void_p
     for lib in libraries:
         symbol, suffix = getattr(lib, "_get_symbol", None), getattr(lib, "_symbol_suffix", None)
         if symbol is None or suffix is None:
             continue
         index = ctypes.c_int64 if "64" in suffix else ctypes.c_int32
-        gemms = {}
-        for dtype, name, real in ((np.float32, "cblas_sgemm", ctypes.c_float),
-                                  (np.float64, "cblas_dgemm", ctypes.c_double)):  # fmt: skip
-            gemm = symbol(name)
+        gemms, gemvs = {}, {}
+        for dtype, prefix, real in ((np.float32, "cblas_s", ctypes.c_float),
+                                    (np.float64, "cblas_d", ctypes.c_double)):  # fmt: skip
+            gemm = symbol(prefix + "gemm")
             if gemm is None:
                 break
-            pointer = ctypes.c_void_p
             gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, index, index, index, real,
                              pointer, index, pointer, index, real, pointer, index]  # fmt: skip
             gemm.restype = None
             gemms[np.dtype(dtype)] = (gemm, dtype(1), dtype(0))
+            gemv = symbol(prefix + "gemv")
+            if gemv is not None:
+                gemv.argtypes = [ctypes.c_int, ctypes.c_int, index, index, real, pointer, index,
+                                 pointer, index, real, pointer, index]  # fmt: skip
+                gemv.restype = None
+                gemvs[np.dtype(dtype)] = gemv
         else:
-            return gemms
-    return {}
+            return gemms, gemvs
+    return {}, {}
 
 
 class Threads:
@@ -587,9 +614,14 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     found = current()
     m, k = a.shape
     n = b.shape[1]
-    least = NATIVE_MIN_FLOPS if found is not None and found.native is not None else MIN_FLOPS
+    native = found is not None and found.native is not None and splits_gemms()
+    least = NATIVE_MIN_FLOPS if native else MIN_FLOPS
     # (a product of few rows by a large weight is bound by reading the weight: split too)
     small = m * k * n < least * 2 and k * n < MIN_ELEMENTS * 4
+    if native and m <= few_rows(b) and not small:  # (BLAS's GEMV, row by row: see GEMV_ROWS)
+        whole = np.empty((m, n), np.result_type(a, b)) if out is None else out
+        if found.native.matmul(a, b, whole, found.size, finish):
+            return whole
     if found is None or found.size == 1 or small or not splits_gemms():
         if (
             finish is not None

@@ -172,6 +172,38 @@ def test_gemm_split_by_rows_or_columns(native, a_shape, b_shape, transpose_b):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_products_of_few_rows_by_gemv(native, rows, transpose_b):
+    """Up to ``few_rows`` rows: BLAS's GEMV row by row over bands of the columns (the bias and
+    ReLU on each band after it); more: the GEMM. Both against float64, split and alone."""
+    k, n = 700, 1000
+    a = RNG.standard_normal((rows, k)).astype(np.float32)
+    b = RNG.standard_normal((n, k) if transpose_b else (k, n)).astype(np.float32)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    operand = b.T if transpose_b else b
+    finish = threads.Finish(bias, 0.0, np.inf)
+    _close(native, lambda: threads.matmul(a, operand, finish=finish))
+    with native():
+        got = threads.matmul(a, operand, finish=finish)
+    gemv = rows <= threads.few_rows(operand)
+    assert ("gemv" in native.calls) == gemv and ("gemm" in native.calls) != gemv
+    want = np.maximum(a.astype(np.float64) @ operand.astype(np.float64) + bias, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_few_rows_laid_out_by_columns(native, dtype):
+    """A of few rows stored column by column (each row's elements ``rows`` apart), float64
+    through dgemv."""
+    a = np.asfortranarray(RNG.standard_normal((3, 600)).astype(dtype))
+    b = RNG.standard_normal((600, 500)).astype(dtype)
+    with native():
+        got = threads.matmul(a, b)
+    assert "gemv" in native.calls
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-4)
+
+
 def test_stacked_matmul(native):
     a = RNG.standard_normal((12, 128, 64)).astype(np.float32)
     b = RNG.standard_normal((12, 64, 128)).astype(np.float32)
