@@ -7,6 +7,8 @@ BLAS with no copies. Softmax and LogSoftmax compute in the input's type (see the
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from onyx.errors import KernelError
@@ -280,6 +282,9 @@ def _along_axis(fn, op):
         if input.ndim == 0:
             raise KernelError(f"{op} needs an input of rank >= 1, got a scalar")
         axis = _axis(axis, input.ndim, op)
+        if fn is not _hardmax and math.prod(input.shape[axis + 1 :]) == 1 < input.ndim - axis:
+            # (only ones after the axis: a classifier's (N, classes, 1, 1) scores are rows)
+            return impl(input.reshape(input.shape[: axis + 1]), axis=axis).reshape(input.shape)
         if axis == input.ndim - 1 and fn is not _hardmax:  # rows split over the session's threads
             n = input.shape[-1]
             native = None
@@ -303,8 +308,7 @@ def _flattened(fn, op):
         if not -rank <= axis <= rank:
             raise KernelError(f"{op}: axis {axis} is out of range for a tensor of rank {rank}")
         axis = axis % rank if axis < 0 else axis
-        rows = int(np.prod(input.shape[:axis], dtype=np.int64))
-        cols = int(np.prod(input.shape[axis:], dtype=np.int64))
+        rows, cols = math.prod(input.shape[:axis]), math.prod(input.shape[axis:])
         y = fn(input.reshape(rows, cols), 1).reshape(input.shape)
         return y if y.dtype == input.dtype else y.astype(input.dtype)
 
