@@ -40,6 +40,7 @@ from onyx.runtime._jit import (
     winograd_output,
 )
 from onyx.runtime._jit_exp import CHUNK, _gelu_chunks, _swish_chunks, softmax_rows
+from onyx.runtime._jit_gemm import ROWS, packed_product
 
 _PARALLEL = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
 _ROW_MAJOR, _PLAIN, _TRANSPOSED = 101, 111, 112  # CBLAS: CblasRowMajor, CblasNoTrans, CblasTrans
@@ -137,6 +138,24 @@ def gemv(blas, a, b, c, tb, ldb, parts, finish, bias, lo, hi, one, zero):
                          target, 1)  # fmt: skip
             if finish:
                 _finish(c, 0, m, c0, c1, bias, lo, hi)
+
+
+@njit(**_PARALLEL)
+def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
+    """c = a @ B + bias, clamped to [lo, hi] (``_jit_gemm.packed_product``; B packed into
+    ``panels``), in ``parts`` bands of rows (in whole tiles) or of panels (``by_rows``)."""
+    m = a.shape[0]
+    count = panels.shape[0]
+    for p in prange(parts):
+        if by_rows:
+            t0, t1 = _band((m + ROWS - 1) // ROWS, parts, p)
+            r0, r1 = t0 * ROWS, min(m, t1 * ROWS)
+            if r1 > r0:
+                packed_product(a, panels, c, n, bias, lo, hi, 0, count, r0, r1)
+        else:
+            q0, q1 = _band(count, parts, p)
+            if q1 > q0:
+                packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m)
 
 
 @njit(**_PARALLEL)

@@ -63,6 +63,10 @@ NATIVE_MIN_ELEMENTS = 1 << 12
 # one, 512x512 by two rows 145 against 19 (benchmarks/bench_few_rows.py: the table that chose
 # these counts).
 GEMV_ROWS = 4
+# Products by a weight of at least this depth (K) run onyx's own GEMM on the weight packed once
+# (_jit_gemm.py); shallower ones leave its tiles short next to their stores (in trials while
+# writing it, 2 threads: K = 64 at 0.8x OpenBLAS's speed, K = 24 at 0.5x).
+PACKED_DEPTH = 128
 
 
 @functools.cache
@@ -362,6 +366,18 @@ class Native:
                           finish is not None, bias, kind(lo), kind(hi), one, zero)  # fmt: skip
         return True
 
+    def packed_matmul(self, a: np.ndarray, panels: np.ndarray, out: np.ndarray, parts: int,
+                      finish: Finish | None = None, by_rows: bool | None = None) -> None:  # fmt: skip
+        """out = a @ B for float32 ``a`` (M, K) and B packed into ``panels``
+        (``packed_weight``), over numba's threads by bands of rows or of B's columns (along the
+        larger of M and N, or as ``by_rows`` says), each part finished."""
+        m, n = out.shape
+        bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
+        lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+        rows = m >= n if by_rows is None else by_rows
+        self.kernels.packed_gemm(a, panels, out, n, bias, np.float32(lo), np.float32(hi), parts,
+                                 rows)  # fmt: skip
+
     def stacked_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
         """out[i] = a[i] @ (b[i] or b) for 3-D ``a`` and C-contiguous ``out``, by bands of the
         stack, each matrix read as laid out (a head transpose's views as they are); False
@@ -386,6 +402,43 @@ class Native:
         gemm, one, zero = found
         self.kernels.gemm_stack(gemm, a, b, out, *ta, *tb, stacked, parts, one, zero)
         return True
+
+
+def packed_weight(b: np.ndarray) -> np.ndarray:
+    """B (K, N) as float32 panels of 16 columns, (ceil(N/16), K, 16), the last zero-padded: the
+    layout _jit_gemm.packed_product reads."""
+    k, n = b.shape
+    count = -(-n // 16)
+    panels = np.zeros((count, k, 16), np.float32)
+    for p in range(count):
+        columns = b[:, p * 16 : (p + 1) * 16]
+        panels[p, :, : columns.shape[1]] = columns
+    return panels
+
+
+class PackedWeight:
+    """A product's weight packed for onyx's own GEMM, kept while the same array comes back. Only
+    read-only arrays are packed: the session's initializers are (a model's weights come back
+    run after run, unchanged); a feed or an activation is writeable, and a copy of it could go
+    stale."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self):
+        self.entry: tuple | None = None  # (owner, layout, panels): swapped whole, thread-safe
+
+    def get(self, b: np.ndarray) -> np.ndarray | None:
+        """The panels of ``b`` (2-D, as the product reads it: a transposed view too); None
+        where ``b`` is writeable. A view made afresh at each call is told by its base and
+        layout."""
+        if b.flags.writeable:
+            return None
+        owner = b if b.base is None else b.base
+        layout = (b.__array_interface__["data"][0], b.shape, b.strides, b.dtype)
+        entry = self.entry
+        if entry is None or entry[0] is not owner or entry[1] != layout:
+            entry = self.entry = (owner, layout, packed_weight(b))
+        return entry[2]
 
 
 def few_rows(b: np.ndarray) -> int:
@@ -607,10 +660,12 @@ _NO_BIAS = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
-           finish: Finish | None = None, by_rows: bool | None = None) -> np.ndarray:  # fmt: skip
+           finish: Finish | None = None, by_rows: bool | None = None,
+           packed: PackedWeight | None = None) -> np.ndarray:  # fmt: skip
     """``np.matmul(a, b, out=out)`` for a 2-D ``a`` (M, K) and ``b`` (K, N), split over the
     current pool by rows (or, where N exceeds M, by columns; ``by_rows`` chooses where given)
-    when it is worth it; each part then ``finish``ed where given."""
+    when it is worth it; each part then ``finish``ed where given. ``packed``: where ``b`` is a
+    weight, its cache for onyx's own GEMM (``PackedWeight``)."""
     found = current()
     m, k = a.shape
     n = b.shape[1]
@@ -622,6 +677,14 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
         whole = np.empty((m, n), np.result_type(a, b)) if out is None else out
         if found.native.matmul(a, b, whole, found.size, finish):
             return whole
+    if native and packed is not None and k >= PACKED_DEPTH and a.dtype == b.dtype == np.float32:
+        panels = packed.get(b)
+        if panels is not None and (out is None or out.dtype == a.dtype):
+            whole = np.empty((m, n), np.float32) if out is None else out
+            if whole.strides[1] == whole.itemsize:
+                parts = 1 if small else found.size
+                found.native.packed_matmul(a, panels, whole, parts, finish, by_rows)
+                return whole
     if found is None or found.size == 1 or small or not splits_gemms():
         if (
             finish is not None

@@ -29,9 +29,9 @@ def finishes(monkeypatch):
     seen = []
     plain = threads.matmul
 
-    def spy(a, b, out=None, finish=None):
+    def spy(a, b, out=None, finish=None, packed=None):
         seen.append(finish)
-        return plain(a, b, out, finish)
+        return plain(a, b, out, finish, packed=packed)
 
     monkeypatch.setattr(linalg.threads, "matmul", spy)
     return seen

@@ -164,10 +164,10 @@ def test_depthwise_convolution_split_by_channels(native, c, hw, kernel, stride):
 def test_gemm_split_by_rows_or_columns(native, a_shape, b_shape, transpose_b):
     a = RNG.standard_normal(a_shape).astype(np.float32)
     b = RNG.standard_normal(b_shape).astype(np.float32)
-    gemm = lookup("", "Gemm", 13)
-    _close(native, lambda: gemm(a, b, transB=int(transpose_b)))
+    gemm = lookup("", "Gemm", 13)(transB=int(transpose_b))
+    _close(native, lambda: gemm(a, b))
     with native():
-        got = gemm(a, b, transB=int(transpose_b))
+        got = gemm(a, b)
     want = a.astype(np.float64) @ (b.T if transpose_b else b).astype(np.float64)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
@@ -204,10 +204,97 @@ def test_a_few_rows_laid_out_by_columns(native, dtype):
     np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-4)
 
 
+def _read_only(x):
+    x.flags.writeable = False
+    return x
+
+
+@pytest.mark.parametrize(
+    "m, k, n, by_rows",
+    [
+        (128, 768, 3072, False),  # BERT's MLP, by bands of panels
+        (196, 384, 64, True),  # a pointwise convolution at 14x14, by bands of rows
+        (49, 160, 1000, None),  # edges: 49 rows (8 tiles of 6 and one), 1000 columns
+        (7, 300, 20, True),  # one tile and a bit, two panels, the second of 4 columns
+    ],
+)
+def test_products_by_a_read_only_weight_run_packed(native, m, k, n, by_rows):
+    """A read-only B (the session's initializers are) at least PACKED_DEPTH deep runs onyx's
+    own GEMM on B packed once (``packed_gemm``), bias and clamp applied, against float64."""
+    a = RNG.standard_normal((m, k)).astype(np.float32)
+    b = _read_only(RNG.standard_normal((k, n)).astype(np.float32))
+    bias = RNG.standard_normal(n).astype(np.float32)
+    packed = threads.PackedWeight()
+    finish = threads.Finish(bias, -0.5, 2.0)
+
+    def run():
+        return threads.matmul(a, b, finish=finish, by_rows=by_rows, packed=packed)
+
+    with native():
+        got = run()
+    assert native.calls == ["packed_gemm"]
+    product = a.astype(np.float64) @ b
+    want = np.clip(product + bias, -0.5, 2.0)  # (float32 sums over K: scaled by the products')
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(product).max())
+    native.calls.clear()
+    with native():
+        again = run()
+    np.testing.assert_array_equal(again, got)  # the same bits, run after run
+
+
+def test_what_is_not_packed(native):
+    """A writeable B (a feed, an activation), a shallow one and a float64 one go to BLAS; a
+    transposed view of a read-only B is packed as it reads (Gemm's transB); a new B is packed
+    anew."""
+    a = RNG.standard_normal((64, 256)).astype(np.float32)
+    packed = threads.PackedWeight()
+    for b, expected in [
+        (RNG.standard_normal((256, 96)).astype(np.float32), "gemm"),
+        (_read_only(RNG.standard_normal((96, 256)).astype(np.float32)).T, "packed_gemm"),
+        (_read_only(RNG.standard_normal((256, 96)).astype(np.float32)), "packed_gemm"),
+    ]:
+        with native():
+            got = threads.matmul(a, b, packed=packed)
+        assert native.calls == [expected]
+        native.calls.clear()
+        want = a.astype(np.float64) @ b
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
+    shallow = _read_only(RNG.standard_normal((64, 900)).astype(np.float32))
+    wide = _read_only(RNG.standard_normal((256, 96)))
+    for x, b in [(RNG.standard_normal((300, 64)).astype(np.float32), shallow), (a, wide)]:
+        with native():
+            threads.matmul(x.astype(b.dtype), b, packed=threads.PackedWeight())
+        assert native.calls == ["gemm"]
+        native.calls.clear()
+
+
+def test_matmul_and_gemm_pack_the_sessions_weights(native):
+    """In a session, MatMul's and Gemm's (transB) initializers run packed, the outputs those of
+    the model run unfused without numba's threads, to rounding."""
+    import onyx
+    from onyx.build import GraphBuilder
+
+    g = GraphBuilder(opset=18)
+    x = g.input("x", "float", [32, 256])
+    h = g.op.MatMul(x, RNG.standard_normal((256, 200)).astype(np.float32))
+    y = g.op.Gemm(h, RNG.standard_normal((150, 200)).astype(np.float32),
+                  RNG.standard_normal(150).astype(np.float32), transB=1)  # fmt: skip
+    g.output(g.op.Relu(y), "y")
+    model = g.model()
+    feed = {"x": RNG.standard_normal((32, 256)).astype(np.float32)}
+    plain = onyx.InferenceSession(model, onyx.SessionOptions(graph_optimization_level=0))
+    want = plain.run(None, feed)[0].astype(np.float64)
+    fast = onyx.InferenceSession(model, onyx.SessionOptions(intra_op_num_threads=2))
+    native.calls.clear()
+    got = fast.run(None, feed)[0]
+    assert native.calls.count("packed_gemm") == 2
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * np.abs(want).max())
+
+
 def test_stacked_matmul(native):
     a = RNG.standard_normal((12, 128, 64)).astype(np.float32)
     b = RNG.standard_normal((12, 64, 128)).astype(np.float32)
-    matmul = lookup("", "MatMul", 13)
+    matmul = lookup("", "MatMul", 13)()
     _close(native, lambda: matmul(a, b))
     with native():
         np.testing.assert_allclose(matmul(a, b), np.matmul(a, b), rtol=1e-4, atol=1e-4)

@@ -207,10 +207,10 @@ def channels_last(x):
     return xl if xl.flags.c_contiguous else None
 
 
-def _pointwise_last(x, xl, w_last, plan, finish):
+def _pointwise_last(x, xl, w_last, plan, finish, packed):
     """A 1x1 stride-1 convolution with one group of ``x`` or, where given, of its channel-last
     ``xl``: the (N, Ho, Wo, M) result, ``finish`` applied (where given). ``w_last()``: the
-    weight as (C, M), C-contiguous. (OpenBLAS reads a transposed operand slower: 160 -> 222
+    weight as (C, M), C-contiguous; ``packed``: its cache for onyx's own GEMM (or None). (OpenBLAS reads a transposed operand slower: 160 -> 222
     us on MobileNetV2's 160 -> 960 layer with the weight transposed, 102 -> 129 us on its
     384 -> 64 one with the input transposed, where this product of both as laid out takes
     98.)"""
@@ -227,9 +227,8 @@ def _pointwise_last(x, xl, w_last, plan, finish):
     for i in range(n):
         # (split by pixels unless they are few: MobileNetV2's 14x14 layers by pixels 59 against
         # 72 us, its 7x7 ones by channels 92 against 104, on 2 threads)
-        threads.matmul(
-            images[i], weight.reshape(c, m), out=yl[i], finish=finish, by_rows=4 * pixels >= m
-        )
+        threads.matmul(images[i], weight.reshape(c, m), out=yl[i], finish=finish,
+                       by_rows=4 * pixels >= m, packed=packed)  # fmt: skip
     return yl.reshape(n, *out, m)
 
 
@@ -265,17 +264,20 @@ _NO_BIAS = {t: np.empty(0, t) for t in compiled.DTYPES}
 
 def last_weight(w, dtype) -> np.ndarray:
     """W (M, C/group, kh, kw) as (kh, kw, C/group, M), C-contiguous: a pointwise weight as (C, M),
-    a depthwise one as (kh, kw, M), for the channel-last paths."""
-    return np.ascontiguousarray(np.asarray(w, dtype).transpose(2, 3, 1, 0))
+    a depthwise one as (kh, kw, M), for the channel-last paths; read-only, as the session's
+    initializers are (so a product may keep it packed: threads.PackedWeight)."""
+    last = np.array(np.asarray(w, dtype).transpose(2, 3, 1, 0), order="C")
+    last.flags.writeable = False
+    return last
 
 
-def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last):
+def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packed=None):
     """Y of a pointwise (1x1, stride 1, one group) or depthwise (one input channel per output
     channel) 2-D convolution, as (y, whether the ``epilogue`` was applied), where its input is
     channel-last or its output may be (``want_last``: where the planes are small and the
     epilogue is a bias, bounds and a Swish, each optional, it is); None where neither holds or
     the convolution is neither kind. ``w_last()``: W as (kh, kw, C/group, M), C-contiguous
-    (``last_weight``)."""
+    (``last_weight``); ``packed``: a pointwise W's cache for onyx's own GEMM (or None)."""
     k, s, _, _, _, out, pointwise = plan
     if len(k) != 2 or x.dtype not in compiled.DTYPES:
         return None
@@ -296,13 +298,13 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last):
     )
     if pointwise and all(v == 1 for v in s) and w_gemm.shape[0] == 1:
         if want_last:
-            y = _pointwise_last(x, xl, w_last, plan, finish).transpose(0, 3, 1, 2)
+            y = _pointwise_last(x, xl, w_last, plan, finish, packed).transpose(0, 3, 1, 2)
             return _swish(y, steps), True
         jit = compiled.kernels(x.size)
         if xl is None or jit is None:
             return None
         # (channel-last, then moved: cheaper than a GEMM reading it transposed)
-        yl = _pointwise_last(x, xl, w_last, plan, None)
+        yl = _pointwise_last(x, xl, w_last, plan, None, packed)
         y = np.empty((yl.shape[0], yl.shape[3], *out), x.dtype)
         jit.from_channels_last(yl, y)
         return y, False
@@ -831,6 +833,7 @@ class Conv:
         self.shift_cache = _WeightCache()
         self.winograd_cache = _WeightCache()
         self.last_cache = _WeightCache()
+        self.packed = threads.PackedWeight()  # W (C, M), packed: for the channel-last products
         self.bias_memo: dict = {}  # for Epilogue.prepare
         self.channels_last = False  # set by the plan: Y may be a channel-last view
 
@@ -868,9 +871,10 @@ class Conv:
         want_last = self.channels_last and (followers is None or epilogue.applied)
         found = None
         if want_last or w_dw is not None or not xw.flags.c_contiguous:  # (else none applies)
+            # (W packed only where it is the session's: a writeable W may change in place)
             found = conv_channels_last(
                 xw, w_gemm, w_dw, lambda: self.last_cache.get(w, lambda: last_weight(w, dtype)),
-                plan, epilogue, want_last,
+                plan, epilogue, want_last, None if w.flags.writeable else self.packed,
             )  # fmt: skip
         if found is not None:
             y, finished = found

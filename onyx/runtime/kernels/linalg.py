@@ -37,11 +37,12 @@ def _axis(axis: int, rank: int, op: str) -> int:
 
 
 # --- MatMul / Gemm -----------------------------------------------------------------------------
-def _split_matmul(a: np.ndarray, b: np.ndarray,
-                  finish: threads.Finish | None = None) -> np.ndarray | None:  # fmt: skip
+def _split_matmul(a: np.ndarray, b: np.ndarray, finish: threads.Finish | None = None,
+                  packed: threads.PackedWeight | None = None) -> np.ndarray | None:  # fmt: skip
     """The float product of ``a`` (..., M, K) and ``b`` as one GEMM, or stacked GEMMs, split over
     the session's thread pool; None where numpy's own matmul is the way (other types, other
-    layouts, broadcast batches). A ``finish`` (for a 2-D ``b`` only) is applied to the result.
+    layouts, broadcast batches). A ``finish`` (for a 2-D ``b`` only) is applied to the result;
+    ``packed`` is the node's cache of a 2-D ``b`` packed for onyx's own GEMM.
 
     An N-D ``a`` by a 2-D ``b`` (a linear layer on (batch, tokens, features) or on channel-last
     images) is one (batch * M, K) GEMM here: numpy's matmul makes one per matrix of ``a``."""
@@ -55,7 +56,7 @@ def _split_matmul(a: np.ndarray, b: np.ndarray,
             # it too, then run unsplit, one thread while BLAS is held to one in the pool)
             a = np.ascontiguousarray(a)
         a2 = _blas_ready(a.reshape(-1, a.shape[-1]))
-        y = threads.matmul(a2, _blas_ready(b), finish=finish)
+        y = threads.matmul(a2, _blas_ready(b), finish=finish, packed=packed)
         return y.reshape(a.shape[:-1] + (b.shape[1],))
     if a.shape[:-2] != b.shape[:-2]:
         return None
@@ -116,34 +117,40 @@ def _finish(epilogue, a: np.ndarray, b: np.ndarray, bias=None) -> threads.Finish
 
 
 @kernel("MatMul", 1)
-def matmul(a, b, *, epilogue=None):
+class MatMul:
     """Matrix product with numpy.matmul's rules (1-D operands promoted, batch dims broadcast).
     With an ``epilogue`` (the plan's fusion: the steps that follow) that a linear layer's bias
     and ReLU make, those are applied to the product's parts while in cache."""
-    if a.dtype not in _FLOATS and a.dtype.name in _LOW_PRECISION:  # (dtype.name is slow)
-        dtype = a.dtype
-        a, b = a.astype(np.float32), b.astype(np.float32)
-        finish = None
-    else:
-        dtype = None
-        finish = _finish(epilogue, a, b) if epilogue is not None else None
-    if a.ndim == 0 or b.ndim == 0:
-        raise KernelError(f"MatMul needs operands of rank >= 1, got shapes {a.shape} and {b.shape}")
-    try:
-        y = _split_matmul(a, b, finish)
-        if y is not None and finish is not None:
-            epilogue.applied = True
-        if y is None:
-            y = np.matmul(_blas_ready(a), _blas_ready(b))
-    except ValueError:
-        raise KernelError(
-            f"MatMul: shapes {a.shape} and {b.shape} are not compatible for a matrix product"
-        ) from None
-    y = np.asarray(y)
-    return y if dtype is None else y.astype(dtype)
 
+    takes_epilogue = True
 
-matmul.takes_epilogue = True
+    def __init__(self):
+        self.packed = threads.PackedWeight()  # a weight B, packed for onyx's own GEMM
+
+    def __call__(self, a, b, *, epilogue=None):
+        if a.dtype not in _FLOATS and a.dtype.name in _LOW_PRECISION:  # (dtype.name is slow)
+            dtype = a.dtype
+            a, b = a.astype(np.float32), b.astype(np.float32)
+            finish = None
+        else:
+            dtype = None
+            finish = _finish(epilogue, a, b) if epilogue is not None else None
+        if a.ndim == 0 or b.ndim == 0:
+            raise KernelError(
+                f"MatMul needs operands of rank >= 1, got shapes {a.shape} and {b.shape}"
+            )
+        try:
+            y = _split_matmul(a, b, finish, self.packed)
+            if y is not None and finish is not None:
+                epilogue.applied = True
+            if y is None:
+                y = np.matmul(_blas_ready(a), _blas_ready(b))
+        except ValueError:
+            raise KernelError(
+                f"MatMul: shapes {a.shape} and {b.shape} are not compatible for a matrix product"
+            ) from None
+        y = np.asarray(y)
+        return y if dtype is None else y.astype(dtype)
 
 
 def _vector_c(c, beta: float, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
@@ -158,59 +165,65 @@ def _vector_c(c, beta: float, a: np.ndarray, b: np.ndarray) -> np.ndarray | None
 
 
 @kernel("Gemm", 1, 7, 11)
-def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0, epilogue=None):
+class Gemm:
     """alpha * A' @ B' + beta * C, with C broadcast to (M, N). A vector C and the ``epilogue``
     (as MatMul's) are applied to the product's parts while in cache, where they fit."""
-    if a.ndim != 2 or b.ndim != 2:
-        raise KernelError(f"Gemm needs 2-D A and B, got shapes {a.shape} and {b.shape}")
-    dtype = a.dtype
-    low = dtype not in _FLOATS and dtype.name in _LOW_PRECISION
-    if low:
-        a, b = a.astype(np.float32), b.astype(np.float32)
-        c = None if c is None else c.astype(np.float32)
-    if transA:
-        a = a.T
-    if transB:
-        b = b.T
-    if a.shape[1] != b.shape[0]:
-        raise KernelError(
-            f"Gemm: A' is {a.shape} and B' is {b.shape}; their inner dimensions must match"
-        )
-    finish = None
-    bias = _vector_c(c, beta, a, b) if not low and alpha == 1.0 else None
-    if not low and alpha == 1.0 and (bias is not None or c is None or beta == 0.0):
-        # (a C added after the product must come before the followers: a vector C only)
-        finish = _finish(epilogue, a, b, bias)
-        if finish is not None and epilogue is not None:
-            epilogue.applied = True
-    if bias is not None:
-        c = None  # (added by the finish)
-        if finish is None:  # (followers that do not fit: C alone)
-            finish = threads.Finish(bias, -np.inf, np.inf)
-    y = _split_matmul(a, b, finish)
-    if y is None:
-        y = _blas_ready(a) @ _blas_ready(b)
-    integer = y.dtype.kind in "iu"
-    if alpha != 1.0:
-        if integer:
-            y = (y * alpha).astype(y.dtype)
-        else:
-            y *= y.dtype.type(alpha)
-    if c is not None and beta != 0.0:
-        if c.ndim > 2 or any(s not in (1, t) for s, t in zip(c.shape[::-1], y.shape[::-1])):
+
+    takes_epilogue = True
+
+    def __init__(self, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
+        self.alpha, self.beta, self.trans_a, self.trans_b = alpha, beta, transA, transB
+        self.packed = threads.PackedWeight()  # a weight B', packed for onyx's own GEMM
+
+    def __call__(self, a, b, c=None, *, epilogue=None):
+        alpha, beta = self.alpha, self.beta
+        if a.ndim != 2 or b.ndim != 2:
+            raise KernelError(f"Gemm needs 2-D A and B, got shapes {a.shape} and {b.shape}")
+        dtype = a.dtype
+        low = dtype not in _FLOATS and dtype.name in _LOW_PRECISION
+        if low:
+            a, b = a.astype(np.float32), b.astype(np.float32)
+            c = None if c is None else c.astype(np.float32)
+        if self.trans_a:
+            a = a.T
+        if self.trans_b:
+            b = b.T
+        if a.shape[1] != b.shape[0]:
             raise KernelError(
-                f"Gemm: C of shape {c.shape} cannot be broadcast to the output shape {y.shape}"
+                f"Gemm: A' is {a.shape} and B' is {b.shape}; their inner dimensions must match"
             )
-        if beta == 1.0:
-            y += c
-        elif integer:
-            y += (c * beta).astype(y.dtype)
-        else:
-            y += y.dtype.type(beta) * c
-    return y.astype(dtype) if low else y
-
-
-gemm.takes_epilogue = True
+        finish = None
+        bias = _vector_c(c, beta, a, b) if not low and alpha == 1.0 else None
+        if not low and alpha == 1.0 and (bias is not None or c is None or beta == 0.0):
+            # (a C added after the product must come before the followers: a vector C only)
+            finish = _finish(epilogue, a, b, bias)
+            if finish is not None and epilogue is not None:
+                epilogue.applied = True
+        if bias is not None:
+            c = None  # (added by the finish)
+            if finish is None:  # (followers that do not fit: C alone)
+                finish = threads.Finish(bias, -np.inf, np.inf)
+        y = _split_matmul(a, b, finish, self.packed)
+        if y is None:
+            y = _blas_ready(a) @ _blas_ready(b)
+        integer = y.dtype.kind in "iu"
+        if alpha != 1.0:
+            if integer:
+                y = (y * alpha).astype(y.dtype)
+            else:
+                y *= y.dtype.type(alpha)
+        if c is not None and beta != 0.0:
+            if c.ndim > 2 or any(s not in (1, t) for s, t in zip(c.shape[::-1], y.shape[::-1])):
+                raise KernelError(
+                    f"Gemm: C of shape {c.shape} cannot be broadcast to the output shape {y.shape}"
+                )
+            if beta == 1.0:
+                y += c
+            elif integer:
+                y += (c * beta).astype(y.dtype)
+            else:
+                y += y.dtype.type(beta) * c
+        return y.astype(dtype) if low else y
 
 
 # --- Einsum ------------------------------------------------------------------------------------
