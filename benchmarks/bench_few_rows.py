@@ -1,11 +1,12 @@
 """Products of few rows by a large weight: a classifier's head at batch 1, a decoder's step, a
-short batch (threads.GEMV_ROWS).
+short batch (threads.GEMV_ROWS, threads.PACKED_DEPTH).
 
 One-node models, MatMul by a (K, N) weight and Gemm by an (N, K) one with transB=1 (as
-torch.onnx writes a Linear), each at 1, 2, 4, 8 and 16 rows: onyx as it runs them (rows up to
-``few_rows`` through BLAS's GEMV, a band of the weight's columns per thread), onyx with that
-path off (``GEMV_ROWS = 0``: BLAS's GEMM, split over the threads as larger products are), and
-onnxruntime, each in its own process, at 1 thread and at the machine's physical cores.
+torch.onnx writes a Linear), each at 1, 2, 4, 8 and 16 rows: onyx as it runs them (one row
+through BLAS's GEMV, a band of the weight's columns per thread; more by onyx's own GEMM on the
+weight packed once), onyx with both paths off (``GEMV_ROWS = 0``, ``PACKED_DEPTH`` out of
+reach: BLAS's GEMM split over the threads, as before them), and onnxruntime, each in its own
+process, at 1 thread and at the machine's physical cores.
 Best of rounds of a median of many runs, in µs, cache-warm weights (7-9 MB, under this
 machine's last-level cache). The machine drifts: compare within a row.
 
@@ -33,7 +34,7 @@ WEIGHTS = [
     ("Gemm 2048->1000, transB", "Gemm", 2048, 1000),
 ]
 ROWS = [1, 2, 4, 8, 16]
-RUNS = ("onyx", "onyx, GEMM", "onnxruntime")
+RUNS = ("onyx", "onyx, BLAS GEMM", "onnxruntime")
 
 
 def product(op: str, k: int, n: int, rows: int) -> bytes:
@@ -61,10 +62,10 @@ def worker(run: str, index: int, rows: int, threads: int, rounds: int, repeat: i
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     else:
-        if run == "onyx, GEMM":
+        if run == "onyx, BLAS GEMM":
             from onyx.runtime import threads as pool
 
-            pool.GEMV_ROWS = 0
+            pool.GEMV_ROWS, pool.PACKED_DEPTH = 0, 1 << 62
         session = onyx.InferenceSession(data, onyx.SessionOptions(intra_op_num_threads=threads))
     out = session.run(None, feed)[0]
     took = min(median_time(lambda: session.run(None, feed), repeat) for _ in range(rounds))
@@ -85,7 +86,7 @@ def main() -> None:
     from onyx.runtime.threads import physical_cores
 
     counts = args.threads or sorted({1, physical_cores()})
-    header = "".join(f"{f'{t}t {run}':>18}" for t in counts for run in RUNS)
+    header = "".join(f"{f'{t}t {run}':>21}" for t in counts for run in RUNS)
     print(f"{'product':<26}{'rows':>5}{header}")
     for index, (label, *_) in enumerate(WEIGHTS):
         for rows in ROWS:
@@ -108,7 +109,7 @@ def main() -> None:
                 scale = max(1.0, float(np.abs(outs[-1]).max()))
                 for got in outs[:-1]:
                     assert np.abs(got - outs[-1]).max() <= 1e-4 * scale, (label, rows, threads)
-            print(f"{label:<26}{rows:>5}" + "".join(f"{c:>18.1f}" for c in cells))
+            print(f"{label:<26}{rows:>5}" + "".join(f"{c:>21.1f}" for c in cells))
 
 
 if __name__ == "__main__":

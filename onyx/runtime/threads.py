@@ -58,10 +58,9 @@ NATIVE_MIN_ELEMENTS = 1 << 12
 # Products of up to this many rows (a classifier's head, a decoder's step, a short batch) go
 # through BLAS's GEMV row by row, each thread on its band of the weight's columns; twice as
 # many rows where the weight is read transposed (Gemm's transB), which BLAS's GEMM packs
-# slowest. The GEMM packs its whole share of the weight first, and called from two threads at
-# once on few rows it stalls: 2,048x1,000 by one row took 584 us on 2 threads against 109 on
-# one, 512x512 by two rows 145 against 19 (benchmarks/bench_few_rows.py: the table that chose
-# these counts).
+# slowest; one row only where the weight is packed for onyx's own GEMM (below), which runs a
+# few rows in about the time of one. BLAS's GEMM packs its whole share of the weight first, and
+# called from two threads at once on few rows it stalls (benchmarks/bench_few_rows.py).
 GEMV_ROWS = 4
 # Products by a weight of at least this depth (K) run onyx's own GEMM on the weight packed once
 # (_jit_gemm.py); shallower ones leave its tiles short next to their stores (in trials while
@@ -673,18 +672,25 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     least = NATIVE_MIN_FLOPS if native else MIN_FLOPS
     # (a product of few rows by a large weight is bound by reading the weight: split too)
     small = m * k * n < least * 2 and k * n < MIN_ELEMENTS * 4
-    if native and m <= few_rows(b) and not small:  # (BLAS's GEMV, row by row: see GEMV_ROWS)
+    # (a weight packed for onyx's own GEMM takes every product but one row's: reading its
+    # panels once, it runs 2-16 rows in about the time of one, where the GEMV reads it per row)
+    packable = (
+        native
+        and packed is not None
+        and k >= PACKED_DEPTH
+        and a.dtype == b.dtype == np.float32
+        and not b.flags.writeable
+        and (out is None or (out.dtype == a.dtype and out.strides[1] == out.itemsize))
+    )
+    if native and not small and m <= (1 if packable else few_rows(b)):  # (see GEMV_ROWS)
         whole = np.empty((m, n), np.result_type(a, b)) if out is None else out
         if found.native.matmul(a, b, whole, found.size, finish):
             return whole
-    if native and packed is not None and k >= PACKED_DEPTH and a.dtype == b.dtype == np.float32:
-        panels = packed.get(b)
-        if panels is not None and (out is None or out.dtype == a.dtype):
-            whole = np.empty((m, n), np.float32) if out is None else out
-            if whole.strides[1] == whole.itemsize:
-                parts = 1 if small else found.size
-                found.native.packed_matmul(a, panels, whole, parts, finish, by_rows)
-                return whole
+    if packable and m > 1:
+        whole = np.empty((m, n), np.float32) if out is None else out
+        parts = 1 if small else found.size
+        found.native.packed_matmul(a, packed.get(b), whole, parts, finish, by_rows)
+        return whole
     if found is None or found.size == 1 or small or not splits_gemms():
         if (
             finish is not None

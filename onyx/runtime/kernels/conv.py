@@ -210,10 +210,10 @@ def channels_last(x):
 def _pointwise_last(x, xl, w_last, plan, finish, packed):
     """A 1x1 stride-1 convolution with one group of ``x`` or, where given, of its channel-last
     ``xl``: the (N, Ho, Wo, M) result, ``finish`` applied (where given). ``w_last()``: the
-    weight as (C, M), C-contiguous; ``packed``: its cache for onyx's own GEMM (or None). (OpenBLAS reads a transposed operand slower: 160 -> 222
-    us on MobileNetV2's 160 -> 960 layer with the weight transposed, 102 -> 129 us on its
-    384 -> 64 one with the input transposed, where this product of both as laid out takes
-    98.)"""
+    weight as (C, M), C-contiguous; ``packed``: its cache for onyx's own GEMM (or None).
+    (OpenBLAS reads a transposed operand slower: 160 -> 222 us on MobileNetV2's 160 -> 960
+    layer with the weight transposed, 102 -> 129 us on its 384 -> 64 one with the input
+    transposed, where this product of both as laid out takes 98.)"""
     n, c = x.shape[:2]
     out = plan[5]
     weight = w_last()
