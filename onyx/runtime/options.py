@@ -85,7 +85,7 @@ def check_session_option(name: str, value: Any) -> Any:
     if name == "execution_mode":
         mode = _int(name, value, 0, 1)
         return ExecutionMode(mode)
-    if name in ("enable_profiling", "enable_cpu_mem_arena"):
+    if name in ("enable_profiling", "enable_cpu_mem_arena", "prepack_weights"):
         return _bool(name, value)
     if name == "profile_file_prefix":
         if not isinstance(value, str | os.PathLike):

@@ -58,7 +58,10 @@ class SessionOptions:
     ``execution_mode`` (``ExecutionMode.ORT_SEQUENTIAL``, the default: one step at a time;
     ``ORT_PARALLEL``: steps whose inputs are ready run at once, on ``inter_op_num_threads``
     threads, 0 for the machine's physical cores; see ``onyx/runtime/interop.py``; a profiled
-    session runs one step at a time).
+    session runs one step at a time) and ``prepack_weights`` (the default: MatMul, Gemm and
+    channel-last pointwise Conv keep a packed copy of their float32 weight for onyx's own
+    GEMM, faster, at the cost of that copy's memory; False: BLAS reads the weights as they
+    are, onnxruntime's ``session.disable_prepacking``).
 
     ``allocation_limit`` guards against tensors whose size comes from the *values* of inputs,
     which a bad or hostile input can make huge: the kernels that build a tensor from a shape
@@ -81,6 +84,7 @@ class SessionOptions:
     intra_op_num_threads: int = 0
     inter_op_num_threads: int = 0
     execution_mode: int = 0
+    prepack_weights: bool = True
 
     def __setattr__(self, name: str, value: Any) -> None:
         reject_unknown(self, name)
@@ -213,7 +217,9 @@ class InferenceSession:
             )  # fmt: skip
         self._limit = self.options.allocation_limit or memory.default_limit()
         # the session's thread pool (onyx/runtime/threads.py), BLAS held to one thread in runs
-        self._threads = threads.Threads(self.options.intra_op_num_threads)
+        self._threads = threads.Threads(
+            self.options.intra_op_num_threads, prepack_weights=self.options.prepack_weights
+        )
         self._interop = None  # ORT_PARALLEL: the pool independent steps run on at once
         if self.options.execution_mode == ExecutionMode.ORT_PARALLEL:
             self._interop = interop.executor(self.options.inter_op_num_threads)

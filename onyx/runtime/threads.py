@@ -179,9 +179,10 @@ class NativePool(Pool):
     the calling thread: Python workers woken beside numba's spinning threads would share a core
     with one of them."""
 
-    def __init__(self, size: int, native: Native):
+    def __init__(self, size: int, native: Native, prepack_weights: bool = True):
         super().__init__(size)
         self.native = native
+        self.prepack_weights = prepack_weights  # (the session's option: see PackedWeight)
 
     def run(self, fn: Callable, parts: Sequence[tuple]) -> None:
         for part in parts:
@@ -560,9 +561,11 @@ def _cblas_routines() -> tuple[dict[np.dtype, tuple[Any, Any, Any]], dict[np.dty
 class Threads:
     """A session's threads: ``with threads():`` around a run makes its pool ``current()``."""
 
-    def __init__(self, intra_op_num_threads: int = 0, native_threads: bool = True):
+    def __init__(self, intra_op_num_threads: int = 0, native_threads: bool = True,
+                 prepack_weights: bool = True):  # fmt: skip
         """``native_threads=False``: the pool's threads are Python threads even where numba's
-        could serve (for comparisons)."""
+        could serve (for comparisons). ``prepack_weights=False``: products by a weight stay on
+        BLAS (no packed copies of the weights)."""
         if intra_op_num_threads == 0:
             # The default: numba's threads on the physical cores where they serve; else no pool
             # (BLAS's own threads run the GEMMs, the rest runs on the calling thread): Python
@@ -581,7 +584,7 @@ class Threads:
         # as well (onyx.batch runs several one-thread runs at once: bench_batch.py)
         found = native() if native_threads and self.splits_gemms else None
         self.pool = pool(intra_op_num_threads) if found is None else NativePool(
-            intra_op_num_threads, found
+            intra_op_num_threads, found, prepack_weights
         )
 
     def __call__(self) -> _Run:
@@ -677,6 +680,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     packable = (
         native
         and packed is not None
+        and found.prepack_weights
         and k >= PACKED_DEPTH
         and a.dtype == b.dtype == np.float32
         and not b.flags.writeable

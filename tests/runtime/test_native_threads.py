@@ -302,6 +302,15 @@ def test_matmul_and_gemm_pack_the_sessions_weights(native):
     got = fast.run(None, feed)[0]
     assert native.calls.count("packed_gemm") == 2
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * np.abs(want).max())
+    # prepack_weights=False: BLAS reads the weights as they are
+    options = onyx.SessionOptions(intra_op_num_threads=2, prepack_weights=False)
+    unpacked = onyx.InferenceSession(model, options)
+    native.calls.clear()
+    got = unpacked.run(None, feed)[0]
+    assert "packed_gemm" not in native.calls and native.calls.count("gemm") == 2
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * np.abs(want).max())
+    with pytest.raises(onyx.OptionError, match="prepack_weights"):
+        onyx.SessionOptions(prepack_weights="no")
 
 
 def test_stacked_matmul(native):
