@@ -58,8 +58,8 @@ NATIVE_MIN_ELEMENTS = 1 << 12
 # Products of up to this many rows (a classifier's head, a decoder's step, a short batch) go
 # through BLAS's GEMV row by row, each thread on its band of the weight's columns; twice as
 # many rows where the weight is read transposed (Gemm's transB), which BLAS's GEMM packs
-# slowest; one row only where the weight is packed for onyx's own GEMM (below), which runs a
-# few rows in about the time of one. BLAS's GEMM packs its whole share of the weight first, and
+# slowest; one row only where the weight is packed for onyx's own GEMM (below), which runs 2
+# rows or 4 in the same time. BLAS's GEMM packs its whole share of the weight first, and
 # called from two threads at once on few rows it stalls (benchmarks/bench_few_rows.py).
 GEMV_ROWS = 4
 # Products by a weight of at least this depth (K) run onyx's own GEMM on the weight packed once
@@ -676,7 +676,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     # (a product of few rows by a large weight is bound by reading the weight: split too)
     small = m * k * n < least * 2 and k * n < MIN_ELEMENTS * 4
     # (a weight packed for onyx's own GEMM takes every product but one row's: reading its
-    # panels once, it runs 2-16 rows in about the time of one, where the GEMV reads it per row)
+    # panels once, it runs 2 rows or 4 in the same time, where the GEMV reads it per row)
     packable = (
         native
         and packed is not None
