@@ -97,3 +97,57 @@ def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1):
                         v = acc[r, j] + (bias[first + j] if with_bias else zero)
                         v = lo if v < lo else v  # noqa: FURB136
                         c[i + r, first + j] = hi if v > hi else v  # noqa: FURB136
+
+
+FEW = 4  # rows of A that ``few_rows_product`` takes (more go to ``packed_product``)
+
+
+@njit(**_OPTIONS)
+def few_rows_product(a, panels, c, n, bias, lo, hi, p0, p1):
+    """``packed_product`` for an ``a`` of at most 4 rows, on panels p0..p1: each tile is 4 rows
+    (the last row read again in place of missing ones) by 4 panels, 16 sums per row in 16
+    registers, so each weight vector loaded serves 4 rows and 4 independent chains (a tile of
+    6 rows by one panel would spend most of its sums on repeated rows and wait on one chain
+    per row). Panels left over (fewer than 4) go to ``packed_product``."""
+    m, k = a.shape
+    last = m - 1
+    i1, i2, i3 = min(1, last), min(2, last), min(3, last)
+    with_bias = bias.shape[0] > 0
+    zero = np.float32(0)
+    p = p0
+    while p + 4 <= p1:
+        acc = numba.carray(_tile(256), (4, 64))
+        for r in range(4):
+            for j in range(64):
+                acc[r, j] = zero
+        for t in range(k):
+            a0, a1, a2, a3 = a[0, t], a[i1, t], a[i2, t], a[i3, t]
+            for j in range(16):
+                w0, w1 = panels[p, t, j], panels[p + 1, t, j]
+                w2, w3 = panels[p + 2, t, j], panels[p + 3, t, j]
+                acc[0, j] += a0 * w0
+                acc[0, 16 + j] += a0 * w1
+                acc[0, 32 + j] += a0 * w2
+                acc[0, 48 + j] += a0 * w3
+                acc[1, j] += a1 * w0
+                acc[1, 16 + j] += a1 * w1
+                acc[1, 32 + j] += a1 * w2
+                acc[1, 48 + j] += a1 * w3
+                acc[2, j] += a2 * w0
+                acc[2, 16 + j] += a2 * w1
+                acc[2, 32 + j] += a2 * w2
+                acc[2, 48 + j] += a2 * w3
+                acc[3, j] += a3 * w0
+                acc[3, 16 + j] += a3 * w1
+                acc[3, 32 + j] += a3 * w2
+                acc[3, 48 + j] += a3 * w3
+        first = p * PANEL
+        width = min(4 * PANEL, n - first)
+        for r in range(m):
+            for j in range(width):
+                v = acc[r, j] + (bias[first + j] if with_bias else zero)
+                v = lo if v < lo else v  # noqa: FURB136
+                c[r, first + j] = hi if v > hi else v  # noqa: FURB136
+        p += 4
+    if p < p1:
+        packed_product(a, panels, c, n, bias, lo, hi, p, p1, 0, m)

@@ -40,7 +40,7 @@ from onyx.runtime._jit import (
     winograd_output,
 )
 from onyx.runtime._jit_exp import CHUNK, _gelu_chunks, _swish_chunks, softmax_rows
-from onyx.runtime._jit_gemm import ROWS, packed_product
+from onyx.runtime._jit_gemm import FEW, ROWS, few_rows_product, packed_product  # noqa: F401 (FEW: threads reads it here)
 
 _PARALLEL = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
 _ROW_MAJOR, _PLAIN, _TRANSPOSED = 101, 111, 112  # CBLAS: CblasRowMajor, CblasNoTrans, CblasTrans
@@ -156,6 +156,18 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
             q0, q1 = _band(count, parts, p)
             if q1 > q0:
                 packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m)
+
+
+@njit(**_PARALLEL)
+def few_rows_gemm(a, panels, c, n, bias, lo, hi, parts):
+    """``packed_gemm`` for an ``a`` of at most FEW rows (``_jit_gemm.few_rows_product``), in
+    ``parts`` bands of the panels, in groups of 4."""
+    count = panels.shape[0]
+    groups = (count + 3) // 4
+    for p in prange(parts):
+        g0, g1 = _band(groups, parts, p)
+        if g1 > g0:
+            few_rows_product(a, panels, c, n, bias, lo, hi, g0 * 4, min(count, g1 * 4))
 
 
 @njit(**_PARALLEL)

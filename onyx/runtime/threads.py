@@ -373,10 +373,14 @@ class Native:
         larger of M and N, or as ``by_rows`` says), each part finished."""
         m, n = out.shape
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
-        lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+        lo, hi = np.float32(-np.inf if finish is None else finish.lo), np.float32(
+            np.inf if finish is None else finish.hi
+        )
+        if m <= self.kernels.FEW:  # (tiles of 4 rows by 4 panels: _jit_gemm.few_rows_product)
+            self.kernels.few_rows_gemm(a, panels, out, n, bias, lo, hi, parts)
+            return
         rows = m >= n if by_rows is None else by_rows
-        self.kernels.packed_gemm(a, panels, out, n, bias, np.float32(lo), np.float32(hi), parts,
-                                 rows)  # fmt: skip
+        self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows)
 
     def stacked_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
         """out[i] = a[i] @ (b[i] or b) for 3-D ``a`` and C-contiguous ``out``, by bands of the

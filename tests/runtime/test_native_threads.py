@@ -216,6 +216,8 @@ def _read_only(x):
         (196, 384, 64, True),  # a pointwise convolution at 14x14, by bands of rows
         (49, 160, 1000, None),  # edges: 49 rows (8 tiles of 6 and one), 1000 columns
         (7, 300, 20, True),  # one tile and a bit, two panels, the second of 4 columns
+        (3, 200, 150, None),  # few rows: tiles of 4 rows by 4 panels, then the tenth panel
+        (4, 160, 64, False),  # few rows, one group of 4 panels exactly
     ],
 )
 def test_products_by_a_read_only_weight_run_packed(native, m, k, n, by_rows):
@@ -232,7 +234,7 @@ def test_products_by_a_read_only_weight_run_packed(native, m, k, n, by_rows):
 
     with native():
         got = run()
-    assert native.calls == ["packed_gemm"]
+    assert native.calls == ["few_rows_gemm" if m <= 4 else "packed_gemm"]
     product = a.astype(np.float64) @ b
     want = np.clip(product + bias, -0.5, 2.0)  # (float32 sums over K: to the products' scale)
     np.testing.assert_allclose(got, want, rtol=0, atol=5e-6 * np.abs(product).max())
@@ -268,10 +270,13 @@ def test_what_is_not_packed(native):
         native.calls.clear()
 
 
-@pytest.mark.parametrize("rows, path", [(1, "gemv"), (2, "packed_gemm"), (5, "packed_gemm")])
+@pytest.mark.parametrize(
+    "rows, path", [(1, "gemv"), (2, "few_rows_gemm"), (4, "few_rows_gemm"), (5, "packed_gemm")]
+)
 def test_a_packed_weight_takes_all_but_one_row(native, rows, path):
-    """By a weight packed for onyx's own GEMM, one row goes to the GEMV and two or more to the
-    packed GEMM (which reads the panels once for all of them)."""
+    """By a weight packed for onyx's own GEMM, one row goes to the GEMV, two to four to the
+    packed GEMM's tiles of 4 rows by 4 panels, more to its tiles of 6 rows by one panel (each
+    reads the panels once for all the rows)."""
     a = RNG.standard_normal((rows, 700)).astype(np.float32)
     b = _read_only(RNG.standard_normal((700, 1000)).astype(np.float32))
     with native():
