@@ -138,6 +138,7 @@ def run_local(job: BatchJob, todo: Iterator, workers: int, done: Callable[[int, 
             source = iter(todo)
             exhausted = False
             while True:
+                broken = False
                 while len(flying) < limit and (retry or not exhausted):
                     if retry:
                         item = retry.pop(0)
@@ -148,11 +149,15 @@ def run_local(job: BatchJob, todo: Iterator, workers: int, done: Callable[[int, 
                             break
                     shard, first_row, table = item
                     path = hand_over(job, shard, table)
-                    flying[pool.submit(run_shard, job, shard, first_row, path)] = item
-                if not flying:
+                    try:
+                        flying[pool.submit(run_shard, job, shard, first_row, path)] = item
+                    except BrokenProcessPool:  # (a worker died since the last wait)
+                        retry.append(item)
+                        broken = True
+                        break
+                if not flying and not broken:
                     break
-                finished, _ = wait(flying, return_when=FIRST_COMPLETED)
-                broken = False
+                finished = () if broken else wait(flying, return_when=FIRST_COMPLETED)[0]
                 for future in finished:
                     item = flying.pop(future)
                     try:

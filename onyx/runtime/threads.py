@@ -373,9 +373,8 @@ class Native:
         larger of M and N, or as ``by_rows`` says), each part finished."""
         m, n = out.shape
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
-        lo, hi = np.float32(-np.inf if finish is None else finish.lo), np.float32(
-            np.inf if finish is None else finish.hi
-        )
+        lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+        lo, hi = np.float32(lo), np.float32(hi)
         if m <= self.kernels.FEW:  # (tiles of 4 rows by 4 panels: _jit_gemm.few_rows_product)
             self.kernels.few_rows_gemm(a, panels, out, n, bias, lo, hi, parts)
             return
