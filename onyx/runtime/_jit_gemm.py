@@ -122,6 +122,8 @@ def few_rows_product(a, panels, c, n, bias, lo, hi, p0, p1):
                 acc[r, j] = zero
         for t in range(k):
             a0, a1, a2, a3 = a[0, t], a[i1, t], a[i2, t], a[i3, t]
+            # (the 16 updates written out, as in packed_product: constant indices only, which
+            # is what lets LLVM hold the tile in registers; check GFLOP/s after any change)
             for j in range(16):
                 w0, w1 = panels[p, t, j], panels[p + 1, t, j]
                 w2, w3 = panels[p + 2, t, j], panels[p + 3, t, j]
