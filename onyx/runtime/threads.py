@@ -524,7 +524,12 @@ def _cblas_routines() -> tuple[dict[np.dtype, tuple[Any, Any, Any]], dict[np.dty
     """The CBLAS GEMMs (sgemm, dgemm: each with its 1 and 0) and GEMVs (sgemv, dgemv) of the
     first OpenBLAS loaded (through threadpoolctl, which finds its symbols' prefix and suffix:
     numpy's wheels bundle an ILP64 build whose names end in 64_), typed for numba to call;
-    empty where the GEMMs are not found (the GEMVs alone may be missing)."""
+    empty where the GEMMs are not found (the GEMVs alone may be missing).
+
+    Each routine is an instance of a prototype class of its own signature: numba's dispatcher
+    remembers the type of a ctypes function by its Python class, so routines of one library's
+    class (argtypes set on each) would all take the type of the first it saw, and every call
+    of a kernel given another would retype its arguments in Python (0.1-0.4 ms a call)."""
     import ctypes
 
     try:
@@ -540,25 +545,31 @@ def _cblas_routines() -> tuple[dict[np.dtype, tuple[Any, Any, Any]], dict[np.dty
         if symbol is None or suffix is None:
             continue
         index = ctypes.c_int64 if "64" in suffix else ctypes.c_int32
+        order = ctypes.c_int  # (CBLAS's enums: layout, transposes)
         gemms, gemvs = {}, {}
         for dtype, prefix, real in ((np.float32, "cblas_s", ctypes.c_float),
                                     (np.float64, "cblas_d", ctypes.c_double)):  # fmt: skip
             gemm = symbol(prefix + "gemm")
             if gemm is None:
                 break
-            gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, index, index, index, real,
-                             pointer, index, pointer, index, real, pointer, index]  # fmt: skip
-            gemm.restype = None
-            gemms[np.dtype(dtype)] = (gemm, dtype(1), dtype(0))
+            gemm_type = ctypes.CFUNCTYPE(None, order, order, order, index, index, index, real,
+                                         pointer, index, pointer, index, real, pointer, index)  # fmt: skip
+            gemms[np.dtype(dtype)] = (_typed(gemm, gemm_type), dtype(1), dtype(0))
             gemv = symbol(prefix + "gemv")
             if gemv is not None:
-                gemv.argtypes = [ctypes.c_int, ctypes.c_int, index, index, real, pointer, index,
-                                 pointer, index, real, pointer, index]  # fmt: skip
-                gemv.restype = None
-                gemvs[np.dtype(dtype)] = gemv
+                gemv_type = ctypes.CFUNCTYPE(None, order, order, index, index, real, pointer,
+                                             index, pointer, index, real, pointer, index)  # fmt: skip
+                gemvs[np.dtype(dtype)] = _typed(gemv, gemv_type)
         else:
             return gemms, gemvs
     return {}, {}
+
+
+def _typed(routine: Any, prototype: Any) -> Any:
+    """The C function ``routine`` (a ctypes function) as an instance of ``prototype``."""
+    import ctypes
+
+    return prototype(ctypes.cast(routine, ctypes.c_void_p).value)
 
 
 class Threads:

@@ -192,6 +192,34 @@ def test_products_of_few_rows_by_gemv(native, rows, transpose_b):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
+def test_each_blas_routine_is_typed_once(native, monkeypatch):
+    """numba's dispatcher remembers a ctypes function's type by its Python class: the GEMM's and
+    the GEMV's must not share one, or a kernel handed the second seen is retyped in Python on
+    every call (a classifier's GEMV after a CNN's GEMMs: 0.1-0.4 ms a run)."""
+    from numba.core.dispatcher import Dispatcher
+
+    routines = threads.native()
+    kinds = [routines.gemms[np.dtype(t)][0] for t in (np.float32, np.float64)]
+    kinds += list(routines.gemvs.values())
+    assert len(kinds) == 4 and len({type(r) for r in kinds}) == 4
+    retyped = []
+    original = Dispatcher._compile_for_args
+    monkeypatch.setattr(Dispatcher, "_compile_for_args",
+                        lambda self, *a, **k: retyped.append(self) or original(self, *a, **k))  # fmt: skip
+    weight = RNG.standard_normal((700, 1000)).astype(np.float32)
+    for turn, dtype in enumerate((np.float32, np.float64, np.float32)):
+        if turn == 2:
+            retyped.clear()  # (the first calls compile or load their kernels)
+        b = weight.astype(dtype)
+        for rows in (64, 1, 64, 1):  # GEMMs and GEMVs in turn
+            a = RNG.standard_normal((rows, 700)).astype(dtype)
+            with native():
+                got = threads.matmul(a, b)
+            np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+    assert {"gemm", "gemv"} <= set(native.calls)
+    assert not retyped, "a kernel's arguments were retyped in Python on a repeated call"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_few_rows_laid_out_by_columns(native, dtype):
     """A of few rows stored column by column (each row's elements ``rows`` apart), float64
