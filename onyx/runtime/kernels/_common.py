@@ -15,3 +15,15 @@ def work_dtype(dtype: np.dtype) -> np.dtype:
 
 def cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return a if a.dtype == dtype else a.astype(dtype)
+
+
+_NAMES: dict[np.dtype, str] = {}
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """``dtype.name``, remembered: numpy computes it in Python on every access (about 2 us),
+    which kernels that check for 16- or 8-bit floats on each call paid per call."""
+    name = _NAMES.get(dtype)
+    if name is None:
+        name = _NAMES[dtype] = dtype.name
+    return name

@@ -13,13 +13,14 @@ import numpy as np
 
 from onyx.errors import KernelError
 from onyx.runtime import compiled, threads
+from onyx.runtime.kernels._common import dtype_name
 from onyx.runtime.kernels.registry import kernel
 
 _LOW_PRECISION = {"float16", "bfloat16"}
 
 
 def _wide(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32) if x.dtype.name in _LOW_PRECISION else x
+    return x.astype(np.float32) if dtype_name(x.dtype) in _LOW_PRECISION else x
 
 
 def _blas_ready(x: np.ndarray) -> np.ndarray:
@@ -128,7 +129,7 @@ class MatMul:
         self.packed = threads.PackedWeight()  # a weight B, packed for onyx's own GEMM
 
     def __call__(self, a, b, *, epilogue=None):
-        if a.dtype not in _FLOATS and a.dtype.name in _LOW_PRECISION:  # (dtype.name is slow)
+        if a.dtype not in _FLOATS and dtype_name(a.dtype) in _LOW_PRECISION:
             dtype = a.dtype
             a, b = a.astype(np.float32), b.astype(np.float32)
             finish = None
@@ -180,7 +181,7 @@ class Gemm:
         if a.ndim != 2 or b.ndim != 2:
             raise KernelError(f"Gemm needs 2-D A and B, got shapes {a.shape} and {b.shape}")
         dtype = a.dtype
-        low = dtype not in _FLOATS and dtype.name in _LOW_PRECISION
+        low = dtype not in _FLOATS and dtype_name(dtype) in _LOW_PRECISION
         if low:
             a, b = a.astype(np.float32), b.astype(np.float32)
             c = None if c is None else c.astype(np.float32)
@@ -239,7 +240,7 @@ class Einsum:
         if not inputs:
             raise KernelError("Einsum needs at least one input")
         dtype = inputs[0].dtype
-        low = dtype.name in _LOW_PRECISION
+        low = dtype_name(dtype) in _LOW_PRECISION
         ops = [x.astype(np.float32) for x in inputs] if low else inputs
         shapes = [x.shape for x in ops]
         try:
@@ -377,7 +378,7 @@ def _top_k(x, k, axis, largest):
     n = x.shape[axis]
     if not 0 <= k <= n:
         raise KernelError(f"TopK: k must be in [0, {n}] (the size of axis {axis}), got {k}")
-    keys = x.astype(np.float32) if x.dtype.name in _LOW_PRECISION else x
+    keys = x.astype(np.float32) if dtype_name(x.dtype) in _LOW_PRECISION else x
     idx = None
     if 0 < k and 16 * k <= n and not (keys.dtype.kind == "f" and np.isnan(keys).any()):
         rows = np.moveaxis(keys, axis, -1)

@@ -16,6 +16,7 @@ import numpy as np
 from onyx.errors import KernelError
 from onyx.runtime import compiled, threads
 from onyx.runtime.fastloops import clamp
+from onyx.runtime.kernels._common import dtype_name
 from onyx.runtime.kernels.registry import SESSION_DOMAIN, kernel
 
 # `out=...` (numpy >= 2.3) makes a ufunc return a 0-d array instead of a scalar.
@@ -34,7 +35,7 @@ _LOW = frozenset({"float16", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "fl
 
 def _up(x: np.ndarray) -> np.ndarray:
     """``x`` in a type precise enough to compute in (float32 for 16/8-bit floats)."""
-    return x.astype(F32) if x.dtype.name in _LOW else x
+    return x.astype(F32) if dtype_name(x.dtype) in _LOW else x
 
 
 def _check_same_shape(op: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -200,7 +201,7 @@ def mod(a, b, *, fmod=0):
         raise KernelError(f"Mod attribute fmod must be 0 or 1, got {fmod}")
     if a.dtype.kind in "iu" and not np.all(b):
         raise KernelError("integer Mod by zero")
-    if a.dtype.name in _LOW:
+    if dtype_name(a.dtype) in _LOW:
         r = (np.fmod if fmod else np.remainder)(a.astype(F32), b.astype(F32))
         return np.asarray(r).astype(a.dtype)
     return (np.fmod if fmod else np.remainder)(a, b, out=A)
@@ -250,7 +251,7 @@ def isinf(x, *, detect_negative=1, detect_positive=1):
         return inf
     if not (detect_negative or detect_positive):
         return np.zeros(x.shape, np.bool_)
-    negative = np.signbit(x.astype(F32) if x.dtype.name in _LOW else x)
+    negative = np.signbit(x.astype(F32) if dtype_name(x.dtype) in _LOW else x)
     return inf & (negative if detect_negative else ~negative)
 
 
@@ -331,7 +332,7 @@ def _erf32(x: np.ndarray) -> np.ndarray:
 
 def erf(x: np.ndarray) -> np.ndarray:
     """The error function, elementwise (float32 work for 32-bit and narrower floats)."""
-    if x.dtype == F32 or x.dtype.name in _LOW:
+    if x.dtype == F32 or dtype_name(x.dtype) in _LOW:
         work = x.astype(F32).reshape(-1)
         return _erf32(work).reshape(x.shape).astype(x.dtype, copy=False)
     work = x.reshape(-1)
@@ -389,7 +390,7 @@ class LeakyRelu:
         self.pick = np.maximum if 0 <= alpha <= 1 else np.minimum if alpha > 1 else None
 
     def __call__(self, x):
-        if x.dtype.name in _LOW:
+        if dtype_name(x.dtype) in _LOW:
             return self(x.astype(F32)).astype(x.dtype)
         scaled = np.multiply(x, self.alpha, out=A)
         if self.pick is not None:
@@ -643,7 +644,7 @@ kernel("Min", 1)(_min)
 
 @kernel("Sum", 1)
 def sum_(*inputs, consumed_inputs=None):
-    if inputs and inputs[0].dtype.name in _LOW:
+    if inputs and dtype_name(inputs[0].dtype) in _LOW:
         return _sum(*(x.astype(F32) for x in inputs)).astype(inputs[0].dtype)
     return _sum(*inputs)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from onyx.errors import KernelError
 from onyx.runtime import compiled, threads
+from onyx.runtime.kernels._common import dtype_name
 from onyx.runtime.kernels.registry import kernel
 from onyx.runtime.memory import check_allocation
 
@@ -25,7 +26,7 @@ _LOW_PRECISION = {"float16", "bfloat16"}  # computed in float32, cast back
 
 def _wide(x: np.ndarray) -> np.ndarray:
     """``x`` in a type numpy reduces accurately and fast (float16/bfloat16 -> float32)."""
-    return x.astype(np.float32) if x.dtype.name in _LOW_PRECISION else x
+    return x.astype(np.float32) if dtype_name(x.dtype) in _LOW_PRECISION else x
 
 
 def _normalize_axes(axes, rank: int) -> tuple[int, ...]:
@@ -74,16 +75,16 @@ def _mean(x, axes, keepdims):
         else:
             q = total // count
         return q.astype(x.dtype)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = _wide(x)
-        if _is_empty_reduction(x, axes):
-            s = np.sum(w, axis=axes, keepdims=keepdims)
-            return np.full(s.shape, np.nan, s.dtype)
-        if axes and sorted(axes) == list(range(x.ndim - len(axes), x.ndim)):
-            kept = x.shape[: x.ndim - len(axes)]
-            y = trailing_mean(w, math.prod(kept))
-            if y is not None:
-                return y.reshape(kept + (1,) * len(axes) if keepdims else kept)
+    w = _wide(x)
+    if _is_empty_reduction(x, axes):
+        s = np.sum(w, axis=axes, keepdims=keepdims)
+        return np.full(s.shape, np.nan, s.dtype)
+    if axes and sorted(axes) == list(range(x.ndim - len(axes), x.ndim)):
+        kept = x.shape[: x.ndim - len(axes)]
+        y = trailing_mean(w, math.prod(kept))
+        if y is not None:
+            return y.reshape(kept + (1,) * len(axes) if keepdims else kept)
+    with np.errstate(invalid="ignore", divide="ignore"):  # (inf - inf in a sum: NaN, quietly)
         return np.mean(w, axis=axes, keepdims=keepdims)
 
 
@@ -227,7 +228,7 @@ def _arg(data: np.ndarray, axis: int, keepdims: int, select_last_index: int, pic
     n = data.shape[axis]
     if n == 0:
         raise KernelError(f"cannot take the arg-extreme along axis {axis}, which has size 0")
-    x = data.astype(np.float32) if data.dtype.name in _LOW_PRECISION else data
+    x = data.astype(np.float32) if dtype_name(data.dtype) in _LOW_PRECISION else data
     if select_last_index:
         idx = (n - 1) - pick(np.flip(x, axis), axis=axis, keepdims=bool(keepdims))
     else:
