@@ -129,12 +129,19 @@ def kernel_slices(kernel_shape, strides, dilations, out_shape):
 
 def compute_dtype(dtype):
     """The dtype arithmetic runs in: float32 for half/bfloat16/float8, else the dtype itself."""
-    dtype = np.dtype(dtype)
-    if dtype == np.float64 or dtype == np.float32:
-        return dtype
-    if dtype.kind in "fV" or dtype.itemsize < 4 or "bfloat" in dtype.name or "float8" in dtype.name:
-        return np.dtype(np.float32)
-    return dtype
+    found = _COMPUTE_DTYPES.get(dtype)
+    if found is None:
+        found = np.dtype(dtype)
+        name = found.name
+        if found not in (np.float32, np.float64) and (
+            found.kind in "fV" or found.itemsize < 4 or "bfloat" in name or "float8" in name
+        ):
+            found = np.dtype(np.float32)
+        _COMPUTE_DTYPES[dtype] = found
+    return found
+
+
+_COMPUTE_DTYPES: dict = {}  # (a call per convolution: numpy's dtype checks cost microseconds)
 
 
 # --- the convolution core --------------------------------------------------------------------
@@ -792,7 +799,9 @@ def prepare_weight(w, group, dtype):
 
 
 def check_bias(b, m, name):
-    if b is not None and (np.ndim(b) != 1 or np.shape(b)[0] != m):
+    if b is None or type(b) is np.ndarray and b.shape == (m,):
+        return
+    if np.ndim(b) != 1 or np.shape(b)[0] != m:
         raise KernelError(f"{name}: expected B of shape ({m},), got {np.shape(b)}")
 
 
@@ -847,7 +856,9 @@ class Conv:
         group = self.geom.group
         w_gemm, w_dw = self.cache.get(w, lambda: prepare_weight(w, group, dtype))
         check_bias(b, w.shape[0], "Conv")
-        bias = None if b is None else np.asarray(b).astype(dtype, copy=False)
+        bias = b
+        if b is not None and not (type(b) is np.ndarray and b.dtype == dtype):
+            bias = np.asarray(b).astype(dtype, copy=False)
         y_shape = (x.shape[0], w.shape[0], *plan[5])
         followers = epilogue
         if epilogue is None or x.dtype != dtype or not epilogue.prepare(y_shape, dtype, bias):
@@ -856,7 +867,7 @@ class Conv:
             epilogue.prepare(y_shape, dtype, bias)
         else:
             epilogue.applied = True
-        xw = x.astype(dtype, copy=False)
+        xw = x if x.dtype == dtype else x.astype(dtype)
         if out is not None and not (
             x.dtype == dtype == out.dtype and out.shape == y_shape and out.flags.c_contiguous
         ):
