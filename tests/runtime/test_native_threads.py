@@ -220,6 +220,38 @@ def test_each_blas_routine_is_typed_once(native, monkeypatch):
     assert not retyped, "a kernel's arguments were retyped in Python on a repeated call"
 
 
+def test_a_session_retypes_no_kernel_once_warm(native, monkeypatch):
+    """A CNN with a classifier's head (convolutions in bands through BLAS's GEMM, a mean, the
+    head's GEMV): after its first runs, no compiled kernel's arguments are typed again in
+    Python (numba's slow path, where a call costs 0.1 ms and more)."""
+    from numba.core.dispatcher import Dispatcher
+
+    import onyx
+    from onyx.build import GraphBuilder
+
+    g = GraphBuilder(opset=17)
+    x = g.input("x", "float", [1, 8, 16, 16])
+    a = g.op.Relu(g.op.Conv(x, RNG.standard_normal((128, 8, 3, 3)).astype(np.float32),
+                            pads=[1, 1, 1, 1]))  # fmt: skip
+    a = g.op.Conv(a, RNG.standard_normal((1280, 128, 1, 1)).astype(np.float32))
+    head = g.op.Flatten(g.op.GlobalAveragePool(a))
+    g.output(g.op.Gemm(head, RNG.standard_normal((1000, 1280)).astype(np.float32),
+                       RNG.standard_normal(1000).astype(np.float32), transB=1), "y")  # fmt: skip
+    session = onyx.InferenceSession(g.model(), onyx.SessionOptions(intra_op_num_threads=2))
+    feed = {"x": RNG.standard_normal((1, 8, 16, 16)).astype(np.float32)}
+    first = session.run(None, feed)[0]
+    session.run(None, feed)
+    retyped = []
+    original = Dispatcher._compile_for_args
+    monkeypatch.setattr(Dispatcher, "_compile_for_args",
+                        lambda self, *a, **k: retyped.append(self.py_func.__name__)
+                        or original(self, *a, **k))  # fmt: skip
+    for _ in range(3):
+        np.testing.assert_array_equal(session.run(None, feed)[0], first)
+    assert {"conv_bands", "gemv"} <= set(native.calls)  # (the GEMM's routine seen first)
+    assert not retyped, f"retyped in Python on every run: {sorted(set(retyped))}"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_few_rows_laid_out_by_columns(native, dtype):
     """A of few rows stored column by column (each row's elements ``rows`` apart), float64
