@@ -529,7 +529,7 @@ def _cblas_routines() -> tuple[dict[np.dtype, tuple[Any, Any, Any]], dict[np.dty
     Each routine is an instance of a prototype class of its own signature: numba's dispatcher
     remembers the type of a ctypes function by its Python class, so routines of one library's
     class (argtypes set on each) would all take the type of the first it saw, and every call
-    of a kernel given another would retype its arguments in Python (0.1-0.4 ms a call)."""
+    of a kernel given another would retype its arguments in Python (numba's slow path)."""
     import ctypes
 
     try:

@@ -195,7 +195,7 @@ def test_products_of_few_rows_by_gemv(native, rows, transpose_b):
 def test_each_blas_routine_is_typed_once(native, monkeypatch):
     """numba's dispatcher remembers a ctypes function's type by its Python class: the GEMM's and
     the GEMV's must not share one, or a kernel handed the second seen is retyped in Python on
-    every call (a classifier's GEMV after a CNN's GEMMs: 0.1-0.4 ms a run)."""
+    every call (a classifier's GEMV after a CNN's GEMMs)."""
     from numba.core.dispatcher import Dispatcher
 
     routines = threads.native()
@@ -223,7 +223,7 @@ def test_each_blas_routine_is_typed_once(native, monkeypatch):
 def test_a_session_retypes_no_kernel_once_warm(native, monkeypatch):
     """A CNN with a classifier's head (convolutions in bands through BLAS's GEMM, a mean, the
     head's GEMV): after its first runs, no compiled kernel's arguments are typed again in
-    Python (numba's slow path, where a call costs 0.1 ms and more)."""
+    Python (numba's slow path)."""
     from numba.core.dispatcher import Dispatcher
 
     import onyx
