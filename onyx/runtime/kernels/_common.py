@@ -21,8 +21,8 @@ _NAMES: dict[np.dtype, str] = {}
 
 
 def dtype_name(dtype: np.dtype) -> str:
-    """``dtype.name``, remembered: numpy computes it in Python on every access (about 2 us),
-    which kernels that check for 16- or 8-bit floats on each call paid per call."""
+    """``dtype.name``, remembered per dtype: numpy computes it in Python on every access (about
+    2 us), and kernels look at it on every call to tell 16- and 8-bit floats apart."""
     name = _NAMES.get(dtype)
     if name is None:
         name = _NAMES[dtype] = dtype.name
