@@ -66,14 +66,15 @@ def depthwise_case(channels: int, size: int, native) -> tuple[float, float, floa
     w = np.random.default_rng(1).standard_normal((channels, 3, 3)).astype(np.float32)
     y = np.empty_like(x)
     pool = threads.pool(THREADS)
+    finish = (np.empty(0, np.float32), np.float32(-np.inf), np.float32(np.inf))  # none
 
     def band(c0, c1):
-        _jit.depthwise(x, w, y, c0, c1, 1, 1, 1, 1, 1, 1, 1)
+        _jit.depthwise(x, w, y, c0, c1, 1, 1, 1, 1, 1, 1, 1, *finish)
 
     alone = median_us(lambda: band(0, channels))
     python = median_us(lambda: pool.run(band, threads.bands(channels, THREADS)))
     numba = median_us(
-        lambda: native.kernels.depthwise_bands(x, w, y, 1, 1, 1, 1, 1, 1, 1, THREADS)
+        lambda: native.kernels.depthwise_bands(x, w, y, 1, 1, 1, 1, 1, 1, 1, *finish, THREADS)
     )
     return alone, python, numba
 
@@ -124,9 +125,10 @@ def interference() -> None:
     a = np.random.default_rng(2).random((128, 768), np.float32)
     b = np.random.default_rng(3).random((768, 768), np.float32)
     out = np.empty((128, 768), np.float32)
+    finish = (np.empty(0, np.float32), np.float32(-np.inf), np.float32(np.inf))  # none
 
     def layer():
-        native.kernels.depthwise_bands(x, w, y, 1, 1, 1, 1, 1, 1, 1, THREADS)
+        native.kernels.depthwise_bands(x, w, y, 1, 1, 1, 1, 1, 1, 1, *finish, THREADS)
 
     def gemm_own():
         np.matmul(a, b, out=out)

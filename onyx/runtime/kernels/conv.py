@@ -370,19 +370,11 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
                 jit.im2col(x[i], cols[i], *k, *s, *d, pb[0], pb[1], 0, out[0], out[1])
         return _grouped_matmul(w_gemm, cols.reshape(n, g, ck, o_size), y, out)
     if w_depthwise is not None:
+        jit = depthwise_kernels(x, w_depthwise, plan)
+        if jit is not None:
+            return depthwise_planes(jit, x, w_depthwise, plan, mg, None, y)
         # (a new array, not ``y``: the caller copies it where it must)
         acc = np.empty((n, w_depthwise.shape[0], *out), np.result_type(x, w_depthwise))
-        work = acc.size * w_depthwise.shape[1]
-        same = x.dtype == w_depthwise.dtype and x.dtype in compiled.DTYPES
-        jit = compiled.kernels(work) if same and len(out) == 2 else None
-        if jit is not None:  # padded as it goes, plane by plane: 3-10x numpy's
-            w3 = w_depthwise.reshape(-1, *k)
-            x = np.ascontiguousarray(x)
-            threads.rows(acc.shape[1], work,
-                         lambda c0, c1: jit.depthwise(x, w3, acc, c0, c1, mg, *s, *d, *pb),
-                         native=lambda par, parts: par.depthwise_bands(x, w3, acc, mg, *s, *d,
-                                                                       *pb, parts))  # fmt: skip
-            return acc
     xp = pad_input(x, pb, pe)
     if w_depthwise is not None:
         mult = mg
@@ -405,6 +397,37 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
         return acc
     cols = window_view(xp, k, s, d, out).reshape(n, g, ck, o_size)
     return _grouped_matmul(w_gemm, cols, y, out)
+
+
+def depthwise_kernels(x, w_depthwise, plan):
+    """The compiled kernels where ``depthwise_planes`` runs this convolution (2-D, x and the
+    depthwise weight (M, prod(K)) of one compiled dtype, enough work); else None."""
+    out = plan[5]
+    if len(out) != 2 or x.dtype != w_depthwise.dtype or x.dtype not in compiled.DTYPES:
+        return None
+    return compiled.kernels(x.shape[0] * math.prod(out) * w_depthwise.size)
+
+
+def depthwise_planes(jit, x, w_depthwise, plan, mult, finish=None, y=None):
+    """Y (N, M, *O) of a depthwise convolution (``mult`` output channels per input channel)
+    by the compiled kernel, plane by plane (padded as it goes: 3-10x numpy's), into ``y``
+    where given, with ``finish`` (a ``threads.Finish`` or None) applied as each plane is
+    written."""
+    k, s, d, pb, _, out, _ = plan
+    n = x.shape[0]
+    m = w_depthwise.shape[0]
+    if y is None:
+        y = np.empty((n, m, *out), x.dtype)
+    w3 = w_depthwise.reshape(-1, *k)
+    x = np.ascontiguousarray(x)
+    kind = x.dtype.type
+    bias = _NO_BIAS[x.dtype] if finish is None or finish.bias is None else finish.bias
+    lo, hi = (kind(-np.inf), kind(np.inf)) if finish is None else (kind(finish.lo), kind(finish.hi))
+    geometry = (mult, *s, *d, *pb, bias, lo, hi)
+    threads.rows(m, y.size * w3[0].size,
+                 lambda c0, c1: jit.depthwise(x, w3, y, c0, c1, *geometry),
+                 native=lambda par, parts: par.depthwise_bands(x, w3, y, *geometry, parts))  # fmt: skip
+    return y
 
 
 def _grouped_matmul(w_gemm, cols, y, out):
@@ -903,6 +926,14 @@ class Conv:
             y = conv_batched(xw, w_gemm[0], plan, epilogue, out)
         elif group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w.shape):
             y = conv_blocked(xw, w_gemm[0], plan, epilogue, out)
+        elif w_dw is not None and (jit := depthwise_kernels(xw, w_dw, plan)) is not None:
+            steps = epilogue.channel_steps()
+            finish = None if steps is None else threads.Finish(*steps[:3])
+            y = depthwise_planes(jit, xw, w_dw, plan, w_gemm.shape[1], finish, out)
+            if finish is None:
+                epilogue.apply_all(y)
+            else:
+                y = _swish(y, steps)
         else:
             if shifted_eligible(plan, group, w.shape):
                 w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
