@@ -66,7 +66,7 @@ def depthwise_case(channels: int, size: int, native) -> tuple[float, float, floa
     w = np.random.default_rng(1).standard_normal((channels, 3, 3)).astype(np.float32)
     y = np.empty_like(x)
     pool = threads.pool(THREADS)
-    finish = (np.empty(0, np.float32), np.float32(-np.inf), np.float32(np.inf))  # none
+    finish = (np.empty(0, np.float32), np.float32(-np.inf), np.float32(np.inf), False)  # none
 
     def band(c0, c1):
         _jit.depthwise(x, w, y, c0, c1, 1, 1, 1, 1, 1, 1, 1, *finish)
@@ -125,7 +125,7 @@ def interference() -> None:
     a = np.random.default_rng(2).random((128, 768), np.float32)
     b = np.random.default_rng(3).random((768, 768), np.float32)
     out = np.empty((128, 768), np.float32)
-    finish = (np.empty(0, np.float32), np.float32(-np.inf), np.float32(np.inf))  # none
+    finish = (np.empty(0, np.float32), np.float32(-np.inf), np.float32(np.inf), False)  # none
 
     def layer():
         native.kernels.depthwise_bands(x, w, y, 1, 1, 1, 1, 1, 1, 1, *finish, THREADS)

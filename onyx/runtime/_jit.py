@@ -683,12 +683,13 @@ _DEPTHWISE_CHUNK = 2048  # outputs whose taps are all summed while they stay in 
 
 
 @njit(**_OPTIONS)
-def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi):
+def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, swish):
     """Output channels c0..c1 of a depthwise 2-D convolution: y (N, M, Ho, Wo) of ``x``
     (N, M/mult, H, W), padded by ``top`` rows and ``left`` columns (and zeros past its end as
     far as the output needs), by ``w`` (M, kh, kw), output channel c reading input channel
-    c // mult; each output then + ``bias`` (M,) (where not empty) and clamped to [lo, hi] (as
-    numpy's maximum and minimum: NaN kept), while it is copied out.
+    c // mult; each output then + ``bias`` (M,) (where not empty), clamped to [lo, hi] (as
+    numpy's maximum and minimum: NaN kept) and, where ``swish`` (float32), through the
+    epilogue's Swish, each plane as it is copied out.
 
     Each input plane is copied, padded, into sh x sw phases (phase (a, b) holds the padded rows
     a, a + sh, ... and columns b, b + sw, ...), each a grid of the output's row pitch: tap
@@ -741,6 +742,8 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi):
     odd_at = np.uint64((left + 1) % 2 * size + (left + 1) // 2)
     half = np.uint64(wd // 2)
     biased, bounded = bias.shape[0] > 0, lo > -np.inf or hi < np.inf
+    scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
+    scale = bits.view(np.float32)
     for b in range(n):
         for c in range(c0, c1):
             if c == c0 or c % mult == 0:
@@ -788,6 +791,8 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi):
                 else:
                     for q in range(np.uint64(wo)):
                         target[to + q] = acc[frm + q]
+            if swish:
+                swish_in_place(target, out, ho * wo, scratch, bits, scale)
 
 
 @njit(**_OPTIONS)

@@ -253,12 +253,12 @@ def conv_images(blas, x, w, y, kh, kw, sh, sw, dh, dw, pt, pl, chunk, codes, wit
 
 
 @njit(**_PARALLEL)
-def depthwise_bands(x, w, y, mult, sh, sw, dh, dw, top, left, bias, lo, hi, parts):
+def depthwise_bands(x, w, y, mult, sh, sw, dh, dw, top, left, bias, lo, hi, swish, parts):
     """``depthwise`` over ``parts`` bands of output channels."""
     for p in prange(parts):
         c0, c1 = _band(y.shape[1], parts, p)
         if c1 > c0:
-            depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi)
+            depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, swish)
 
 
 @njit(**_PARALLEL)

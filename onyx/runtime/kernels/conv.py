@@ -372,7 +372,7 @@ def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
     if w_depthwise is not None:
         jit = depthwise_kernels(x, w_depthwise, plan)
         if jit is not None:
-            return depthwise_planes(jit, x, w_depthwise, plan, mg, None, y)
+            return depthwise_planes(jit, x, w_depthwise, plan, mg, y=y)
         # (a new array, not ``y``: the caller copies it where it must)
         acc = np.empty((n, w_depthwise.shape[0], *out), np.result_type(x, w_depthwise))
     xp = pad_input(x, pb, pe)
@@ -408,11 +408,11 @@ def depthwise_kernels(x, w_depthwise, plan):
     return compiled.kernels(x.shape[0] * math.prod(out) * w_depthwise.size)
 
 
-def depthwise_planes(jit, x, w_depthwise, plan, mult, finish=None, y=None):
+def depthwise_planes(jit, x, w_depthwise, plan, mult, finish=None, swish=False, y=None):
     """Y (N, M, *O) of a depthwise convolution (``mult`` output channels per input channel)
     by the compiled kernel, plane by plane (padded as it goes: 3-10x numpy's), into ``y``
-    where given, with ``finish`` (a ``threads.Finish`` or None) applied as each plane is
-    written."""
+    where given, with ``finish`` (a ``threads.Finish`` or None), then a Swish where ``swish``
+    (float32 only), applied as each plane is written."""
     k, s, d, pb, _, out, _ = plan
     n = x.shape[0]
     m = w_depthwise.shape[0]
@@ -423,7 +423,7 @@ def depthwise_planes(jit, x, w_depthwise, plan, mult, finish=None, y=None):
     kind = x.dtype.type
     bias = _NO_BIAS[x.dtype] if finish is None or finish.bias is None else finish.bias
     lo, hi = (kind(-np.inf), kind(np.inf)) if finish is None else (kind(finish.lo), kind(finish.hi))
-    geometry = (mult, *s, *d, *pb, bias, lo, hi)
+    geometry = (mult, *s, *d, *pb, bias, lo, hi, swish)
     threads.rows(m, y.size * w3[0].size,
                  lambda c0, c1: jit.depthwise(x, w3, y, c0, c1, *geometry),
                  native=lambda par, parts: par.depthwise_bands(x, w3, y, *geometry, parts))  # fmt: skip
@@ -929,10 +929,11 @@ class Conv:
         elif w_dw is not None and (jit := depthwise_kernels(xw, w_dw, plan)) is not None:
             steps = epilogue.channel_steps()
             finish = None if steps is None else threads.Finish(*steps[:3])
-            y = depthwise_planes(jit, xw, w_dw, plan, w_gemm.shape[1], finish, out)
+            swish = finish is not None and steps[3] and dtype == np.float32
+            y = depthwise_planes(jit, xw, w_dw, plan, w_gemm.shape[1], finish, swish, out)
             if finish is None:
                 epilogue.apply_all(y)
-            else:
+            elif not swish:
                 y = _swish(y, steps)
         else:
             if shifted_eligible(plan, group, w.shape):

@@ -323,51 +323,47 @@ def test_compiled_depthwise_convolution_gives_the_numpy_paths_values(
 
 
 @pytest.mark.parametrize(
-    ("c", "hw", "stride", "bounds"),
+    ("c", "hw", "stride", "follower"),
     [
-        (48, 28, 1, (0.0, 6.0)),  # MobileNetV2's bias and ReLU6, on a plane kept NCHW
-        (32, 30, 2, (0.0, None)),  # strided, a ReLU
-        (24, 20, 1, (None, None)),  # the bias alone
+        (48, 28, 1, "relu6"),  # MobileNetV2's bias and ReLU6, on a plane kept NCHW
+        (32, 30, 2, "relu"),  # strided
+        (24, 20, 1, None),  # the bias alone
+        (40, 28, 1, "swish"),  # EfficientNet's bias and Swish
     ],
 )
-def test_compiled_depthwise_convolution_applies_its_bias_and_bounds_as_it_writes(
-    c, hw, stride, bounds, monkeypatch
+def test_compiled_depthwise_convolution_applies_its_epilogue_as_it_writes(
+    c, hw, stride, follower, monkeypatch
 ):
-    """The plane kernel adds the bias and clamps each plane as it copies it out, in the
-    epilogue's order (same bits as the numpy path, where the epilogue runs after), and the
-    session's epilogue then has nothing left to do."""
+    """The plane kernel adds the bias, clamps and applies a Swish to each plane as it copies it
+    out, in the epilogue's order (same bits as the numpy path, where the epilogue runs after),
+    and the session's epilogue then has nothing left to do."""
     pytest.importorskip("numba")
     import onyx
+    from onyx.build import GraphBuilder
     from onyx.runtime import compiled, epilogue
     from onyx.runtime.kernels import conv as conv_module
 
     x = RNG.standard_normal((1, c, hw, hw)).astype(np.float32) * 4
+    g = GraphBuilder(opset=24)
     w = RNG.standard_normal((c, 1, 3, 3)).astype(np.float32)
     b = RNG.standard_normal(c).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], group=c, pads=[1, 1, 1, 1],
-                              strides=[stride, stride])]  # fmt: skip
-    inits = [helper.make_tensor("w", 1, w.shape, w.ravel()), helper.make_tensor("b", 1, [c], b)]
-    lo, hi = bounds
-    if lo is not None:
-        bound_names = ["lo", "hi"] if hi is not None else ["lo"]
-        nodes.append(helper.make_node("Clip", ["y", *bound_names], ["z"]))
-        inits.append(helper.make_tensor("lo", 1, [], [lo]))
-        if hi is not None:
-            inits.append(helper.make_tensor("hi", 1, [], [hi]))
-    out = nodes[-1].output[0]
-    graph = helper.make_graph(
-        nodes, "dw", [helper.make_tensor_value_info("x", 1, x.shape)],
-        [helper.make_tensor_value_info(out, 1, None)], inits,
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model = model.SerializeToString()
+    y = g.op.Conv(g.input("x", "float", list(x.shape)), w, b, group=c, pads=[1, 1, 1, 1],
+                  strides=[stride, stride])  # fmt: skip
+    if follower == "relu6":
+        y = g.op.Clip(y, np.float32(0), np.float32(6))
+    elif follower == "relu":
+        y = g.op.Relu(y)
+    elif follower == "swish":
+        y = g.op.Swish(y)
+    g.output(y, "y")
+    model = g.model()
 
     monkeypatch.setattr(compiled, "enabled", True)
     planes, epilogues = [], []
     original_planes, original_apply = conv_module.depthwise_planes, epilogue.Epilogue.apply_all
 
     def counted_planes(*args, **kwargs):
-        planes.append(args[5])  # the finish handed to the kernel
+        planes.append(args[5:7])  # the finish and Swish handed to the kernel
         return original_planes(*args, **kwargs)
 
     def counted_apply(self, y, source=None):
@@ -378,10 +374,17 @@ def test_compiled_depthwise_convolution_applies_its_bias_and_bounds_as_it_writes
     monkeypatch.setattr(conv_module, "depthwise_planes", counted_planes)
     monkeypatch.setattr(epilogue.Epilogue, "apply_all", counted_apply)
     got = onyx.InferenceSession(model, intra_op_num_threads=1).run(None, {"x": x})[0]
-    assert len(planes) == 1 and planes[0] is not None and planes[0].bias is not None
-    assert (planes[0].lo, planes[0].hi) == (-np.inf if lo is None else lo, hi or np.inf)
+    assert len(planes) == 1
+    finish, swish = planes[0]
+    assert finish.bias is not None and swish == (follower == "swish")
+    lo, hi = {"relu6": (0, 6), "relu": (0, np.inf)}.get(follower, (-np.inf, np.inf))
+    assert (finish.lo, finish.hi) == (lo, hi)
     assert epilogues == []  # nothing applied after the kernel
     monkeypatch.setattr(compiled, "enabled", False)
     want = onyx.InferenceSession(model, intra_op_num_threads=1).run(None, {"x": x})[0]
-    np.testing.assert_array_equal(got, want)
-    assert lo is None or (want.min() == lo and (hi is None or want.max() == hi))  # bounds bit
+    if follower == "swish":  # (the compiled Swish is within 3e-7 of numpy's: _jit_exp.py)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(got, want)
+    assert follower not in ("relu6", "relu") or want.min() == 0
+    assert follower != "relu6" or want.max() == 6
