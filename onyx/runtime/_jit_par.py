@@ -274,13 +274,14 @@ def program_bands(y, source, copy_source, full, channels, codes, with_full, para
 
 
 @njit(**_PARALLEL)
-def depthwise_last_bands(xl, wl, yl, sh, sw, dh, dw, top, left, bias, lo, hi, parts):
+def depthwise_last_bands(xl, wl, yl, sh, sw, dh, dw, top, left, bias, lo, hi, y, parts):
     """``depthwise_channels_last`` over ``parts`` bands of output rows."""
     rows = yl.shape[0] * yl.shape[1]
     for p in prange(parts):
         r0, r1 = _band(rows, parts, p)
         if r1 > r0:
-            depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias, lo, hi)
+            depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias, lo, hi,
+                                    y)  # fmt: skip
 
 
 @njit(**_PARALLEL)

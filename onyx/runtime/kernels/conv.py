@@ -253,20 +253,17 @@ def _depthwise_last(jit, x, xl, w_last, plan, finish, want_last):
     kind = x.dtype.type
     bias = _NO_BIAS[x.dtype] if finish is None or finish.bias is None else finish.bias
     lo, hi = (kind(-np.inf), kind(np.inf)) if finish is None else (kind(finish.lo), kind(finish.hi))
-    geometry = (*s, *d, *pb)
+    # (an NCHW result is moved from yl row by row inside the kernel, on the pool's threads)
+    y = _NO_OUTPUT[x.dtype] if want_last else np.empty((n, c, *out), x.dtype)
+    steps = (*s, *d, *pb, bias, lo, hi, y)
     threads.rows(n * out[0], yl.size * math.prod(k),
-                 lambda r0, r1: jit.depthwise_channels_last(xl, wl, yl, r0, r1, *geometry, bias,
-                                                            lo, hi),
-                 native=lambda par, parts: par.depthwise_last_bands(xl, wl, yl, *geometry, bias,
-                                                                    lo, hi, parts))  # fmt: skip
-    if want_last:
-        return yl.transpose(0, 3, 1, 2)
-    y = np.empty((n, c, *out), x.dtype)
-    jit.from_channels_last(yl, y)
-    return y
+                 lambda r0, r1: jit.depthwise_channels_last(xl, wl, yl, r0, r1, *steps),
+                 native=lambda par, parts: par.depthwise_last_bands(xl, wl, yl, *steps, parts))  # fmt: skip
+    return yl.transpose(0, 3, 1, 2) if want_last else y
 
 
 _NO_BIAS = {t: np.empty(0, t) for t in compiled.DTYPES}
+_NO_OUTPUT = {t: np.empty((0, 0, 0, 0), t) for t in compiled.DTYPES}
 
 
 def last_weight(w, dtype) -> np.ndarray:
