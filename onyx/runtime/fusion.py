@@ -12,6 +12,10 @@
   float64).
 - A run of such elementwise steps after any other step runs as one chain: one pass that reads
   the input once and writes one new array.
+- A squeeze-excite block (ReduceMean over H and W, 1x1 Conv, Relu or Swish, 1x1 Conv, Sigmoid or
+  HardSigmoid, Mul of the block's input by that gate) runs as one step (``SqueezeExcite``), the
+  same kernels' values without the per-step costs of its five steps on (N, C, 1, 1) tensors. A
+  profile counts its time under the Mul.
 - A Concat whose inputs are each a Conv's result that it alone reads (the modules of GoogLeNet
   and SqueezeNet) runs those Convs itself, each writing into its place in the Concat's result
   (``gather_concats``). A profile then counts their time under the Concat.
@@ -405,3 +409,160 @@ class GatheredConcat:
         except Exception as e:
             message = str(e) if isinstance(e, OnyxError) else f"{type(e).__name__}: {e}"
             raise ExecutionError(f"{label} failed: {message}") from e
+
+
+# The activations between a squeeze-excite's two convolutions and the gates after them.
+_SQUEEZE_ACTIVATIONS = frozenset({"Relu", "Swish"})
+_GATES = frozenset({"Sigmoid", "HardSigmoid"})
+
+
+def fuse_squeeze_excites(steps: list[StepTuple], template: list[Any], fed: set[int],
+                         output_slots: list[int]) -> list[StepTuple]:  # fmt: skip
+    """The steps with each squeeze-excite block (EfficientNet's, MobileNetV3's) as one step:
+    ReduceMean of x over its two spatial axes (keepdims), a 1x1 Conv, Relu or Swish, a 1x1
+    Conv, Sigmoid or HardSigmoid, then Mul of x by that gate, each intermediate read by the
+    next step alone. Five of those six steps work on (N, C, 1, 1) tensors, where each costs its
+    kernel's Python overhead (the Convs' ~8 us each) for a few hundred values
+    (``SqueezeExcite``). Runs before ``fuse``, on the unfused steps."""
+    made_by = {outs[0]: index for index, (_, _, _, outs) in enumerate(steps) if len(outs) == 1}
+    readers = collections.Counter(i for _, _, ins, _ in steps for i in ins if i >= 0)
+    outputs = set(output_slots)
+
+    def constant(i: int) -> bool:
+        return i >= 0 and i not in fed and template[i] is not None
+
+    def single(slot: int, ops: frozenset[str]) -> int | None:
+        """The step making ``slot``, one of ``ops`` in a standard domain, where only one step
+        reads slot and it is no output."""
+        index = made_by.get(slot)
+        if index is None or readers[slot] != 1 or slot in outputs:
+            return None
+        node = steps[index][0]
+        return index if node.op_type in ops and node.domain in _OWN_DOMAINS else None
+
+    blocks: dict[int, list[int]] = {}  # Mul step index -> the block's other step indices
+    for index, (node, _, ins, outs) in enumerate(steps):
+        if (node.op_type != "Mul" or node.domain not in _OWN_DOMAINS or len(ins) != 2
+                or len(outs) != 1 or any(i < 0 or constant(i) for i in ins)):  # fmt: skip
+            continue
+        for position in (0, 1):
+            x, gate = ins[1 - position], ins[position]
+            found = [single(gate, _GATES)]
+            for ops in ({"Conv"}, _SQUEEZE_ACTIVATIONS, {"Conv"}, {"ReduceMean"}):
+                found.append(None if found[-1] is None else single(steps[found[-1]][2][0], ops))
+            if None in found:
+                continue
+            gate_step, expand, activation, squeeze, reduce = found
+            if steps[reduce][2][0] == x and _squeezes(steps, template, constant, reduce, squeeze,
+                                                      activation, expand):  # fmt: skip
+                blocks[index] = [reduce, squeeze, activation, expand, gate_step]
+                break
+    moved = {j for block in blocks.values() for j in block}
+    result = []
+    for index, (node, fn, ins, outs) in enumerate(steps):
+        if index in moved:
+            continue
+        if index in blocks:
+            reduce, squeeze, activation, expand, gate_step = (steps[j] for j in blocks[index])
+            x = reduce[2][0]
+            # (each step's constant arguments; None where it reads a value made at run time)
+            arguments = {id(step): [template[i] if i >= 0 else None for i in step[2]]
+                         for step in (reduce, squeeze, activation, expand, gate_step)}  # fmt: skip
+            fn = SqueezeExcite(
+                reduce=(reduce[1], arguments[id(reduce)]),
+                squeeze=_weight_and_bias(squeeze, template),
+                activation=activation[1],
+                expand=_weight_and_bias(expand, template),
+                gate=gate_step[1],
+                multiply=(fn, ins.index(x)),
+                steps=[(step[1], arguments[id(step)], step[2], step[3][0])
+                       for step in (reduce, squeeze, activation, expand, gate_step)],
+                source=x,
+            )  # fmt: skip
+            ins = [x]
+        result.append((node, fn, ins, outs))
+    return result
+
+
+def _weight_and_bias(step: StepTuple, template: list[Any]) -> tuple[np.ndarray, Any]:
+    """A Conv step's constant weight and bias (None where it has none)."""
+    ins = step[2]
+    return template[ins[1]], template[ins[2]] if len(ins) > 2 and ins[2] >= 0 else None
+
+
+def _squeezes(steps, template, constant, reduce, squeeze, activation, expand) -> bool:
+    """Whether the matched steps compute a squeeze-excite's gate: the mean over axes 2 and 3
+    kept as (N, C, 1, 1), two 1x1 Convs of one group with constant weights (and biases, where
+    given) and no padding, C -> R -> C channels, a Swish of alpha 1."""
+    node, _, ins, _ = steps[reduce]
+    if node.attribute("keepdims", 1) != 1:
+        return False
+    axes = node.attribute("axes")
+    if len(ins) > 1 and ins[1] >= 0:
+        axes = template[ins[1]] if constant(ins[1]) else None
+    if axes is None or sorted(int(a) % 4 for a in np.asarray(axes).reshape(-1)) != [2, 3]:
+        return False
+    weights = []
+    for index in (squeeze, expand):
+        node, _, ins, _ = steps[index]
+        weight = template[ins[1]] if len(ins) > 1 and constant(ins[1]) else None
+        if (
+            weight is None
+            or weight.ndim != 4
+            or weight.shape[2:] != (1, 1)
+            or node.attribute("group", 1) != 1
+            or any(node.attribute("pads", None) or ())
+            or node.attribute("auto_pad", "NOTSET") not in ("NOTSET", "VALID")
+            or (len(ins) > 2 and ins[2] >= 0 and not constant(ins[2]))
+            or weight.dtype not in (np.float32, np.float64)
+        ):
+            return False
+        weights.append(weight)
+    first, second = weights
+    node = steps[activation][0]
+    if node.op_type == "Swish" and node.attribute("alpha", 1.0) != 1.0:
+        return False
+    return first.shape[0] == second.shape[1] and second.shape[0] == first.shape[1]
+
+
+class SqueezeExcite:
+    """A squeeze-excite block as one step (``fuse_squeeze_excites``): the mean by the
+    ReduceMean's kernel, the two 1x1 convolutions as the products by a vector that Conv
+    computes for one pixel (the same numpy calls, without Conv's bookkeeping), the activation
+    and the gate by their kernels, then the Mul's kernel. Any input the block was not matched
+    for (another rank, channel count or dtype) runs the steps as they were."""
+
+    def __init__(self, *, reduce, squeeze, activation, expand, gate, multiply, steps, source):
+        self.reduce, self.activation, self.gate, self.multiply = reduce, activation, gate, multiply
+        (w1, b1), (w2, b2) = squeeze, expand
+        self.w1 = w1.reshape(w1.shape[0], -1).T  # (C, R): Conv's one-pixel product reads W so
+        self.w2 = w2.reshape(w2.shape[0], -1).T
+        self.b1, self.b2 = b1, b2
+        self.steps, self.source = steps, source
+
+    def __call__(self, x):
+        w1, w2 = self.w1, self.w2
+        if not (type(x) is np.ndarray and x.ndim == 4 and x.shape[1] == w1.shape[0]
+                and x.dtype == w1.dtype):  # fmt: skip
+            return self._as_steps(x)
+        n = x.shape[0]
+        kernel, args = self.reduce
+        mean = kernel(x, *args[1:])
+        hidden = np.matmul(mean.reshape(n, -1), w1)
+        if self.b1 is not None:
+            hidden += self.b1
+        hidden = self.activation(hidden.reshape(n, -1, 1, 1))
+        gate = np.matmul(hidden.reshape(n, -1), w2)
+        if self.b2 is not None:
+            gate += self.b2
+        gate = self.gate(gate.reshape(n, -1, 1, 1))
+        kernel, position = self.multiply
+        return kernel(gate, x) if position == 1 else kernel(x, gate)
+
+    def _as_steps(self, x):
+        values = {self.source: x}
+        for fn, args, ins, out in self.steps:
+            values[out] = fn(*[values.get(i, a) if i >= 0 else a for i, a in zip(ins, args)])
+        kernel, position = self.multiply
+        gate = values[self.steps[-1][3]]
+        return kernel(gate, x) if position == 1 else kernel(x, gate)
