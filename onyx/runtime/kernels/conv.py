@@ -865,6 +865,7 @@ class Conv:
         self.packed = threads.PackedWeight()  # W (C, M), packed: for the channel-last products
         self.bias_memo: dict = {}  # for Epilogue.prepare
         self.channels_last = False  # set by the plan: Y may be a channel-last view
+        self.routes: dict = {}  # (shapes, dtype, compiled state) -> ``_route``'s path
 
     def __call__(self, x, w, b=None, *, epilogue=None, out=None):
         """Y; with an ``epilogue`` that fits, Y with the epilogue applied (``epilogue.applied``).
@@ -912,16 +913,17 @@ class Conv:
             if not finished:
                 epilogue.apply_all(y)
             return y.astype(x.dtype, copy=False)
-        if winograd_pays(plan, group, w.shape, dtype):
+        route = self._route(plan, x.shape, w.shape, dtype)
+        if route == "winograd":
             u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
             y = conv_winograd(xw, u, plan, out)
             epilogue.apply_all(y)
-        elif winograd_batched_pays(plan, group, w.shape, x.shape[0], dtype):
+        elif route == "winograd-batched":
             u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
             y = conv_winograd_batched(xw, u, plan, epilogue, out)
-        elif batched_pays(plan, group, w.shape, x.shape[0], dtype):
+        elif route == "batched":
             y = conv_batched(xw, w_gemm[0], plan, epilogue, out)
-        elif group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w.shape):
+        elif route == "blocked":
             y = conv_blocked(xw, w_gemm[0], plan, epilogue, out)
         elif w_dw is not None and (jit := depthwise_kernels(xw, w_dw, plan)) is not None:
             steps = epilogue.channel_steps()
@@ -940,6 +942,27 @@ class Conv:
                 y = conv_forward(xw, w_gemm, plan, group, w_dw, out)
             epilogue.apply_all(y)
         return y.astype(x.dtype, copy=False)
+
+    def _route(self, plan, x_shape, w_shape, dtype) -> str:
+        """Which of the one-group paths takes this convolution ("winograd", "winograd-batched",
+        "batched", "blocked"), or "other"; worked out once per shapes, dtype and state of the
+        compiled kernels (the checks cost a few us a call, on every Conv)."""
+        key = (x_shape, w_shape, dtype, compiled.enabled, compiled.MIN_SIZE)
+        route = self.routes.get(key)
+        if route is None:
+            group, n = self.geom.group, x_shape[0]
+            if winograd_pays(plan, group, w_shape, dtype):
+                route = "winograd"
+            elif winograd_batched_pays(plan, group, w_shape, n, dtype):
+                route = "winograd-batched"
+            elif batched_pays(plan, group, w_shape, n, dtype):
+                route = "batched"
+            elif group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w_shape):
+                route = "blocked"
+            else:
+                route = "other"
+            self.routes[key] = route
+        return route
 
     def channels_last_kind(self, w_shape) -> str | None:
         """With a weight of ``w_shape``: "pointwise" (1x1, stride 1, no padding, one group) or
