@@ -333,7 +333,8 @@ def _swish(y, steps):
 
 def conv_forward(x, w_gemm, plan, group, w_depthwise=None, y=None):
     """Y (N, M, *O) of ``x`` (N, C, *S) and a weight prepared as (g, M/g, C/g*prod(K)); its GEMMs
-    write into ``y`` (C-contiguous) where given, the other paths return a new array.
+    and the compiled depthwise kernel write into ``y`` (C-contiguous) where given, the other
+    paths return a new array.
 
     ``w_depthwise`` (M, prod(K)) selects the shifted multiply-add path (C/g == 1).
     """
