@@ -70,15 +70,15 @@ def _finish(c, r0, r1, c0, c1, bias, lo, hi):
             row = c[r]
             for j in range(j0, j1):
                 v = row[j] + bias[j]
-                v = lo if v < lo else v
-                row[j] = hi if v > hi else v
+                v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
+                row[j] = hi if v > hi else v  # noqa: FURB136
     else:
         for r in range(r0, r1):
             row = c[r]
             for j in range(j0, j1):
                 v = row[j]
-                v = lo if v < lo else v
-                row[j] = hi if v > hi else v
+                v = lo if v < lo else v  # noqa: FURB136
+                row[j] = hi if v > hi else v  # noqa: FURB136
 
 
 @njit(**_PARALLEL)
