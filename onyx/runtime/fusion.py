@@ -326,17 +326,26 @@ def gather_concats(steps: list[StepTuple], output_slots: list[int],
             for i, j in zip(ins, convs)
         ):  # fmt: skip
             gathered[index] = convs
-    moved = {j for convs in gathered.values() for j in convs}
-    result = []
-    for index, (node, fn, ins, outs) in enumerate(steps):
-        if index in moved:
-            continue
-        if index in gathered:
-            parts = [steps[j] for j in gathered[index]]
-            fn = GatheredConcat(_concat_axis(fn), [(p[1], len(p[2]), label(p[0])) for p in parts])
-            ins = [i for p in parts for i in p[2]]
-        result.append((node, fn, ins, outs))
-    return result
+
+    def merged(step: StepTuple, parts: list[StepTuple]) -> StepTuple:
+        node, fn, _, outs = step
+        fn = GatheredConcat(_concat_axis(fn), [(p[1], len(p[2]), label(p[0])) for p in parts])
+        return node, fn, [i for p in parts for i in p[2]], outs
+
+    return _merge_groups(steps, gathered, merged)
+
+
+def _merge_groups(steps: list[StepTuple], groups: dict[int, list[int]],
+                  merge: Callable[[StepTuple, list[StepTuple]], StepTuple]) -> list[StepTuple]:  # fmt: skip
+    """The steps with each of ``groups`` (a step's index -> the indices of the steps it takes
+    in) made one step, ``merge(step, the steps taken in)``, at that step's place: the steps
+    taken in are read by their group alone, so nothing before it needs them."""
+    taken = {j for group in groups.values() for j in group}
+    return [
+        merge(step, [steps[j] for j in groups[index]]) if index in groups else step
+        for index, step in enumerate(steps)
+        if index not in taken
+    ]
 
 
 class GatheredConcat:
@@ -457,31 +466,26 @@ def fuse_squeeze_excites(steps: list[StepTuple], template: list[Any], fed: set[i
                                                       activation, expand):  # fmt: skip
                 blocks[index] = [reduce, squeeze, activation, expand, gate_step]
                 break
-    moved = {j for block in blocks.values() for j in block}
-    result = []
-    for index, (node, fn, ins, outs) in enumerate(steps):
-        if index in moved:
-            continue
-        if index in blocks:
-            reduce, squeeze, activation, expand, gate_step = (steps[j] for j in blocks[index])
-            x = reduce[2][0]
-            # (each step's constant arguments; None where it reads a value made at run time)
-            arguments = {id(step): [template[i] if i >= 0 else None for i in step[2]]
-                         for step in (reduce, squeeze, activation, expand, gate_step)}  # fmt: skip
-            fn = SqueezeExcite(
-                reduce=(reduce[1], arguments[id(reduce)]),
-                squeeze=_weight_and_bias(squeeze, template),
-                activation=activation[1],
-                expand=_weight_and_bias(expand, template),
-                gate=gate_step[1],
-                multiply=(fn, ins.index(x)),
-                steps=[(step[1], arguments[id(step)], step[2], step[3][0])
-                       for step in (reduce, squeeze, activation, expand, gate_step)],
-                source=x,
-            )  # fmt: skip
-            ins = [x]
-        result.append((node, fn, ins, outs))
-    return result
+
+    def merged(step: StepTuple, parts: list[StepTuple]) -> StepTuple:
+        node, fn, ins, outs = step
+        reduce, squeeze, activation, expand, gate = parts
+        x = reduce[2][0]
+        # (each step's constant arguments; None where it reads a value made at run time)
+        arguments = [[template[i] if i >= 0 else None for i in part[2]] for part in parts]
+        fn = SqueezeExcite(
+            reduce=(reduce[1], arguments[0]),
+            squeeze=_weight_and_bias(squeeze, template),
+            activation=activation[1],
+            expand=_weight_and_bias(expand, template),
+            gate=gate[1],
+            multiply=(fn, ins.index(x)),
+            steps=[(part[1], args, part[2], part[3][0]) for part, args in zip(parts, arguments)],
+            source=x,
+        )
+        return node, fn, [x], outs
+
+    return _merge_groups(steps, blocks, merged)
 
 
 def _weight_and_bias(step: StepTuple, template: list[Any]) -> tuple[np.ndarray, Any]:
