@@ -138,7 +138,9 @@ def export(name: str) -> pathlib.Path:
         raise ValueError(f"unknown benchmark model {name!r}")
     module.eval()
     CACHE.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # (a name of this process's own: the tests export into this cache from two xdist workers
+    # at once on a fresh checkout, and a shared name let one rename the other's file away)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
