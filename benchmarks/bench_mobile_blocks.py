@@ -10,12 +10,15 @@
    cache (the same product again and again) and evicted (64 MB touched before each): within a
    whole model's run its weights come from memory (its 14 MB and its activations outgrow what
    the caches keep), and OpenBLAS streams a weight from memory poorly.
+4. Depthwise convolutions alone (with their bias and ReLU6 or Swish, NCHW in and out) at
+   MobileNetV2's and EfficientNet-B0's sizes: onyx against onnxruntime, each in a process of
+   its own (onnxruntime's times include its moves to and from its blocked layout).
 
-1 and 2 at 1 thread and at 2 (intra_op_num_threads; *_NUM_THREADS for onnxruntime's process).
+1, 2 and 4 at 1 thread and at 2 (intra_op_num_threads; *_NUM_THREADS for onnxruntime's process).
 Best of rounds of a median of many runs, in µs per block; the machine drifts, so compare
 within a row.
 
-Run: python benchmarks/bench_mobile_blocks.py [--rounds 3] [--repeat 200]
+Run: python benchmarks/bench_mobile_blocks.py [--rounds 3] [--repeat 200] [--parts 1 2 3 4]
 """
 
 from __future__ import annotations
@@ -52,6 +55,19 @@ SQUEEZES = [
 ]
 
 
+# (label, channels, size, kernel, stride, activation)
+DEPTHWISE = [
+    ("MobileNetV2 32 ch, 112x112", 32, 112, 3, 1, "clip"),
+    ("MobileNetV2 96 ch, 112->56", 96, 112, 3, 2, "clip"),
+    ("MobileNetV2 144 ch, 56x56", 144, 56, 3, 1, "clip"),
+    ("MobileNetV2 144 ch, 56->28", 144, 56, 3, 2, "clip"),
+    ("MobileNetV2 192 ch, 28x28", 192, 28, 3, 1, "clip"),
+    ("MobileNetV2 192 ch, 28->14", 192, 28, 3, 2, "clip"),
+    ("EfficientNet 240 ch, 28x28, 5x5", 240, 28, 5, 1, "swish"),
+    ("EfficientNet 672 ch, 14x14, 5x5", 672, 14, 5, 1, "swish"),
+]
+
+
 def _weight(*shape, scale=0.2):
     return (RNG.standard_normal(shape) * scale).astype(np.float32)
 
@@ -82,6 +98,19 @@ def squeeze_excite(channels, squeezed, size):
     gate = g.op.Sigmoid(g.op.Conv(s, _weight(channels, squeezed, 1, 1), _weight(channels)))
     g.output(g.op.Mul(x, gate), "y")
     return onyx.to_bytes(g.model())
+
+
+def depthwise(channels, size, kernel, stride, kind):
+    g = GraphBuilder(opset=18)
+    x = g.input("x", "float", [1, channels, size, size])
+    d = g.op.Conv(x, _weight(channels, 1, kernel, kernel), _weight(channels), group=channels,
+                  pads=[kernel // 2] * 4, strides=[stride, stride])  # fmt: skip
+    g.output(_activation(g, d, kind), "y")
+    return onyx.to_bytes(g.model())
+
+
+# what part 2 and part 4 time: (cases, the model of one case's shape)
+_AGAINST_ORT = {"squeeze": (SQUEEZES, squeeze_excite), "depthwise": (DEPTHWISE, depthwise)}
 
 
 def _best(fn, rounds, repeat):
@@ -116,11 +145,14 @@ def residuals(rounds, repeat):
         print(f"{label:<36}{row[0]:>9.1f}{row[1]:>12.1f}{row[2]:>9.1f}{row[3]:>12.1f}")
 
 
-def worker(runtime, index, threads, rounds, repeat):
-    """One runtime's times for squeeze-excite block ``index`` at ``threads``, as JSON."""
-    _, *shape = SQUEEZES[index]
-    data = squeeze_excite(*shape)
-    feed = {"x": np.random.default_rng(1).standard_normal((1, shape[0], shape[2], shape[2]))
+def worker(runtime, kind, index, threads, rounds, repeat):
+    """One runtime's time for case ``index`` of ``kind`` ("squeeze", "depthwise") at
+    ``threads``, as JSON."""
+    cases, build = _AGAINST_ORT[kind]
+    _, *shape = cases[index]
+    data = build(*shape)
+    size = shape[2] if kind == "squeeze" else shape[1]
+    feed = {"x": np.random.default_rng(1).standard_normal((1, shape[0], size, size))
             .astype(np.float32)}  # fmt: skip
     if runtime == "onyx":
         session = onyx.InferenceSession(data, onyx.SessionOptions(intra_op_num_threads=threads))
@@ -137,8 +169,17 @@ def worker(runtime, index, threads, rounds, repeat):
 
 def squeezes(rounds, repeat):
     print("\n2. squeeze-excite blocks: onyx / onnxruntime, each in its own process (µs a block)")
-    print(f"{'block':<30}{'1t onyx':>9}{'1t ort':>8}{'2t onyx':>9}{'2t ort':>8}{'2t ratio':>10}")
-    for index, (label, *_) in enumerate(SQUEEZES):
+    _against_onnxruntime("squeeze", "block", rounds, repeat)
+
+
+def depthwise_layers(rounds, repeat):
+    print("\n4. depthwise convolutions: onyx / onnxruntime, each in its own process (µs a layer)")
+    _against_onnxruntime("depthwise", "layer", rounds, repeat)
+
+
+def _against_onnxruntime(kind, what, rounds, repeat):
+    print(f"{what:<34}{'1t onyx':>9}{'1t ort':>8}{'2t onyx':>9}{'2t ort':>8}{'2t ratio':>10}")
+    for index, (label, *_) in enumerate(_AGAINST_ORT[kind][0]):
         row = []
         for threads in (1, 2):
             sums = []
@@ -146,15 +187,15 @@ def squeezes(rounds, repeat):
                 env = {**os.environ, **{k: str(threads) for k in (
                     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}}  # fmt: skip
                 out = subprocess.run(
-                    [sys.executable, __file__, "--worker", runtime, str(index), str(threads),
-                     "--rounds", str(rounds), "--repeat", str(repeat)],
+                    [sys.executable, __file__, "--worker", runtime, kind, str(index),
+                     str(threads), "--rounds", str(rounds), "--repeat", str(repeat)],
                     capture_output=True, text=True, check=True, env=env,
                 )  # fmt: skip
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 row.append(result["us"])
                 sums.append(result["sum"])
-            assert abs(sums[0] - sums[1]) <= 1e-4 * max(1.0, sums[1]), sums  # the same block
-        print(f"{label:<30}{row[0]:>9.1f}{row[1]:>8.1f}{row[2]:>9.1f}{row[3]:>8.1f}"
+            assert abs(sums[0] - sums[1]) <= 1e-4 * max(1.0, sums[1]), sums  # the same model
+        print(f"{label:<34}{row[0]:>9.1f}{row[1]:>8.1f}{row[2]:>9.1f}{row[3]:>8.1f}"
               f"{row[2] / row[3]:>9.2f}x")  # fmt: skip
 
 
@@ -188,15 +229,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=200)
-    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--parts", type=int, nargs="*", default=[1, 2, 3, 4])
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        runtime, index, threads = args.worker
-        worker(runtime, int(index), int(threads), args.rounds, args.repeat)
+        runtime, kind, index, threads = args.worker
+        worker(runtime, kind, int(index), int(threads), args.rounds, args.repeat)
         return
-    residuals(args.rounds, args.repeat)
-    squeezes(args.rounds, args.repeat)
-    cold_weights(args.repeat)
+    if 1 in args.parts:
+        residuals(args.rounds, args.repeat)
+    if 2 in args.parts:
+        squeezes(args.rounds, args.repeat)
+    if 3 in args.parts:
+        cold_weights(args.repeat)
+    if 4 in args.parts:
+        depthwise_layers(args.rounds, args.repeat)
 
 
 if __name__ == "__main__":
