@@ -99,6 +99,22 @@ def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1):
                         c[i + r, first + j] = hi if v > hi else v  # noqa: FURB136
 
 
+@njit(**_OPTIONS)
+def pack_panels(b, panels, p0, p1):
+    """Panels p0..p1 of B (K, N; any strides) into ``panels`` (ceil(N/16), K, 16), the columns
+    past N zero: the layout ``packed_product`` reads, made at each call for an activation."""
+    k, n = b.shape
+    zero = np.float32(0)
+    for p in range(p0, p1):
+        first = p * PANEL
+        width = min(PANEL, n - first)
+        for t in range(k):
+            for j in range(width):
+                panels[p, t, j] = b[t, first + j]
+            for j in range(width, PANEL):
+                panels[p, t, j] = zero
+
+
 FEW = 4  # rows of A that ``few_rows_product`` takes (more go to ``packed_product``)
 
 

@@ -40,7 +40,13 @@ from onyx.runtime._jit import (
     winograd_output,
 )
 from onyx.runtime._jit_exp import CHUNK, _gelu_chunks, _swish_chunks, softmax_rows
-from onyx.runtime._jit_gemm import FEW, ROWS, few_rows_product, packed_product  # noqa: F401 (FEW: threads reads it here)
+from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
+    FEW,
+    ROWS,
+    few_rows_product,
+    pack_panels,
+    packed_product,
+)
 
 _PARALLEL = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
 _ROW_MAJOR, _PLAIN, _TRANSPOSED = 101, 111, 112  # CBLAS: CblasRowMajor, CblasNoTrans, CblasTrans
@@ -156,6 +162,21 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
             q0, q1 = _band(count, parts, p)
             if q1 > q0:
                 packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m)
+
+
+@njit(**_PARALLEL)
+def activation_gemm(a, b, panels, c, bias, lo, hi, parts):
+    """c = a @ b + bias, clamped to [lo, hi], for a ``b`` made at run time (a convolution's
+    input or columns): each of ``parts`` bands of 16-column panels packs its panels of ``b``
+    into ``panels`` (``_jit_gemm.pack_panels``), then multiplies every row of ``a`` by them
+    (``packed_product``), so a band needs nothing from another."""
+    m, n = a.shape[0], b.shape[1]
+    count = panels.shape[0]
+    for p in prange(parts):
+        q0, q1 = _band(count, parts, p)
+        if q1 > q0:
+            pack_panels(b, panels, q0, q1)
+            packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m)
 
 
 @njit(**_PARALLEL)

@@ -381,6 +381,20 @@ class Native:
         rows = m >= n if by_rows is None else by_rows
         self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows)
 
+    def activation_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> None:
+        """out = a @ b for float32 ``a`` (M, K), ``b`` (K, N) made at run time (an activation,
+        any strides) and ``out`` of unit column stride, by onyx's own GEMM over numba's
+        threads: each band of ``b``'s 16-column panels packed, then multiplied by every row of
+        ``a`` the same way, so that equal rows of ``a`` give equal rows of ``out`` (BLAS's
+        kernels round rows by their place in a tile: OpenBLAS 0.3.31 on AVX-512)."""
+        m, k = a.shape
+        n = b.shape[1]
+        count = -(-n // 16)
+        parts = min(count, parts) if m * k * n >= NATIVE_MIN_FLOPS else 1
+        panels = np.empty((count, k, 16), np.float32)
+        lo, hi = np.float32(-np.inf), np.float32(np.inf)
+        self.kernels.activation_gemm(a, b, panels, out, _NO_BIAS[out.dtype], lo, hi, parts)
+
     def stacked_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
         """out[i] = a[i] @ (b[i] or b) for 3-D ``a`` and C-contiguous ``out``, by bands of the
         stack, each matrix read as laid out (a head transpose's views as they are); False

@@ -432,7 +432,20 @@ def _grouped_matmul(w_gemm, cols, y, out):
     """(N, g*M/g, *out) from (g, M/g, K) weights and (N, g, K, O) columns, into ``y`` if given."""
     n, g, _, o_size = cols.shape
     mg = w_gemm.shape[1]
-    if w_gemm.dtype == cols.dtype and threads.current() is not None:
+    pool = threads.current()
+    if (
+        g == 1
+        and w_gemm.dtype == cols.dtype == np.float32
+        and pool is not None
+        and pool.native is not None
+        and threads.splits_gemms()
+    ):  # onyx's own GEMM: equal weight rows give equal channels (see activation_matmul)
+        y = np.empty((n, mg) + tuple(out), cols.dtype) if y is None else y
+        y3 = y.reshape(n, mg, o_size)
+        for i in range(n):
+            pool.native.activation_matmul(w_gemm[0], cols[i, 0], y3[i], pool.size)
+        return y
+    if w_gemm.dtype == cols.dtype and pool is not None:
         # one GEMM per image (per group and image), split over the session's threads
         y = np.empty((n, g * mg) + tuple(out), cols.dtype) if y is None else y
         y4 = y.reshape(n, g, mg, o_size)
