@@ -123,6 +123,34 @@ def test_convolution_bands_with_their_epilogue(native, c, m, hw, kernel, pads, s
 
 
 @pytest.mark.parametrize(
+    "c, m, hw, kernel, strides",
+    [
+        (512, 1000, 13, 1, 1),  # squeezenet's classifier: 1x1, too deep for bands
+        (300, 40, 9, 1, 2),  # strided 1x1: the input's view, 25 columns (one panel and 9)
+        (64, 40, 12, 5, 1),  # deep im2col (1600 = 64 x 5 x 5), 144 columns
+    ],
+)
+def test_deep_convolutions_run_onyx_gemm_with_equal_rows_equal(native, c, m, hw, kernel, strides):
+    """A one-group convolution off the banded path multiplies by onyx's own GEMM (the input
+    packed per call, ``activation_gemm``): against float64; and a weight whose rows are all
+    equal gives channels all equal, bit for bit (what squeezenet's conformance data needs:
+    its equal logits near 1e10 go through a Softmax; OpenBLAS 0.3.31 rounds rows by their
+    place in a tile)."""
+    x = RNG.standard_normal((1, c, hw, hw)).astype(np.float32)
+    w = RNG.standard_normal((m, c, kernel, kernel)).astype(np.float32)
+    pads = [kernel // 2] * 4
+    with native():
+        got = _conv(x, w, pads=pads, strides=[strides] * 2)
+    assert native.calls[-1] == "activation_gemm" and "gemm" not in native.calls
+    want = _conv(x.astype(np.float64), w.astype(np.float64), pads=pads, strides=[strides] * 2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    same = np.broadcast_to(w[:1], w.shape).copy()
+    with native():
+        y = _conv(x * np.float32(1e4), same, pads=pads, strides=[strides] * 2)
+    assert (y == y[:, :1]).all()
+
+
+@pytest.mark.parametrize(
     "c, m, hw, kernel, path",
     [
         (16, 32, 16, 3, "winograd_chunks"),  # Winograd over chunks of small images
