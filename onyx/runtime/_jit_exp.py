@@ -123,7 +123,9 @@ def swish(x: np.ndarray) -> np.ndarray:
 
 
 # --- Softmax -----------------------------------------------------------------------------------
-@njit(**_OPTIONS)
+# (not "arcp" here: with "reassoc" too, LLVM 14 (numba 0.60) turned a row's first product by
+# 1/total into a division and the rest not, and equal inputs got outputs a bit apart)
+@njit(**{**_OPTIONS, "fastmath": _FAST - {"arcp"}})
 def softmax_rows(x, y, n, p, bits, scale):
     """y = softmax of each row of ``n`` elements of the flat ``x`` (into the flat ``y``); p, bits
     (and scale, bits' float32 view) are scratch rows of ``n``. Indexed flat, unsigned and in
