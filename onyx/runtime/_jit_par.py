@@ -419,8 +419,17 @@ def winograd_image(blas, padded, u, v, products, y, tiles_h, tiles_w, parts, one
         c0, c1 = _band(channels, parts, p)
         if c1 > c0:
             winograd_input(padded, v, tiles_h, tiles_w, c0, c1)
+    own = channels >= PACKED_DEPTH and size == 4  # (float32)
     for p in prange(parts):
         g0, g1 = _band(16, parts, p)
+        if own and g1 > g0:
+            count = (tiles + 15) // 16
+            panels = np.empty((count, channels, 16), np.float32)
+            for g in range(g0, g1):
+                pack_panels(v[g], panels, 0, count)
+                packed_product(u[g], panels, products[g], tiles, _NO_BIAS32, _NEG, _POS, 0,
+                               count, 0, m)  # fmt: skip
+            continue
         for g in range(g0, g1):
             blas(_ROW_MAJOR, _PLAIN, _PLAIN, m, tiles, channels, one,
                  u.ctypes.data + g * m * channels * size, channels,
