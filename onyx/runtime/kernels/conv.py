@@ -428,30 +428,35 @@ def depthwise_planes(jit, x, w_depthwise, plan, mult, finish=None, swish=False, 
     return y
 
 
+def _product(w, b, out):
+    """out = w @ b (2-D, ``out`` of unit column stride) over the session's threads: float32 at
+    least PACKED_DEPTH deep on numba's threads by onyx's own GEMM, ``b`` packed as it goes
+    (``Native.activation_matmul``: equal rows of ``w`` give equal rows, which squeezenet's
+    conformance data needs; as fast as BLAS or faster on the CNNs' layers); else BLAS's."""
+    pool = threads.current()
+    if (
+        w.dtype == b.dtype == np.float32
+        and w.shape[1] >= threads.PACKED_DEPTH
+        and pool is not None
+        and pool.native is not None
+        and threads.splits_gemms()
+    ):
+        pool.native.activation_matmul(w, b, out, pool.size)
+    else:
+        threads.matmul(w, b, out=out)
+
+
 def _grouped_matmul(w_gemm, cols, y, out):
     """(N, g*M/g, *out) from (g, M/g, K) weights and (N, g, K, O) columns, into ``y`` if given."""
     n, g, _, o_size = cols.shape
     mg = w_gemm.shape[1]
-    pool = threads.current()
-    if (
-        g == 1
-        and w_gemm.dtype == cols.dtype == np.float32
-        and pool is not None
-        and pool.native is not None
-        and threads.splits_gemms()
-    ):  # onyx's own GEMM: equal weight rows give equal channels (see activation_matmul)
-        y = np.empty((n, mg) + tuple(out), cols.dtype) if y is None else y
-        y3 = y.reshape(n, mg, o_size)
-        for i in range(n):
-            pool.native.activation_matmul(w_gemm[0], cols[i, 0], y3[i], pool.size)
-        return y
-    if w_gemm.dtype == cols.dtype and pool is not None:
+    if w_gemm.dtype == cols.dtype and threads.current() is not None:
         # one GEMM per image (per group and image), split over the session's threads
         y = np.empty((n, g * mg) + tuple(out), cols.dtype) if y is None else y
         y4 = y.reshape(n, g, mg, o_size)
         for i in range(n):
             if g == 1:
-                threads.matmul(w_gemm[0], cols[i, 0], out=y4[i, 0])
+                _product(w_gemm[0], cols[i, 0], y4[i, 0])
             else:
                 threads.batched_matmul(w_gemm, cols[i], y4[i])
         return y
@@ -664,7 +669,7 @@ def conv_shifted(x, w_shift, plan, y=None):
     # than the whole convolution computes)
     jit = compiled.kernels(products.size * c) if x.dtype in compiled.DTYPES else None
     for i in range(n):
-        threads.matmul(w_shift, x[i].reshape(c, h * w), out=products.reshape(taps * m, -1))
+        _product(w_shift, x[i].reshape(c, h * w), products.reshape(taps * m, -1))
         if jit is not None:
             jit.shift_sum(products, y[i], *k, *d, pb[0], pb[1], w)
             continue
