@@ -4,7 +4,8 @@ installed; see compiled.py and threads.packed_weight).
 C = A @ B + bias, clamped, where B (K, N) was packed into panels of 16 columns, (N/16, K, 16),
 zero-padded to whole panels. Each tile of 6 rows of A by one panel keeps its 6 x 16 sums in
 registers across all of K: per k, 6 values of A broadcast against the panel's 16, 96
-multiply-adds for 16 + 6 loads. numba has no way to declare registers; the tile is a small
+multiply-adds for 16 + 6 loads; with AVX-512, by two panels (6 x 32 sums, 12 vectors: enough
+independent chains for two FMA pipes). numba has no way to declare registers; the tile is a small
 array on the stack (``_tile``: an LLVM alloca), indexed only by constants once its loops are
 unrolled, which LLVM then keeps in vector registers. (A tile allocated by np.empty lives in
 the heap and stays in memory: 28 GFLOP/s against 112 in a trial while writing this, one
