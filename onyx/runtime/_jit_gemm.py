@@ -123,8 +123,9 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
 @njit(inline="always")
 def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
     """Rows r0..r1 by panels p and p + 1, in tiles of 6 rows by 32 columns: 12 vectors of sums,
-    what keeps AVX-512's two FMA pipes busy (6 wait on their latency: 237 GF/s against 169 on
-    one Zen 5 core, BERT's 128x768 by 768x768; the same sums in the same order)."""
+    what keeps AVX-512's two FMA pipes busy (6 wait on their latency: with one panel, BERT-base
+    and GPT-2 took 1.25-1.3x their time on a Zen 5, docs/runtime.md), the same sums in the
+    same order."""
     k = a.shape[1]
     last = r1 - 1
     with_bias = bias.shape[0] > 0

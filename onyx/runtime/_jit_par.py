@@ -50,9 +50,9 @@ from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
 from onyx.runtime.threads import PACKED_DEPTH
 
 _PARALLEL = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
-_ROW_MAJOR, _PLAIN, _TRANSPOSED = 101, 111, 112
-_NO_BIAS32 = np.empty(0, np.float32)
-_NEG, _POS = np.float32(-np.inf), np.float32(np.inf)  # CBLAS: CblasRowMajor, CblasNoTrans, CblasTrans
+_ROW_MAJOR, _PLAIN, _TRANSPOSED = 101, 111, 112  # CBLAS: CblasRowMajor, CblasNoTrans, CblasTrans
+_NO_BIAS32 = np.empty(0, np.float32)  # (onyx's GEMM with no bias and no bounds)
+_NEG, _POS = np.float32(-np.inf), np.float32(np.inf)
 
 
 @njit(inline="always")
