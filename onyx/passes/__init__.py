@@ -42,6 +42,7 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     algebra.infer,
     shapefold.fold_shapes,
     basic.fold_constants,
+    basic.dedupe_initializers,
     algebra.identities,
     algebra.layout_chains,
     algebra.transpose_push,
@@ -54,7 +55,6 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     transformer.attention_3d,
     transformer.attention_mask,
     transformer.merge_projections,
-    basic.dedupe_initializers,
     basic.cse,
     basic.dead_code,
     basic.dead_functions,
@@ -206,7 +206,8 @@ def optimize_for_session(model: Model, domain: str | None = None,
         return None
     work = clone_model(model)
     newer = frozenset(newer_ops) if domain is not None else frozenset()
-    options = Options(fold_limit=1 << 62, fixed_initializers=True, newer_ops=newer)
+    options = Options(fold_limit=1 << 62, fixed_initializers=True, newer_ops=newer,
+                      copy_shared=True)
     options.declared = {v for g in all_graphs(work) for v in g.value_info}
     kept = [n for g in all_graphs(work) for n in g.nodes]  # (alive: their ids stay theirs)
     existing = {id(n) for n in kept}

@@ -113,6 +113,11 @@ def _fold_one(site: Site, host: Node) -> bool:
             return False
         if any(v is not None and v.uses for v in host.outputs[1:]):
             return False
+        if not site.options.copy_shared and any(len(v.uses) > 1 for v in host.inputs[1:3]):
+            # the scale or bias is read elsewhere too (by another node, or as this one's mean
+            # or variance): the fold would add two new vectors to save a step, so a file
+            # keeps the step; the runtime's plan folds it (Options.copy_shared)
+            return False
         params = [c(v) for v in host.inputs[1:]]
         if any(p is None or p.ndim != 1 or p.dtype.kind != "f" for p in params):
             return False

@@ -66,6 +66,10 @@ class Options:
     # operators that fusions emit whatever opset the model imports (the runtime's own plan,
     # which runs those nodes in a domain of its own; see optimize_for_session)
     newer_ops: frozenset = frozenset()
+    # fold a step into a BatchNormalization whose scale or bias is also read elsewhere, which
+    # adds new vectors beside them: the runtime's plan wants the fewer steps, a file the
+    # fewer bytes (affine._fold_one)
+    copy_shared: bool = False
 
 
 class Namer:

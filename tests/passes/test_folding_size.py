@@ -138,3 +138,33 @@ def test_node_notes_and_stale_types_are_dropped_model_metadata_stays():
     assert [v.name for v in out.graph.value_info] == [h.name]
     assert out.metadata_props == {"author": "someone"}
     assert "stack_trace" not in onyx.to_bytes(out).decode("latin-1")
+
+
+def test_a_batchnorm_with_shared_parameters_keeps_its_scaling_in_a_file():
+    """The light densenet's pattern: every normalization reads one vector as its scale, bias,
+    mean and variance, then a Mul and an Add per channel. Folding them would add two new
+    vectors per normalization to save two nodes: a file keeps the steps, the runtime's plan
+    folds them; a normalization with parameters of its own takes the fold in both."""
+    from onyx.passes import optimize_for_session
+
+    g = GraphBuilder(opset=18)
+    x = g.input("x", "float", [1, 256, 8, 8])
+    shared = np.full(256, 0.02, np.float32)
+    y = g.op.BatchNormalization(x, shared, shared, shared, shared)
+    y = g.op.Add(g.op.Mul(y, np.full((256, 1, 1), 0.5, np.float32)), np.full((256, 1, 1), 0.25,
+                                                                                 np.float32))
+    own = [RNG.standard_normal(256).astype(np.float32) for _ in range(3)]
+    z = g.op.BatchNormalization(x, *own, np.abs(own[0]) + 0.5)
+    z = g.op.Mul(z, RNG.standard_normal((256, 1, 1)).astype(np.float32))
+    g.output(g.op.Relu(y), "y")
+    g.output(g.op.Relu(z), "z")
+    model = g.model()
+    out = optimize(model)
+    onyx.check(out, full=True)
+    assert ops(out) == {"BatchNormalization": 2, "Mul": 1, "Add": 1, "Relu": 2}
+    assert len(onyx.to_bytes(out)) <= len(onyx.to_bytes(model))
+    feeds = {"x": RNG.standard_normal((1, 256, 8, 8)).astype(np.float32)}
+    same_outputs(model, out, feeds)
+    plan = optimize_for_session(model)
+    assert ops(plan) == {"BatchNormalization": 2, "Relu": 2}
+    same_outputs(model, plan, feeds)
