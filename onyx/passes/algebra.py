@@ -126,6 +126,12 @@ def _neutral(site: Site, node: Node) -> Value | None:
         if op == "Mul" and _is(c(a), 1) and _keeps_shape(b, c(a)):
             return b
         return None
+    if op in ("And", "Or", "Xor") and len(ins) == 2:
+        keep = op == "And"  # x and true, x or false, x xor false
+        for a, b in (ins, ins[::-1]):
+            if _is(c(b), keep) and _keeps_shape(a, c(b)):
+                return a
+        return None
     if op == "Cast" and ins:
         to = node.attribute("to")
         return ins[0] if to is not None and elem_type(ins[0]) == to else None
@@ -194,8 +200,16 @@ def identities(site: Site) -> int:
 
 
 # --- chains of layout operators -------------------------------------------------------------
-def _only_reader(value: Value, site: Site) -> bool:
-    return len(value.uses) == 1 and value not in site.graph.outputs
+def _readers_all(value: Value, op: str, site: Site) -> bool:
+    """Whether every reader of ``value`` is an ``op`` node with constant inputs past the first
+    (so that each merges with ``value``'s producer and that producer goes)."""
+    if value in site.graph.outputs or not value.uses:
+        return False
+    return all(
+        n.op_type == op and i == 0 and n.domain in ("", "ai.onnx")
+        and all(site.const(v) is not None for v in n.inputs[1:])
+        for n, i in value.uses
+    )  # fmt: skip
 
 
 @graph_pass("layout-chains")
@@ -244,8 +258,8 @@ def layout_chains(site: Site) -> int:
                 site.const(first.inputs[1]) if len(first.inputs) > 1 else None,
                 site.const(node.inputs[1]),
             )
-            if a1 is None or a2 is None or not _only_reader(x, site):
-                continue
+            if a1 is None or a2 is None or not _readers_all(x, "Unsqueeze", site):
+                continue  # (else the first stays and its readers' new axes only add bytes)
             shape = static_shape(first.inputs[0])
             if shape is None:
                 continue

@@ -148,6 +148,49 @@ def test_an_add_of_zeros_that_broadcasts_up_stays():
     assert ops(out) == {"Add": 1}
 
 
+def test_logic_with_a_neutral_constant_is_removed_unless_it_broadcasts_up():
+    """x and true, true and x, x or false, x xor false are x; an And with a (2, 1, 3) block of
+    trues makes x's result bigger and stays (the exporters' causal masks: And with new_ones)."""
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "bool", ["N", 3])
+    y = g.op.And(np.ones((1, 3), bool), g.op.And(x, np.array(True)))
+    y = g.op.Xor(g.op.Or(y, np.zeros(3, bool)), np.array([False]))
+    g.output(g.op.Not(y), "y")
+    g.output(g.op.And(x, np.ones((2, 1, 3), bool)), "z")
+    feeds = [{"x": RNG.random((n, 3)) > 0.5} for n in (2, 5)]
+    out = optimized(g.model(), feeds)
+    assert ops(out) == {"Not": 1, "And": 1}
+
+
+def test_unsqueezes_of_one_unsqueeze_merge_when_every_reader_can():
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", ["N"])
+    u = g.op.Unsqueeze(x, np.array([0], np.int64))  # (1, N)
+    g.output(g.op.Unsqueeze(u, np.array([1], np.int64)), "a")  # (1, 1, N)
+    g.output(g.op.Unsqueeze(u, np.array([-1], np.int64)), "b")  # (1, N, 1)
+    v = g.op.Unsqueeze(x, np.array([0], np.int64))
+    g.output(g.op.Unsqueeze(v, np.array([2], np.int64)), "c")
+    g.output(g.op.Relu(v), "d")  # v stays for this reader: its Unsqueeze reader stays too
+    feeds = [{"x": f32(n)} for n in (3, 6)]
+    out = optimized(g.model(), feeds)
+    assert ops(out) == {"Unsqueeze": 4, "Relu": 1}
+    assert [n.inputs[0].name for n in out.graph.nodes if n.op_type == "Unsqueeze"].count("x") == 3
+
+
+def test_torch_exports_notes_on_the_graph_and_values_go_and_other_metadata_stays():
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", [2])
+    g.output(g.op.Relu(x), "y")
+    model = g.model()
+    model.metadata_props["author"] = "me"
+    model.graph.metadata_props.update({"pkg.torch.export.ExportedProgram.graph_signature": "p",
+                                       "purpose": "demo"})  # fmt: skip
+    model.graph.inputs[0].metadata_props["pkg.torch.export.graph_signature.InputSpec.kind"] = "U"
+    out = optimized(model, [{"x": f32(2)}])
+    assert out.graph.metadata_props == {"purpose": "demo"}
+    assert out.graph.inputs[0].metadata_props == {} and out.metadata_props == {"author": "me"}
+
+
 def test_a_graph_output_keeps_its_name_when_its_node_is_bypassed():
     g = GraphBuilder(opset=21)
     x = g.input("x", "float", [2])
