@@ -426,6 +426,40 @@ def _permuted(kind, inv: list[int]):
     return dataclasses.replace(kind, shape=new)
 
 
+def _push_chain(site: Site, u: Node, v: Value, perm: list[int]) -> tuple[list, Value]:
+    """The elementwise chain from ``u`` (which reads ``v``) that a Transpose(``perm``) of ``v``
+    can move down: (node, plan) pairs, each node the only reader of the one before; and the
+    value at its end."""
+    chain: list[tuple[Node, list]] = []
+    while True:
+        plan = _push_plan(site, u, v, perm)
+        if plan is None:
+            return chain, v
+        chain.append((u, plan))
+        v = u.outputs[0]
+        readers = {n for n, _ in v.uses}
+        if v in site.graph.outputs or len(readers) != 1:
+            return chain, v
+        (u,) = readers
+
+
+def _push_ends(site: Site, chain: list, v: Value, perm: list[int], shared: bool) -> dict | None:
+    """The Transposes reading the end ``v`` of ``chain``, with their perms, when the push
+    applies: every reader of ``v`` a Transpose, and where the pushed Transpose is ``shared``
+    (it stays for its other readers) the push must remove another Transpose."""
+    if not chain or v in site.graph.outputs or not v.uses:
+        return None
+    ends = {n: _perm_of(n) for n, _ in v.uses}
+    if not all(_standard_here(site, n) and n.op_type == "Transpose" and q is not None
+               and len(q) == len(perm) for n, q in ends.items()):  # fmt: skip
+        return None
+    if shared:
+        others = any(isinstance(w, Node) for _, plan in chain for _, w in plan)
+        if not others and not any([perm[i] for i in q] == sorted(perm) for q in ends.values()):
+            return None
+    return ends
+
+
 @graph_pass("transpose-push")
 def transpose_push(site: Site) -> int:
     """Move a Transpose down past elementwise nodes to meet the Transposes that read the result.
@@ -434,7 +468,9 @@ def transpose_push(site: Site) -> int:
     another ``Transpose(p)`` as the other operand) → read only by Transposes: the chain reads
     the untransposed tensors (constants permuted by the inverse of p, types by it too), and
     each reader ``Transpose(q)`` becomes ``Transpose(p then q)``, dropped when that is the
-    identity. A rewrite only removes Transposes, so the pass cannot undo itself, and one sweep
+    identity. Where the first Transpose has other readers too (ConvNeXt's residual, read by a
+    Conv and an Add) it stays for them, and the chain moves only when that removes another
+    Transpose. A rewrite only removes Transposes, so the pass cannot undo itself, and one sweep
     in graph order carries a Transpose through any number of such chains.
     """
     done = collections.Counter()
@@ -445,23 +481,16 @@ def transpose_push(site: Site) -> int:
         perm = _perm_of(t1)
         if perm is None or sorted(perm) != list(range(len(perm))) or perm == sorted(perm):
             continue  # (an identity perm is for `identities` to drop)
-        v = t1.outputs[0]
-        chain: list[tuple[Node, list]] = []
-        while v is not None and v not in g.outputs:
-            readers = {n for n, _ in v.uses}
-            if len(readers) != 1:
-                break
-            (u,) = readers
-            plan = _push_plan(site, u, v, perm)
-            if plan is None:
-                break
-            chain.append((u, plan))
-            v = u.outputs[0]
-        if not chain or v in g.outputs or not v.uses:
+        v0 = t1.outputs[0]
+        if v0 is None or v0 in g.outputs:
             continue
-        ends = {n: _perm_of(n) for n, _ in v.uses}
-        if not all(_standard_here(site, n) and n.op_type == "Transpose" and q is not None
-                   and len(q) == len(perm) for n, q in ends.items()):  # fmt: skip
+        readers = list(dict.fromkeys(n for n, _ in v0.uses))
+        for start in readers:
+            chain, v = _push_chain(site, start, v0, perm)
+            ends = _push_ends(site, chain, v, perm, shared=len(readers) > 1)
+            if ends is not None:
+                break
+        else:
             continue
         inv = [0] * len(perm)
         for i, p in enumerate(perm):

@@ -102,6 +102,34 @@ def test_two_transposes_of_one_perm_move_below_a_binary_op():
     assert ops(out) == {"Add": 1, "Mul": 1}
 
 
+def test_a_transpose_with_other_readers_stays_for_them_and_the_chain_still_moves():
+    """ConvNeXt's residual: NHWC -> Transpose -> (a Conv, and an Add with another Transpose of
+    the same perm) -> Transpose back. The Add takes the NHWC tensors, the two Transposes around
+    it go, the one the Conv reads stays."""
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", ["N", 5, 5, 4])
+    y = g.input("y", "float", ["N", 5, 5, 4])
+    a = g.op.Transpose(x, perm=[0, 3, 1, 2])
+    g.output(g.op.Conv(a, f32(4, 4, 1, 1)), "c")
+    g.output(g.op.Neg(a), "n")  # a chain that ends in a graph output: not this one
+    s = g.op.Add(a, g.op.Transpose(y, perm=[0, 3, 1, 2]))
+    g.output(g.op.Transpose(s, perm=[0, 2, 3, 1]), "z")
+    feeds = {"x": f32(2, 5, 5, 4), "y": f32(2, 5, 5, 4)}
+    out, _ = pushed(g.model(), feeds)
+    assert ops(out) == {"Transpose": 1, "Conv": 1, "Neg": 1, "Add": 1}
+    add = next(n for n in out.graph.nodes if n.op_type == "Add")
+    assert [v.name for v in add.inputs] == ["x", "y"]
+
+
+def test_a_transpose_with_other_readers_stays_where_moving_it_removes_nothing():
+    g = GraphBuilder(opset=21)
+    x = g.input("x", "float", [2, 3, 4])
+    a = g.op.Transpose(x, perm=[2, 0, 1])
+    g.output(g.op.Neg(a), "n")
+    g.output(g.op.Transpose(g.op.Relu(a), perm=[0, 2, 1]), "y")  # not the inverse
+    untouched(g.model(), {"x": f32(2, 3, 4)})
+
+
 def test_the_same_transposed_value_on_both_sides():
     g = GraphBuilder(opset=21)
     x = g.input("x", "float", [2, 3])
