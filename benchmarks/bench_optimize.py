@@ -1,14 +1,17 @@
 """onyx.optimize against the simplifiers: nodes after, time to optimize, outputs checked.
 
-Models: the light zoo (onnx's backend test data), BERT-base and GPT-2 small exported here from
+Models: the light zoo (onnx's backend test data); BERT-base and GPT-2 small exported here from
 randomly initialised transformers models with non-zero random biases (sequence length dynamic),
 by torch.onnx's TorchScript exporter (bert) and by its dynamo exporter (bert-dynamo,
-gpt2-dynamo). Tools, each in its own
-process: onyx (level 2, and with --target-opset 23), onnxslim, onnxsim, onnxoptimizer and
-onnxruntime's basic offline optimization, where installed. Every output model is run by
-onnxruntime beside the input on random inputs at two sizes of each dynamic dim; a difference
-over 1e-5 (relative to the output's scale) marks the cell with "!". A cell reads nodes after /
-seconds to optimize / bytes of the file written (with its external data).
+gpt2-dynamo); and the PyTorch bridge's corpus (corpus-*: 17 transformers models, 2 layers,
+hidden 64) as torch.onnx.export(dynamo=True) writes them by default, batch dynamic (and the
+sequence, for text). Tools, each in its own process: onyx (level 2, and with
+--target-opset 23), onnxslim, onnxsim, onnxoptimizer and onnxruntime's basic offline
+optimization, where installed. Every output model is run by onnxruntime beside the input on
+random inputs at two sizes of each dynamic dim; a difference over 1e-5 (relative to the
+output's scale), or a dim of an input or output renamed, marks the cell with "!", a node
+outside the standard domains with "non-std". A cell reads nodes after / seconds to optimize /
+bytes of the file written (with its external data).
 
 With --ort, onnxruntime then runs the original and onyx's output of each model (its default
 session options, one thread, which runs in the calling thread), each in a process of its own,
@@ -38,6 +41,12 @@ TOOLS = ("onyx", "onyx-23", "onnxslim", "onnxsim", "onnxoptimizer", "ort-basic")
 
 # (GPT-2 has no TorchScript row: that exporter fails on transformers' masks, aten::diff)
 TRANSFORMERS = ("bert", "bert-dynamo", "gpt2-dynamo")
+#: The PyTorch bridge's corpus (tests/pytorch/corpus.py: transformers models, 2 layers, hidden
+#: 64, random weights), as ``torch.onnx.export(dynamo=True)`` writes them by default.
+CORPUS = ("bert", "distilbert", "roberta", "gpt2", "llama", "qwen2", "mistral", "t5", "bart",
+          "whisper_encoder", "wav2vec2", "vit", "segformer", "convnext", "resnet", "swin",
+          "mobilenet_v2")  # fmt: skip
+CORPUS_MODELS = tuple(f"corpus-{n}" for n in CORPUS)
 
 
 def model_path(name: str) -> pathlib.Path:
@@ -45,12 +54,44 @@ def model_path(name: str) -> pathlib.Path:
         import onnx
 
         return pathlib.Path(onnx.__file__).parent / "backend/test/data/light" / f"light_{name}.onnx"
-    if name not in TRANSFORMERS:
-        raise SystemExit(f"unknown model {name}; models: {', '.join(LIGHT_MODELS + TRANSFORMERS)}")
+    if name not in TRANSFORMERS + CORPUS_MODELS:
+        known = ", ".join(LIGHT_MODELS + TRANSFORMERS + CORPUS_MODELS)
+        raise SystemExit(f"unknown model {name}; models: {known}")
     path = CACHE / f"{name}.onnx"
     if not path.exists():
-        _export(name, path)
+        if name in CORPUS_MODELS:
+            _export_corpus(name.removeprefix("corpus-"), path)
+        else:
+            _export(name, path)
     return path
+
+
+def _export_corpus(name: str, path: pathlib.Path) -> None:
+    """A corpus model exported with torch.onnx's defaults (dynamo, its own optimization), the
+    batch dim of every input dynamic and, for text, the sequence too; non-zero biases."""
+    import torch
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    from pytorch import corpus
+
+    module, args, kind = corpus.build(name)
+    with torch.no_grad():  # non-zero biases: removing x+0 earns nothing
+        for p in module.parameters():
+            if p.ndim == 1:
+                p.add_(torch.randn_like(p) * 0.02)
+    batch = torch.export.Dim("batch", max=64)
+    dims = []
+    for i, arg in enumerate(args):
+        d = {0: batch}
+        if kind == "text":  # (T5's decoder ids are a sequence of their own)
+            d[1] = torch.export.Dim("seq" if arg.shape[1] == args[0].shape[1] else f"seq{i}",
+                                    max=128)  # fmt: skip
+        dims.append(d)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), dynamo=True, external_data=False,
+                          dynamic_shapes=(tuple(dims),))  # fmt: skip  (forward(*xs))
 
 
 def _export(name: str, path: pathlib.Path) -> None:
@@ -162,13 +203,24 @@ def _check(src: str, dst: str) -> tuple[int, int, bool, int]:
     foreign = sum(n.domain not in std for n in b.graph.node)
     s1 = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
     s2 = ort.InferenceSession(dst, providers=["CPUExecutionProvider"])
-    ok = True
+    ok = _names_kept(a, b)
     for size in (5, 11):
         feeds = _feeds(s1, size)
         for x, y in zip(s1.run(None, feeds), s2.run(None, feeds)):
             scale = max(1.0, float(np.abs(x).max()))
             ok &= x.shape == y.shape and float(np.abs(x - y).max()) <= 1e-5 * scale
     return len(a.graph.node), len(b.graph.node), ok, foreign
+
+
+def _names_kept(a, b) -> bool:
+    """Whether every named dim of ``a``'s graph inputs and outputs has its name in ``b``."""
+
+    def named(model) -> dict:
+        return {(v.name, i): d.dim_param for v in (*model.graph.input, *model.graph.output)
+                for i, d in enumerate(v.type.tensor_type.shape.dim)}  # fmt: skip
+
+    want, got = named(a), named(b)
+    return all(got.get(k) == p for k, p in want.items() if p)
 
 
 def _feeds(session, size: int) -> dict:
@@ -179,8 +231,10 @@ def _feeds(session, size: int) -> dict:
     feeds = {}
     for i in session.get_inputs():
         shape = [d if isinstance(d, int) else size for d in i.shape]
-        if "int" in i.type:
-            feeds[i.name] = rng.integers(0, 1000, shape).astype(np.int64)
+        if "mask" in i.name:
+            feeds[i.name] = np.ones(shape, np.int64)
+        elif "int" in i.type:  # (ids below every vocabulary's size: the corpus's is 512)
+            feeds[i.name] = rng.integers(0, 500, shape).astype(np.int64)
         else:
             feeds[i.name] = rng.random(shape, dtype=np.float32)
     return feeds
@@ -199,7 +253,7 @@ def _file_size(path: str) -> int:
 
 
 def _size(n: int) -> str:
-    return f"{n / 1e6:.3f} MB" if n >= 1e5 else f"{n / 1e3:.1f} KB"
+    return f"{n:,} B"  # (exact: the files of some tools differ by a few hundred bytes)
 
 
 def _time_ort(path: str, size: int, repeat: int) -> float:
@@ -253,7 +307,7 @@ def _run_one(tool: str, src: str, dst: str) -> subprocess.CompletedProcess:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--models", default=",".join((*LIGHT_MODELS, *TRANSFORMERS)))
+    p.add_argument("--models", default=",".join((*LIGHT_MODELS, *TRANSFORMERS, *CORPUS_MODELS)))
     p.add_argument("--tools", default=",".join(TOOLS))
     p.add_argument("--ort", action="store_true",
                    help="then time onnxruntime on each original and on onyx's output")  # fmt: skip
