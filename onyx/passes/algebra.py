@@ -199,6 +199,32 @@ def identities(site: Site) -> int:
     return done
 
 
+@graph_pass("mul-reciprocal")
+def mul_reciprocal(site: Site) -> int:
+    """``x · Reciprocal(y)`` (either order) becomes ``x / y`` where the Reciprocal has no other
+    reader: one node fewer and one rounding instead of two (exporters write ``rsqrt`` so: every
+    RMS normalization of T5, Llama and their kin)."""
+    g, done = site.graph, 0
+    for node in list(g.nodes):
+        if node.graph is not g or node.op_type != "Mul" or not _standard_here(site, node):
+            continue
+        if len(node.inputs) != 2 or node.inputs[0] is node.inputs[1]:
+            continue
+        for i in (1, 0):
+            r, x = node.inputs[i], node.inputs[1 - i]
+            recip = r.producer if r is not None else None
+            if (not _standard_here(site, recip) or recip.op_type != "Reciprocal"
+                    or len(r.uses) != 1 or r in g.outputs):  # fmt: skip
+                continue
+            (y,) = site.node("Div", [x, recip.inputs[0]], before=node)
+            y.type = node.outputs[0].type
+            replace_value(g, node.outputs[0], y, site)
+            remove_dead(g, [node, recip])
+            done += 1
+            break
+    return done
+
+
 # --- chains of layout operators -------------------------------------------------------------
 def _readers_all(value: Value, op: str, site: Site) -> bool:
     """Whether every reader of ``value`` is an ``op`` node with constant inputs past the first

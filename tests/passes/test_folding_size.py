@@ -151,8 +151,8 @@ def test_a_batchnorm_with_shared_parameters_keeps_its_scaling_in_a_file():
     x = g.input("x", "float", [1, 256, 8, 8])
     shared = np.full(256, 0.02, np.float32)
     y = g.op.BatchNormalization(x, shared, shared, shared, shared)
-    y = g.op.Add(g.op.Mul(y, np.full((256, 1, 1), 0.5, np.float32)), np.full((256, 1, 1), 0.25,
-                                                                                 np.float32))
+    half, quarter = (np.full((256, 1, 1), v, np.float32) for v in (0.5, 0.25))
+    y = g.op.Add(g.op.Mul(y, half), quarter)
     own = [RNG.standard_normal(256).astype(np.float32) for _ in range(3)]
     z = g.op.BatchNormalization(x, *own, np.abs(own[0]) + 0.5)
     z = g.op.Mul(z, RNG.standard_normal((256, 1, 1)).astype(np.float32))

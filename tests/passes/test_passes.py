@@ -162,6 +162,22 @@ def test_logic_with_a_neutral_constant_is_removed_unless_it_broadcasts_up():
     assert ops(out) == {"Not": 1, "And": 1}
 
 
+def test_a_product_by_a_reciprocal_becomes_a_division():
+    """T5's RMS normalization as exported: x * Reciprocal(Sqrt(mean(x^2) + eps)), either
+    order; a Reciprocal read twice stays (dividing twice would not remove it)."""
+    g = GraphBuilder(opset=18)
+    x = g.input("x", "float", ["N", 8])
+    ms = g.op.Add(g.op.ReduceMean(g.op.Mul(x, x), np.array([-1], np.int64)), np.float32(1e-6))
+    g.output(g.op.Mul(x, g.op.Reciprocal(g.op.Sqrt(ms))), "y")
+    g.output(g.op.Mul(g.op.Reciprocal(ms), x), "z")  # (the output keeps its name)
+    shared = g.op.Reciprocal(g.op.Abs(x))
+    g.output(g.op.Add(g.op.Mul(shared, f32(8)), shared), "w")
+    feeds = [{"x": f32(n, 8)} for n in (2, 5)]
+    out = optimized(g.model(), feeds)
+    assert ops(out)["Div"] == 2 and ops(out)["Reciprocal"] == 1
+    assert [v.name for v in out.graph.outputs] == ["y", "z", "w"]
+
+
 def test_unsqueezes_of_one_unsqueeze_merge_when_every_reader_can():
     g = GraphBuilder(opset=21)
     x = g.input("x", "float", ["N"])
