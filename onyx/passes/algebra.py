@@ -238,9 +238,39 @@ def _readers_all(value: Value, op: str, site: Site) -> bool:
     )  # fmt: skip
 
 
+def _slice_parts(site: Site, node: Node) -> tuple | None:
+    """A Slice's (starts, ends, axes, steps) as 1-D int64 arrays, defaults filled in, or None
+    where one is not constant."""
+    ins = node.inputs
+    if len(ins) < 3:
+        return None
+    parts = [site.const(ins[i]) if len(ins) > i and ins[i] is not None else None
+             for i in range(1, 5)]  # fmt: skip
+    starts, ends, axes, steps = parts
+    if starts is None or ends is None or starts.shape != ends.shape or starts.ndim != 1:
+        return None
+    n = starts.shape[0]
+    axes = np.arange(n) if len(ins) < 4 or ins[3] is None else axes
+    steps = np.ones(n, np.int64) if len(ins) < 5 or ins[4] is None else steps
+    if axes is None or steps is None or axes.shape != (n,) or steps.shape != (n,):
+        return None
+    return tuple(np.asarray(p, np.int64) for p in (starts, ends, axes, steps))
+
+
+def _disjoint_axes(a: np.ndarray, b: np.ndarray, x: Value) -> bool:
+    """Whether two Slices of ``x`` cut different axes (negative ones need x's rank)."""
+    if (a < 0).any() or (b < 0).any():
+        shape = static_shape(x)
+        if shape is None:
+            return False
+        a, b = a % len(shape), b % len(shape)
+    return not set(a.tolist()) & set(b.tolist()) and len(set(a.tolist())) == len(a)
+
+
 @graph_pass("layout-chains")
 def layout_chains(site: Site) -> int:
-    """Merge Transpose∘Transpose, Reshape∘Reshape, Unsqueeze∘Unsqueeze, Squeeze of Unsqueeze."""
+    """Merge Transpose∘Transpose, Reshape∘Reshape, Unsqueeze∘Unsqueeze, Squeeze of Unsqueeze,
+    and Slice∘Slice along different axes."""
     done = collections.Counter()
     g = site.graph
     for node in list(g.nodes):
@@ -308,6 +338,23 @@ def layout_chains(site: Site) -> int:
             node.set_input(1, axes)
             remove_dead(g, [first])
             done["unsqueeze-unsqueeze"] += 1
+        elif op == "Slice" and op0 == "Slice" and site.opset >= 10:
+            a, b = _slice_parts(site, first), _slice_parts(site, node)
+            if a is None or b is None or x in g.outputs or not all(
+                n.op_type == "Slice" and i == 0 and (p := _slice_parts(site, n)) is not None
+                and _disjoint_axes(a[2], p[2], first.inputs[0]) for n, i in x.uses
+            ):  # fmt: skip
+                continue  # (every reader merges, or the merged parameters only add bytes)
+            merged = [site.new_const(np.concatenate([p, q]).astype(np.int64), "slice")
+                      for p, q in zip(a, b)]  # fmt: skip
+            node.set_input(0, first.inputs[0])
+            for i, value in enumerate(merged, start=1):
+                if len(node.inputs) > i:
+                    node.set_input(i, value)
+                else:
+                    node.append_input(value)
+            remove_dead(g, [first])
+            done["slice-slice"] += 1
         elif op == "Squeeze" and op0 == "Unsqueeze" and site.opset >= 13:
             a1 = site.const(first.inputs[1]) if len(first.inputs) > 1 else None
             a2 = site.const(node.inputs[1]) if len(node.inputs) > 1 else None

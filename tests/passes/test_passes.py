@@ -193,6 +193,28 @@ def test_unsqueezes_of_one_unsqueeze_merge_when_every_reader_can():
     assert [n.inputs[0].name for n in out.graph.nodes if n.op_type == "Unsqueeze"].count("x") == 3
 
 
+def test_slices_of_one_slice_along_other_axes_merge_when_every_reader_can():
+    """Swin's patch merging: x[:, 0::2, 0::2], x[:, 0::2, 1::2], ... as Slice of a Slice. Where
+    a reader cuts the same axis again the pair stays."""
+    g = GraphBuilder(opset=18)
+    x = g.input("x", "float", ["N", 6, 6, 4])
+
+    def i64(*v):
+        return np.array(v, np.int64)
+
+    big = 2**62
+    rows = g.op.Slice(x, i64(0), i64(big), i64(1), i64(2))
+    for start in (0, 1):
+        g.output(g.op.Slice(rows, i64(start), i64(big), i64(-2), i64(2)), f"y{start}")
+    other = g.op.Slice(x, i64(1), i64(big), i64(1), i64(2))
+    g.output(g.op.Slice(other, i64(0), i64(2), i64(2)), "z0")  # (axes and steps by default: 0)
+    g.output(g.op.Slice(other, i64(1), i64(big), i64(1)), "z1")  # axis 1 again
+    feeds = [{"x": f32(n, 6, 6, 4)} for n in (1, 3)]
+    out = optimized(g.model(), feeds)
+    assert ops(out) == {"Slice": 5}
+    assert sum(n.inputs[0].name == "x" for n in out.graph.nodes) == 3
+
+
 def test_torch_exports_notes_on_the_graph_and_values_go_and_other_metadata_stays():
     g = GraphBuilder(opset=21)
     x = g.input("x", "float", [2])
