@@ -5,7 +5,8 @@ C = A @ B + bias, clamped, where B (K, N) was packed into panels of 16 columns, 
 zero-padded to whole panels. Each tile of 6 rows of A by one panel keeps its 6 x 16 sums in
 registers across all of K: per k, 6 values of A broadcast against the panel's 16, 96
 multiply-adds for 16 + 6 loads; with AVX-512, by two panels (6 x 32 sums, 12 vectors: enough
-independent chains for two FMA pipes). numba has no way to declare registers; the tile is a small
+independent chains for two FMA pipes), and rows that do not fill tiles of 6 in tiles of 7 (14
+vectors) so that the tiles end at the last row (from 30 rows up). numba has no way to declare registers; the tile is a small
 array on the stack (``_tile``: an LLVM alloca), indexed only by constants once its loops are
 unrolled, which LLVM then keeps in vector registers. (A tile allocated by np.empty lives in
 the heap and stays in memory: 28 GFLOP/s against 112 in a trial while writing this, one
@@ -132,7 +133,8 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
     zero = np.float32(0)
     first = p * PANEL
     width = min(2 * PANEL, n - first)
-    for i in range(r0, r1, ROWS):
+    sevens = _sevens(r1 - r0)
+    for i in range(r0, r1 - 7 * sevens, ROWS):
         rows = min(ROWS, r1 - i)
         i1, i2, i3 = min(i + 1, last), min(i + 2, last), min(i + 3, last)
         i4, i5 = min(i + 4, last), min(i + 5, last)
@@ -162,6 +164,43 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
             _store(acc, c, bias, lo, hi, i, 6, first, 32, with_bias)
         else:
             _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
+    for i in range(r1 - 7 * sevens, r1, 7):
+        acc7 = numba.carray(_tile(224), (7, 32))
+        for r in range(7):
+            for j in range(32):
+                acc7[r, j] = zero
+        for t in range(k):
+            a0, a1, a2, a3 = a[i, t], a[i + 1, t], a[i + 2, t], a[i + 3, t]
+            a4, a5, a6 = a[i + 4, t], a[i + 5, t], a[i + 6, t]
+            for j in range(16):
+                w0, w1 = panels[p, t, j], panels[p + 1, t, j]
+                acc7[0, j] += a0 * w0
+                acc7[0, 16 + j] += a0 * w1
+                acc7[1, j] += a1 * w0
+                acc7[1, 16 + j] += a1 * w1
+                acc7[2, j] += a2 * w0
+                acc7[2, 16 + j] += a2 * w1
+                acc7[3, j] += a3 * w0
+                acc7[3, 16 + j] += a3 * w1
+                acc7[4, j] += a4 * w0
+                acc7[4, 16 + j] += a4 * w1
+                acc7[5, j] += a5 * w0
+                acc7[5, 16 + j] += a5 * w1
+                acc7[6, j] += a6 * w0
+                acc7[6, 16 + j] += a6 * w1
+        if width == 32:
+            _store(acc7, c, bias, lo, hi, i, 7, first, 32, with_bias)
+        else:
+            _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias)
+
+
+@njit(inline="always")
+def _sevens(m):
+    """How many tiles of 7 rows, with the rest in whole tiles of 6, cover ``m`` rows exactly
+    (every m from 30 up; 0 where m is a multiple of 6 or no such split exists): a last tile of 6
+    that overhangs computes rows for nothing (128 rows: 22 tiles of 6 compute 132)."""
+    b = m % 6
+    return b if 7 * b <= m else 0
 
 
 @njit(**_OPTIONS)

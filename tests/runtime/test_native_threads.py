@@ -302,7 +302,7 @@ def _read_only(x):
     [
         (128, 768, 3072, False),  # BERT's MLP, by bands of panels
         (196, 384, 64, True),  # a pointwise convolution at 14x14, by bands of rows
-        (49, 160, 1000, None),  # edges: 49 rows (8 tiles of 6 and one), 1000 columns
+        (49, 160, 1000, None),  # edges: 49 rows (7 tiles of 6 and one of 7), 1000 columns
         (7, 300, 20, True),  # one tile and a bit, two panels, the second of 4 columns
         (3, 200, 150, None),  # few rows: tiles of 4 rows by 4 panels, then the tenth panel
         (4, 160, 64, False),  # few rows, one group of 4 panels exactly
@@ -330,6 +330,24 @@ def test_products_by_a_read_only_weight_run_packed(native, m, k, n, by_rows):
     with native():
         again = run()
     np.testing.assert_array_equal(again, got)  # the same bits, run after run
+
+
+@pytest.mark.parametrize("m", [29, 30, 31, 37, 128])
+def test_packed_tiles_of_6_and_7_rows_cover_the_rows_and_compute_each_alike(native, m):
+    """Rows go in tiles of 6 and of 7 that end at the last row (128 = 19 x 6 + 2 x 7; 29 has
+    no such split: its last tile of 6 reads row 28 again); every row is summed the same way
+    in either, so equal rows of A give equal rows of C, bit for bit."""
+    a = RNG.standard_normal((m, 160)).astype(np.float32)
+    b = _read_only(RNG.standard_normal((160, 64)).astype(np.float32))
+    with native():
+        got = threads.matmul(a, b, by_rows=False, packed=threads.PackedWeight())
+    assert native.calls == ["packed_gemm"]
+    want = a.astype(np.float64) @ b
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-6 * np.abs(want).max())
+    same = np.broadcast_to(a[:1], a.shape).copy()
+    with native():
+        y = threads.matmul(same, b, by_rows=False, packed=threads.PackedWeight())
+    assert (y == y[:1]).all()
 
 
 def test_what_is_not_packed(native):
