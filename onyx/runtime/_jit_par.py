@@ -195,6 +195,24 @@ def few_rows_gemm(a, panels, c, n, bias, lo, hi, parts):
 
 
 @njit(**_PARALLEL)
+def packed_stack(a, b, c, panels, parts):
+    """c[i] = a[i] @ b[i] for float32 stacks ``a`` (S, M, K) and ``b`` (S, K, N) of any
+    strides (attention's heads, as views) into ``c`` (S, M, N), by onyx's own GEMM: each of
+    ``parts`` bands of the stack packs each b[i] into its own ``panels[part]`` (ceil(N/16),
+    K, 16) and multiplies a[i] by them (``packed_product``)."""
+    count, m = a.shape[0], a.shape[1]
+    n = c.shape[2]
+    bias = np.empty(0, np.float32)
+    lo, hi = np.float32(-np.inf), np.float32(np.inf)
+    for p in prange(parts):
+        i0, i1 = _band(count, parts, p)
+        mine = panels[p]
+        for i in range(i0, i1):
+            pack_panels(b[i], mine, 0, mine.shape[0])
+            packed_product(a[i], mine, c[i], n, bias, lo, hi, 0, mine.shape[0], 0, m)
+
+
+@njit(**_PARALLEL)
 def gemm_stack(blas, a, b, c, ta, lda, tb, ldb, stacked, parts, one, zero):
     """c[i] = a[i] @ (b[i] if ``stacked`` else b) for 3-D ``a``, C-contiguous ``c`` and ``b``
     3-D or 2-D, each matrix of a and b read as laid out (``ta``/``lda``, ``tb``/``ldb``: as in

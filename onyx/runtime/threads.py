@@ -767,15 +767,26 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     return out
 
 
-def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, packed: bool = False
+                   ) -> np.ndarray:  # fmt: skip
     """``np.matmul(a, b, out=out)`` for ``a`` and ``out`` stacked on their first axis (b
-    stacked too, or 2-D), split over the current pool by that axis when it is worth it."""
+    stacked too, or 2-D), split over the current pool by that axis when it is worth it.
+    ``packed``: on numba's threads, float32 stacks of b at least 32 deep go through onyx's
+    own GEMM, each b[i] packed as it goes (attention's heads; docs/runtime.md, "Threads")."""
     found = current()
     count = a.shape[0]
     flops = a.size * b.shape[-1]
     least = NATIVE_MIN_FLOPS if found is not None and found.native is not None else MIN_FLOPS
     if found is None or found.size == 1 or count < 2 or flops < least * 2 or not splits_gemms():
         return np.matmul(a, b, out=out)
+    if (packed and found.native is not None and a.ndim == b.ndim == 3
+            and b.shape[0] == count and b.shape[1] >= 32
+            and a.dtype == b.dtype == out.dtype == np.float32 and out.flags.c_contiguous):  # fmt: skip
+        parts = min(found.size, count)
+        k, n = b.shape[1], b.shape[2]
+        panels = np.empty((parts, -(-n // 16), k, 16), np.float32)
+        found.native.kernels.packed_stack(a, b, out, panels, parts)
+        return out
     if found.native is not None and found.native.stacked_matmul(a, b, out, found.size):
         return out
     stacked = b.ndim == a.ndim and b.shape[0] == count

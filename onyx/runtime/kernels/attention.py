@@ -201,7 +201,8 @@ class _Attention:
 
     def _fast(self, qh, kh, vh, mask, rank):
         """softmax(Q·Kᵀ·scale + mask)·V in the input's type: two batched GEMMs over the heads
-        (BLAS reads the head views in place), the softmax in place on the scores, and the
+        (onyx's own on numba's threads, each head's Kᵀ and V packed from their views as it
+        goes; elsewhere BLAS, reading the views in place), the softmax on the scores, and the
         result written straight into the (B, S, H·Dv) layout for 3-D inputs. The scale is
         applied to Q once (the operator's body scales Q and K by its square root each: the
         same value to rounding)."""
@@ -215,7 +216,8 @@ class _Attention:
         # the (B * Hkv) products split over the session's pool
         scores = np.empty((b * hkv, group * sq, total), qh.dtype)
         threads.batched_matmul(qs.reshape(b * hkv, group * sq, d),
-                               _stack(kh.swapaxes(-1, -2), d, total), scores)  # fmt: skip
+                               _stack(kh.swapaxes(-1, -2), d, total), scores,
+                               packed=True)  # fmt: skip
         scores = scores.reshape(b, hq, sq, total)
         guard = mask is not None
         if guard and mask.dtype == np.bool_:  # (the mask's own shape: one row per query at most)
@@ -235,7 +237,7 @@ class _Attention:
             np.add(scores, causal, out=scores)
         probs = _softmax_rows(scores, guard).reshape(b * hkv, group * sq, total)
         y = np.empty((b * hkv, group * sq, dv), qh.dtype)
-        threads.batched_matmul(probs, _stack(vh, total, dv), y)
+        threads.batched_matmul(probs, _stack(vh, total, dv), y, packed=True)
         y = y.reshape(b, hq, sq, dv)
         return y.transpose(0, 2, 1, 3).reshape(b, sq, hq * dv) if rank == 3 else y
 
