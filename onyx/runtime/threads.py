@@ -395,6 +395,20 @@ class Native:
         lo, hi = np.float32(-np.inf), np.float32(np.inf)
         self.kernels.activation_gemm(a, b, panels, out, _NO_BIAS[out.dtype], lo, hi, parts)
 
+    def packed_stack(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
+        """out[i] = a[i] @ b[i] for float32 stacks, b at least 32 deep, by onyx's own GEMM
+        over numba's threads, each b[i] packed as it goes (any strides: head views); False
+        where the operands are not such."""
+        if not (a.ndim == b.ndim == 3 and b.shape[0] == a.shape[0] and b.shape[1] >= 32
+                and a.dtype == b.dtype == out.dtype == np.float32
+                and out.flags.c_contiguous):  # fmt: skip
+            return False
+        parts = min(parts, a.shape[0])
+        k, n = b.shape[1], b.shape[2]
+        panels = np.empty((parts, -(-n // 16), k, 16), np.float32)
+        self.kernels.packed_stack(a, b, out, panels, parts)
+        return True
+
     def stacked_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
         """out[i] = a[i] @ (b[i] or b) for 3-D ``a`` and C-contiguous ``out``, by bands of the
         stack, each matrix read as laid out (a head transpose's views as they are); False
@@ -779,13 +793,7 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, packed: bool =
     least = NATIVE_MIN_FLOPS if found is not None and found.native is not None else MIN_FLOPS
     if found is None or found.size == 1 or count < 2 or flops < least * 2 or not splits_gemms():
         return np.matmul(a, b, out=out)
-    if (packed and found.native is not None and a.ndim == b.ndim == 3
-            and b.shape[0] == count and b.shape[1] >= 32
-            and a.dtype == b.dtype == out.dtype == np.float32 and out.flags.c_contiguous):  # fmt: skip
-        parts = min(found.size, count)
-        k, n = b.shape[1], b.shape[2]
-        panels = np.empty((parts, -(-n // 16), k, 16), np.float32)
-        found.native.kernels.packed_stack(a, b, out, panels, parts)
+    if packed and found.native is not None and found.native.packed_stack(a, b, out, found.size):
         return out
     if found.native is not None and found.native.stacked_matmul(a, b, out, found.size):
         return out
