@@ -1,0 +1,93 @@
+"""One of onyx's runtime settings against its shipped value, run by run in one process.
+
+bench_revisions.py compares two revisions in processes of their own; on this project's shared
+2-core machine their times drift by 10-20% between processes a minute apart, which hides
+changes of a few percent (or turns them around). Here one session runs the model with the
+setting as shipped and as given, alternating run by run (ABBA), so both see the same machine,
+the same process and the same warmed caches; the table gives each median and their ratio.
+Both paths' data stay in the process, so the absolute times run higher than bench_models'
+(more cache pressure); the ratio is what this measures.
+
+A setting is a module-level name of a package under onyx.runtime read at call time (a
+threshold, a switch), given as MODULE.NAME=VALUE with VALUE a Python literal, for example
+``kernels.conv._NARROWING_DEPTH=1000000000`` (no narrowing 1x1 convolutions).
+
+Run: python benchmarks/bench_switch.py kernels.conv._NARROWING_DEPTH=1000000000
+     [--models ...] [--runs 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_models import GROUPS, MODELS, feeds_for, model_path
+
+import onyx
+
+
+def parse_setting(text: str) -> tuple[object, str, object]:
+    """(module, name, value) of MODULE.NAME=VALUE; SystemExit naming what is wrong."""
+    target, sep, literal = text.partition("=")
+    module_name, _, name = target.rpartition(".")
+    if not sep or not module_name or not name:
+        raise SystemExit(f"expected MODULE.NAME=VALUE, got {text!r}")
+    try:
+        module = importlib.import_module(f"onyx.runtime.{module_name}")
+    except ImportError as e:
+        raise SystemExit(f"no module onyx.runtime.{module_name}: {e}") from None
+    if not hasattr(module, name):
+        raise SystemExit(f"onyx.runtime.{module_name} has no {name}")
+    try:
+        value = ast.literal_eval(literal)
+    except (ValueError, SyntaxError):
+        raise SystemExit(f"{literal!r} is not a Python literal") from None
+    return module, name, value
+
+
+def compare(name: str, module, attribute: str, value, runs: int) -> tuple[float, float]:
+    """(median seconds as shipped, median seconds with the setting) of one session."""
+    session = onyx.InferenceSession(str(model_path(name)))
+    feeds = feeds_for(session)
+    shipped = getattr(module, attribute)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for changed in (False, True, False, True):  # warm-up: each path once or twice
+            setattr(module, attribute, value if changed else shipped)
+            session.run(None, feeds)
+        for i in range(runs):
+            for changed in (False, True) if i % 2 else (True, False):
+                setattr(module, attribute, value if changed else shipped)
+                start = time.perf_counter()
+                session.run(None, feeds)
+                times[changed].append(time.perf_counter() - start)
+    finally:
+        setattr(module, attribute, shipped)
+    return statistics.median(times[False]), statistics.median(times[True])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("setting", help="MODULE.NAME=VALUE, MODULE under onyx.runtime")
+    parser.add_argument("--models", nargs="*", default=MODELS)
+    parser.add_argument("--runs", type=int, default=200, help="runs of each, alternating")
+    args = parser.parse_args()
+    module, attribute, value = parse_setting(args.setting)
+    names = [m for name in args.models for m in GROUPS.get(name, [name])]
+    print(f"{attribute}: shipped {getattr(module, attribute)!r}, against {value!r}; "
+          f"medians of {args.runs} alternating runs each, default threads")  # fmt: skip
+    print(f"{'model':<22}{'shipped ms':>12}{'setting ms':>12}{'setting/shipped':>17}")
+    for name in names:
+        shipped, changed = compare(name, module, attribute, value, args.runs)
+        print(f"{name:<22}{shipped * 1e3:>12.2f}{changed * 1e3:>12.2f}{changed / shipped:>16.3f}x",
+              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
