@@ -61,13 +61,13 @@ def _run_both(model, x, threads, monkeypatch, calls):
     calls of the channel-last kernels in ``calls``."""
     originals = {
         name: getattr(conv_module, name)
-        for name in ("_pointwise_last", "_depthwise_last", "conv_narrowing")
+        for name in ("_pointwise_last", "_depthwise_last", "conv_packed_pointwise")
     }
     for name, original in originals.items():
 
         def counted(*args, _original=original, _name=name, **kwargs):
             result = _original(*args, **kwargs)
-            if result is not None:  # (conv_narrowing declines off numba's threads)
+            if result is not None:  # (conv_packed_pointwise declines off numba's threads)
                 calls[_name] = calls.get(_name, 0) + 1
             return result
 
@@ -107,9 +107,10 @@ def test_inverted_residual_gives_the_plain_paths_values(
     np.testing.assert_array_equal(got, again)
     if both_paths == "compiled":  # (the numpy path keeps NCHW: the depthwise kernel is numba's)
         # each run: the expansion writes channel-last, the depthwise reads and writes it,
-        # the projection reads it: as a narrowing product where it narrows (conv_narrowing)
-        if expanded >= max(96, 2 * channels):
-            assert calls == {"_pointwise_last": 2, "_depthwise_last": 2, "conv_narrowing": 2}
+        # the projection reads it: as a product by its packed weight where it is at least 64
+        # deep (conv_packed_pointwise)
+        if expanded >= 64:
+            assert calls == {"_pointwise_last": 2, "_depthwise_last": 2, "conv_packed_pointwise": 2}
         else:
             assert calls == {"_pointwise_last": 4, "_depthwise_last": 2}
     else:
@@ -129,8 +130,8 @@ def test_large_planes_stay_nchw(both_paths, monkeypatch):
     calls: dict[str, int] = {}
     got, want, _ = _run_both(model, x, 0, monkeypatch, calls)
     np.testing.assert_array_equal(got, want)  # (the same kernels)
-    # (the projection, 192 -> 32, narrows: on numba's threads, from its NCHW input)
-    assert calls == ({"conv_narrowing": 2} if both_paths == "compiled" else {})
+    # (the projection, 192 deep, by its packed weight on numba's threads, from its NCHW input)
+    assert calls == ({"conv_packed_pointwise": 2} if both_paths == "compiled" else {})
 
 
 def _chain(kinds):

@@ -321,39 +321,39 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packe
     return (y, False) if finish is None else (_swish(y, steps), True)
 
 
-# A 1x1 convolution that narrows (C >= 2M, C at least this deep: an inverted residual's
-# projection, a bottleneck's reduction, a fire module's squeeze) runs as Y^T = X^T W^T on onyx's
-# own GEMM, W packed once, each tile stored transposed straight into Y's planes: 1.2-2.4x the
-# BLAS paths on MobileNetV2's, ResNet-50's and SqueezeNet's such layers, 2 threads; widening
-# ones keep BLAS's W X, where the transposed stores cost more than the packing saves
-# (benchmarks/bench_pointwise.py).
-_NARROWING_DEPTH = 96
+# A 1x1 convolution at least this deep (C) runs on the session's pool of numba's threads as
+# Y^T = X^T W^T on onyx's own GEMM, W packed once, each tile of pixels stored transposed straight
+# into Y's planes: 1.2-2.0x BLAS's W X where it narrows (an inverted residual's projection, a
+# bottleneck's reduction, a fire module's squeeze), 1.2-1.4x on MobileNetV2's widening layers of
+# 14x14 and 7x7 (split by output channels there), 0.96-1.06x on ResNet-50's widening ones;
+# shallower ones keep BLAS's, where the transposed stores outweigh a product of 16-32 terms
+# (0.6-0.8x; benchmarks/bench_packed_convs.py, part 1, 2 threads).
+_PACKED_POINTWISE_DEPTH = 64
 
 
-def narrowing_pays(plan, group, w_shape, dtype) -> bool:
-    """Whether a convolution takes ``conv_narrowing``: float32, 1x1, stride 1, no padding, one
-    group, C >= 2M and C >= _NARROWING_DEPTH, at least 32 output pixels."""
+def packed_pointwise_pays(plan, group, w_shape, dtype) -> bool:
+    """Whether a convolution takes ``conv_packed_pointwise``: float32, 1x1, stride 1, no
+    padding, one group, C >= _PACKED_POINTWISE_DEPTH, at least 32 output pixels."""
     _, s, _, _, _, out, pointwise = plan
-    c, m = w_shape[1], w_shape[0]
+    c = w_shape[1]
     return (
         pointwise
         and group == 1
         and dtype == np.float32
         and all(v == 1 for v in s)
-        and c >= max(_NARROWING_DEPTH, 2 * m)
+        and c >= _PACKED_POINTWISE_DEPTH
         and math.prod(out) >= 32
     )
 
 
-def conv_narrowing(x, w_last, packed, plan, epilogue, y=None):
-    """Y (N, M, *O) of a convolution that ``narrowing_pays`` for, into ``y`` where given, as
-    Y^T = X^T W^T per image by onyx's own GEMM over numba's threads (W as (C, M) from
-    ``w_last()``, packed in ``packed``: a ``threads.PackedWeight``), its tiles stored into Y's
-    planes; the ``epilogue`` applied. X^T is read as x is laid out: a channel-last x's rows
-    as they are, an NCHW one's transposed. None where the session's pool is not numba's or
-    does not pack weights."""
-    pool = threads.current()
-    if pool is None or pool.native is None or not pool.prepack_weights or not threads.splits_gemms():
+def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
+    """Y (N, M, *O) of a convolution that ``packed_pointwise_pays`` for, into ``y`` where
+    given, as Y^T = X^T W^T per image (``_transposed_products``; W as (C, M) from ``w_last()``, packed
+    in ``packed``: a ``threads.PackedWeight``), the ``epilogue`` applied. X^T is read as x is
+    laid out: a channel-last x's rows as they are, an NCHW one's transposed. None where the
+    session's pool does not run onyx's GEMM on packed weights."""
+    pool = _packing_pool()
+    if pool is None:
         return None
     n, c = x.shape[:2]
     out = plan[5]
@@ -362,19 +362,89 @@ def conv_narrowing(x, w_last, packed, plan, epilogue, y=None):
     panels = packed.get(weight)
     if panels is None:
         return None
-    m = weight.shape[1]
-    y = np.empty((n, m, *out), np.float32) if y is None else y
-    steps = epilogue.channel_steps()
-    finish = None if steps is None else threads.Finish(*steps[:3])
     xl = channels_last(x)
     if xl is not None:
         images = xl.reshape(n, pixels, c)
     else:
         images = np.ascontiguousarray(x).reshape(n, c, pixels).transpose(0, 2, 1)
-    planes = y.reshape(n, m, pixels)
+    y = np.empty((n, weight.shape[1], *out), np.float32) if y is None else y
+    return _transposed_products(pool, images.__getitem__, panels, y, epilogue)
+
+
+# Other convolutions of one group at least this deep (C*kh*kw) that none of the special paths
+# takes (Winograd, banded, shift-and-add) multiply their im2col columns so: Y^T = cols^T W^T
+# with W packed once, where the im2col path packed the columns for onyx's GEMM at every call (or
+# left them to BLAS): 1.17-1.83x on squeezenet's, inception v1's and ResNet-50's such layers
+# (benchmarks/bench_packed_convs.py, part 2, 2 threads). Winograd's and the banded path's layers
+# stay theirs: 0.74-0.96x on ResNet-50's Winograd ones, 0.63x on a stem of 3 channels.
+_PACKED_COLUMNS_DEPTH = 128
+
+
+def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
+    """Whether a convolution takes ``conv_packed_columns``: of the im2col route ("other"),
+    2-D, float32, one group, not 1x1, at least _PACKED_COLUMNS_DEPTH deep, at least 32 output
+    pixels and not one the shift-and-add takes."""
+    k, _, _, _, _, out, pointwise = plan
+    return (
+        route == "other"
+        and len(k) == 2
+        and not pointwise
+        and group == 1
+        and dtype == np.float32
+        and math.prod(w_shape[1:]) >= _PACKED_COLUMNS_DEPTH
+        and math.prod(out) >= 32
+        and not shifted_eligible(plan, group, w_shape)
+    )
+
+
+def conv_packed_columns(x, w, packed, plan, epilogue, y=None):
+    """Y (N, M, *O) of a convolution that ``packed_columns_pay`` for, into ``y`` where given:
+    each image's im2col columns (K, P), on numba's threads, then Y^T = cols^T W^T
+    (``_transposed_products``, W (M, C, kh, kw) read as (K, M), packed in ``packed``), the
+    ``epilogue`` applied. None where the session's pool does not run onyx's GEMM on packed
+    weights."""
+    pool = _packing_pool()
+    if pool is None:
+        return None
+    m = w.shape[0]
+    panels = packed.get(w.reshape(m, -1).T)
+    if panels is None:
+        return None
+    k, s, d, pb, _, out, _ = plan
+    n, c = x.shape[:2]
+    x = np.ascontiguousarray(x)
+    cols = np.empty((c * math.prod(k), math.prod(out)), np.float32)
+    parts = min(c, pool.size)
+
+    def rows(i):
+        pool.native.kernels.im2col_bands(x[i], cols, *k, *s, *d, pb[0], pb[1], *out, parts)
+        return cols.T
+
+    y = np.empty((n, m, *out), np.float32) if y is None else y
+    return _transposed_products(pool, rows, panels, y, epilogue)
+
+
+def _packing_pool():
+    """The session's pool where it runs onyx's own GEMM on packed weights (numba's threads,
+    BLAS held to one thread, weights packed); else None."""
+    pool = threads.current()
+    if pool is None or pool.native is None or not pool.prepack_weights:
+        return None
+    return pool if threads.splits_gemms() else None
+
+
+def _transposed_products(pool, rows, panels, y, epilogue):
+    """``y`` (N, M, *O) with each image's planes (M, P) = (rows(i) @ W)^T, rows(i) (P, K) of any
+    strides and W packed into ``panels``, by onyx's own GEMM over the pool's numba threads, each
+    tile stored transposed into the planes with the ``epilogue``'s bias and bounds, its Swish
+    after (its other steps, where it has them, after the products); y, or a new array where
+    the Swish made one."""
+    n, m = y.shape[:2]
+    steps = epilogue.channel_steps()
+    finish = None if steps is None else threads.Finish(*steps[:3])
+    planes = y.reshape(n, m, -1)
     for i in range(n):
-        # (by rows of X^T, the pixels: each part stores into its own columns of every plane)
-        pool.native.packed_matmul(images[i], panels, planes[i].T, pool.size, finish, True)
+        pool.native.packed_matmul(rows(i), panels, planes[i].T, pool.size, finish)
     if steps is None:
         epilogue.apply_all(y)
         return y
@@ -981,9 +1051,12 @@ class Conv:
         # (channel-last output only where the caller's steps all go in the epilogue)
         want_last = self.channels_last and (followers is None or epilogue.applied)
         found = None
-        if not w.flags.writeable and not want_last and narrowing_pays(plan, group, w.shape, dtype):
-            # (W packed only where it is the session's: a writeable W may change in place)
-            y = conv_narrowing(
+        if (
+            not w.flags.writeable
+            and not want_last
+            and packed_pointwise_pays(plan, group, w.shape, dtype)
+        ):  # (W packed only where it is the session's: a writeable W may change in place)
+            y = conv_packed_pointwise(
                 xw, lambda: self.last_cache.get(w, lambda: last_weight(w, dtype)), self.packed,
                 plan, epilogue, out,
             )  # fmt: skip
@@ -1022,12 +1095,16 @@ class Conv:
             elif not swish:
                 y = _swish(y, steps)
         else:
-            if shifted_eligible(plan, group, w.shape):
-                w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
-                y = conv_shifted(xw, w_shift, plan, out)
-            else:
-                y = conv_forward(xw, w_gemm, plan, group, w_dw, out)
-            epilogue.apply_all(y)
+            y = None
+            if not w.flags.writeable and packed_columns_pay(route, plan, group, w.shape, dtype):
+                y = conv_packed_columns(xw, w, self.packed, plan, epilogue, out)  # (as above)
+            if y is None:
+                if shifted_eligible(plan, group, w.shape):
+                    w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
+                    y = conv_shifted(xw, w_shift, plan, out)
+                else:
+                    y = conv_forward(xw, w_gemm, plan, group, w_dw, out)
+                epilogue.apply_all(y)
         return y.astype(x.dtype, copy=False)
 
     def _route(self, plan, x_shape, w_shape, dtype) -> str:

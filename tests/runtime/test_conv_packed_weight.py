@@ -1,0 +1,307 @@
+"""Convolutions by a weight packed once (kernels/conv.py): on numba's threads a 1x1 convolution at
+least 64 deep runs as Y^T = X^T W^T (``conv_packed_pointwise``) and one of the im2col path at least
+128 deep as Y^T = cols^T W^T (``conv_packed_columns``), on onyx's own GEMM, W packed once, the tiles
+stored transposed into Y's planes. In sessions built from small graphs (so W is an initializer,
+read-only) the outputs agree with a float64 reference, with the epilogue fused or not, into a
+Concat's buffer, from an NCHW input and from a channel-last one, over a batch, with strides,
+padding and dilations; the same bits from run to run, and equal pixels give equal outputs
+wherever they fall in the GEMM's tiles. Shallow convolutions, writeable weights, the other paths'
+layers and the numpy paths leave them alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onyx
+from onyx.build import GraphBuilder
+from onyx.runtime import compiled, threads
+from onyx.runtime.epilogue import Epilogue
+from onyx.runtime.kernels import conv as conv_module
+from onyx.runtime.session import SessionOptions
+
+pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
+
+RNG = np.random.default_rng(17)
+
+
+def _weight(*shape, scale=0.1):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _pointwise(x, w, b=None):
+    """The 1x1 convolution in float64: (N, C, H, W) by (M, C, 1, 1)."""
+    y = np.einsum("nchw,mc->nmhw", x.astype(np.float64), w[:, :, 0, 0].astype(np.float64))
+    return y if b is None else y + b.astype(np.float64)[None, :, None, None]
+
+
+def _after(y, kind):
+    if kind == "relu":
+        return np.maximum(y, 0)
+    if kind == "clip":
+        return np.clip(y, 0, 6)
+    if kind == "swish":
+        return y / (1 + np.exp(-y))
+    return y
+
+
+def _activation(g, y, kind):
+    if kind == "relu":
+        return g.op.Relu(y)
+    if kind == "clip":
+        return g.op.Clip(y, np.array(0, np.float32), np.array(6, np.float32))
+    if kind == "swish":
+        return g.op.Mul(y, g.op.Sigmoid(y))
+    return y
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """The number of convolutions each packed path computed (returned a result for: "pointwise",
+    "columns"), and whether this run may take them at all ("possible": the compiled kernels on
+    numba's threads, BLAS held)."""
+    count = {"pointwise": 0, "columns": 0}
+    for key, name in (("pointwise", "conv_packed_pointwise"), ("columns", "conv_packed_columns")):
+        original = getattr(conv_module, name)
+
+        def counted(*args, _original=original, _key=key, **kwargs):
+            y = _original(*args, **kwargs)
+            count[_key] += y is not None
+            return y
+
+        monkeypatch.setattr(conv_module, name, counted)
+    count["possible"] = (
+        compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
+    )
+    return count
+
+
+def _session(model, threads_count=2):
+    return onyx.InferenceSession(model, SessionOptions(intra_op_num_threads=threads_count))
+
+
+def _close(got, want):
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=2e-6 * scale)
+
+
+@pytest.mark.parametrize(
+    "c, m, size, batch, kind, bias",
+    [
+        (96, 24, 14, 1, "none", True),  # MobileNetV2's first projection, smaller plane
+        (64, 384, 7, 1, "clip", True),  # its widening layer: split by output channels
+        (144, 32, 9, 2, "relu", True),  # 81 pixels: tiles of 6 and 7 rows, two images
+        (192, 64, 7, 1, "clip", False),  # 49 pixels, no bias
+        (256, 32, 12, 1, "swish", True),  # EfficientNet's activation after the product
+        (512, 64, 6, 1, "relu", True),  # 36 pixels, deep
+    ],
+)  # fmt: skip
+def test_packed_pointwise_convolution_matches_float64(c, m, size, batch, kind, bias, taken):
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [batch, c, size, size])
+    w, b = _weight(m, c, 1, 1), _weight(m) if bias else None
+    y = g.op.Conv(x, w, b) if bias else g.op.Conv(x, w)
+    g.output(_activation(g, y, kind), "y")
+    feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
+    session = _session(g.model())
+    got = session.run(None, {"x": feed})[0]
+    _close(got, _after(_pointwise(feed, w, b), kind))
+    assert taken["pointwise"] == (1 if taken["possible"] else 0)
+    again = session.run(None, {"x": feed})[0]
+    np.testing.assert_array_equal(again, got)  # the same bits run after run
+
+
+def test_packed_pointwise_convolution_gives_equal_pixels_equal_outputs(taken):
+    """Every pixel equal: each output channel's plane is constant, whichever tile of 6 or 7
+    rows (and whichever thread) computed each pixel. (BLAS's W X makes no such promise: its
+    kernels round a column by its place in a tile; there the plane is constant to rounding.)"""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 160, 10, 10])
+    g.output(g.op.Conv(x, _weight(40, 160, 1, 1), _weight(40)), "y")
+    feed = np.broadcast_to(RNG.standard_normal((1, 160, 1, 1)), (1, 160, 10, 10))
+    got = _session(g.model()).run(None, {"x": np.ascontiguousarray(feed, np.float32)})[0]
+    assert taken["pointwise"] == (1 if taken["possible"] else 0)
+    if taken["possible"]:
+        assert (got == got[:, :, :1, :1]).all()
+    else:
+        plane = np.broadcast_to(got[:, :, :1, :1], got.shape)
+        np.testing.assert_allclose(got, plane, rtol=0, atol=1e-6 * np.abs(got).max())
+
+
+def test_packed_pointwise_convolutions_write_into_a_concat(taken):
+    """A fire module's shape turned around: two 1x1 convolutions of one input, their results
+    concatenated (the plan hands each its slice of the Concat's output)."""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 128, 13, 13])
+    w1, b1, w2, b2 = _weight(16, 128, 1, 1), _weight(16), _weight(48, 128, 1, 1), _weight(48)
+    a = g.op.Relu(g.op.Conv(x, w1, b1))
+    b = g.op.Relu(g.op.Conv(x, w2, b2))
+    g.output(g.op.Concat(a, b, axis=1), "y")
+    feed = RNG.standard_normal((1, 128, 13, 13)).astype(np.float32)
+    got = _session(g.model()).run(None, {"x": feed})[0]
+    want = np.concatenate([_after(_pointwise(feed, w1, b1), "relu"),
+                           _after(_pointwise(feed, w2, b2), "relu")], axis=1)  # fmt: skip
+    _close(got, want)
+    assert taken["pointwise"] == (2 if taken["possible"] else 0)
+
+
+def test_projection_of_a_channel_last_depthwise_output_reads_it_as_it_is(taken):
+    """MobileNetV2's block on a 14x14 plane: the depthwise convolution hands the projection a
+    channel-last view, which the product by the packed weight reads row by row as it is."""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 32, 14, 14])
+    we, be = _weight(192, 32, 1, 1, scale=0.2), _weight(192)
+    wd, bd = _weight(192, 1, 3, 3, scale=0.3), _weight(192)
+    wp, bp = _weight(32, 192, 1, 1), _weight(32)
+    e = g.op.Clip(g.op.Conv(x, we, be), np.array(0, np.float32), np.array(6, np.float32))
+    d = g.op.Conv(e, wd, bd, group=192, pads=[1, 1, 1, 1])
+    d = g.op.Clip(d, np.array(0, np.float32), np.array(6, np.float32))
+    g.output(g.op.Add(g.op.Conv(d, wp, bp), x), "y")
+    feed = RNG.standard_normal((1, 32, 14, 14)).astype(np.float32)
+    seen = []
+    original = conv_module.channels_last
+    got = None
+
+    def spied(array):
+        found = original(array)
+        seen.append(found is not None)
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_module, "channels_last", spied)
+        got = _session(g.model()).run(None, {"x": feed})[0]
+    # the reference: the same steps in float64
+    e64 = np.clip(_pointwise(feed, we, be), 0, 6)
+    padded = np.pad(e64, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    d64 = sum(padded[:, :, i : i + 14, j : j + 14] * wd[None, :, 0, i, j, None, None]
+              for i in range(3) for j in range(3))  # fmt: skip
+    d64 = np.clip(d64 + bd[None, :, None, None], 0, 6)
+    _close(got, _pointwise(d64.astype(np.float32), wp, bp) + feed)
+    assert taken["pointwise"] == (1 if taken["possible"] else 0)
+    if taken["possible"]:
+        assert any(seen)  # the projection's input was channel-last
+
+
+def test_shallow_convolutions_and_writeable_weights_keep_their_paths(taken):
+    """A 1x1 convolution under 64 deep stays on BLAS's W X; a weight that is a feed (writeable,
+    so it may change between calls) is never packed."""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 32, 14, 14])
+    w = _weight(128, 32, 1, 1)
+    g.output(g.op.Conv(x, w), "y")
+    feed = RNG.standard_normal((1, 32, 14, 14)).astype(np.float32)
+    _close(_session(g.model()).run(None, {"x": feed})[0], _pointwise(feed, w))
+    assert taken["pointwise"] == 0
+
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 128, 14, 14])
+    wf = g.input("w", "float", [16, 128, 1, 1])
+    g.output(g.op.Conv(x, wf), "y")
+    w = _weight(16, 128, 1, 1)
+    feed = RNG.standard_normal((1, 128, 14, 14)).astype(np.float32)
+    _close(_session(g.model()).run(None, {"x": feed, "w": w})[0], _pointwise(feed, w))
+    assert taken["pointwise"] == 0
+
+
+def test_packed_pointwise_pays_only_where_it_should():
+    pays = conv_module.packed_pointwise_pays
+    plan = conv_module.Conv(kernel_shape=[1, 1]).geom.plan((1, 192, 28, 28), (32, 192, 1, 1))
+    assert pays(plan, 1, (32, 192, 1, 1), np.float32)
+    assert pays(plan, 1, (512, 192, 1, 1), np.float32)  # (widening too)
+    assert not pays(plan, 1, (32, 192, 1, 1), np.float64)
+    shallow = conv_module.Conv(kernel_shape=[1, 1]).geom.plan((1, 32, 28, 28), (16, 32, 1, 1))
+    assert not pays(shallow, 1, (16, 32, 1, 1), np.float32)  # C < 64
+    strided = conv_module.Conv(kernel_shape=[1, 1], strides=[2, 2]).geom.plan(
+        (1, 192, 28, 28), (32, 192, 1, 1)
+    )
+    assert not pays(strided, 1, (32, 192, 1, 1), np.float32)
+    tiny = conv_module.Conv(kernel_shape=[1, 1]).geom.plan((1, 192, 5, 5), (32, 192, 1, 1))
+    assert not pays(tiny, 1, (32, 192, 1, 1), np.float32)  # 25 pixels
+
+
+def _reference(x, w, b, pads, strides, dilations):
+    """A 2-D convolution with one group in float64, tap by tap."""
+    m, _, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    ho = (xp.shape[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    wo = (xp.shape[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    y = np.zeros((x.shape[0], m, ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            r, q = i * dilations[0], j * dilations[1]
+            window = xp[:, :, r : r + strides[0] * ho : strides[0], q : q + strides[1] * wo : strides[1]]
+            y += np.einsum("nchw,mc->nmhw", window, w[:, :, i, j].astype(np.float64))
+    return y if b is None else y + b.astype(np.float64)[None, :, None, None]
+
+
+@pytest.mark.parametrize(
+    "c, m, size, kernel, pads, strides, dilations, batch, kind",
+    [
+        (32, 128, 27, 3, [1, 1, 1, 1], [1, 1], [1, 1], 1, "relu"),  # squeezenet's expand
+        (16, 32, 14, 5, [2, 2, 2, 2], [1, 1], [1, 1], 1, "none"),  # inception v1's 5x5
+        (80, 96, 10, 5, [2, 2, 2, 2], [1, 1], [1, 1], 2, "relu"),  # two images
+        (32, 48, 15, 3, [1, 0, 1, 0], [2, 2], [1, 1], 1, "clip"),  # strided, uneven padding
+        (40, 48, 12, 3, [2, 2, 2, 2], [1, 1], [2, 2], 1, "swish"),  # dilated
+    ],
+)  # fmt: skip
+def test_packed_columns_convolution_matches_float64(
+    c, m, size, kernel, pads, strides, dilations, batch, kind, taken
+):
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [batch, c, size, size])
+    w, b = _weight(m, c, kernel, kernel), _weight(m)
+    y = g.op.Conv(x, w, b, pads=pads, strides=strides, dilations=dilations)
+    g.output(_activation(g, y, kind), "y")
+    feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
+    session = _session(g.model())
+    got = session.run(None, {"x": feed})[0]
+    _close(got, _after(_reference(feed, w, b, pads, strides, dilations), kind))
+    assert taken["columns"] == (1 if taken["possible"] else 0)
+    np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)
+
+
+def test_packed_columns_leave_the_other_paths_their_layers(taken):
+    """With the compiled kernels (where Winograd runs), Winograd's layer (ResNet-50's 3x3 of 64
+    channels), the shift-and-add's (densenet121's 128 -> 32) and a shallow stem (3 channels) keep
+    their paths; squeezenet's 32 -> 128 takes the packed one."""
+    pays = conv_module.packed_columns_pay
+    conv = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    layers = [((1, 64, 56, 56), (64, 64, 3, 3)), ((1, 128, 28, 28), (32, 128, 3, 3)),
+              ((1, 3, 64, 64), (16, 3, 3, 3)), ((1, 32, 27, 27), (128, 32, 3, 3))]  # fmt: skip
+    if compiled.enabled:
+        for x_shape, w_shape in layers:
+            plan = conv.geom.plan(x_shape, w_shape)
+            route = conv._route(plan, x_shape, w_shape, np.float32)
+            assert pays(route, plan, 1, w_shape, np.float32) == (w_shape[1] == 32), route
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 128, 28, 28])
+    w = _weight(32, 128, 3, 3)
+    g.output(g.op.Conv(x, w, pads=[1, 1, 1, 1]), "y")
+    feed = RNG.standard_normal((1, 128, 28, 28)).astype(np.float32)
+    got = _session(g.model()).run(None, {"x": feed})[0]
+    _close(got, _reference(feed, w, None, [1, 1, 1, 1], [1, 1], [1, 1]))
+    assert taken["columns"] == 0
+
+
+def test_packed_paths_decline_outside_numba_threads():
+    """Called with no session's pool (or a pool of Python threads) they hand the convolution
+    back (None) for the other paths."""
+    x = RNG.standard_normal((1, 128, 8, 8)).astype(np.float32)
+    w = _weight(16, 128, 1, 1)
+    w3 = _weight(16, 128, 3, 3)
+    plan = conv_module.Conv(kernel_shape=[1, 1]).geom.plan(x.shape, w.shape)
+    plan3 = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1]).geom.plan(x.shape, w3.shape)
+    last = conv_module.last_weight(w, np.float32)
+    epilogue = Epilogue()
+    epilogue.prepare((1, 16, 8, 8), np.float32)
+
+    def both():
+        return (
+            conv_module.conv_packed_pointwise(x, lambda: last, threads.PackedWeight(), plan,
+                                              epilogue),
+            conv_module.conv_packed_columns(x, w3, threads.PackedWeight(), plan3, epilogue),
+        )  # fmt: skip
+
+    assert both() == (None, None)
+    with threads.Threads(2, native_threads=False)():
+        assert both() == (None, None)
