@@ -1,15 +1,15 @@
-"""Convolutions on a weight packed once, per layer: the measurement behind ``conv.narrowing_pays``
-and ``conv.columns_pay``.
+"""Convolutions by a weight packed once, per layer: the measurement behind
+``conv.packed_pointwise_pays`` and ``conv.packed_columns_pay``.
 
-Part 1, 1x1 convolutions: the path Conv takes otherwise (BLAS's W X: banded, im2col, or
-channel-last) against ``conv_narrowing`` (Y^T = X^T W^T on onyx's own GEMM, W packed once, tiles
-stored transposed into Y's planes), on the 1x1 layers of MobileNetV2, ResNet-50 and SqueezeNet,
-narrowing (C >= 2M: taken from C = 96) and widening (left to BLAS).
+Part 1, 1x1 convolutions: the path Conv takes otherwise (BLAS's W X: banded or im2col) against
+``conv_packed_pointwise`` (Y^T = X^T W^T on onyx's own GEMM, W packed once, tiles stored
+transposed into Y's planes), on the 1x1 layers of MobileNetV2, ResNet-50 and SqueezeNet,
+narrowing and widening; taken from 64 deep.
 
 Part 2, larger kernels: the path Conv takes otherwise (Winograd, banded, shift-and-add or the
-im2col path) against ``conv_columns`` (each image's im2col columns, then Y^T = cols^T W^T the same
-way), on 3x3 and 5x5 layers of squeezenet, inception v1, ResNet-50 and densenet121; taken only
-on the im2col path, at least 128 deep.
+im2col path) against ``conv_packed_columns`` (each image's im2col columns, then Y^T = cols^T W^T
+the same way), on 3x3 and 5x5 layers of squeezenet, inception v1, ResNet-50 and densenet121;
+taken only on the im2col path, from 128 deep.
 
 Each layer runs on the session's pool (numba's threads, ``--threads``, default 2), four copies
 of it cycled so that its weight and input are not all cache-hot, as in a model; the two paths
@@ -89,25 +89,26 @@ def layer(c: int, m: int, size: int, kernel: int, stride: int, rng):
         epilogue.prepare((1, m, *plan[5]), np.float32)
         store = threads.PackedWeight()
         if kernel == 1:
-            taken = "narrowing" if C.narrowing_pays(plan, 1, w.shape, np.float32) else "other"
+            taken = "packed" if C.packed_pointwise_pays(plan, 1, w.shape, np.float32) else "other"
             last = C.last_weight(w, np.float32)
 
             def packed(x=x, plan=plan, last=last, store=store, epilogue=epilogue):
-                return C.conv_narrowing(x, lambda: last, store, plan, epilogue)
+                return C.conv_packed_pointwise(x, lambda: last, store, plan, epilogue)
         else:
-            taken = "columns" if C.columns_pay(route, plan, 1, w.shape, np.float32) else route
+            pays = C.packed_columns_pay(route, plan, 1, w.shape, np.float32)
+            taken = "packed" if pays else route
 
             def packed(x=x, w=w, plan=plan, store=store, epilogue=epilogue):
-                return C.conv_columns(x, w, store, plan, epilogue)
+                return C.conv_packed_columns(x, w, store, plan, epilogue)
 
         def other(x=x, w=w, conv=conv):
             # (Conv's choice without the packed paths)
-            saved = C._NARROWING_DEPTH, C._COLUMNS_DEPTH
-            C._NARROWING_DEPTH = C._COLUMNS_DEPTH = 1 << 62
+            saved = C._PACKED_POINTWISE_DEPTH, C._PACKED_COLUMNS_DEPTH
+            C._PACKED_POINTWISE_DEPTH = C._PACKED_COLUMNS_DEPTH = 1 << 62
             try:
                 return conv(x, w)
             finally:
-                C._NARROWING_DEPTH, C._COLUMNS_DEPTH = saved
+                C._PACKED_POINTWISE_DEPTH, C._PACKED_COLUMNS_DEPTH = saved
 
         want, got = other(), packed()
         if got is None:
@@ -130,8 +131,8 @@ def main() -> None:
         raise SystemExit("needs numba's threads (pip install -e '.[fast]'; threadpoolctl)")
     print(f"{args.threads} threads; median us per call, other / packed (above 1: packed faster)")
     parts = [
-        ("part 1, 1x1 (packed: conv_narrowing)", [(*r, 1, 1) for r in POINTWISE]),
-        ("part 2, larger kernels (packed: conv_columns)", KERNELS),
+        ("part 1, 1x1 (packed: conv_packed_pointwise)", [(*r, 1, 1) for r in POINTWISE]),
+        ("part 2, larger kernels (packed: conv_packed_columns)", KERNELS),
     ]
     with run():
         for number, (title, layers) in enumerate(parts, 1):

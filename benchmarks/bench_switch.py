@@ -1,4 +1,4 @@
-"""One of onyx's runtime settings against its shipped value, run by run in one process.
+"""onyx's runtime settings against their shipped values, run by run in one process.
 
 bench_revisions.py compares two revisions in processes of their own; on this project's shared
 2-core machine their times drift by 10-20% between processes a minute apart, which hides
@@ -10,9 +10,10 @@ Both paths' data stay in the process, so the absolute times run higher than benc
 
 A setting is a module-level name of a package under onyx.runtime read at call time (a
 threshold, a switch), given as MODULE.NAME=VALUE with VALUE a Python literal, for example
-``kernels.conv._NARROWING_DEPTH=1000000000`` (no narrowing 1x1 convolutions).
+``kernels.conv._PACKED_COLUMNS_DEPTH=1000000000`` (no im2col convolution by a packed weight);
+several settings change together.
 
-Run: python benchmarks/bench_switch.py kernels.conv._NARROWING_DEPTH=1000000000
+Run: python benchmarks/bench_switch.py kernels.conv._PACKED_COLUMNS_DEPTH=1000000000 [...]
      [--models ...] [--runs 200]
 """
 
@@ -51,40 +52,47 @@ def parse_setting(text: str) -> tuple[object, str, object]:
     return module, name, value
 
 
-def compare(name: str, module, attribute: str, value, runs: int) -> tuple[float, float]:
-    """(median seconds as shipped, median seconds with the setting) of one session."""
+def compare(name: str, settings: list[tuple[object, str, object]], runs: int
+            ) -> tuple[float, float]:  # fmt: skip
+    """(median seconds as shipped, median seconds with the settings) of one session."""
     session = onyx.InferenceSession(str(model_path(name)))
     feeds = feeds_for(session)
-    shipped = getattr(module, attribute)
+    shipped = [(module, attribute, getattr(module, attribute)) for module, attribute, _ in settings]
+
+    def choose(changed: bool) -> None:
+        for module, attribute, value in settings if changed else shipped:
+            setattr(module, attribute, value)
+
     times: dict[bool, list[float]] = {False: [], True: []}
     try:
         for changed in (False, True, False, True):  # warm-up: each path once or twice
-            setattr(module, attribute, value if changed else shipped)
+            choose(changed)
             session.run(None, feeds)
         for i in range(runs):
             for changed in (False, True) if i % 2 else (True, False):
-                setattr(module, attribute, value if changed else shipped)
+                choose(changed)
                 start = time.perf_counter()
                 session.run(None, feeds)
                 times[changed].append(time.perf_counter() - start)
     finally:
-        setattr(module, attribute, shipped)
+        choose(False)
     return statistics.median(times[False]), statistics.median(times[True])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("setting", help="MODULE.NAME=VALUE, MODULE under onyx.runtime")
+    parser.add_argument("settings", nargs="+", help="MODULE.NAME=VALUE, MODULE under onyx.runtime")
     parser.add_argument("--models", nargs="*", default=MODELS)
     parser.add_argument("--runs", type=int, default=200, help="runs of each, alternating")
     args = parser.parse_args()
-    module, attribute, value = parse_setting(args.setting)
+    settings = [parse_setting(text) for text in args.settings]
     names = [m for name in args.models for m in GROUPS.get(name, [name])]
-    print(f"{attribute}: shipped {getattr(module, attribute)!r}, against {value!r}; "
-          f"medians of {args.runs} alternating runs each, default threads")  # fmt: skip
+    for module, attribute, value in settings:
+        print(f"{attribute}: shipped {getattr(module, attribute)!r}, against {value!r}")
+    print(f"medians of {args.runs} alternating runs each, default threads")
     print(f"{'model':<22}{'shipped ms':>12}{'setting ms':>12}{'setting/shipped':>17}")
     for name in names:
-        shipped, changed = compare(name, module, attribute, value, args.runs)
+        shipped, changed = compare(name, settings, args.runs)
         print(f"{name:<22}{shipped * 1e3:>12.2f}{changed * 1e3:>12.2f}{changed / shipped:>16.3f}x",
               flush=True)  # fmt: skip
 
