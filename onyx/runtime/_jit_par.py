@@ -47,7 +47,7 @@ from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
     pack_panels,
     packed_product,
 )
-from onyx.runtime.threads import PACKED_DEPTH
+from onyx.runtime.threads import ACTIVATION_DEPTH
 
 _PARALLEL = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
 _ROW_MAJOR, _PLAIN, _TRANSPOSED = 101, 111, 112  # CBLAS: CblasRowMajor, CblasNoTrans, CblasTrans
@@ -237,7 +237,7 @@ def conv_bands(blas, x, w, y, kh, kw, sh, sw, dh, dw, pt, pl, rows, blocks, poin
     (M, C*kh*kw) and its epilogue program (``codes``, ``with_full``, ``params``, ``full``:
     epilogue._program; no stages: none) done while the part is in cache. Small planes split
     by channels (``blocks`` > 1), where bands of rows would leave each GEMM a few columns.
-    float32 (the only type taking this path) at a depth of at least PACKED_DEPTH multiplies
+    float32 (the only type taking this path) at a depth of at least ACTIVATION_DEPTH multiplies
     by onyx's own GEMM (as ``activation_gemm``: resnet50 0.96x its time through BLAS,
     squeezenet, densenet121 and the mobile CNNs unchanged); shallower, by BLAS's."""
     n, m, ho, wo = y.shape
@@ -255,7 +255,7 @@ def conv_bands(blas, x, w, y, kh, kw, sh, sw, dh, dw, pt, pl, rows, blocks, poin
         width = (r1 - r0) * wo
         weights = w.ctypes.data + m0 * depth * size
         target = y.ctypes.data + ((i * m + m0) * plane + r0 * wo) * size
-        if depth >= PACKED_DEPTH:  # float32: onyx's own GEMM, the part's columns packed
+        if depth >= ACTIVATION_DEPTH:  # float32: onyx's own GEMM, the part's columns packed
             if pointwise:
                 b = x[i].reshape(channels, plane)[:, r0 * wo : r1 * wo]
             else:
@@ -437,7 +437,7 @@ def winograd_image(blas, padded, u, v, products, y, tiles_h, tiles_w, parts, one
         c0, c1 = _band(channels, parts, p)
         if c1 > c0:
             winograd_input(padded, v, tiles_h, tiles_w, c0, c1)
-    own = channels >= PACKED_DEPTH and size == 4  # (float32)
+    own = channels >= ACTIVATION_DEPTH and size == 4  # (float32)
     for p in prange(parts):
         g0, g1 = _band(16, parts, p)
         if own and g1 > g0:

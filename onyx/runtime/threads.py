@@ -63,9 +63,16 @@ NATIVE_MIN_ELEMENTS = 1 << 12
 # called from two threads at once on few rows it stalls (benchmarks/bench_few_rows.py).
 GEMV_ROWS = 4
 # Products by a weight of at least this depth (K) run onyx's own GEMM on the weight packed once
-# (_jit_gemm.py); shallower ones leave its tiles short next to their stores (in trials while
-# writing it, 2 threads: K = 64 at 0.8x OpenBLAS's speed, K = 24 at 0.5x).
-PACKED_DEPTH = 128
+# (_jit_gemm.py); shallower ones leave its tiles short next to their stores. (Cache-hot, one
+# product at a time, K = 64 ran at 0.8x OpenBLAS's speed in trials while writing it, K = 24 at
+# 0.5x; in models, where the weight comes from memory, K = 64 pays: the 2-layer BERT and GPT-2
+# of hidden 64 0.94x their time with 128 here, MobileNetV2 and EfficientNet-B0 0.98x,
+# benchmarks/bench_switch.py threads.PACKED_DEPTH=128.)
+PACKED_DEPTH = 64
+# Products whose right operand is made at run time (a convolution's im2col columns) run onyx's
+# own GEMM from this depth, packing that operand as they go (_jit_par.activation_gemm and the
+# convolution kernels beside it); shallower, BLAS's.
+ACTIVATION_DEPTH = 128
 
 
 @functools.cache

@@ -75,7 +75,9 @@ def _linear(x_shape, n, tail):
     return g.model()
 
 
-@pytest.mark.parametrize("x_shape", [(2, 40, 64), (80, 64)])
+# (products under 64 deep: on BLAS on every pool, so the pools' bits agree; a read-only weight
+# 64 deep or more runs onyx's own GEMM on numba's threads, test_native_threads.py)
+@pytest.mark.parametrize("x_shape", [(2, 40, 48), (80, 48)])
 def test_bias_then_relu_after_matmul(finishes, x_shape):
     bias = f32(96)
     model = _linear(x_shape, 96, lambda g, y: g.op.Relu(g.op.Add(bias, y)))  # (torch's order)

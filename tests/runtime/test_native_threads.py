@@ -306,6 +306,7 @@ def _read_only(x):
         (7, 300, 20, True),  # one tile and a bit, two panels, the second of 4 columns
         (3, 200, 150, None),  # few rows: tiles of 4 rows by 4 panels, then the tenth panel
         (4, 160, 64, False),  # few rows, one group of 4 panels exactly
+        (40, 64, 96, None),  # a transformer of hidden 64: the shallowest packed depth
     ],
 )
 def test_products_by_a_read_only_weight_run_packed(native, m, k, n, by_rows):
@@ -367,9 +368,9 @@ def test_what_is_not_packed(native):
         native.calls.clear()
         want = a.astype(np.float64) @ b
         np.testing.assert_allclose(got, want, rtol=0, atol=5e-6 * np.abs(want).max())
-    shallow = _read_only(RNG.standard_normal((64, 900)).astype(np.float32))
+    shallow = _read_only(RNG.standard_normal((48, 900)).astype(np.float32))
     wide = _read_only(RNG.standard_normal((256, 96)))
-    for x, b in [(RNG.standard_normal((300, 64)).astype(np.float32), shallow), (a, wide)]:
+    for x, b in [(RNG.standard_normal((300, 48)).astype(np.float32), shallow), (a, wide)]:
         with native():
             threads.matmul(x.astype(b.dtype), b, packed=threads.PackedWeight())
         assert native.calls == ["gemm"]

@@ -560,13 +560,13 @@ def depthwise_planes(jit, x, w_depthwise, plan, mult, finish=None, swish=False, 
 
 def _product(w, b, out):
     """out = w @ b (2-D, ``out`` of unit column stride) over the session's threads: float32 at
-    least PACKED_DEPTH deep on numba's threads by onyx's own GEMM, ``b`` packed as it goes
+    least ACTIVATION_DEPTH deep on numba's threads by onyx's own GEMM, ``b`` packed as it goes
     (``Native.activation_matmul``: equal rows of ``w`` give equal rows, which squeezenet's
     conformance data needs; as fast as BLAS or faster on the CNNs' layers); else BLAS's."""
     pool = threads.current()
     if (
         w.dtype == b.dtype == np.float32
-        and w.shape[1] >= threads.PACKED_DEPTH
+        and w.shape[1] >= threads.ACTIVATION_DEPTH
         and pool is not None
         and pool.native is not None
         and threads.splits_gemms()
