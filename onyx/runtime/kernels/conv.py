@@ -324,10 +324,11 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packe
 # A 1x1 convolution at least this deep (C) runs on the session's pool of numba's threads as
 # Y^T = X^T W^T on onyx's own GEMM, W packed once, each tile of pixels stored transposed straight
 # into Y's planes: 1.2-2.0x BLAS's W X where it narrows (an inverted residual's projection, a
-# bottleneck's reduction, a fire module's squeeze), 1.2-1.4x on MobileNetV2's widening layers of
-# 14x14 and 7x7 (split by output channels there), 0.96-1.06x on ResNet-50's widening ones;
-# shallower ones keep BLAS's, where the transposed stores outweigh a product of 16-32 terms
-# (0.6-0.8x; benchmarks/bench_packed_convs.py, part 1, 2 threads).
+# bottleneck's reduction, a fire module's squeeze), 1.3-1.5x on MobileNetV2's widening layers of
+# 14x14 and 7x7 (split by output channels there), 0.81-1.32x on ResNet-50's widening ones (its
+# 128 -> 512 at 1.00x and 0.81x in two runs); shallower ones keep BLAS's, where the transposed
+# stores outweigh a product of 16-32 terms (0.6-0.8x; benchmarks/bench_packed_convs.py, part 1,
+# 2 threads).
 _PACKED_POINTWISE_DEPTH = 64
 
 
@@ -348,10 +349,10 @@ def packed_pointwise_pays(plan, group, w_shape, dtype) -> bool:
 
 def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
     """Y (N, M, *O) of a convolution that ``packed_pointwise_pays`` for, into ``y`` where
-    given, as Y^T = X^T W^T per image (``_transposed_products``; W as (C, M) from ``w_last()``, packed
-    in ``packed``: a ``threads.PackedWeight``), the ``epilogue`` applied. X^T is read as x is
-    laid out: a channel-last x's rows as they are, an NCHW one's transposed. None where the
-    session's pool does not run onyx's GEMM on packed weights."""
+    given, as Y^T = X^T W^T per image (``_transposed_products``; W as (C, M) from
+    ``w_last()``, packed in ``packed``: a ``threads.PackedWeight``), the ``epilogue`` applied.
+    X^T is read as x is laid out: a channel-last x's rows as they are, an NCHW one's
+    transposed. None where the session's pool does not run onyx's GEMM on packed weights."""
     pool = _packing_pool()
     if pool is None:
         return None
