@@ -375,9 +375,10 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 # Other convolutions of one group at least this deep (C*kh*kw) that none of the special paths
 # takes (Winograd, banded, shift-and-add) multiply their im2col columns so: Y^T = cols^T W^T
 # with W packed once, where the im2col path packed the columns for onyx's GEMM at every call (or
-# left them to BLAS): 1.17-1.83x on squeezenet's, inception v1's and ResNet-50's such layers
+# left them to BLAS): 1.12-2.08x on squeezenet's, inception v1's and ResNet-50's such layers
 # (benchmarks/bench_packed_convs.py, part 2, 2 threads). Winograd's and the banded path's layers
-# stay theirs: 0.74-0.96x on ResNet-50's Winograd ones, 0.63x on a stem of 3 channels.
+# stay theirs: 0.75-0.92x on the Winograd ones, 0.59-0.80x on the banded ones (a stem of 3
+# channels, squeezenet's 16 -> 64).
 _PACKED_COLUMNS_DEPTH = 128
 
 
