@@ -369,7 +369,7 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
     else:
         images = np.ascontiguousarray(x).reshape(n, c, pixels).transpose(0, 2, 1)
     y = np.empty((n, weight.shape[1], *out), np.float32) if y is None else y
-    return _transposed_products(pool, images.__getitem__, panels, y, epilogue)
+    return _transposed_products(pool, lambda i: images[i], panels, y, epilogue)
 
 
 # Other convolutions of one group at least this deep (C*kh*kw) that none of the special paths
@@ -1098,6 +1098,7 @@ class Conv:
                 y = _swish(y, steps)
         else:
             y = None
+            # (checked per call, not in ``_route``: bench_switch.py may change its depth)
             if not w.flags.writeable and packed_columns_pay(route, plan, group, w.shape, dtype):
                 y = conv_packed_columns(xw, w, self.packed, plan, epilogue, out)  # (as above)
             if y is None:
