@@ -7,9 +7,9 @@ transposed into Y's planes), on the 1x1 layers of MobileNetV2, ResNet-50 and Squ
 narrowing and widening; taken from 64 deep.
 
 Part 2, larger kernels: the path Conv takes otherwise (Winograd, banded, shift-and-add or the
-im2col path) against ``conv_packed_columns`` (each image's im2col columns, then Y^T = cols^T W^T
-the same way), on 3x3 and 5x5 layers of squeezenet, inception v1, ResNet-50 and densenet121;
-taken only on the im2col path, from 128 deep.
+im2col path) against ``conv_packed_columns`` (each image's patches made from its channel-last
+input, then Y^T = R W^T the same way), on 3x3 and 5x5 layers of squeezenet, inception v1,
+ResNet-50 and densenet121; taken on the im2col and shift-and-add paths, from 128 deep.
 
 Each layer runs on the session's pool (numba's threads, ``--threads``, default 2), four copies
 of it cycled so that its weight and input are not all cache-hot, as in a model; the two paths
@@ -98,8 +98,10 @@ def layer(c: int, m: int, size: int, kernel: int, stride: int, rng):
             pays = C.packed_columns_pay(route, plan, 1, w.shape, np.float32)
             taken = "packed" if pays else route
 
-            def packed(x=x, w=w, plan=plan, store=store, epilogue=epilogue):
-                return C.conv_packed_columns(x, w, store, plan, epilogue)
+            last = C.last_weight(w, np.float32)
+
+            def packed(x=x, plan=plan, last=last, store=store, epilogue=epilogue):
+                return C.conv_packed_columns(x, lambda: last, store, plan, epilogue)
 
         def other(x=x, w=w, conv=conv):
             # (Conv's choice without the packed paths)

@@ -866,6 +866,43 @@ _TILE = 16  # channels x pixels of a layout change done while both sides are in 
 
 
 @njit(**_OPTIONS)
+def im2row(xl, rows, kh, kw, sh, sw, dh, dw, pt, pl, wo, p0, p1):
+    """Rows p0..p1 of ``rows`` (Ho*Wo, kh*kw*C): output pixel p's patch of the channel-last
+    image ``xl`` (H, W, C), tap by tap (i, j), the C values of each one run, zeros where the
+    tap falls outside the image (the padding). im2col's transpose, made from runs of C: the
+    rows a GEMM reads as its A, each contiguous."""
+    height, width, channels = xl.shape
+    zero = xl.dtype.type(0)
+    for p in range(p0, p1):
+        r, q = p // wo, p % wo
+        for i in range(kh):
+            y = r * sh - pt + i * dh
+            for j in range(kw):
+                x = q * sw - pl + j * dw
+                at = (i * kw + j) * channels
+                if 0 <= y < height and 0 <= x < width:
+                    for c in range(channels):
+                        rows[p, at + c] = xl[y, x, c]
+                else:
+                    for c in range(channels):
+                        rows[p, at + c] = zero
+
+
+@njit(**_OPTIONS)
+def to_channels_last_rows(x, xl, r0, r1):
+    """Rows r0..r1 of xl (H, W, C) = x (C, H, W), in runs of _TILE channels."""
+    channels, _, width = x.shape
+    for r in range(r0, r1):
+        for c0 in range(0, channels, _TILE):
+            c1 = min(channels, c0 + _TILE)
+            for q in range(width):
+                for c in range(c0, c1):
+                    xl[r, q, c] = x[c, r, q]
+
+
+
+
+@njit(**_OPTIONS)
 def to_channels_last(x, xl):
     """xl (N, H, W, C) = x (N, C, H, W), in tiles of channels by pixels."""
     n, channels, height, width = x.shape

@@ -32,10 +32,12 @@ from onyx.runtime._jit import (
     elementwise,
     im2col,
     im2col_images,
+    im2row,
     layer_norm,
     pool2d,
     rms_norm,
     row_means,
+    to_channels_last_rows,
     winograd_input,
     winograd_output,
 )
@@ -469,6 +471,25 @@ def im2col_bands(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, parts):
         if c1 > c0:
             im2col(x[c0:c1], cols[c0 * taps : c1 * taps], kh, kw, sh, sw, dh, dw, pt, pl, 0, ho,
                    wo)  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def im2row_bands(xl, rows, kh, kw, sh, sw, dh, dw, pt, pl, wo, parts):
+    """``im2row`` of one channel-last image ``xl`` (H, W, C), every output pixel, into ``rows``
+    (Ho*Wo, kh*kw*C), by bands of pixels."""
+    for p in prange(parts):
+        p0, p1 = _band(rows.shape[0], parts, p)
+        if p1 > p0:
+            im2row(xl, rows, kh, kw, sh, sw, dh, dw, pt, pl, wo, p0, p1)
+
+
+@njit(**_PARALLEL)
+def channels_last_bands(x, xl, parts):
+    """xl (H, W, C) = x (C, H, W) of one image, by bands of rows."""
+    for p in prange(parts):
+        r0, r1 = _band(x.shape[1], parts, p)
+        if r1 > r0:
+            to_channels_last_rows(x, xl, r0, r1)
 
 
 @njit(**_PARALLEL)

@@ -1,7 +1,8 @@
 """Convolutions by a weight packed once (kernels/conv.py): on numba's threads a 1x1 convolution at
-least 64 deep runs as Y^T = X^T W^T (``conv_packed_pointwise``) and one of the im2col path at least
-128 deep as Y^T = cols^T W^T (``conv_packed_columns``), on onyx's own GEMM, W packed once, the tiles
-stored transposed into Y's planes. In sessions built from small graphs (so W is an initializer,
+least 64 deep runs as Y^T = X^T W^T (``conv_packed_pointwise``) and one of the im2col or
+shift-and-add paths at least 128 deep as Y^T = R W^T, R its patches made channel-last
+(``conv_packed_columns``), on onyx's own GEMM, W packed once, the tiles stored transposed into Y's
+planes. In sessions built from small graphs (so W is an initializer,
 read-only) the outputs agree with a float64 reference, with the epilogue fused or not, into a
 Concat's buffer, from an NCHW input and from a channel-last one, over a batch, with strides,
 padding and dilations; the same bits from run to run, and equal pixels give equal outputs
@@ -260,10 +261,10 @@ def test_packed_columns_convolution_matches_float64(
     np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)
 
 
-def test_packed_columns_leave_the_other_paths_their_layers(taken):
+def test_packed_columns_take_the_shift_and_add_layers_not_winograd_or_the_stem(taken):
     """With the compiled kernels (where Winograd runs), Winograd's layer (ResNet-50's 3x3 of 64
-    channels), the shift-and-add's (densenet121's 128 -> 32) and a shallow stem (3 channels) keep
-    their paths; squeezenet's 32 -> 128 takes the packed one."""
+    channels) and a shallow stem (3 channels) keep their paths; squeezenet's 32 -> 128 and the
+    shift-and-add's densenet121 128 -> 32 take the packed one, whose outputs agree."""
     pays = conv_module.packed_columns_pay
     conv = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     layers = [((1, 64, 56, 56), (64, 64, 3, 3)), ((1, 128, 28, 28), (32, 128, 3, 3)),
@@ -272,7 +273,7 @@ def test_packed_columns_leave_the_other_paths_their_layers(taken):
         for x_shape, w_shape in layers:
             plan = conv.geom.plan(x_shape, w_shape)
             route = conv._route(plan, x_shape, w_shape, np.float32)
-            assert pays(route, plan, 1, w_shape, np.float32) == (w_shape[1] == 32), route
+            assert pays(route, plan, 1, w_shape, np.float32) == (w_shape[1] in (32, 128)), route
     g = GraphBuilder(opset=24)
     x = g.input("x", "float", [1, 128, 28, 28])
     w = _weight(32, 128, 3, 3)
@@ -280,7 +281,33 @@ def test_packed_columns_leave_the_other_paths_their_layers(taken):
     feed = RNG.standard_normal((1, 128, 28, 28)).astype(np.float32)
     got = _session(g.model()).run(None, {"x": feed})[0]
     _close(got, _reference(feed, w, None, [1, 1, 1, 1], [1, 1], [1, 1]))
-    assert taken["columns"] == 0
+    assert taken["columns"] == (1 if taken["possible"] else 0)
+
+
+def test_packed_columns_read_a_channel_last_input_as_it_is(taken):
+    """Given a channel-last view (a (N, C, H, W) view of a (N, H, W, C) array, as the plan's
+    channel-last convolutions hand over), the patches are made from it without a transpose;
+    strided, with a bias, two images. (On the numpy paths, no numba threads: declined.)"""
+    xl = RNG.standard_normal((2, 11, 11, 96)).astype(np.float32)
+    x = xl.transpose(0, 3, 1, 2)
+    w, b = _weight(40, 96, 3, 3), _weight(40)
+    conv = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2])
+    plan = conv.geom.plan(x.shape, w.shape)
+    epilogue = Epilogue()
+    epilogue.prepare((2, 40, *plan[5]), np.float32, b)
+    last = conv_module.last_weight(w, np.float32)
+    seen = []
+    original = conv_module.channels_last
+    with pytest.MonkeyPatch.context() as patch, threads.Threads(2)():
+        patch.setattr(conv_module, "channels_last",
+                      lambda a: seen.append(original(a) is not None) or original(a))  # fmt: skip
+        got = conv_module.conv_packed_columns(x, lambda: last, threads.PackedWeight(), plan,
+                                              epilogue)  # fmt: skip
+    if not taken["possible"]:
+        assert got is None
+        return
+    assert seen == [True]
+    _close(got, _reference(np.ascontiguousarray(x), w, b, [1, 1, 1, 1], [2, 2], [1, 1]))
 
 
 def test_packed_paths_decline_outside_numba_threads():
@@ -291,7 +318,7 @@ def test_packed_paths_decline_outside_numba_threads():
     w3 = _weight(16, 128, 3, 3)
     plan = conv_module.Conv(kernel_shape=[1, 1]).geom.plan(x.shape, w.shape)
     plan3 = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1]).geom.plan(x.shape, w3.shape)
-    last = conv_module.last_weight(w, np.float32)
+    last, last3 = conv_module.last_weight(w, np.float32), conv_module.last_weight(w3, np.float32)
     epilogue = Epilogue()
     epilogue.prepare((1, 16, 8, 8), np.float32)
 
@@ -299,7 +326,8 @@ def test_packed_paths_decline_outside_numba_threads():
         return (
             conv_module.conv_packed_pointwise(x, lambda: last, threads.PackedWeight(), plan,
                                               epilogue),
-            conv_module.conv_packed_columns(x, w3, threads.PackedWeight(), plan3, epilogue),
+            conv_module.conv_packed_columns(x, lambda: last3, threads.PackedWeight(), plan3,
+                                            epilogue),
         )  # fmt: skip
 
     assert both() == (None, None)

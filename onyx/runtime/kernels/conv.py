@@ -372,20 +372,22 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
     return _transposed_products(pool, lambda i: images[i], panels, y, epilogue)
 
 
-# Other convolutions of one group at least this deep (C*kh*kw) that none of the special paths
-# takes (Winograd, banded, shift-and-add) multiply their im2col columns so: Y^T = cols^T W^T
-# with W packed once, where the im2col path packed the columns for onyx's GEMM at every call (or
-# left them to BLAS): 1.12-2.08x on squeezenet's, inception v1's and ResNet-50's such layers
+# Other convolutions of one group at least this deep (C*kh*kw) that none of Winograd's, the
+# banded or the batched paths takes multiply their patches so: Y^T = R W^T, R (Ho*Wo, kh*kw*C)
+# each output pixel's patch made from runs of the channel-last input (``_jit.im2row``: rows a
+# GEMM reads contiguously, where im2col's columns read transposed cross a cache line per term),
+# W packed once in the same order: 1.2-1.8x the shift-and-add on densenet121's 3x3 128 -> 32
+# layers, 1.2-1.8x the im2col path on squeezenet's, inception v1's and ResNet-50's
 # (benchmarks/bench_packed_convs.py, part 2, 2 threads). Winograd's and the banded path's layers
-# stay theirs: 0.75-0.92x on the Winograd ones, 0.59-0.80x on the banded ones (a stem of 3
-# channels, squeezenet's 16 -> 64).
+# stay theirs (ResNet-50's 256 -> 256 at 14x14 ran 0.84x Winograd's, a stem of 3 channels is
+# too shallow for the GEMM's tiles).
 _PACKED_COLUMNS_DEPTH = 128
 
 
 def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
-    """Whether a convolution takes ``conv_packed_columns``: of the im2col route ("other"),
-    2-D, float32, one group, not 1x1, at least _PACKED_COLUMNS_DEPTH deep, at least 32 output
-    pixels and not one the shift-and-add takes."""
+    """Whether a convolution takes ``conv_packed_columns``: of the route "other" (im2col or
+    shift-and-add), 2-D, float32, one group, not 1x1, at least _PACKED_COLUMNS_DEPTH deep, at
+    least 32 output pixels."""
     k, _, _, _, _, out, pointwise = plan
     return (
         route == "other"
@@ -395,34 +397,39 @@ def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
         and dtype == np.float32
         and math.prod(w_shape[1:]) >= _PACKED_COLUMNS_DEPTH
         and math.prod(out) >= 32
-        and not shifted_eligible(plan, group, w_shape)
     )
 
 
-def conv_packed_columns(x, w, packed, plan, epilogue, y=None):
+def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
     """Y (N, M, *O) of a convolution that ``packed_columns_pay`` for, into ``y`` where given:
-    each image's im2col columns (K, P), on numba's threads, then Y^T = cols^T W^T
-    (``_transposed_products``, W (M, C, kh, kw) read as (K, M), packed in ``packed``), the
-    ``epilogue`` applied. None where the session's pool does not run onyx's GEMM on packed
-    weights."""
+    x channel-last (as it is where it is so), each image's patches (``_jit.im2row``) on numba's
+    threads, then Y^T = R W^T (``_transposed_products``; W as (kh*kw*C, M) from ``w_last()``,
+    packed in ``packed``), the ``epilogue`` applied. None where the session's pool does not
+    run onyx's GEMM on packed weights."""
     pool = _packing_pool()
     if pool is None:
         return None
-    m = w.shape[0]
-    panels = packed.get(w.reshape(m, -1).T)
-    if panels is None:
-        return None
     k, s, d, pb, _, out, _ = plan
     n, c = x.shape[:2]
-    x = np.ascontiguousarray(x)
-    cols = np.empty((c * math.prod(k), math.prod(out)), np.float32)
-    parts = min(c, pool.size)
+    weight = w_last()
+    weight = weight.reshape(-1, weight.shape[-1])
+    panels = packed.get(weight)
+    if panels is None:
+        return None
+    kernels = pool.native.kernels
+    xl = channels_last(x)
+    if xl is None:
+        xl = np.empty((n, *x.shape[2:], c), np.float32)
+        x = np.ascontiguousarray(x)
+        for i in range(n):
+            kernels.channels_last_bands(x[i], xl[i], pool.size)
+    patches = np.empty((math.prod(out), weight.shape[0]), np.float32)
 
     def rows(i):
-        pool.native.kernels.im2col_bands(x[i], cols, *k, *s, *d, pb[0], pb[1], *out, parts)
-        return cols.T
+        kernels.im2row_bands(xl[i], patches, *k, *s, *d, pb[0], pb[1], out[1], pool.size)
+        return patches
 
-    y = np.empty((n, m, *out), np.float32) if y is None else y
+    y = np.empty((n, weight.shape[1], *out), np.float32) if y is None else y
     return _transposed_products(pool, rows, panels, y, epilogue)
 
 
@@ -1100,7 +1107,11 @@ class Conv:
             y = None
             # (checked per call, not in ``_route``: bench_switch.py may change its depth)
             if not w.flags.writeable and packed_columns_pay(route, plan, group, w.shape, dtype):
-                y = conv_packed_columns(xw, w, self.packed, plan, epilogue, out)  # (as above)
+                # (as above)
+                y = conv_packed_columns(
+                    xw, lambda: self.last_cache.get(w, lambda: last_weight(w, dtype)),
+                    self.packed, plan, epilogue, out,
+                )  # fmt: skip
             if y is None:
                 if shifted_eligible(plan, group, w.shape):
                     w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
