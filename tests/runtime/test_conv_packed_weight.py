@@ -333,3 +333,19 @@ def test_packed_paths_decline_outside_numba_threads():
     assert both() == (None, None)
     with threads.Threads(2, native_threads=False)():
         assert both() == (None, None)
+
+
+def test_half_precision_models_keep_their_dtype(taken):
+    """float16 convolutions compute in float32 (conv.compute_dtype), on the packed paths too,
+    and give float16 back."""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float16", [1, 96, 10, 10])
+    w1, w3 = _weight(48, 96, 1, 1).astype(np.float16), _weight(32, 48, 3, 3).astype(np.float16)
+    g.output(g.op.Conv(g.op.Conv(x, w1), w3, pads=[1, 1, 1, 1]), "y")
+    feed = RNG.standard_normal((1, 96, 10, 10)).astype(np.float16)
+    got = _session(g.model()).run(None, {"x": feed})[0]
+    assert got.dtype == np.float16
+    middle = _pointwise(feed, w1.astype(np.float32)).astype(np.float16)
+    want = _reference(middle, w3.astype(np.float32), None, [1, 1, 1, 1], [1, 1], [1, 1])
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=5e-3 * np.abs(want).max())
+    assert (taken["pointwise"], taken["columns"]) == ((1, 1) if taken["possible"] else (0, 0))

@@ -372,25 +372,24 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
     return _transposed_products(pool, lambda i: images[i], panels, y, epilogue)
 
 
-# Other convolutions of one group at least this deep (C*kh*kw) that none of Winograd's, the
-# banded or the batched paths takes multiply their patches so: Y^T = R W^T, R (Ho*Wo, kh*kw*C)
+# Other convolutions of one group at least this deep (C*kh*kw) that neither Winograd's nor the
+# batched paths take multiply their patches so: Y^T = R W^T, R (Ho*Wo, kh*kw*C)
 # each output pixel's patch made from runs of the channel-last input (``_jit.im2row``: rows a
 # GEMM reads contiguously, where im2col's columns read transposed cross a cache line per term),
-# W packed once in the same order: 1.2-1.8x the shift-and-add on densenet121's 3x3 128 -> 32
-# layers, 1.2-1.8x the im2col path on squeezenet's, inception v1's and ResNet-50's
-# (benchmarks/bench_packed_convs.py, part 2, 2 threads). Winograd's and the banded path's layers
-# stay theirs (ResNet-50's 256 -> 256 at 14x14 ran 0.84x Winograd's, a stem of 3 channels is
-# too shallow for the GEMM's tiles).
+# W packed once in the same order: 1.2-1.9x the shift-and-add (densenet121's 3x3 128 -> 32),
+# the banded path (squeezenet's 16 -> 64) and the im2col path (squeezenet's, inception v1's and
+# ResNet-50's) on their layers (benchmarks/bench_packed_convs.py, part 2, 2 threads). Winograd's
+# layers stay theirs (0.82-0.96x on ResNet-50's), and a stem of 3 channels is too shallow.
 _PACKED_COLUMNS_DEPTH = 128
 
 
 def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
-    """Whether a convolution takes ``conv_packed_columns``: of the route "other" (im2col or
-    shift-and-add), 2-D, float32, one group, not 1x1, at least _PACKED_COLUMNS_DEPTH deep, at
-    least 32 output pixels."""
+    """Whether a convolution takes ``conv_packed_columns``: of the routes "other" (im2col or
+    shift-and-add) and "blocked", 2-D, float32, one group, not 1x1, at least
+    _PACKED_COLUMNS_DEPTH deep, at least 32 output pixels."""
     k, _, _, _, _, out, pointwise = plan
     return (
-        route == "other"
+        route in ("other", "blocked")
         and len(k) == 2
         and not pointwise
         and group == 1
@@ -1070,7 +1069,7 @@ class Conv:
                 plan, epilogue, out,
             )  # fmt: skip
             if y is not None:
-                return y
+                return y.astype(x.dtype, copy=False)
         if want_last or w_dw is not None or not xw.flags.c_contiguous:  # (else none applies)
             # (as above)
             found = conv_channels_last(
@@ -1083,6 +1082,14 @@ class Conv:
                 epilogue.apply_all(y)
             return y.astype(x.dtype, copy=False)
         route = self._route(plan, x.shape, w.shape, dtype)
+        # (checked per call, not in ``_route``: bench_switch.py may change its depth)
+        if not w.flags.writeable and packed_columns_pay(route, plan, group, w.shape, dtype):
+            y = conv_packed_columns(
+                xw, lambda: self.last_cache.get(w, lambda: last_weight(w, dtype)), self.packed,
+                plan, epilogue, out,
+            )  # fmt: skip
+            if y is not None:  # (W packed only where it is the session's, as above)
+                return y.astype(x.dtype, copy=False)
         if route == "winograd":
             u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
             y = conv_winograd(xw, u, plan, out)
@@ -1104,21 +1111,12 @@ class Conv:
             elif not swish:
                 y = _swish(y, steps)
         else:
-            y = None
-            # (checked per call, not in ``_route``: bench_switch.py may change its depth)
-            if not w.flags.writeable and packed_columns_pay(route, plan, group, w.shape, dtype):
-                # (as above)
-                y = conv_packed_columns(
-                    xw, lambda: self.last_cache.get(w, lambda: last_weight(w, dtype)),
-                    self.packed, plan, epilogue, out,
-                )  # fmt: skip
-            if y is None:
-                if shifted_eligible(plan, group, w.shape):
-                    w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
-                    y = conv_shifted(xw, w_shift, plan, out)
-                else:
-                    y = conv_forward(xw, w_gemm, plan, group, w_dw, out)
-                epilogue.apply_all(y)
+            if shifted_eligible(plan, group, w.shape):
+                w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
+                y = conv_shifted(xw, w_shift, plan, out)
+            else:
+                y = conv_forward(xw, w_gemm, plan, group, w_dw, out)
+            epilogue.apply_all(y)
         return y.astype(x.dtype, copy=False)
 
     def _route(self, plan, x_shape, w_shape, dtype) -> str:
