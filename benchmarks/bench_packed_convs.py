@@ -53,7 +53,7 @@ KERNELS = [  # (model, inputs C, outputs M, height = width, kernel, stride)
     ("inception_v1", 192, 384, 7, 3, 1), ("resnet50", 64, 64, 56, 3, 1),
     ("resnet50", 128, 128, 28, 3, 1), ("resnet50", 512, 512, 7, 3, 1),
     ("resnet50", 128, 128, 56, 3, 2), ("densenet121", 128, 32, 28, 3, 1),
-    ("stem", 3, 64, 224, 3, 2),
+    ("stem", 3, 64, 224, 3, 2), ("resnet50", 3, 64, 224, 7, 2),
 ]  # fmt: skip
 COPIES = 4
 

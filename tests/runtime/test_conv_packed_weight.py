@@ -220,6 +220,19 @@ def test_packed_pointwise_pays_only_where_it_should():
     assert not pays(tiny, 1, (32, 192, 1, 1), np.float32)  # 25 pixels
 
 
+def test_packed_columns_pay_only_where_they_should():
+    pays = conv_module.packed_columns_pay
+    conv = conv_module.Conv(kernel_shape=[7, 7], pads=[3, 3, 3, 3], strides=[2, 2])
+    stem = conv.geom.plan((1, 3, 224, 224), (64, 3, 7, 7))
+    assert not pays("blocked", stem, 1, (64, 3, 7, 7), np.float32)  # 147 deep, runs of 3
+    wide = conv.geom.plan((1, 8, 224, 224), (64, 8, 7, 7))
+    assert pays("blocked", wide, 1, (64, 8, 7, 7), np.float32)
+    assert not pays("winograd", wide, 1, (64, 8, 7, 7), np.float32)
+    assert not pays("other", wide, 1, (64, 8, 7, 7), np.float64)
+    shallow = conv_module.Conv(kernel_shape=[3, 3]).geom.plan((1, 8, 28, 28), (16, 8, 3, 3))
+    assert not pays("other", shallow, 1, (16, 8, 3, 3), np.float32)  # 72 deep
+
+
 def _reference(x, w, b, pads, strides, dilations):
     """A 2-D convolution with one group in float64, tap by tap."""
     m, _, kh, kw = w.shape

@@ -379,14 +379,15 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 # W packed once in the same order: 1.2-1.9x the shift-and-add (densenet121's 3x3 128 -> 32),
 # the banded path (squeezenet's 16 -> 64) and the im2col path (squeezenet's, inception v1's and
 # ResNet-50's) on their layers (benchmarks/bench_packed_convs.py, part 2, 2 threads). Winograd's
-# layers stay theirs (0.82-0.96x on ResNet-50's), and a stem of 3 channels is too shallow.
+# layers stay theirs (0.82-0.96x on ResNet-50's), and so do stems of 3 channels, whose patches
+# are runs of 3 values (ResNet-50's 7x7, 147 deep: 0.79x).
 _PACKED_COLUMNS_DEPTH = 128
 
 
 def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
     """Whether a convolution takes ``conv_packed_columns``: of the routes "other" (im2col or
     shift-and-add) and "blocked", 2-D, float32, one group, not 1x1, at least
-    _PACKED_COLUMNS_DEPTH deep, at least 32 output pixels."""
+    _PACKED_COLUMNS_DEPTH deep, at least 8 input channels, at least 32 output pixels."""
     k, _, _, _, _, out, pointwise = plan
     return (
         route in ("other", "blocked")
@@ -395,6 +396,7 @@ def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
         and group == 1
         and dtype == np.float32
         and math.prod(w_shape[1:]) >= _PACKED_COLUMNS_DEPTH
+        and w_shape[1] >= 8  # (runs of a patch: a stem's 3 channels are too short to copy)
         and math.prod(out) >= 32
     )
 
