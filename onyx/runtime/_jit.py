@@ -889,34 +889,27 @@ def im2row(xl, rows, kh, kw, sh, sw, dh, dw, pt, pl, wo, p0, p1):
 
 
 @njit(**_OPTIONS)
-def to_channels_last_rows(x, xl, r0, r1):
-    """Rows r0..r1 of xl (H, W, C) = x (C, H, W), in runs of _TILE channels."""
-    channels, _, width = x.shape
-    for r in range(r0, r1):
+def to_channels_last_pixels(x, xl, p0, p1):
+    """Pixels p0..p1 of one image: xl (H, W, C) = x (C, H, W), in tiles of channels by
+    pixels."""
+    channels = x.shape[0]
+    source, target = x.reshape(-1), xl.reshape(-1)
+    pixels = x.shape[1] * x.shape[2]
+    for t0 in range(p0, p1, _TILE):
+        t1 = min(p1, t0 + _TILE)
         for c0 in range(0, channels, _TILE):
             c1 = min(channels, c0 + _TILE)
-            for q in range(width):
-                for c in range(c0, c1):
-                    xl[r, q, c] = x[c, r, q]
-
-
+            for c in range(c0, c1):
+                src = np.uint64(c * pixels)
+                for q in range(t0, t1):
+                    target[np.uint64(q * channels + c)] = source[src + q]
 
 
 @njit(**_OPTIONS)
 def to_channels_last(x, xl):
-    """xl (N, H, W, C) = x (N, C, H, W), in tiles of channels by pixels."""
-    n, channels, height, width = x.shape
-    source, target = x.reshape(-1), xl.reshape(-1)
-    pixels = height * width
-    for b in range(n):
-        for p0 in range(0, pixels, _TILE):
-            p1 = min(pixels, p0 + _TILE)
-            for c0 in range(0, channels, _TILE):
-                c1 = min(channels, c0 + _TILE)
-                for c in range(c0, c1):
-                    src = np.uint64((b * channels + c) * pixels)
-                    for q in range(p0, p1):
-                        target[np.uint64((b * pixels + q) * channels + c)] = source[src + q]
+    """xl (N, H, W, C) = x (N, C, H, W), image by image (``to_channels_last_pixels``)."""
+    for b in range(x.shape[0]):
+        to_channels_last_pixels(x[b], xl[b], 0, x.shape[2] * x.shape[3])
 
 
 @njit(**_OPTIONS)

@@ -37,7 +37,7 @@ from onyx.runtime._jit import (
     pool2d,
     rms_norm,
     row_means,
-    to_channels_last_rows,
+    to_channels_last_pixels,
     winograd_input,
     winograd_output,
 )
@@ -485,11 +485,11 @@ def im2row_bands(xl, rows, kh, kw, sh, sw, dh, dw, pt, pl, wo, parts):
 
 @njit(**_PARALLEL)
 def channels_last_bands(x, xl, parts):
-    """xl (H, W, C) = x (C, H, W) of one image, by bands of rows."""
+    """xl (H, W, C) = x (C, H, W) of one image, by bands of pixels."""
     for p in prange(parts):
-        r0, r1 = _band(x.shape[1], parts, p)
-        if r1 > r0:
-            to_channels_last_rows(x, xl, r0, r1)
+        p0, p1 = _band(x.shape[1] * x.shape[2], parts, p)
+        if p1 > p0:
+            to_channels_last_pixels(x, xl, p0, p1)
 
 
 @njit(**_PARALLEL)
