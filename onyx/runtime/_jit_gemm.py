@@ -76,15 +76,22 @@ def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1):
 
 
 @njit(inline="always")
-def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias):
+def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False):
     """Rows [i, i + rows) of c, columns [first, first + width), from the tile ``acc``: plus the
-    bias, clamped."""
+    bias (one per column, or per row ``by_row``), clamped. The loop's bounds come at run time
+    and its indices are unsigned, so that LLVM vectorizes it: numba leaves LLVM's SLP
+    vectorizer off, and a loop of a constant 16 or 32 was unrolled into scalar stores, which
+    took longer than the products at K = 16 (5-12x the time of the vector stores)."""
     zero = np.float32(0)
+    j0, j1 = np.uint64(first), np.uint64(first + width)
     for r in range(rows):
-        for j in range(width):
-            v = acc[r, j] + (bias[first + j] if with_bias else zero)
+        row = c[i + r]
+        sums = acc[r]
+        shift = bias[i + r] if with_bias and by_row else zero
+        for j in range(j0, j1):
+            v = sums[j - j0] + (bias[j] if with_bias and not by_row else shift)
             v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
-            c[i + r, first + j] = hi if v > hi else v  # noqa: FURB136
+            row[j] = hi if v > hi else v  # noqa: FURB136
 
 
 @njit(inline="always")
@@ -115,10 +122,7 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
                 acc[3, j] += a3 * w
                 acc[4, j] += a4 * w
                 acc[5, j] += a5 * w
-        if rows == 6 and width == 16:
-            _store(acc, c, bias, lo, hi, i, 6, first, 16, with_bias)
-        else:  # (the edges: fewer rows or columns)
-            _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
 
 
 @njit(inline="always")
@@ -160,10 +164,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
                 acc[4, 16 + j] += a4 * w1
                 acc[5, j] += a5 * w0
                 acc[5, 16 + j] += a5 * w1
-        if rows == 6 and width == 32:
-            _store(acc, c, bias, lo, hi, i, 6, first, 32, with_bias)
-        else:
-            _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
     for i in range(r1 - 7 * sevens, r1, 7):
         acc7 = numba.carray(_tile(224), (7, 32))
         for r in range(7):
@@ -188,10 +189,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
                 acc7[5, 16 + j] += a5 * w1
                 acc7[6, j] += a6 * w0
                 acc7[6, 16 + j] += a6 * w1
-        if width == 32:
-            _store(acc7, c, bias, lo, hi, i, 7, first, 32, with_bias)
-        else:
-            _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias)
+        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias)
 
 
 @njit(inline="always")
@@ -273,3 +271,71 @@ def few_rows_product(a, panels, c, n, bias, lo, hi, p0, p1):
         p += 4
     if p < p1:
         packed_product(a, panels, c, n, bias, lo, hi, p, p1, 0, m)
+
+
+BLOCK = 2 * PANEL  # columns of B per block of ``planes_product`` (two vectors)
+
+
+@njit(**_OPTIONS)
+def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block):
+    """c[6*t0 : min(m, 6*t1), q0:q1] = W @ b + bias, clamped to [lo, hi]: the other way round
+    from ``packed_product``, for a convolution's output planes. W (M, K) is packed in tiles of
+    6 rows (``threads.row_tiles``: (ceil(M/6), K, 6), zero rows past M), whose 6 values per
+    term are broadcast; ``b`` (K, P) float32 (a pointwise convolution's input planes) gives
+    the vectors, 32 columns at a time; ``c`` (M, P) and ``b`` have rows of unit stride,
+    ``bias`` is (M,) or empty. Each block of 32 columns of b is first copied into ``block``
+    (K, 32; the columns past q1 zero), where every tile of W reads it: b's rows are P apart,
+    and read in place each term of a block came from another page (33-44 GFLOP/s against
+    130-230 at 3,025 columns while writing this)."""
+    k = b.shape[0]
+    zero = np.float32(0)
+    for q in range(q0, q1, BLOCK):
+        width = min(BLOCK, q1 - q)
+        j0, j1 = np.uint64(q), np.uint64(q + width)
+        for t in range(k):
+            row, copy = b[t], block[t]
+            for j in range(j0, j1):
+                copy[j - j0] = row[j]
+            for j in range(np.uint64(width), np.uint64(BLOCK)):
+                copy[j] = zero
+        _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width)
+
+
+@njit(inline="always")
+def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width):
+    """Tiles t0..t1 of W (6 rows each) by one ``block`` of 32 columns, into c's columns
+    q..q + width, each row's bias added, clamped."""
+    k = block.shape[0]
+    with_bias = bias.shape[0] > 0
+    zero = np.float32(0)
+    for tile in range(t0, t1):
+        rows = min(ROWS, m - ROWS * tile)
+        acc = numba.carray(_tile(192), (6, 32))
+        for r in range(6):
+            for j in range(32):
+                acc[r, j] = zero
+        if width > PANEL:
+            for t in range(k):
+                w0, w1, w2 = tiles[tile, t, 0], tiles[tile, t, 1], tiles[tile, t, 2]
+                w3, w4, w5 = tiles[tile, t, 3], tiles[tile, t, 4], tiles[tile, t, 5]
+                for j in range(32):  # (written out, as in _panel_tiles)
+                    v = block[t, j]
+                    acc[0, j] += w0 * v
+                    acc[1, j] += w1 * v
+                    acc[2, j] += w2 * v
+                    acc[3, j] += w3 * v
+                    acc[4, j] += w4 * v
+                    acc[5, j] += w5 * v
+        else:  # (a last block of at most 16 columns: one vector, not two)
+            for t in range(k):
+                w0, w1, w2 = tiles[tile, t, 0], tiles[tile, t, 1], tiles[tile, t, 2]
+                w3, w4, w5 = tiles[tile, t, 3], tiles[tile, t, 4], tiles[tile, t, 5]
+                for j in range(16):
+                    v = block[t, j]
+                    acc[0, j] += w0 * v
+                    acc[1, j] += w1 * v
+                    acc[2, j] += w2 * v
+                    acc[3, j] += w3 * v
+                    acc[4, j] += w4 * v
+                    acc[5, j] += w5 * v
+        _store(acc, c, bias, lo, hi, ROWS * tile, rows, q, width, with_bias, True)

@@ -43,13 +43,14 @@ from onyx.runtime._jit import (
 )
 from onyx.runtime._jit_exp import CHUNK, _gelu_chunks, _swish_chunks, softmax_rows
 from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
+    BLOCK,
     FEW,
     ROWS,
     few_rows_product,
     pack_panels,
     packed_product,
+    planes_product,
 )
-from onyx.runtime.threads import ACTIVATION_DEPTH
 
 _PARALLEL = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
 _ROW_MAJOR, _PLAIN, _TRANSPOSED = 101, 111, 112  # CBLAS: CblasRowMajor, CblasNoTrans, CblasTrans
@@ -170,6 +171,26 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
 
 
 @njit(**_PARALLEL)
+def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks):
+    """c = W @ b + bias, clamped to [lo, hi] (``_jit_gemm.planes_product``; W packed into
+    ``tiles``) in ``parts`` bands of b's blocks of 32 columns or, where there are fewer blocks
+    than tiles of W, of W's tiles; ``blocks`` (parts, K, 32): each band's copy of its block."""
+    p_ = b.shape[1]
+    count = (p_ + BLOCK - 1) // BLOCK
+    rows = tiles.shape[0]
+    for p in prange(parts):
+        if count >= rows:
+            q0, q1 = _band(count, parts, p)
+            if q1 > q0:
+                planes_product(tiles, b, c, m, bias, lo, hi, 0, rows, q0 * BLOCK,
+                               min(p_, q1 * BLOCK), blocks[p])  # fmt: skip
+        else:
+            t0, t1 = _band(rows, parts, p)
+            if t1 > t0:
+                planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, 0, p_, blocks[p])
+
+
+@njit(**_PARALLEL)
 def activation_gemm(a, b, panels, c, bias, lo, hi, parts):
     """c = a @ b + bias, clamped to [lo, hi], for a ``b`` made at run time (a convolution's
     input or columns): each of ``parts`` bands of 16-column panels packs its panels of ``b``
@@ -231,17 +252,18 @@ def gemm_stack(blas, a, b, c, ta, lda, tb, ldb, stacked, parts, one, zero):
 
 
 @njit(**_PARALLEL)
-def conv_bands(blas, x, w, y, kh, kw, sh, sw, dh, dw, pt, pl, rows, blocks, pointwise, codes,
-               with_full, params, full, one, zero):  # fmt: skip
+def conv_bands(blas, x, w, y, kh, kw, sh, sw, dh, dw, pt, pl, rows, blocks, pointwise, own_depth,
+               codes, with_full, params, full, one, zero):  # fmt: skip
     """A 2-D convolution with one group into ``y`` (N, M, Ho, Wo), in parts of ``rows``
     output rows of an image by one of ``blocks`` bands of the M output channels: each part's
     im2col columns (the input itself for a 1x1 stride-1 kernel), its GEMM by ``w``
     (M, C*kh*kw) and its epilogue program (``codes``, ``with_full``, ``params``, ``full``:
     epilogue._program; no stages: none) done while the part is in cache. Small planes split
     by channels (``blocks`` > 1), where bands of rows would leave each GEMM a few columns.
-    float32 (the only type taking this path) at a depth of at least ACTIVATION_DEPTH multiplies
-    by onyx's own GEMM (as ``activation_gemm``: resnet50 0.96x its time through BLAS,
-    squeezenet, densenet121 and the mobile CNNs unchanged); shallower, by BLAS's."""
+    float32 (the only type taking this path) at a depth of at least ``own_depth``
+    (threads.ACTIVATION_DEPTH, passed in so that a benchmark may change it) multiplies by onyx's
+    own GEMM, the part's columns packed as ``activation_gemm`` packs them; shallower, by
+    BLAS's."""
     n, m, ho, wo = y.shape
     channels = x.shape[1]
     depth = w.shape[1]
@@ -257,7 +279,7 @@ def conv_bands(blas, x, w, y, kh, kw, sh, sw, dh, dw, pt, pl, rows, blocks, poin
         width = (r1 - r0) * wo
         weights = w.ctypes.data + m0 * depth * size
         target = y.ctypes.data + ((i * m + m0) * plane + r0 * wo) * size
-        if depth >= ACTIVATION_DEPTH:  # float32: onyx's own GEMM, the part's columns packed
+        if depth >= own_depth:  # float32: onyx's own GEMM, the part's columns packed
             if pointwise:
                 b = x[i].reshape(channels, plane)[:, r0 * wo : r1 * wo]
             else:
@@ -428,7 +450,8 @@ def softmax_bands(x, y, n, parts):
 
 
 @njit(**_PARALLEL)
-def winograd_image(blas, padded, u, v, products, y, tiles_h, tiles_w, parts, one, zero):
+def winograd_image(blas, padded, u, v, products, y, tiles_h, tiles_w, parts, own_depth, one,
+                   zero):  # fmt: skip
     """One image's Winograd F(2x2, 3x3) convolution (conv.conv_winograd) in three regions: the
     input transform of ``padded`` (C, ...) into ``v`` (16, C, tiles) by bands of channels, the
     16 GEMMs ``u`` (16, M, C) by ``v`` into ``products`` (16, M, tiles) by bands of the 16, the
@@ -439,7 +462,7 @@ def winograd_image(blas, padded, u, v, products, y, tiles_h, tiles_w, parts, one
         c0, c1 = _band(channels, parts, p)
         if c1 > c0:
             winograd_input(padded, v, tiles_h, tiles_w, c0, c1)
-    own = channels >= ACTIVATION_DEPTH and size == 4  # (float32)
+    own = channels >= own_depth and size == 4  # (float32: threads.ACTIVATION_DEPTH)
     for p in prange(parts):
         g0, g1 = _band(16, parts, p)
         if own and g1 > g0:

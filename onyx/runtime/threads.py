@@ -388,6 +388,18 @@ class Native:
         rows = m >= n if by_rows is None else by_rows
         self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows)
 
+    def planes_matmul(self, tiles: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int,
+                      finish: Finish | None = None) -> None:  # fmt: skip
+        """out = W @ b for W (M, K) packed into ``tiles`` (``row_tiles``), float32 ``b`` (K, P)
+        and ``out`` (M, P), both of rows of unit stride, over numba's threads (a convolution's
+        planes: ``_jit_gemm.planes_product``); with ``finish``, its bias by row (M,) and
+        bounds."""
+        bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
+        lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+        blocks = np.empty((parts, b.shape[0], self.kernels.BLOCK), np.float32)
+        self.kernels.planes_gemm(tiles, b, out, out.shape[0], bias, np.float32(lo),
+                                 np.float32(hi), parts, blocks)  # fmt: skip
+
     def activation_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> None:
         """out = a @ b for float32 ``a`` (M, K), ``b`` (K, N) made at run time (an activation,
         any strides) and ``out`` of unit column stride, by onyx's own GEMM over numba's
@@ -454,16 +466,30 @@ def packed_weight(b: np.ndarray) -> np.ndarray:
     return panels
 
 
+def row_tiles(w: np.ndarray) -> np.ndarray:
+    """W (M, K) as float32 tiles of 6 rows, (ceil(M/6), K, 6), the rows past M zero: the layout
+    _jit_gemm.planes_product reads."""
+    m, k = w.shape
+    count = -(-m // 6)
+    tiles = np.zeros((count, k, 6), np.float32)
+    for t in range(count):
+        rows = w[t * 6 : (t + 1) * 6]
+        tiles[t, :, : rows.shape[0]] = rows.T
+    return tiles
+
+
 class PackedWeight:
-    """A product's weight packed for onyx's own GEMM, kept while the same array comes back. Only
+    """A product's weight packed for onyx's own GEMM (by ``pack``: ``packed_weight`` for a
+    right operand, ``row_tiles`` for a left one), kept while the same array comes back. Only
     read-only arrays are packed: the session's initializers are (a model's weights come back
     run after run, unchanged); a feed or an activation is writeable, and a copy of it could go
     stale."""
 
-    __slots__ = ("entry",)
+    __slots__ = ("entry", "pack")
 
-    def __init__(self):
+    def __init__(self, pack: Callable[[np.ndarray], np.ndarray] = packed_weight):
         self.entry: tuple | None = None  # (owner, layout, panels): swapped whole, thread-safe
+        self.pack = pack
 
     def get(self, b: np.ndarray) -> np.ndarray | None:
         """The panels of ``b`` (2-D, as the product reads it: a transposed view too); None
@@ -475,7 +501,7 @@ class PackedWeight:
         layout = (b.__array_interface__["data"][0], b.shape, b.strides, b.dtype)
         entry = self.entry
         if entry is None or entry[0] is not owner or entry[1] != layout:
-            entry = self.entry = (owner, layout, packed_weight(b))
+            entry = self.entry = (owner, layout, self.pack(b))
         return entry[2]
 
 

@@ -61,13 +61,13 @@ def _run_both(model, x, threads, monkeypatch, calls):
     calls of the channel-last kernels in ``calls``."""
     originals = {
         name: getattr(conv_module, name)
-        for name in ("_pointwise_last", "_depthwise_last", "conv_packed_pointwise")
+        for name in ("_pointwise_last", "_depthwise_last", "conv_packed_pointwise", "conv_planes")
     }
     for name, original in originals.items():
 
         def counted(*args, _original=original, _name=name, **kwargs):
             result = _original(*args, **kwargs)
-            if result is not None:  # (conv_packed_pointwise declines off numba's threads)
+            if result is not None:  # (the packed paths decline off numba's threads)
                 calls[_name] = calls.get(_name, 0) + 1
             return result
 
@@ -130,8 +130,9 @@ def test_large_planes_stay_nchw(both_paths, monkeypatch):
     calls: dict[str, int] = {}
     got, want, _ = _run_both(model, x, 0, monkeypatch, calls)
     np.testing.assert_array_equal(got, want)  # (the same kernels)
-    # (the projection, 192 deep, by its packed weight on numba's threads, from its NCHW input)
-    assert calls == ({"conv_packed_pointwise": 2} if both_paths == "compiled" else {})
+    # (the expansion and the projection, 32 and 192 deep, by their weights packed in tiles of
+    # rows on numba's threads, from their NCHW inputs)
+    assert calls == ({"conv_planes": 4} if both_paths == "compiled" else {})
 
 
 def _chain(kinds):

@@ -21,7 +21,16 @@ from onyx.runtime.epilogue import Epilogue
 from onyx.runtime.kernels import conv as conv_module
 from onyx.runtime.session import SessionOptions
 
-pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
+pytestmark = pytest.mark.usefixtures("both_paths", "no_planes")  # numpy and compiled kernels
+
+
+@pytest.fixture
+def no_planes(monkeypatch):
+    """``conv_planes`` off, so that the layers it would take here run these paths
+    (test_conv_planes.py covers it)."""
+    monkeypatch.setattr(conv_module, "_PLANES_DEPTH", 0)
+    monkeypatch.setattr(conv_module, "_PLANES_PIXELS", 1 << 62)
+    monkeypatch.setattr(conv_module, "_PLANES_COLUMNS_DEPTH", 0)
 
 RNG = np.random.default_rng(17)
 

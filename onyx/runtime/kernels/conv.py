@@ -17,7 +17,7 @@ from onyx.errors import KernelError
 from onyx.runtime import compiled, threads
 from onyx.runtime.epilogue import Epilogue
 from onyx.runtime.kernels.registry import kernel
-from onyx.runtime.memory import check_allocation
+from onyx.runtime.memory import check_allocation, scratch
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -420,11 +420,11 @@ def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
     kernels = pool.native.kernels
     xl = channels_last(x)
     if xl is None:
-        xl = np.empty((n, *x.shape[2:], c), np.float32)
+        xl = scratch("conv.channels_last", (n, *x.shape[2:], c))
         x = np.ascontiguousarray(x)
         for i in range(n):
             kernels.channels_last_bands(x[i], xl[i], pool.size)
-    patches = np.empty((math.prod(out), weight.shape[0]), np.float32)
+    patches = scratch("conv.patches", (math.prod(out), weight.shape[0]))
 
     def rows(i):
         kernels.im2row_bands(xl[i], patches, *k, *s, *d, pb[0], pb[1], out[1], pool.size)
@@ -432,6 +432,77 @@ def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
 
     y = np.empty((n, weight.shape[1], *out), np.float32) if y is None else y
     return _transposed_products(pool, rows, panels, y, epilogue)
+
+
+# Convolutions of one group on NCHW planes (float32, 2-D, a read-only W) may multiply so: each
+# image's planes (M, P) = W @ B, B its input planes (C, P) for a pointwise kernel, else its
+# im2col columns (C*kh*kw, P), W packed once in tiles of 6 rows whose values are broadcast
+# against B's rows (``_jit_gemm.planes_product``), bias and bounds in the store: Y comes out in
+# its own layout, with no transposed store and no channel-last copy of the input. Taken where
+# it beat the other paths layer by layer in the CNNs of the model benchmark (pointwise: 1.1-1.7x
+# on squeezenet's, densenet121's and ResNet-50's at 56x56, 0.8-0.9x at 7x7 and 14x14 deeper
+# than 256; im2col's: 1.1-1.3x on the stems and squeezenet's 3x3 16 -> 64 at 55x55, 0.6-0.9x on
+# deeper or narrower ones, whose columns a block copies from too many rows): pointwise kernels
+# at most _PLANES_DEPTH deep or of at least _PLANES_PIXELS output pixels, others at most
+# _PLANES_COLUMNS_DEPTH deep with at least 1,024 output pixels and 32 output channels.
+_PLANES_DEPTH = 256
+_PLANES_PIXELS = 512
+_PLANES_COLUMNS_DEPTH = 160
+
+
+def planes_pay(route, plan, group, w_shape, dtype) -> bool:
+    """Whether a convolution takes ``conv_planes``: 2-D, float32, one group, at least 32 output
+    pixels; pointwise (1x1, stride 1, no padding) within _PLANES_DEPTH or _PLANES_PIXELS, or of
+    the routes "other" (im2col or shift-and-add) and "blocked" within _PLANES_COLUMNS_DEPTH."""
+    k, s, _, _, _, out, pointwise = plan
+    if len(k) != 2 or group != 1 or dtype != np.float32:
+        return False
+    depth, pixels = math.prod(w_shape[1:]), math.prod(out)
+    if pointwise and all(v == 1 for v in s):
+        return pixels >= 32 and (depth <= _PLANES_DEPTH or pixels >= _PLANES_PIXELS)
+    return (
+        route in ("other", "blocked")
+        and depth <= _PLANES_COLUMNS_DEPTH
+        and pixels >= 1024
+        and w_shape[0] >= 32
+    )
+
+
+def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
+    """Y (N, M, *O) of a convolution that ``planes_pay`` for, into ``y`` where given: per image,
+    Y's planes = W @ B by ``Native.planes_matmul`` (B: x's planes for a pointwise kernel, else
+    im2col's columns, made on numba's threads), W (M, C*kh*kw) ``w2d`` packed in ``tiles`` (a
+    ``threads.PackedWeight`` of ``threads.row_tiles``), the ``epilogue`` applied. None where
+    the session's pool does not run onyx's GEMM on packed weights or W is not read-only."""
+    pool = _packing_pool()
+    if pool is None:
+        return None
+    packed = tiles.get(w2d)
+    if packed is None:
+        return None
+    k, s, d, pb, _, out, pointwise = plan
+    n, c = x.shape[:2]
+    m, depth = w2d.shape
+    pixels = math.prod(out)
+    x = np.ascontiguousarray(x)
+    y = np.empty((n, m, *out), np.float32) if y is None else y
+    planes = y.reshape(n, m, pixels)
+    steps = epilogue.channel_steps()
+    finish = None if steps is None else threads.Finish(*steps[:3])
+    if pointwise and all(v == 1 for v in s):
+        for i in range(n):
+            pool.native.planes_matmul(packed, x[i].reshape(c, pixels), planes[i], pool.size,
+                                      finish)  # fmt: skip
+    else:
+        cols = scratch("conv.columns", (depth, pixels))
+        for i in range(n):
+            pool.native.kernels.im2col_bands(x[i], cols, *k, *s, *d, pb[0], pb[1], *out,
+                                             pool.size)  # fmt: skip
+            pool.native.planes_matmul(packed, cols, planes[i], pool.size, finish)
+    if steps is None:
+        epilogue.apply_all(y)
+        return y
+    return _swish(y, steps)
 
 
 def _packing_pool():
@@ -654,7 +725,7 @@ def conv_blocked(x, w2d, plan, epilogue, y=None):
             rows, blocks = ho, min(m, pool.size)
         pool.native.kernels.conv_bands(gemm, np.ascontiguousarray(x), w2d, y, *k, *s, *d, pb[0],
                                        pb[1], rows, blocks, pointwise and all(v == 1 for v in s),
-                                       *program, one, zero)  # fmt: skip
+                                       threads.ACTIVATION_DEPTH, *program, one, zero)  # fmt: skip
         return y
     view = source = None
     if pointwise and all(v == 1 for v in s):
@@ -890,7 +961,8 @@ def conv_winograd(x, u, plan, y=None):
         inner[...] = x[i]
         if entry is not None and y.flags.c_contiguous:
             native.kernels.winograd_image(entry[0], padded, u, v, products, y[i], tiles_h,
-                                          tiles_w, pool.size, *entry[1:])  # fmt: skip
+                                          tiles_w, pool.size, threads.ACTIVATION_DEPTH,
+                                          *entry[1:])  # fmt: skip
             continue
         jit.winograd_input(padded, v, tiles_h, tiles_w, 0, c)
         threads.batched_matmul(u, v, products)
@@ -1022,6 +1094,7 @@ class Conv:
         self.winograd_cache = _WeightCache()
         self.last_cache = _WeightCache()
         self.packed = threads.PackedWeight()  # W (C, M), packed: for the channel-last products
+        self.tiles = threads.PackedWeight(threads.row_tiles)  # W (M, C*kh*kw): for conv_planes
         self.bias_memo: dict = {}  # for Epilogue.prepare
         self.channels_last = False  # set by the plan: Y may be a channel-last view
         self.routes: dict = {}  # (shapes, dtype, compiled state) -> ``_route``'s path
@@ -1061,6 +1134,15 @@ class Conv:
         # (channel-last output only where the caller's steps all go in the epilogue)
         want_last = self.channels_last and (followers is None or epilogue.applied)
         found = None
+        if (
+            # (a marked convolution writes channel-last only on small planes: conv_channels_last)
+            (not want_last or math.prod(plan[5]) > _LAST_PLANE)
+            and xw.flags.c_contiguous
+            and planes_pay(self._route(plan, x.shape, w.shape, dtype), plan, group, w.shape, dtype)
+        ):  # (W packed only where it is the session's: a writeable W may change in place)
+            y = conv_planes(xw, w_gemm[0], self.tiles, plan, epilogue, out)
+            if y is not None:
+                return y.astype(x.dtype, copy=False)
         if (
             not w.flags.writeable
             and not want_last

@@ -1,0 +1,268 @@
+"""Convolutions on NCHW planes by a weight packed in tiles of rows (kernels/conv.py
+``conv_planes``, _jit_gemm.planes_product): each image's planes = W @ B, B the input's planes
+(pointwise) or its im2col columns, on numba's threads. In sessions built from small graphs (W an
+initializer, read-only) the outputs agree with a float64 reference, fused epilogue or not, with
+output channels that do not fill tiles of 6 and pixels that do not fill blocks of 32 (a last
+block of one vector or two), strides, padding, dilations, a batch and a Concat's buffer; the
+same bits run after run and for equal pixels wherever they fall; the kernel's temporaries sit in
+reused buffers without leaking into outputs; and the paths decline where they do not apply."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import onyx
+from onyx.build import GraphBuilder
+from onyx.runtime import compiled, memory, threads
+from onyx.runtime.epilogue import Epilogue
+from onyx.runtime.kernels import conv as conv_module
+from onyx.runtime.session import SessionOptions
+
+pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
+
+RNG = np.random.default_rng(23)
+
+
+def _weight(*shape, scale=0.1):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _reference(x, w, b, pads=(0, 0, 0, 0), strides=(1, 1), dilations=(1, 1)):
+    """A 2-D convolution with one group in float64, tap by tap."""
+    m, _, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    ho = (xp.shape[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    wo = (xp.shape[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    y = np.zeros((x.shape[0], m, ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dilations[0], i * dilations[0] + strides[0] * ho, strides[0])
+            cols = slice(j * dilations[1], j * dilations[1] + strides[1] * wo, strides[1])
+            window = xp[:, :, rows, cols]
+            y += np.einsum("nchw,mc->nmhw", window, w[:, :, i, j].astype(np.float64))
+    return y if b is None else y + b.astype(np.float64)[None, :, None, None]
+
+
+def _after(y, kind):
+    if kind == "relu":
+        return np.maximum(y, 0)
+    if kind == "clip":
+        return np.clip(y, 0, 6)
+    if kind == "swish":
+        return y / (1 + np.exp(-y))
+    return y
+
+
+def _activation(g, y, kind):
+    if kind == "relu":
+        return g.op.Relu(y)
+    if kind == "clip":
+        return g.op.Clip(y, np.array(0, np.float32), np.array(6, np.float32))
+    if kind == "swish":
+        return g.op.Mul(y, g.op.Sigmoid(y))
+    return y
+
+
+def _close(got, want):
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=2e-6 * scale)
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """How many convolutions ``conv_planes`` computed ("planes"), and whether this run may take
+    it at all ("possible": the compiled kernels on numba's threads, BLAS held)."""
+    count = {"planes": 0}
+    original = conv_module.conv_planes
+
+    def counted(*args, **kwargs):
+        y = original(*args, **kwargs)
+        count["planes"] += y is not None
+        return y
+
+    monkeypatch.setattr(conv_module, "conv_planes", counted)
+    count["possible"] = (
+        compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
+    )
+    return count
+
+
+def _session(model, threads_count=2):
+    return onyx.InferenceSession(model, SessionOptions(intra_op_num_threads=threads_count))
+
+
+@pytest.mark.parametrize(
+    "c, m, size, batch, kind, bias",
+    [
+        (16, 64, 55, 1, "relu", True),  # squeezenet's expand: 3,025 pixels, a last block of 17
+        (32, 13, 9, 2, "clip", True),  # 13 channels (tiles of 6, 6, 1); 81 pixels, two images
+        (64, 256, 6, 1, "swish", True),  # 36 pixels: a last block of 4 (one vector)
+        (3, 40, 8, 1, "none", False),  # three deep, no bias
+        (300, 24, 23, 1, "relu", True),  # deeper than 256, 529 pixels
+    ],
+)  # fmt: skip
+def test_pointwise_planes_match_float64(c, m, size, batch, kind, bias, taken):
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [batch, c, size, size])
+    w, b = _weight(m, c, 1, 1), _weight(m) if bias else None
+    y = g.op.Conv(x, w, b) if bias else g.op.Conv(x, w)
+    g.output(_activation(g, y, kind), "y")
+    feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
+    session = _session(g.model())
+    got = session.run(None, {"x": feed})[0]
+    _close(got, _after(_reference(feed, w, b), kind))
+    assert taken["planes"] == (1 if taken["possible"] else 0)
+    np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)  # run after run
+
+
+@pytest.mark.parametrize(
+    "c, m, size, kernel, pads, strides, dilations, batch, kind",
+    [
+        (16, 64, 33, 3, [1, 1, 1, 1], [1, 1], [1, 1], 1, "relu"),  # squeezenet's 3x3 expand
+        (3, 32, 64, 3, [1, 1, 1, 1], [2, 2], [1, 1], 1, "clip"),  # a stem, strided
+        (3, 40, 66, 7, [3, 3, 3, 3], [2, 2], [1, 1], 2, "relu"),  # ResNet's 7x7 stem, two images
+        (8, 33, 38, 3, [2, 2, 2, 2], [1, 1], [2, 2], 1, "swish"),  # dilated, 33 channels
+        (4, 36, 70, 5, [2, 0, 1, 3], [2, 1], [1, 1], 1, "none"),  # uneven strides and padding
+    ],
+)  # fmt: skip
+def test_planes_by_columns_match_float64(
+    c, m, size, kernel, pads, strides, dilations, batch, kind, taken
+):
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [batch, c, size, size])
+    w, b = _weight(m, c, kernel, kernel), _weight(m)
+    y = g.op.Conv(x, w, b, pads=pads, strides=strides, dilations=dilations)
+    g.output(_activation(g, y, kind), "y")
+    feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
+    session = _session(g.model())
+    got = session.run(None, {"x": feed})[0]
+    _close(got, _after(_reference(feed, w, b, pads, strides, dilations), kind))
+    assert taken["planes"] == (1 if taken["possible"] else 0)
+    np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)
+
+
+def test_equal_pixels_give_equal_outputs(taken):
+    """Every pixel equal: each output plane is constant, whichever block of 32 (two vectors or
+    one) and whichever thread computed each pixel."""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 48, 7, 7])  # 49 pixels: a block of 32, then one of 17
+    g.output(g.op.Conv(x, _weight(20, 48, 1, 1), _weight(20)), "y")
+    feed = np.broadcast_to(RNG.standard_normal((1, 48, 1, 1)), (1, 48, 7, 7))
+    got = _session(g.model()).run(None, {"x": np.ascontiguousarray(feed, np.float32)})[0]
+    assert taken["planes"] == (1 if taken["possible"] else 0)
+    if taken["possible"]:
+        assert (got == got[:, :, :1, :1]).all()
+
+
+def test_fire_module_writes_both_into_the_concat(taken):
+    """squeezenet's fire module: a 1x1 and a 3x3 convolution of one input, concatenated (the
+    plan hands each its slice of the Concat's output)."""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 16, 33, 33])
+    w1, b1, w3, b3 = _weight(64, 16, 1, 1), _weight(64), _weight(64, 16, 3, 3), _weight(64)
+    a = g.op.Relu(g.op.Conv(x, w1, b1))
+    b = g.op.Relu(g.op.Conv(x, w3, b3, pads=[1, 1, 1, 1]))
+    g.output(g.op.Concat(a, b, axis=1), "y")
+    feed = RNG.standard_normal((1, 16, 33, 33)).astype(np.float32)
+    got = _session(g.model()).run(None, {"x": feed})[0]
+    want = np.concatenate([_after(_reference(feed, w1, b1), "relu"),
+                           _after(_reference(feed, w3, b3, [1, 1, 1, 1]), "relu")], axis=1)  # fmt: skip
+    _close(got, want)
+    assert taken["planes"] == (2 if taken["possible"] else 0)
+
+
+def test_reused_buffers_do_not_leak_into_outputs(taken):
+    """Three convolutions on planes, all outputs of the graph: two by columns of one input (the
+    second reuses the first's im2col buffer, memory.scratch) and a pointwise one of the first's
+    output; each output stays as computed."""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 8, 40, 40])
+    w1, w2, w3 = _weight(32, 8, 3, 3), _weight(40, 32, 1, 1), _weight(36, 8, 3, 3)
+    first = g.op.Conv(x, w1, pads=[1, 1, 1, 1])
+    g.output(first, "first")
+    g.output(g.op.Conv(first, w2), "second")
+    g.output(g.op.Conv(x, w3, pads=[1, 1, 1, 1]), "third")
+    feed = RNG.standard_normal((1, 8, 40, 40)).astype(np.float32)
+    got = _session(g.model()).run(None, {"x": feed})
+    want_first = _reference(feed, w1, None, [1, 1, 1, 1])
+    _close(got[0], want_first)
+    _close(got[1], _reference(want_first.astype(np.float32), w2, None))
+    _close(got[2], _reference(feed, w3, None, [1, 1, 1, 1]))
+    assert taken["planes"] == (3 if taken["possible"] else 0)
+
+
+def test_planes_pay_only_where_they_should():
+    pays = conv_module.planes_pay
+    one = conv_module.Conv(kernel_shape=[1, 1])
+    shallow = one.geom.plan((1, 16, 14, 14), (64, 16, 1, 1))
+    assert pays("other", shallow, 1, (64, 16, 1, 1), np.float32)
+    assert not pays("other", shallow, 1, (64, 16, 1, 1), np.float64)
+    assert not pays("other", shallow, 2, (64, 8, 1, 1), np.float32)  # groups
+    deep_small = one.geom.plan((1, 512, 14, 14), (128, 512, 1, 1))
+    assert not pays("other", deep_small, 1, (128, 512, 1, 1), np.float32)  # 196 pixels
+    deep_large = one.geom.plan((1, 512, 28, 28), (128, 512, 1, 1))
+    assert pays("other", deep_large, 1, (128, 512, 1, 1), np.float32)  # 784 pixels
+    tiny = one.geom.plan((1, 16, 5, 5), (64, 16, 1, 1))
+    assert not pays("other", tiny, 1, (64, 16, 1, 1), np.float32)  # 25 pixels
+    three = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    expand = three.geom.plan((1, 16, 55, 55), (64, 16, 3, 3))
+    assert pays("blocked", expand, 1, (64, 16, 3, 3), np.float32)
+    assert not pays("winograd", expand, 1, (64, 16, 3, 3), np.float32)
+    assert not pays("blocked", expand, 1, (16, 16, 3, 3), np.float32)  # 16 output channels
+    deep = three.geom.plan((1, 128, 56, 56), (32, 128, 3, 3))
+    assert not pays("other", deep, 1, (32, 128, 3, 3), np.float32)  # 1,152 deep
+    small = three.geom.plan((1, 16, 27, 27), (64, 16, 3, 3))
+    assert not pays("blocked", small, 1, (64, 16, 3, 3), np.float32)  # 729 pixels
+
+
+def test_planes_decline_outside_numba_threads_and_for_writeable_weights():
+    """Called with no session's pool (or a pool of Python threads), or with a W that may change
+    (writeable: a feed), it hands the convolution back (None) for the other paths."""
+    x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    w = _weight(32, 16, 1, 1).reshape(32, 16)
+    plan = conv_module.Conv(kernel_shape=[1, 1]).geom.plan(x.shape, (32, 16, 1, 1))
+    epilogue = Epilogue()
+    epilogue.prepare((1, 32, 8, 8), np.float32)
+    frozen = w.copy()
+    frozen.flags.writeable = False
+
+    def planes(weight):
+        return conv_module.conv_planes(x, weight, threads.PackedWeight(threads.row_tiles), plan,
+                                       epilogue)  # fmt: skip
+
+    assert planes(frozen) is None
+    with threads.Threads(2, native_threads=False)():
+        assert planes(frozen) is None
+    if compiled.enabled and threads._BLAS.controllable() and threads.native() is not None:
+        with threads.Threads(2)():
+            assert planes(w) is None
+            got = planes(frozen)
+        _close(got, _reference(x, w.reshape(32, 16, 1, 1), None))
+
+
+def test_row_tiles_pack_rows_in_sixes_with_zeros_past_the_last():
+    w = np.arange(13 * 5, dtype=np.float32).reshape(13, 5)
+    tiles = threads.row_tiles(w)
+    assert tiles.shape == (3, 5, 6)
+    np.testing.assert_array_equal(tiles[1, :, 2], w[8])  # row 8: tile 1, place 2
+    np.testing.assert_array_equal(tiles[2, :, 0], w[12])
+    assert not tiles[2, :, 1:].any()
+
+
+def test_scratch_buffers_are_reused_per_use_and_per_thread(monkeypatch):
+    a = memory.scratch("test.a", (4, 8))
+    again = memory.scratch("test.a", (2, 8))
+    assert np.shares_memory(a, again)
+    assert not np.shares_memory(a, memory.scratch("test.b", (4, 8)))
+    bigger = memory.scratch("test.a", (64, 64))  # grows: a new buffer
+    assert bigger.shape == (64, 64) and bigger.dtype == np.float32
+    other = []
+    worker = threading.Thread(target=lambda: other.append(memory.scratch("test.a", (64, 64))))
+    worker.start()
+    worker.join()
+    assert not np.shares_memory(bigger, other[0])
+    monkeypatch.setattr(memory, "REUSE_SCRATCH", False)
+    assert not np.shares_memory(memory.scratch("test.a", (4, 8)), memory.scratch("test.a", (4, 8)))
