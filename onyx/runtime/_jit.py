@@ -866,29 +866,6 @@ _TILE = 16  # channels x pixels of a layout change done while both sides are in 
 
 
 @njit(**_OPTIONS)
-def im2row(xl, rows, kh, kw, sh, sw, dh, dw, pt, pl, wo, p0, p1):
-    """Rows p0..p1 of ``rows`` (Ho*Wo, kh*kw*C): output pixel p's patch of the channel-last
-    image ``xl`` (H, W, C), tap by tap (i, j), the C values of each one run, zeros where the
-    tap falls outside the image (the padding). im2col's transpose, made from runs of C: the
-    rows a GEMM reads as its A, each contiguous."""
-    height, width, channels = xl.shape
-    zero = xl.dtype.type(0)
-    for p in range(p0, p1):
-        r, q = p // wo, p % wo
-        for i in range(kh):
-            y = r * sh - pt + i * dh
-            for j in range(kw):
-                x = q * sw - pl + j * dw
-                at = (i * kw + j) * channels
-                if 0 <= y < height and 0 <= x < width:
-                    for c in range(channels):
-                        rows[p, at + c] = xl[y, x, c]
-                else:
-                    for c in range(channels):
-                        rows[p, at + c] = zero
-
-
-@njit(**_OPTIONS)
 def to_channels_last_pixels(x, xl, p0, p1):
     """Pixels p0..p1 of one image: xl (H, W, C) = x (C, H, W), in tiles of channels by
     pixels."""

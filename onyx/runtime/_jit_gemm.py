@@ -28,7 +28,7 @@ import numba
 import numpy as np
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 PANEL = 16  # columns of B per panel: one AVX-512 vector, two AVX2 ones
 # two panels per tile where the CPU has AVX-512's 32 vector registers (6 x 32 sums take 12 of
@@ -58,10 +58,35 @@ def _tile(typingctx, size):
     return types.CPointer(types.float32)(size), codegen
 
 
+def _term(a, i, t):
+    """A[i, t] of ``packed_product``'s left operand ``a`` (see _term_of)."""
+
+
+def _shape(a):
+    """(rows, depth) of ``packed_product``'s left operand ``a`` (see _term_of)."""
+
+
+@overload(_term, inline="always")
+def _term_of(a, i, t):
+    """A is a 2-D array, or a convolution's patches read where they lie, never copied: a tuple
+    (x, pixels, terms) of the flat input (padded) and two uint64 offset arrays, A[i, t] =
+    x[pixels[i] + terms[t]] (output pixel i's first tap; term t's channel and tap)."""
+    if isinstance(a, types.Array):
+        return lambda a, i, t: a[i, t]
+    return lambda a, i, t: a[0][a[1][i] + a[2][t]]
+
+
+@overload(_shape, inline="always")
+def _shape_of(a):
+    if isinstance(a, types.Array):
+        return lambda a: a.shape
+    return lambda a: (a[1].shape[0], a[2].shape[0])
+
+
 @njit(**_OPTIONS)
 def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1):
     """c[r0:r1, 16*p0 : min(n, 16*p1)] = a[r0:r1] @ B + bias, clamped to [lo, hi], for float32
-    ``a`` (M, K) of any strides, B packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit
+    ``a`` (M, K) of any strides (or a convolution's patches where they lie: ``_term_of``), B packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit
     column stride, ``bias`` (N,) or empty. The last tile of rows reads A's last row again in
     place of the missing ones and stores only its own. With AVX-512 (``WIDE``), panels go two
     at a time (``_pair_tiles``), any last one alone (``_panel_tiles``)."""
@@ -97,7 +122,7 @@ def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False)
 @njit(inline="always")
 def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
     """Rows r0..r1 by panel p, in tiles of 6 rows by the panel's 16 columns."""
-    k = a.shape[1]
+    k = _shape(a)[1]
     last = r1 - 1
     with_bias = bias.shape[0] > 0
     zero = np.float32(0)
@@ -112,8 +137,8 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
             for j in range(16):
                 acc[r, j] = zero
         for t in range(k):
-            a0, a1, a2 = a[i, t], a[i1, t], a[i2, t]
-            a3, a4, a5 = a[i3, t], a[i4, t], a[i5, t]
+            a0, a1, a2 = _term(a, i, t), _term(a, i1, t), _term(a, i2, t)
+            a3, a4, a5 = _term(a, i3, t), _term(a, i4, t), _term(a, i5, t)
             for j in range(16):
                 w = panels[p, t, j]
                 acc[0, j] += a0 * w
@@ -131,7 +156,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
     what keeps AVX-512's two FMA pipes busy (6 wait on their latency: with one panel, BERT-base
     and GPT-2 took 1.25-1.3x their time on a Zen 5, docs/runtime.md), the same sums in the
     same order."""
-    k = a.shape[1]
+    k = _shape(a)[1]
     last = r1 - 1
     with_bias = bias.shape[0] > 0
     zero = np.float32(0)
@@ -147,8 +172,8 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
             for j in range(32):
                 acc[r, j] = zero
         for t in range(k):
-            a0, a1, a2 = a[i, t], a[i1, t], a[i2, t]
-            a3, a4, a5 = a[i3, t], a[i4, t], a[i5, t]
+            a0, a1, a2 = _term(a, i, t), _term(a, i1, t), _term(a, i2, t)
+            a3, a4, a5 = _term(a, i3, t), _term(a, i4, t), _term(a, i5, t)
             # (written out, as in _panel_tiles: constant indices keep the tile in registers)
             for j in range(16):
                 w0, w1 = panels[p, t, j], panels[p + 1, t, j]
@@ -171,8 +196,9 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
             for j in range(32):
                 acc7[r, j] = zero
         for t in range(k):
-            a0, a1, a2, a3 = a[i, t], a[i + 1, t], a[i + 2, t], a[i + 3, t]
-            a4, a5, a6 = a[i + 4, t], a[i + 5, t], a[i + 6, t]
+            a0, a1 = _term(a, i, t), _term(a, i + 1, t)
+            a2, a3 = _term(a, i + 2, t), _term(a, i + 3, t)
+            a4, a5, a6 = _term(a, i + 4, t), _term(a, i + 5, t), _term(a, i + 6, t)
             for j in range(16):
                 w0, w1 = panels[p, t, j], panels[p + 1, t, j]
                 acc7[0, j] += a0 * w0

@@ -32,12 +32,10 @@ from onyx.runtime._jit import (
     elementwise,
     im2col,
     im2col_images,
-    im2row,
     layer_norm,
     pool2d,
     rms_norm,
     row_means,
-    to_channels_last_pixels,
     winograd_input,
     winograd_output,
 )
@@ -46,6 +44,7 @@ from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
     BLOCK,
     FEW,
     ROWS,
+    _shape,
     few_rows_product,
     pack_panels,
     packed_product,
@@ -156,7 +155,7 @@ def gemv(blas, a, b, c, tb, ldb, parts, finish, bias, lo, hi, one, zero):
 def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
     """c = a @ B + bias, clamped to [lo, hi] (``_jit_gemm.packed_product``; B packed into
     ``panels``), in ``parts`` bands of rows (in whole tiles) or of panels (``by_rows``)."""
-    m = a.shape[0]
+    m = _shape(a)[0]
     count = panels.shape[0]
     for p in prange(parts):
         if by_rows:
@@ -494,25 +493,6 @@ def im2col_bands(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, parts):
         if c1 > c0:
             im2col(x[c0:c1], cols[c0 * taps : c1 * taps], kh, kw, sh, sw, dh, dw, pt, pl, 0, ho,
                    wo)  # fmt: skip
-
-
-@njit(**_PARALLEL)
-def im2row_bands(xl, rows, kh, kw, sh, sw, dh, dw, pt, pl, wo, parts):
-    """``im2row`` of one channel-last image ``xl`` (H, W, C), every output pixel, into ``rows``
-    (Ho*Wo, kh*kw*C), by bands of pixels."""
-    for p in prange(parts):
-        p0, p1 = _band(rows.shape[0], parts, p)
-        if p1 > p0:
-            im2row(xl, rows, kh, kw, sh, sw, dh, dw, pt, pl, wo, p0, p1)
-
-
-@njit(**_PARALLEL)
-def channels_last_bands(x, xl, parts):
-    """xl (H, W, C) = x (C, H, W) of one image, by bands of pixels."""
-    for p in prange(parts):
-        p0, p1 = _band(x.shape[1] * x.shape[2], parts, p)
-        if p1 > p0:
-            to_channels_last_pixels(x, xl, p0, p1)
 
 
 @njit(**_PARALLEL)

@@ -8,6 +8,7 @@ keep the re-laid-out weight, keyed on the weight array itself (weights are initi
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -373,10 +374,11 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 
 
 # Other convolutions of one group at least this deep (C*kh*kw) that neither Winograd's nor the
-# batched paths take multiply their patches so: Y^T = R W^T, R (Ho*Wo, kh*kw*C)
-# each output pixel's patch made from runs of the channel-last input (``_jit.im2row``: rows a
-# GEMM reads contiguously, where im2col's columns read transposed cross a cache line per term),
-# W packed once in the same order: 1.2-1.9x the shift-and-add (densenet121's 3x3 128 -> 32),
+# batched paths take multiply their patches so: Y^T = R W^T, R (Ho*Wo, kh*kw*C) each output
+# pixel's patch, read where it lies in the input (no im2col or im2row matrix: its terms are
+# offsets into the image, zero-bordered where the convolution pads), W packed once in the same
+# order. With the patches first made as rows (im2row), this was 1.2-1.9x the shift-and-add
+# (densenet121's 3x3 128 -> 32),
 # the banded path (squeezenet's 16 -> 64) and the im2col path (squeezenet's, inception v1's and
 # ResNet-50's) on their layers (benchmarks/bench_packed_convs.py, part 2, 2 threads). Winograd's
 # layers stay theirs (0.82-0.96x on ResNet-50's), and so do stems of 3 channels, whose patches
@@ -403,35 +405,76 @@ def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
 
 def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
     """Y (N, M, *O) of a convolution that ``packed_columns_pay`` for, into ``y`` where given:
-    x channel-last (as it is where it is so), each image's patches (``_jit.im2row``) on numba's
-    threads, then Y^T = R W^T (``_transposed_products``; W as (kh*kw*C, M) from ``w_last()``,
-    packed in ``packed``), the ``epilogue`` applied. None where the session's pool does not
-    run onyx's GEMM on packed weights."""
+    Y^T = R W^T per image (``_transposed_products``; W as (kh*kw*C, M) from ``w_last()``,
+    packed in ``packed``), the ``epilogue`` applied, R's terms read where they lie in the
+    image (x as it is laid out, NCHW or channel-last, copied into a zero border where the
+    convolution pads): R[i, t] = x[pixels[i] + terms[t]] (``_patch_offsets``;
+    ``_jit_gemm._term_of``). None where the session's pool does not run onyx's GEMM on packed
+    weights."""
     pool = _packing_pool()
     if pool is None:
         return None
-    k, s, d, pb, _, out, _ = plan
-    n, c = x.shape[:2]
+    k, s, d, pb, pe, out, _ = plan
+    n, c, h, w = x.shape
     weight = w_last()
     weight = weight.reshape(-1, weight.shape[-1])
     panels = packed.get(weight)
     if panels is None:
         return None
-    kernels = pool.native.kernels
     xl = channels_last(x)
-    if xl is None:
-        xl = scratch("conv.channels_last", (n, *x.shape[2:], c))
-        x = np.ascontiguousarray(x)
-        for i in range(n):
-            kernels.channels_last_bands(x[i], xl[i], pool.size)
-    patches = scratch("conv.patches", (math.prod(out), weight.shape[0]))
+    last = xl is not None
+    images = xl if last else np.ascontiguousarray(x)
+    hp, wp = h + pb[0] + pe[0], w + pb[1] + pe[1]
+    pixels, terms, reach = _patch_offsets(tuple(k), tuple(s), tuple(d), tuple(out), c, hp, wp,
+                                          last)  # fmt: skip
+    if reach > hp * wp * c:  # (the kernel reads unchecked: a geometry that reads past, declined)
+        return None
+    padded = None
+    if any(pb) or any(pe):
+        padded = scratch("conv.padded", (hp, wp, c) if last else (c, hp, wp))
+        planes = padded if last else padded.transpose(1, 2, 0)  # (hp, wp, ...) either way
+        inner = planes[pb[0] : pb[0] + h, pb[1] : pb[1] + w]
 
     def rows(i):
-        kernels.im2row_bands(xl[i], patches, *k, *s, *d, pb[0], pb[1], out[1], pool.size)
-        return patches
+        if padded is None:
+            return images[i].reshape(-1), pixels, terms
+        _zero_border(planes, pb, pe)
+        inner[...] = images[i] if last else images[i].transpose(1, 2, 0)
+        return padded.reshape(-1), pixels, terms
 
     y = np.empty((n, weight.shape[1], *out), np.float32) if y is None else y
     return _transposed_products(pool, rows, panels, y, epilogue)
+
+
+@functools.lru_cache(maxsize=256)
+def _patch_offsets(k, s, d, out, c, hp, wp, last) -> tuple[np.ndarray, np.ndarray, int]:
+    """(pixels, terms, reach) of a 2-D convolution's patches over an image padded to (hp, wp):
+    the flat index of each output pixel's first tap, and of each term (tap (ky, kx), channel c;
+    in the order of ``last_weight``) from there, uint64 (their sum indexes unchecked), for an
+    image laid out (C, hp, wp) or, ``last``, (hp, wp, C); and the elements they reach (the
+    largest sum, plus 1). Read-only; kept per geometry."""
+    oy, ox = np.divmod(np.arange(out[0] * out[1], dtype=np.int64), out[1])
+    ky, kx, ch = np.meshgrid(np.arange(k[0]), np.arange(k[1]), np.arange(c), indexing="ij")
+    rows, cols = ky.reshape(-1) * d[0], kx.reshape(-1) * d[1]
+    first = oy * s[0] * wp + ox * s[1]
+    if last:
+        pixels, terms = first * c, (rows * wp + cols) * c + ch.reshape(-1)
+    else:
+        pixels, terms = first, ch.reshape(-1) * hp * wp + rows * wp + cols
+    reach = int(pixels.max() + terms.max()) + 1
+    pixels, terms = pixels.astype(np.uint64), terms.astype(np.uint64)
+    pixels.flags.writeable = terms.flags.writeable = False
+    return pixels, terms, reach
+
+
+def _zero_border(planes, pb, pe) -> None:
+    """The rows and columns of ``planes`` (hp, wp, ...) outside its inner image (``pb`` rows and
+    columns before, ``pe`` after) set to zero."""
+    hp, wp = planes.shape[:2]
+    planes[: pb[0]] = 0
+    planes[hp - pe[0] :] = 0
+    planes[:, : pb[1]] = 0
+    planes[:, wp - pe[1] :] = 0
 
 
 # Convolutions of one group on NCHW planes (float32, 2-D, a read-only W) may multiply so: each
