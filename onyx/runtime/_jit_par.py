@@ -190,6 +190,34 @@ def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks):
 
 
 @njit(**_PARALLEL)
+def pad_bands(x, padded, pt, pl, parts):
+    """padded (G, Hp, Wq) = x (G, H, Wx) placed at row ``pt`` and column ``pl`` of each of the G
+    planes, zeros around it, over ``parts`` bands of padded's rows (every plane's): an NCHW
+    image's planes (G = C), or a channel-last image as one plane of rows of W*C (``pl``
+    counted in elements)."""
+    planes, height, width = x.shape
+    rows, wide = padded.shape[1], padded.shape[2]
+    zero = x.dtype.type(0)
+    left, right = np.uint64(pl), np.uint64(pl + width)
+    for p in prange(parts):
+        r0, r1 = _band(planes * rows, parts, p)
+        for r in range(r0, r1):
+            g, y = r // rows, r % rows
+            out = padded[g, y]
+            if pt <= y < pt + height:
+                line = x[g, y - pt]
+                for j in range(np.uint64(0), left):
+                    out[j] = zero
+                for j in range(left, right):
+                    out[j] = line[j - left]
+                for j in range(right, np.uint64(wide)):
+                    out[j] = zero
+            else:
+                for j in range(np.uint64(0), np.uint64(wide)):
+                    out[j] = zero
+
+
+@njit(**_PARALLEL)
 def activation_gemm(a, b, panels, c, bias, lo, hi, parts):
     """c = a @ b + bias, clamped to [lo, hi], for a ``b`` made at run time (a convolution's
     input or columns): each of ``parts`` bands of 16-column panels packs its panels of ``b``

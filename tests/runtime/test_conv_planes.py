@@ -1,11 +1,11 @@
-"""Convolutions on NCHW planes by a weight packed in tiles of rows (kernels/conv.py
-``conv_planes``, _jit_gemm.planes_product): each image's planes = W @ B, B the input's planes
-(pointwise) or its im2col columns, on numba's threads. In sessions built from small graphs (W an
-initializer, read-only) the outputs agree with a float64 reference, fused epilogue or not, with
-output channels that do not fill tiles of 6 and pixels that do not fill blocks of 32 (a last
-block of one vector or two), strides, padding, dilations, a batch and a Concat's buffer; the
-same bits run after run and for equal pixels wherever they fall; the kernel's temporaries sit in
-reused buffers without leaking into outputs; and the paths decline where they do not apply."""
+"""Pointwise convolutions on NCHW planes by a weight packed in tiles of rows (kernels/conv.py
+``conv_planes``, _jit_gemm.planes_product): each image's planes = W @ X on numba's threads. In
+sessions built from small graphs (W an initializer, read-only) the outputs agree with a float64
+reference, fused epilogue or not, with output channels that do not fill tiles of 6 and pixels
+that do not fill blocks of 32 (a last block of one vector or two), a batch and a Concat's
+buffer; the same bits run after run and for equal pixels wherever they fall; the kernels'
+temporaries sit in reused buffers (memory.scratch) without leaking into outputs; and the path
+declines where it does not apply."""
 
 from __future__ import annotations
 
@@ -73,17 +73,19 @@ def _close(got, want):
 
 @pytest.fixture
 def taken(monkeypatch):
-    """How many convolutions ``conv_planes`` computed ("planes"), and whether this run may take
-    it at all ("possible": the compiled kernels on numba's threads, BLAS held)."""
-    count = {"planes": 0}
-    original = conv_module.conv_planes
+    """How many convolutions ``conv_planes`` and ``conv_packed_columns`` computed ("planes",
+    "columns"), and whether this run may take them at all ("possible": the compiled kernels on
+    numba's threads, BLAS held)."""
+    count = {"planes": 0, "columns": 0}
+    for key, name in (("planes", "conv_planes"), ("columns", "conv_packed_columns")):
+        original = getattr(conv_module, name)
 
-    def counted(*args, **kwargs):
-        y = original(*args, **kwargs)
-        count["planes"] += y is not None
-        return y
+        def counted(*args, _original=original, _key=key, **kwargs):
+            y = _original(*args, **kwargs)
+            count[_key] += y is not None
+            return y
 
-    monkeypatch.setattr(conv_module, "conv_planes", counted)
+        monkeypatch.setattr(conv_module, name, counted)
     count["possible"] = (
         compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
     )
@@ -118,32 +120,6 @@ def test_pointwise_planes_match_float64(c, m, size, batch, kind, bias, taken):
     np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)  # run after run
 
 
-@pytest.mark.parametrize(
-    "c, m, size, kernel, pads, strides, dilations, batch, kind",
-    [
-        (16, 64, 33, 3, [1, 1, 1, 1], [1, 1], [1, 1], 1, "relu"),  # squeezenet's 3x3 expand
-        (3, 32, 64, 3, [1, 1, 1, 1], [2, 2], [1, 1], 1, "clip"),  # a stem, strided
-        (3, 40, 66, 7, [3, 3, 3, 3], [2, 2], [1, 1], 2, "relu"),  # ResNet's 7x7 stem, two images
-        (8, 33, 38, 3, [2, 2, 2, 2], [1, 1], [2, 2], 1, "swish"),  # dilated, 33 channels
-        (4, 36, 70, 5, [2, 0, 1, 3], [2, 1], [1, 1], 1, "none"),  # uneven strides and padding
-    ],
-)  # fmt: skip
-def test_planes_by_columns_match_float64(
-    c, m, size, kernel, pads, strides, dilations, batch, kind, taken
-):
-    g = GraphBuilder(opset=24)
-    x = g.input("x", "float", [batch, c, size, size])
-    w, b = _weight(m, c, kernel, kernel), _weight(m)
-    y = g.op.Conv(x, w, b, pads=pads, strides=strides, dilations=dilations)
-    g.output(_activation(g, y, kind), "y")
-    feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
-    session = _session(g.model())
-    got = session.run(None, {"x": feed})[0]
-    _close(got, _after(_reference(feed, w, b, pads, strides, dilations), kind))
-    assert taken["planes"] == (1 if taken["possible"] else 0)
-    np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)
-
-
 def test_equal_pixels_give_equal_outputs(taken):
     """Every pixel equal: each output plane is constant, whichever block of 32 (two vectors or
     one) and whichever thread computed each pixel."""
@@ -171,13 +147,14 @@ def test_fire_module_writes_both_into_the_concat(taken):
     want = np.concatenate([_after(_reference(feed, w1, b1), "relu"),
                            _after(_reference(feed, w3, b3, [1, 1, 1, 1]), "relu")], axis=1)  # fmt: skip
     _close(got, want)
-    assert taken["planes"] == (2 if taken["possible"] else 0)
+    # (the 3x3 one by its patches where they lie: conv_packed_columns)
+    assert (taken["planes"], taken["columns"]) == ((1, 1) if taken["possible"] else (0, 0))
 
 
 def test_reused_buffers_do_not_leak_into_outputs(taken):
-    """Three convolutions on planes, all outputs of the graph: two by columns of one input (the
-    second reuses the first's im2col buffer, memory.scratch) and a pointwise one of the first's
-    output; each output stays as computed."""
+    """Three convolutions, all outputs of the graph: two 3x3 ones of one input (the second
+    reuses the first's zero-bordered copy of it, memory.scratch) and a pointwise one of the
+    first's output; each output stays as computed."""
     g = GraphBuilder(opset=24)
     x = g.input("x", "float", [1, 8, 40, 40])
     w1, w2, w3 = _weight(32, 8, 3, 3), _weight(40, 32, 1, 1), _weight(36, 8, 3, 3)
@@ -191,31 +168,28 @@ def test_reused_buffers_do_not_leak_into_outputs(taken):
     _close(got[0], want_first)
     _close(got[1], _reference(want_first.astype(np.float32), w2, None))
     _close(got[2], _reference(feed, w3, None, [1, 1, 1, 1]))
-    assert taken["planes"] == (3 if taken["possible"] else 0)
+    assert (taken["planes"], taken["columns"]) == ((1, 2) if taken["possible"] else (0, 0))
 
 
 def test_planes_pay_only_where_they_should():
     pays = conv_module.planes_pay
     one = conv_module.Conv(kernel_shape=[1, 1])
     shallow = one.geom.plan((1, 16, 14, 14), (64, 16, 1, 1))
-    assert pays("other", shallow, 1, (64, 16, 1, 1), np.float32)
-    assert not pays("other", shallow, 1, (64, 16, 1, 1), np.float64)
-    assert not pays("other", shallow, 2, (64, 8, 1, 1), np.float32)  # groups
+    assert pays(shallow, 1, (64, 16, 1, 1), np.float32)
+    assert not pays(shallow, 1, (64, 16, 1, 1), np.float64)
+    assert not pays(shallow, 2, (64, 8, 1, 1), np.float32)  # groups
     deep_small = one.geom.plan((1, 512, 14, 14), (128, 512, 1, 1))
-    assert not pays("other", deep_small, 1, (128, 512, 1, 1), np.float32)  # 196 pixels
+    assert not pays(deep_small, 1, (128, 512, 1, 1), np.float32)  # 196 pixels
     deep_large = one.geom.plan((1, 512, 28, 28), (128, 512, 1, 1))
-    assert pays("other", deep_large, 1, (128, 512, 1, 1), np.float32)  # 784 pixels
+    assert pays(deep_large, 1, (128, 512, 1, 1), np.float32)  # 784 pixels
     tiny = one.geom.plan((1, 16, 5, 5), (64, 16, 1, 1))
-    assert not pays("other", tiny, 1, (64, 16, 1, 1), np.float32)  # 25 pixels
+    assert not pays(tiny, 1, (64, 16, 1, 1), np.float32)  # 25 pixels
+    strided = conv_module.Conv(kernel_shape=[1, 1], strides=[2, 2])
+    assert not pays(strided.geom.plan((1, 16, 28, 28), (64, 16, 1, 1)), 1, (64, 16, 1, 1),
+                    np.float32)  # fmt: skip
     three = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-    expand = three.geom.plan((1, 16, 55, 55), (64, 16, 3, 3))
-    assert pays("blocked", expand, 1, (64, 16, 3, 3), np.float32)
-    assert not pays("winograd", expand, 1, (64, 16, 3, 3), np.float32)
-    assert not pays("blocked", expand, 1, (16, 16, 3, 3), np.float32)  # 16 output channels
-    deep = three.geom.plan((1, 128, 56, 56), (32, 128, 3, 3))
-    assert not pays("other", deep, 1, (32, 128, 3, 3), np.float32)  # 1,152 deep
-    small = three.geom.plan((1, 16, 27, 27), (64, 16, 3, 3))
-    assert not pays("blocked", small, 1, (64, 16, 3, 3), np.float32)  # 729 pixels
+    assert not pays(three.geom.plan((1, 16, 55, 55), (64, 16, 3, 3)), 1, (64, 16, 3, 3),
+                    np.float32)  # fmt: skip
 
 
 def test_planes_decline_outside_numba_threads_and_for_writeable_weights():

@@ -249,8 +249,8 @@ def test_each_blas_routine_is_typed_once(native, monkeypatch):
 
 
 def test_a_session_retypes_no_kernel_once_warm(native, monkeypatch):
-    """A CNN with a classifier's head (convolutions in bands through BLAS's GEMM, a mean, the
-    head's GEMV): after its first runs, no compiled kernel's arguments are typed again in
+    """A CNN with a classifier's head (convolutions on onyx's GEMM by packed weights, a mean,
+    the head's GEMV): after its first runs, no compiled kernel's arguments are typed again in
     Python (numba's slow path)."""
     from numba.core.dispatcher import Dispatcher
 
@@ -276,7 +276,8 @@ def test_a_session_retypes_no_kernel_once_warm(native, monkeypatch):
                         or original(self, *a, **k))  # fmt: skip
     for _ in range(3):
         np.testing.assert_array_equal(session.run(None, feed)[0], first)
-    assert {"conv_bands", "gemv"} <= set(native.calls)  # (the GEMM's routine seen first)
+    # (the 3x3 by its patches in place, the 1x1 on planes, the Gemm's routine seen first)
+    assert {"pad_bands", "packed_gemm", "planes_gemm", "gemv"} <= set(native.calls)
     assert not retyped, f"retyped in Python on every run: {sorted(set(retyped))}"
 
 

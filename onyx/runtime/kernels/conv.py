@@ -377,19 +377,20 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 # batched paths take multiply their patches so: Y^T = R W^T, R (Ho*Wo, kh*kw*C) each output
 # pixel's patch, read where it lies in the input (no im2col or im2row matrix: its terms are
 # offsets into the image, zero-bordered where the convolution pads), W packed once in the same
-# order. With the patches first made as rows (im2row), this was 1.2-1.9x the shift-and-add
-# (densenet121's 3x3 128 -> 32),
-# the banded path (squeezenet's 16 -> 64) and the im2col path (squeezenet's, inception v1's and
-# ResNet-50's) on their layers (benchmarks/bench_packed_convs.py, part 2, 2 threads). Winograd's
-# layers stay theirs (0.82-0.96x on ResNet-50's), and so do stems of 3 channels, whose patches
-# are runs of 3 values (ResNet-50's 7x7, 147 deep: 0.79x).
-_PACKED_COLUMNS_DEPTH = 128
+# order. With the patches made as rows first (im2row) this was 1.2-1.9x the shift-and-add
+# (densenet121's 3x3 128 -> 32), the banded path (squeezenet's 16 -> 64) and the im2col path
+# (squeezenet's, inception v1's and ResNet-50's) on their layers (benchmarks/bench_packed_convs.py,
+# part 2, 2 threads), but not on stems of 3 channels, whose rows were built from runs of 3 values
+# (0.79x). Read in place, it took the stems too (ResNet-50's, densenet121's and inception v1's
+# 7x7 0.74-0.86x their time by im2col's columns; MobileNetV2's 3x3 0.78x), hence the depth of
+# 16. Winograd's layers stay theirs (0.82-0.96x on ResNet-50's).
+_PACKED_COLUMNS_DEPTH = 16
 
 
 def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
     """Whether a convolution takes ``conv_packed_columns``: of the routes "other" (im2col or
     shift-and-add) and "blocked", 2-D, float32, one group, not 1x1, at least
-    _PACKED_COLUMNS_DEPTH deep, at least 8 input channels, at least 32 output pixels."""
+    _PACKED_COLUMNS_DEPTH deep, at least 32 output pixels."""
     k, _, _, _, _, out, pointwise = plan
     return (
         route in ("other", "blocked")
@@ -398,7 +399,6 @@ def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
         and group == 1
         and dtype == np.float32
         and math.prod(w_shape[1:]) >= _PACKED_COLUMNS_DEPTH
-        and w_shape[1] >= 8  # (runs of a patch: a stem's 3 channels are too short to copy)
         and math.prod(out) >= 32
     )
 
@@ -431,15 +431,15 @@ def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
         return None
     padded = None
     if any(pb) or any(pe):
-        padded = scratch("conv.padded", (hp, wp, c) if last else (c, hp, wp))
-        planes = padded if last else padded.transpose(1, 2, 0)  # (hp, wp, ...) either way
-        inner = planes[pb[0] : pb[0] + h, pb[1] : pb[1] + w]
+        # (as planes of rows: a channel-last image is one plane of rows of W*C)
+        padded = scratch("conv.padded", (1, hp, wp * c) if last else (c, hp, wp))
+        source = images.reshape(n, 1, h, w * c) if last else images
+        left = pb[1] * c if last else pb[1]
 
     def rows(i):
         if padded is None:
             return images[i].reshape(-1), pixels, terms
-        _zero_border(planes, pb, pe)
-        inner[...] = images[i] if last else images[i].transpose(1, 2, 0)
+        pool.native.kernels.pad_bands(source[i], padded, pb[0], left, pool.size)
         return padded.reshape(-1), pixels, terms
 
     y = np.empty((n, weight.shape[1], *out), np.float32) if y is None else y
@@ -467,54 +467,37 @@ def _patch_offsets(k, s, d, out, c, hp, wp, last) -> tuple[np.ndarray, np.ndarra
     return pixels, terms, reach
 
 
-def _zero_border(planes, pb, pe) -> None:
-    """The rows and columns of ``planes`` (hp, wp, ...) outside its inner image (``pb`` rows and
-    columns before, ``pe`` after) set to zero."""
-    hp, wp = planes.shape[:2]
-    planes[: pb[0]] = 0
-    planes[hp - pe[0] :] = 0
-    planes[:, : pb[1]] = 0
-    planes[:, wp - pe[1] :] = 0
-
-
-# Convolutions of one group on NCHW planes (float32, 2-D, a read-only W) may multiply so: each
-# image's planes (M, P) = W @ B, B its input planes (C, P) for a pointwise kernel, else its
-# im2col columns (C*kh*kw, P), W packed once in tiles of 6 rows whose values are broadcast
-# against B's rows (``_jit_gemm.planes_product``), bias and bounds in the store: Y comes out in
-# its own layout, with no transposed store and no channel-last copy of the input. Taken where
-# it beat the other paths layer by layer in the CNNs of the model benchmark (pointwise: 1.1-1.7x
-# on squeezenet's, densenet121's and ResNet-50's at 56x56, 0.8-0.9x at 7x7 and 14x14 deeper
-# than 256; im2col's: 1.1-1.3x on the stems and squeezenet's 3x3 16 -> 64 at 55x55, 0.6-0.9x on
-# deeper or narrower ones, whose columns a block copies from too many rows): pointwise kernels
-# at most _PLANES_DEPTH deep or of at least _PLANES_PIXELS output pixels, others at most
-# _PLANES_COLUMNS_DEPTH deep with at least 1,024 output pixels and 32 output channels.
+# Pointwise convolutions (1x1, stride 1, one group, float32, a read-only W) on NCHW planes may
+# multiply so: each image's planes (M, P) = W @ X, X its input planes (C, P), W packed once in
+# tiles of 6 rows whose values are broadcast against X's rows (``_jit_gemm.planes_product``),
+# bias and bounds in the store: Y comes out in its own layout, with no transposed store. Taken
+# where it beat ``conv_packed_pointwise`` and BLAS's W X layer by layer in the CNNs of the model
+# benchmark: 1.1-1.7x on squeezenet's, densenet121's and ResNet-50's at 56x56 and 55x55, 0.8-0.9x
+# at 7x7 and 14x14 where they are deeper than 256. So: at most _PLANES_DEPTH deep or with at least
+# _PLANES_PIXELS output pixels. (Convolutions by im2col's columns this way lost to
+# ``conv_packed_columns`` on all but squeezenet's 3x3 stem: 0.74-0.95x.)
 _PLANES_DEPTH = 256
 _PLANES_PIXELS = 512
-_PLANES_COLUMNS_DEPTH = 160
 
 
-def planes_pay(route, plan, group, w_shape, dtype) -> bool:
-    """Whether a convolution takes ``conv_planes``: 2-D, float32, one group, at least 32 output
-    pixels; pointwise (1x1, stride 1, no padding) within _PLANES_DEPTH or _PLANES_PIXELS, or of
-    the routes "other" (im2col or shift-and-add) and "blocked" within _PLANES_COLUMNS_DEPTH."""
+def planes_pay(plan, group, w_shape, dtype) -> bool:
+    """Whether a convolution takes ``conv_planes``: 2-D, pointwise (1x1, stride 1, no padding),
+    float32, one group, at least 32 output pixels, at most _PLANES_DEPTH deep or with at least
+    _PLANES_PIXELS of them."""
     k, s, _, _, _, out, pointwise = plan
-    if len(k) != 2 or group != 1 or dtype != np.float32:
+    if len(k) != 2 or not pointwise or group != 1 or dtype != np.float32:
         return False
-    depth, pixels = math.prod(w_shape[1:]), math.prod(out)
-    if pointwise and all(v == 1 for v in s):
-        return pixels >= 32 and (depth <= _PLANES_DEPTH or pixels >= _PLANES_PIXELS)
+    depth, pixels = w_shape[1], math.prod(out)
     return (
-        route in ("other", "blocked")
-        and depth <= _PLANES_COLUMNS_DEPTH
-        and pixels >= 1024
-        and w_shape[0] >= 32
+        all(v == 1 for v in s)
+        and pixels >= 32
+        and (depth <= _PLANES_DEPTH or pixels >= _PLANES_PIXELS)
     )
 
 
 def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
     """Y (N, M, *O) of a convolution that ``planes_pay`` for, into ``y`` where given: per image,
-    Y's planes = W @ B by ``Native.planes_matmul`` (B: x's planes for a pointwise kernel, else
-    im2col's columns, made on numba's threads), W (M, C*kh*kw) ``w2d`` packed in ``tiles`` (a
+    Y's planes = W @ X by ``Native.planes_matmul``, W (M, C) ``w2d`` packed in ``tiles`` (a
     ``threads.PackedWeight`` of ``threads.row_tiles``), the ``epilogue`` applied. None where
     the session's pool does not run onyx's GEMM on packed weights or W is not read-only."""
     pool = _packing_pool()
@@ -523,25 +506,17 @@ def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
     packed = tiles.get(w2d)
     if packed is None:
         return None
-    k, s, d, pb, _, out, pointwise = plan
     n, c = x.shape[:2]
-    m, depth = w2d.shape
+    m = w2d.shape[0]
+    out = plan[5]
     pixels = math.prod(out)
     x = np.ascontiguousarray(x)
     y = np.empty((n, m, *out), np.float32) if y is None else y
     planes = y.reshape(n, m, pixels)
     steps = epilogue.channel_steps()
     finish = None if steps is None else threads.Finish(*steps[:3])
-    if pointwise and all(v == 1 for v in s):
-        for i in range(n):
-            pool.native.planes_matmul(packed, x[i].reshape(c, pixels), planes[i], pool.size,
-                                      finish)  # fmt: skip
-    else:
-        cols = scratch("conv.columns", (depth, pixels))
-        for i in range(n):
-            pool.native.kernels.im2col_bands(x[i], cols, *k, *s, *d, pb[0], pb[1], *out,
-                                             pool.size)  # fmt: skip
-            pool.native.planes_matmul(packed, cols, planes[i], pool.size, finish)
+    for i in range(n):
+        pool.native.planes_matmul(packed, x[i].reshape(c, pixels), planes[i], pool.size, finish)
     if steps is None:
         epilogue.apply_all(y)
         return y
@@ -1181,7 +1156,7 @@ class Conv:
             # (a marked convolution writes channel-last only on small planes: conv_channels_last)
             (not want_last or math.prod(plan[5]) > _LAST_PLANE)
             and xw.flags.c_contiguous
-            and planes_pay(self._route(plan, x.shape, w.shape, dtype), plan, group, w.shape, dtype)
+            and planes_pay(plan, group, w.shape, dtype)
         ):  # (W packed only where it is the session's: a writeable W may change in place)
             y = conv_planes(xw, w_gemm[0], self.tiles, plan, epilogue, out)
             if y is not None:
