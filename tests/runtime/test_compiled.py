@@ -362,15 +362,15 @@ def test_a_residual_block_on_winograd_matches_onnxruntime(jit, monkeypatch):
     def weight(*shape):
         return (RNG.standard_normal(shape) / math.sqrt(math.prod(shape[1:]))).astype(np.float32)
 
-    g = GraphBuilder(opset=21)
-    x = g.input("x", "float", [2, 64, 27, 28])
-    y = g.op.Conv(x, weight(64, 64, 3, 3), weight(64, 1)[:, 0], pads=[1, 1, 1, 1])
-    y = g.op.BatchNormalization(y, *(RNG.random((4, 64)).astype(np.float32) + 0.5))
+    g = GraphBuilder(opset=21)  # (128 channels: under that the packed path takes them)
+    x = g.input("x", "float", [2, 128, 27, 28])
+    y = g.op.Conv(x, weight(128, 128, 3, 3), weight(128, 1)[:, 0], pads=[1, 1, 1, 1])
+    y = g.op.BatchNormalization(y, *(RNG.random((4, 128)).astype(np.float32) + 0.5))
     y = g.op.Relu(y)
-    y = g.op.Conv(y, weight(64, 64, 3, 3), pads=[1, 1, 1, 1])
+    y = g.op.Conv(y, weight(128, 128, 3, 3), pads=[1, 1, 1, 1])
     g.output(g.op.Relu(g.op.Add(y, x)), "y")
     model = g.model()
-    feed = {"x": RNG.standard_normal((2, 64, 27, 28)).astype(np.float32)}
+    feed = {"x": RNG.standard_normal((2, 128, 27, 28)).astype(np.float32)}
     calls = _count_winograd(monkeypatch)
     (got,) = onyx.InferenceSession(model).run(None, feed)
     (expected,) = ort.InferenceSession(onyx.to_bytes(model)).run(None, feed)

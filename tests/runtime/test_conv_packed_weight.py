@@ -236,7 +236,12 @@ def test_packed_columns_pay_only_where_they_should():
     assert pays("blocked", stem, 1, (64, 3, 7, 7), np.float32)  # 147 deep
     wide = conv.geom.plan((1, 8, 224, 224), (64, 8, 7, 7))
     assert pays("blocked", wide, 1, (64, 8, 7, 7), np.float32)
-    assert not pays("winograd", wide, 1, (64, 8, 7, 7), np.float32)
+    three = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    # (under 128 channels the packed path beats Winograd)
+    assert pays("winograd", three.geom.plan((1, 64, 56, 56), (64, 64, 3, 3)), 1, (64, 64, 3, 3),
+                np.float32)  # fmt: skip
+    assert not pays("winograd", three.geom.plan((1, 128, 28, 28), (128, 128, 3, 3)), 1,
+                    (128, 128, 3, 3), np.float32)  # fmt: skip
     assert not pays("other", wide, 1, (64, 8, 7, 7), np.float64)
     shallow = conv_module.Conv(kernel_shape=[3, 3]).geom.plan((1, 1, 28, 28), (16, 1, 3, 3))
     assert not pays("other", shallow, 1, (16, 1, 3, 3), np.float32)  # 9 deep
@@ -286,18 +291,21 @@ def test_packed_columns_convolution_matches_float64(
 
 
 def test_packed_columns_take_the_shift_and_add_layers_and_stems_not_winograd(taken):
-    """With the compiled kernels (where Winograd runs), Winograd's layer (ResNet-50's 3x3 of 64
-    channels) keeps its path; a stem of 3 channels, squeezenet's 32 -> 128 and the
-    shift-and-add's densenet121 128 -> 32 take the packed one, whose outputs agree."""
+    """With the compiled kernels (where Winograd runs), Winograd's layer of 128 channels
+    (ResNet-50's at 28x28) keeps its path; one of 64 (ResNet-50's at 56x56), a stem of 3
+    channels, squeezenet's 32 -> 128 and the shift-and-add's densenet121 128 -> 32 take the
+    packed one, whose outputs agree."""
     pays = conv_module.packed_columns_pay
     conv = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-    layers = [((1, 64, 56, 56), (64, 64, 3, 3)), ((1, 128, 28, 28), (32, 128, 3, 3)),
-              ((1, 3, 64, 64), (16, 3, 3, 3)), ((1, 32, 27, 27), (128, 32, 3, 3))]  # fmt: skip
+    layers = [((1, 128, 28, 28), (128, 128, 3, 3)), ((1, 64, 56, 56), (64, 64, 3, 3)),
+              ((1, 128, 28, 28), (32, 128, 3, 3)), ((1, 3, 64, 64), (16, 3, 3, 3)),
+              ((1, 32, 27, 27), (128, 32, 3, 3))]  # fmt: skip
     if compiled.enabled:
         for x_shape, w_shape in layers:
             plan = conv.geom.plan(x_shape, w_shape)
             route = conv._route(plan, x_shape, w_shape, np.float32)
-            assert pays(route, plan, 1, w_shape, np.float32) == (w_shape[1] != 64), route
+            kept = w_shape == (128, 128, 3, 3)  # (Winograd's)
+            assert pays(route, plan, 1, w_shape, np.float32) == (not kept), route
     g = GraphBuilder(opset=24)
     x = g.input("x", "float", [1, 128, 28, 28])
     w = _weight(32, 128, 3, 3)

@@ -383,17 +383,21 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 # part 2, 2 threads), but not on stems of 3 channels, whose rows were built from runs of 3 values
 # (0.79x). Read in place, it took the stems too (ResNet-50's, densenet121's and inception v1's
 # 7x7 0.74-0.86x their time by im2col's columns; MobileNetV2's 3x3 0.78x), hence the depth of
-# 16. Winograd's layers stay theirs (0.82-0.96x on ResNet-50's).
+# 16. It takes Winograd's layers under _OVER_WINOGRAD channels deep too (ResNet-50's 64 at 56x56,
+# inception v1's 64 at 55x55 and 96 at 27x27: 0.68-0.85x Winograd's time); deeper ones stay
+# Winograd's (ResNet-50's 128 at 28x28 and 256 at 14x14: 1.15-1.3x as long this way).
 _PACKED_COLUMNS_DEPTH = 16
+_OVER_WINOGRAD = 128
 
 
 def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
     """Whether a convolution takes ``conv_packed_columns``: of the routes "other" (im2col or
-    shift-and-add) and "blocked", 2-D, float32, one group, not 1x1, at least
-    _PACKED_COLUMNS_DEPTH deep, at least 32 output pixels."""
+    shift-and-add) and "blocked", or "winograd" under _OVER_WINOGRAD input channels; 2-D,
+    float32, one group, not 1x1, at least _PACKED_COLUMNS_DEPTH deep, at least 32 output
+    pixels."""
     k, _, _, _, _, out, pointwise = plan
     return (
-        route in ("other", "blocked")
+        (route in ("other", "blocked") or route == "winograd" and w_shape[1] < _OVER_WINOGRAD)
         and len(k) == 2
         and not pointwise
         and group == 1
