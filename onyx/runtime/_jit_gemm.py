@@ -24,11 +24,14 @@ fused multiply-adds, so results differ from BLAS's in the last bits.
 from __future__ import annotations
 
 import llvmlite.binding
+import llvmlite.ir
 import numba
 import numpy as np
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
+
+from onyx.runtime._jit_exp import _HI, _LO, _NEG_INF, _ONE, _ZERO, _exp_parts
 
 PANEL = 16  # columns of B per panel: one AVX-512 vector, two AVX2 ones
 # two panels per tile where the CPU has AVX-512's 32 vector registers (6 x 32 sums take 12 of
@@ -58,6 +61,32 @@ def _tile(typingctx, size):
     return types.CPointer(types.float32)(size), codegen
 
 
+@intrinsic
+def _as_float(typingctx, bits):
+    """The float32 whose bits are the low 32 of the integer ``bits`` (a bit cast, which LLVM
+    vectorizes)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], llvmlite.ir.IntType(32)) if bits.bitwidth > 32 else args[0]
+        return builder.bitcast(low, context.get_data_type(types.float32))
+
+    return types.float32(bits), codegen
+
+
+@njit(inline="always")
+def _swish(v):
+    """v / (1 + exp(-v)) of a float32, as _jit_exp's Swish computes it (its exponential, held to
+    [-87, 88]; -inf gives NaN as numpy's does), one value: so that a store applies it."""
+    t = -v
+    t = t if t > _LO else _LO  # noqa: FURB136 (selects LLVM vectorizes)
+    t = t if t < _HI else _HI  # noqa: FURB136
+    poly, bits = _exp_parts(t)
+    q = v / (_ONE + poly * _as_float(bits))
+    return v * _ZERO if v == _NEG_INF else q
+
+
 def _term(a, i, t):
     """A[i, t] of ``packed_product``'s left operand ``a`` (see _term_of)."""
 
@@ -84,26 +113,28 @@ def _shape_of(a):
 
 
 @njit(**_OPTIONS)
-def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1):
+def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1, swish=False):
     """c[r0:r1, 16*p0 : min(n, 16*p1)] = a[r0:r1] @ B + bias, clamped to [lo, hi], for float32
     ``a`` (M, K) of any strides (or a convolution's patches where they lie: ``_term_of``), B packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit
     column stride, ``bias`` (N,) or empty. The last tile of rows reads A's last row again in
     place of the missing ones and stores only its own. With AVX-512 (``WIDE``), panels go two
-    at a time (``_pair_tiles``), any last one alone (``_panel_tiles``)."""
+    at a time (``_pair_tiles``), any last one alone (``_panel_tiles``). Where ``swish``, each
+    value stored is its Swish."""
     p = p0
     if WIDE:
         while p + 2 <= p1:
-            _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1)
+            _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish)
             p += 2
     while p < p1:
-        _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1)
+        _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish)
         p += 1
 
 
 @njit(inline="always")
-def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False):
+def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False, swish=False):
     """Rows [i, i + rows) of c, columns [first, first + width), from the tile ``acc``: plus the
-    bias (one per column, or per row ``by_row``), clamped. The loop's bounds come at run time
+    bias (one per column, or per row ``by_row``), clamped, then its Swish where ``swish`` (in
+    registers: no pass over the result after). The loop's bounds come at run time
     and its indices are unsigned, so that LLVM vectorizes it: numba leaves LLVM's SLP
     vectorizer off, and a loop of a constant 16 or 32 was unrolled into scalar stores, which
     took longer than the products at K = 16 (5-12x the time of the vector stores)."""
@@ -116,11 +147,12 @@ def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False)
         for j in range(j0, j1):
             v = sums[j - j0] + (bias[j] if with_bias and not by_row else shift)
             v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
-            row[j] = hi if v > hi else v  # noqa: FURB136
+            v = hi if v > hi else v  # noqa: FURB136
+            row[j] = _swish(v) if swish else v
 
 
 @njit(inline="always")
-def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
+def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
     """Rows r0..r1 by panel p, in tiles of 6 rows by the panel's 16 columns."""
     k = _shape(a)[1]
     last = r1 - 1
@@ -147,11 +179,11 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
                 acc[3, j] += a3 * w
                 acc[4, j] += a4 * w
                 acc[5, j] += a5 * w
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish)
 
 
 @njit(inline="always")
-def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
+def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
     """Rows r0..r1 by panels p and p + 1, in tiles of 6 rows by 32 columns: 12 vectors of sums,
     what keeps AVX-512's two FMA pipes busy (6 wait on their latency: with one panel, BERT-base
     and GPT-2 took 1.25-1.3x their time on a Zen 5, docs/runtime.md), the same sums in the
@@ -189,7 +221,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
                 acc[4, 16 + j] += a4 * w1
                 acc[5, j] += a5 * w0
                 acc[5, 16 + j] += a5 * w1
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish)
     for i in range(r1 - 7 * sevens, r1, 7):
         acc7 = numba.carray(_tile(224), (7, 32))
         for r in range(7):
@@ -215,7 +247,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
                 acc7[5, 16 + j] += a5 * w1
                 acc7[6, j] += a6 * w0
                 acc7[6, 16 + j] += a6 * w1
-        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias)
+        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias, False, swish)
 
 
 @njit(inline="always")
@@ -303,7 +335,7 @@ BLOCK = 2 * PANEL  # columns of B per block of ``planes_product`` (two vectors)
 
 
 @njit(**_OPTIONS)
-def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block):
+def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=False):
     """c[6*t0 : min(m, 6*t1), q0:q1] = W @ b + bias, clamped to [lo, hi]: the other way round
     from ``packed_product``, for a convolution's output planes. W (M, K) is packed in tiles of
     6 rows (``threads.row_tiles``: (ceil(M/6), K, 6), zero rows past M), whose 6 values per
@@ -312,7 +344,8 @@ def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block):
     ``bias`` is (M,) or empty. Each block of 32 columns of b is first copied into ``block``
     (K, 32; the columns past q1 zero), where every tile of W reads it: b's rows are P apart,
     and read in place each term of a block came from another page (33-44 GFLOP/s against
-    130-230 at 3,025 columns while writing this)."""
+    130-230 at 3,025 columns while writing this). Where ``swish``, each value stored is its
+    Swish."""
     k = b.shape[0]
     zero = np.float32(0)
     for q in range(q0, q1, BLOCK):
@@ -324,11 +357,11 @@ def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block):
                 copy[j - j0] = row[j]
             for j in range(np.uint64(width), np.uint64(BLOCK)):
                 copy[j] = zero
-        _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width)
+        _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish)
 
 
 @njit(inline="always")
-def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width):
+def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish):
     """Tiles t0..t1 of W (6 rows each) by one ``block`` of 32 columns, into c's columns
     q..q + width, each row's bias added, clamped."""
     k = block.shape[0]
@@ -364,4 +397,4 @@ def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width):
                     acc[3, j] += w3 * v
                     acc[4, j] += w4 * v
                     acc[5, j] += w5 * v
-        _store(acc, c, bias, lo, hi, ROWS * tile, rows, q, width, with_bias, True)
+        _store(acc, c, bias, lo, hi, ROWS * tile, rows, q, width, with_bias, True, swish)

@@ -39,7 +39,13 @@ from onyx.runtime._jit import (
     winograd_input,
     winograd_output,
 )
-from onyx.runtime._jit_exp import CHUNK, _gelu_chunks, _swish_chunks, softmax_rows
+from onyx.runtime._jit_exp import (
+    CHUNK,
+    _gelu_chunks,
+    _swish_chunks,
+    softmax_rows,
+    swish_in_place,
+)
 from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
     BLOCK,
     FEW,
@@ -152,9 +158,10 @@ def gemv(blas, a, b, c, tb, ldb, parts, finish, bias, lo, hi, one, zero):
 
 
 @njit(**_PARALLEL)
-def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
+def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows, swish=False):
     """c = a @ B + bias, clamped to [lo, hi] (``_jit_gemm.packed_product``; B packed into
-    ``panels``), in ``parts`` bands of rows (in whole tiles) or of panels (``by_rows``)."""
+    ``panels``), in ``parts`` bands of rows (in whole tiles) or of panels (``by_rows``), a
+    Swish in the store where ``swish``."""
     m = _shape(a)[0]
     count = panels.shape[0]
     for p in prange(parts):
@@ -162,18 +169,19 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
             t0, t1 = _band((m + ROWS - 1) // ROWS, parts, p)
             r0, r1 = t0 * ROWS, min(m, t1 * ROWS)
             if r1 > r0:
-                packed_product(a, panels, c, n, bias, lo, hi, 0, count, r0, r1)
+                packed_product(a, panels, c, n, bias, lo, hi, 0, count, r0, r1, swish)
         else:
             q0, q1 = _band(count, parts, p)
             if q1 > q0:
-                packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m)
+                packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m, swish)
 
 
 @njit(**_PARALLEL)
-def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks):
+def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks, swish):
     """c = W @ b + bias, clamped to [lo, hi] (``_jit_gemm.planes_product``; W packed into
     ``tiles``) in ``parts`` bands of b's blocks of 32 columns or, where there are fewer blocks
-    than tiles of W, of W's tiles; ``blocks`` (parts, K, 32): each band's copy of its block."""
+    than tiles of W, of W's tiles; ``blocks`` (parts, K, 32): each band's copy of its block;
+    ``swish``: a Swish in the store."""
     p_ = b.shape[1]
     count = (p_ + BLOCK - 1) // BLOCK
     rows = tiles.shape[0]
@@ -182,11 +190,11 @@ def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks):
             q0, q1 = _band(count, parts, p)
             if q1 > q0:
                 planes_product(tiles, b, c, m, bias, lo, hi, 0, rows, q0 * BLOCK,
-                               min(p_, q1 * BLOCK), blocks[p])  # fmt: skip
+                               min(p_, q1 * BLOCK), blocks[p], swish)  # fmt: skip
         else:
             t0, t1 = _band(rows, parts, p)
             if t1 > t0:
-                planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, 0, p_, blocks[p])
+                planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, 0, p_, blocks[p], swish)
 
 
 @njit(**_PARALLEL)
@@ -451,6 +459,17 @@ def swish_bands(x, y, parts):
         if b > a:
             scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
             _swish_chunks(x[a:b], y[a:b], scratch, bits, bits.view(np.float32))
+
+
+@njit(**_PARALLEL)
+def swish_in_place_bands(y, parts):
+    """_jit_exp's Swish of the flat float32 ``y`` into itself over ``parts`` bands (one name
+    for what is read and written: see ``swish_in_place``)."""
+    for p in prange(parts):
+        a, b = _chunk(y.shape[0], parts, p)
+        if b > a:
+            scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
+            swish_in_place(y, a, b - a, scratch, bits, bits.view(np.float32))
 
 
 @njit(**_PARALLEL)

@@ -374,31 +374,34 @@ class Native:
         return True
 
     def packed_matmul(self, a: np.ndarray, panels: np.ndarray, out: np.ndarray, parts: int,
-                      finish: Finish | None = None, by_rows: bool | None = None) -> None:  # fmt: skip
-        """out = a @ B for float32 ``a`` (M, K) and B packed into ``panels``
-        (``packed_weight``), over numba's threads by bands of rows or of B's columns (along the
-        larger of M and N, or as ``by_rows`` says), each part finished."""
+                      finish: Finish | None = None, by_rows: bool | None = None,
+                      swish: bool = False) -> None:  # fmt: skip
+        """out = a @ B for float32 ``a`` (M, K; or a convolution's patches where they lie:
+        _jit_gemm._term_of) and B packed into ``panels`` (``packed_weight``), over numba's
+        threads by bands of rows or of B's columns (along the larger of M and N, or as
+        ``by_rows`` says), each part finished, then each value's Swish where ``swish`` (in the
+        store; not for products of FEW rows)."""
         m, n = out.shape
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
         lo, hi = np.float32(lo), np.float32(hi)
-        if m <= self.kernels.FEW:  # (tiles of 4 rows by 4 panels: _jit_gemm.few_rows_product)
+        if m <= self.kernels.FEW and not swish:  # (tiles of 4 rows by 4 panels)
             self.kernels.few_rows_gemm(a, panels, out, n, bias, lo, hi, parts)
             return
         rows = m >= n if by_rows is None else by_rows
-        self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows)
+        self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows, swish)
 
     def planes_matmul(self, tiles: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int,
-                      finish: Finish | None = None) -> None:  # fmt: skip
+                      finish: Finish | None = None, swish: bool = False) -> None:  # fmt: skip
         """out = W @ b for W (M, K) packed into ``tiles`` (``row_tiles``), float32 ``b`` (K, P)
         and ``out`` (M, P), both of rows of unit stride, over numba's threads (a convolution's
         planes: ``_jit_gemm.planes_product``); with ``finish``, its bias by row (M,) and
-        bounds."""
+        bounds; then, where ``swish``, a Swish."""
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
         blocks = np.empty((parts, b.shape[0], self.kernels.BLOCK), np.float32)
         self.kernels.planes_gemm(tiles, b, out, out.shape[0], bias, np.float32(lo),
-                                 np.float32(hi), parts, blocks)  # fmt: skip
+                                 np.float32(hi), parts, blocks, swish)  # fmt: skip
 
     def activation_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> None:
         """out = a @ b for float32 ``a`` (M, K), ``b`` (K, N) made at run time (an activation,
