@@ -115,8 +115,9 @@ def _shape_of(a):
 @njit(**_OPTIONS)
 def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1, swish=False):
     """c[r0:r1, 16*p0 : min(n, 16*p1)] = a[r0:r1] @ B + bias, clamped to [lo, hi], for float32
-    ``a`` (M, K) of any strides (or a convolution's patches where they lie: ``_term_of``), B packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit
-    column stride, ``bias`` (N,) or empty. The last tile of rows reads A's last row again in
+    ``a`` (M, K) of any strides (or a convolution's patches where they lie: ``_term_of``), B
+    packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit column stride, ``bias`` (N,) or
+    empty. The last tile of rows reads A's last row again in
     place of the missing ones and stores only its own. With AVX-512 (``WIDE``), panels go two
     at a time (``_pair_tiles``), any last one alone (``_panel_tiles``). Where ``swish``, each
     value stored is its Swish."""
@@ -134,10 +135,10 @@ def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1, swish=False):
 def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False, swish=False):
     """Rows [i, i + rows) of c, columns [first, first + width), from the tile ``acc``: plus the
     bias (one per column, or per row ``by_row``), clamped, then its Swish where ``swish`` (in
-    registers: no pass over the result after). The loop's bounds come at run time
-    and its indices are unsigned, so that LLVM vectorizes it: numba leaves LLVM's SLP
-    vectorizer off, and a loop of a constant 16 or 32 was unrolled into scalar stores, which
-    took longer than the products at K = 16 (5-12x the time of the vector stores)."""
+    registers: no pass over the result after). The loop's bounds come at run time and its
+    indices are unsigned, so that LLVM vectorizes it: numba leaves LLVM's SLP vectorizer off,
+    and a loop of a constant 16 or 32 was unrolled into scalar stores, which took longer than
+    the products at K = 16 (5-12x the time of the vector stores)."""
     zero = np.float32(0)
     j0, j1 = np.uint64(first), np.uint64(first + width)
     for r in range(rows):

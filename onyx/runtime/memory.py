@@ -77,8 +77,8 @@ def keep_freed_memory() -> bool:
     )
 
 
-# A kernel's temporaries (im2col's columns, a zero-bordered copy of its input) are written and
-# read once per call. In a fresh array each call they land in memory that left the caches since
+# A kernel's temporaries (a zero-bordered copy of its input) are written and read once per
+# call. In a fresh array each call they land in memory that left the caches since
 # (malloc hands back other blocks, and a model's steps between two calls pass more than L3 holds):
 # the patches of densenet121's 3x3 layers at 28x28, made as rows, took 145 us in the model, 27 us
 # in a buffer used again. So they go in buffers of this thread's, one per named use, kept and

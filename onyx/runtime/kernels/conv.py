@@ -474,7 +474,7 @@ def _patch_offsets(k, s, d, out, c, hp, wp, last) -> tuple[np.ndarray, np.ndarra
 # Pointwise convolutions (1x1, stride 1, one group, float32, a read-only W) on NCHW planes may
 # multiply so: each image's planes (M, P) = W @ X, X its input planes (C, P), W packed once in
 # tiles of 6 rows whose values are broadcast against X's rows (``_jit_gemm.planes_product``),
-# bias and bounds in the store: Y comes out in its own layout, with no transposed store. Taken
+# bias, bounds and Swish in the store: Y comes out in its own layout, no transposed store. Taken
 # where it beat ``conv_packed_pointwise`` and BLAS's W X layer by layer in the CNNs of the model
 # benchmark: 1.1-1.7x on squeezenet's, densenet121's and ResNet-50's at 56x56 and 55x55, 0.8-0.9x
 # at 7x7 and 14x14 where they are deeper than 256. So: at most _PLANES_DEPTH deep or with at least
@@ -519,7 +519,7 @@ def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
     planes = y.reshape(n, m, pixels)
     steps = epilogue.channel_steps()
     finish = None if steps is None else threads.Finish(*steps[:3])
-    swish = steps is not None and steps[3]  # (in the kernel, block by block, while in cache)
+    swish = steps is not None and steps[3]  # (in the store)
     for i in range(n):
         pool.native.planes_matmul(packed, x[i].reshape(c, pixels), planes[i], pool.size, finish,
                                   swish)  # fmt: skip
@@ -1131,7 +1131,7 @@ class Conv:
         self.winograd_cache = _WeightCache()
         self.last_cache = _WeightCache()
         self.packed = threads.PackedWeight()  # W (C, M), packed: for the channel-last products
-        self.tiles = threads.PackedWeight(threads.row_tiles)  # W (M, C*kh*kw): for conv_planes
+        self.tiles = threads.PackedWeight(threads.row_tiles)  # W (M, C): for conv_planes
         self.bias_memo: dict = {}  # for Epilogue.prepare
         self.channels_last = False  # set by the plan: Y may be a channel-last view
         self.routes: dict = {}  # (shapes, dtype, compiled state) -> ``_route``'s path
