@@ -1132,6 +1132,7 @@ class Conv:
         self.last_cache = _WeightCache()
         self.packed = threads.PackedWeight()  # W (C, M), packed: for the channel-last products
         self.tiles = threads.PackedWeight(threads.row_tiles)  # W (M, C): for conv_planes
+        self.plane_weight: tuple = (None, None)  # (w_gemm, its view w_gemm[0])
         self.bias_memo: dict = {}  # for Epilogue.prepare
         self.channels_last = False  # set by the plan: Y may be a channel-last view
         self.routes: dict = {}  # (shapes, dtype, compiled state) -> ``_route``'s path
@@ -1177,7 +1178,9 @@ class Conv:
             and xw.flags.c_contiguous
             and planes_pay(plan, group, w.shape, dtype)
         ):  # (W packed only where it is the session's: a writeable W may change in place)
-            y = conv_planes(xw, w_gemm[0], self.tiles, plan, epilogue, out)
+            if self.plane_weight[0] is not w_gemm:  # (one view, so the packed copy is found fast)
+                self.plane_weight = (w_gemm, w_gemm[0])
+            y = conv_planes(xw, self.plane_weight[1], self.tiles, plan, epilogue, out)
             if y is not None:
                 return y.astype(x.dtype, copy=False)
         if (
