@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conv_harness import activation, after, close, count_paths, new_session, reference
 
-import onyx
 from onyx.build import GraphBuilder
 from onyx.runtime import compiled, threads
 from onyx.runtime.epilogue import Epilogue
 from onyx.runtime.kernels import conv as conv_module
-from onyx.runtime.session import SessionOptions
 
 pytestmark = pytest.mark.usefixtures("both_paths", "no_planes")  # numpy and compiled kernels
 
@@ -45,54 +44,18 @@ def _pointwise(x, w, b=None):
     return y if b is None else y + b.astype(np.float64)[None, :, None, None]
 
 
-def _after(y, kind):
-    if kind == "relu":
-        return np.maximum(y, 0)
-    if kind == "clip":
-        return np.clip(y, 0, 6)
-    if kind == "swish":
-        return y / (1 + np.exp(-y))
-    return y
 
 
-def _activation(g, y, kind):
-    if kind == "relu":
-        return g.op.Relu(y)
-    if kind == "clip":
-        return g.op.Clip(y, np.array(0, np.float32), np.array(6, np.float32))
-    if kind == "swish":
-        return g.op.Mul(y, g.op.Sigmoid(y))
-    return y
 
 
 @pytest.fixture
 def taken(monkeypatch):
-    """The number of convolutions each packed path computed (returned a result for: "pointwise",
-    "columns"), and whether this run may take them at all ("possible": the compiled kernels on
-    numba's threads, BLAS held)."""
-    count = {"pointwise": 0, "columns": 0}
-    for key, name in (("pointwise", "conv_packed_pointwise"), ("columns", "conv_packed_columns")):
-        original = getattr(conv_module, name)
-
-        def counted(*args, _original=original, _key=key, **kwargs):
-            y = _original(*args, **kwargs)
-            count[_key] += y is not None
-            return y
-
-        monkeypatch.setattr(conv_module, name, counted)
-    count["possible"] = (
-        compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
-    )
-    return count
+    """How many convolutions each packed path computed (conv_harness.count_paths)."""
+    return count_paths(monkeypatch)
 
 
-def _session(model, threads_count=2):
-    return onyx.InferenceSession(model, SessionOptions(intra_op_num_threads=threads_count))
 
 
-def _close(got, want):
-    scale = np.abs(want).max()
-    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=2e-6 * scale)
 
 
 @pytest.mark.parametrize(
@@ -111,11 +74,11 @@ def test_packed_pointwise_convolution_matches_float64(c, m, size, batch, kind, b
     x = g.input("x", "float", [batch, c, size, size])
     w, b = _weight(m, c, 1, 1), _weight(m) if bias else None
     y = g.op.Conv(x, w, b) if bias else g.op.Conv(x, w)
-    g.output(_activation(g, y, kind), "y")
+    g.output(activation(g, y, kind), "y")
     feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
-    session = _session(g.model())
+    session = new_session(g.model())
     got = session.run(None, {"x": feed})[0]
-    _close(got, _after(_pointwise(feed, w, b), kind))
+    close(got, after(_pointwise(feed, w, b), kind))
     assert taken["pointwise"] == (1 if taken["possible"] else 0)
     again = session.run(None, {"x": feed})[0]
     np.testing.assert_array_equal(again, got)  # the same bits run after run
@@ -129,7 +92,7 @@ def test_packed_pointwise_convolution_gives_equal_pixels_equal_outputs(taken):
     x = g.input("x", "float", [1, 160, 10, 10])
     g.output(g.op.Conv(x, _weight(40, 160, 1, 1), _weight(40)), "y")
     feed = np.broadcast_to(RNG.standard_normal((1, 160, 1, 1)), (1, 160, 10, 10))
-    got = _session(g.model()).run(None, {"x": np.ascontiguousarray(feed, np.float32)})[0]
+    got = new_session(g.model()).run(None, {"x": np.ascontiguousarray(feed, np.float32)})[0]
     assert taken["pointwise"] == (1 if taken["possible"] else 0)
     if taken["possible"]:
         assert (got == got[:, :, :1, :1]).all()
@@ -148,10 +111,10 @@ def test_packed_pointwise_convolutions_write_into_a_concat(taken):
     b = g.op.Relu(g.op.Conv(x, w2, b2))
     g.output(g.op.Concat(a, b, axis=1), "y")
     feed = RNG.standard_normal((1, 128, 13, 13)).astype(np.float32)
-    got = _session(g.model()).run(None, {"x": feed})[0]
-    want = np.concatenate([_after(_pointwise(feed, w1, b1), "relu"),
-                           _after(_pointwise(feed, w2, b2), "relu")], axis=1)  # fmt: skip
-    _close(got, want)
+    got = new_session(g.model()).run(None, {"x": feed})[0]
+    want = np.concatenate([after(_pointwise(feed, w1, b1), "relu"),
+                           after(_pointwise(feed, w2, b2), "relu")], axis=1)  # fmt: skip
+    close(got, want)
     assert taken["pointwise"] == (2 if taken["possible"] else 0)
 
 
@@ -179,14 +142,14 @@ def test_projection_of_a_channel_last_depthwise_output_reads_it_as_it_is(taken):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv_module, "channels_last", spied)
-        got = _session(g.model()).run(None, {"x": feed})[0]
+        got = new_session(g.model()).run(None, {"x": feed})[0]
     # the reference: the same steps in float64
     e64 = np.clip(_pointwise(feed, we, be), 0, 6)
     padded = np.pad(e64, ((0, 0), (0, 0), (1, 1), (1, 1)))
     d64 = sum(padded[:, :, i : i + 14, j : j + 14] * wd[None, :, 0, i, j, None, None]
               for i in range(3) for j in range(3))  # fmt: skip
     d64 = np.clip(d64 + bd[None, :, None, None], 0, 6)
-    _close(got, _pointwise(d64.astype(np.float32), wp, bp) + feed)
+    close(got, _pointwise(d64.astype(np.float32), wp, bp) + feed)
     assert taken["pointwise"] == (1 if taken["possible"] else 0)
     if taken["possible"]:
         assert any(seen)  # the projection's input was channel-last
@@ -200,7 +163,7 @@ def test_shallow_convolutions_and_writeable_weights_keep_their_paths(taken):
     w = _weight(128, 32, 1, 1)
     g.output(g.op.Conv(x, w), "y")
     feed = RNG.standard_normal((1, 32, 14, 14)).astype(np.float32)
-    _close(_session(g.model()).run(None, {"x": feed})[0], _pointwise(feed, w))
+    close(new_session(g.model()).run(None, {"x": feed})[0], _pointwise(feed, w))
     assert taken["pointwise"] == 0
 
     g = GraphBuilder(opset=24)
@@ -209,7 +172,7 @@ def test_shallow_convolutions_and_writeable_weights_keep_their_paths(taken):
     g.output(g.op.Conv(x, wf), "y")
     w = _weight(16, 128, 1, 1)
     feed = RNG.standard_normal((1, 128, 14, 14)).astype(np.float32)
-    _close(_session(g.model()).run(None, {"x": feed, "w": w})[0], _pointwise(feed, w))
+    close(new_session(g.model()).run(None, {"x": feed, "w": w})[0], _pointwise(feed, w))
     assert taken["pointwise"] == 0
 
 
@@ -247,19 +210,6 @@ def test_packed_columns_pay_only_where_they_should():
     assert not pays("other", shallow, 1, (16, 1, 3, 3), np.float32)  # 9 deep
 
 
-def _reference(x, w, b, pads, strides, dilations):
-    """A 2-D convolution with one group in float64, tap by tap."""
-    m, _, kh, kw = w.shape
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-    ho = (xp.shape[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
-    wo = (xp.shape[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-    y = np.zeros((x.shape[0], m, ho, wo))
-    for i in range(kh):
-        for j in range(kw):
-            r, q = i * dilations[0], j * dilations[1]
-            window = xp[:, :, r : r + strides[0] * ho : strides[0], q : q + strides[1] * wo : strides[1]]
-            y += np.einsum("nchw,mc->nmhw", window, w[:, :, i, j].astype(np.float64))
-    return y if b is None else y + b.astype(np.float64)[None, :, None, None]
 
 
 @pytest.mark.parametrize(
@@ -281,11 +231,11 @@ def test_packed_columns_convolution_matches_float64(
     x = g.input("x", "float", [batch, c, size, size])
     w, b = _weight(m, c, kernel, kernel), _weight(m)
     y = g.op.Conv(x, w, b, pads=pads, strides=strides, dilations=dilations)
-    g.output(_activation(g, y, kind), "y")
+    g.output(activation(g, y, kind), "y")
     feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
-    session = _session(g.model())
+    session = new_session(g.model())
     got = session.run(None, {"x": feed})[0]
-    _close(got, _after(_reference(feed, w, b, pads, strides, dilations), kind))
+    close(got, after(reference(feed, w, b, pads, strides, dilations), kind))
     assert taken["columns"] == (1 if taken["possible"] else 0)
     np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)
 
@@ -311,8 +261,8 @@ def test_packed_columns_take_the_shift_and_add_layers_and_stems_not_winograd(tak
     w = _weight(32, 128, 3, 3)
     g.output(g.op.Conv(x, w, pads=[1, 1, 1, 1]), "y")
     feed = RNG.standard_normal((1, 128, 28, 28)).astype(np.float32)
-    got = _session(g.model()).run(None, {"x": feed})[0]
-    _close(got, _reference(feed, w, None, [1, 1, 1, 1], [1, 1], [1, 1]))
+    got = new_session(g.model()).run(None, {"x": feed})[0]
+    close(got, reference(feed, w, None, [1, 1, 1, 1], [1, 1], [1, 1]))
     assert taken["columns"] == (1 if taken["possible"] else 0)
 
 
@@ -339,7 +289,7 @@ def test_packed_columns_read_a_channel_last_input_as_it_is(taken):
         assert got is None
         return
     assert seen == [True]
-    _close(got, _reference(np.ascontiguousarray(x), w, b, [1, 1, 1, 1], [2, 2], [1, 1]))
+    close(got, reference(np.ascontiguousarray(x), w, b, [1, 1, 1, 1], [2, 2], [1, 1]))
 
 
 def test_packed_paths_decline_outside_numba_threads():
@@ -375,9 +325,9 @@ def test_half_precision_models_keep_their_dtype(taken):
     w1, w3 = _weight(48, 96, 1, 1).astype(np.float16), _weight(32, 48, 3, 3).astype(np.float16)
     g.output(g.op.Conv(g.op.Conv(x, w1), w3, pads=[1, 1, 1, 1]), "y")
     feed = RNG.standard_normal((1, 96, 10, 10)).astype(np.float16)
-    got = _session(g.model()).run(None, {"x": feed})[0]
+    got = new_session(g.model()).run(None, {"x": feed})[0]
     assert got.dtype == np.float16
     middle = _pointwise(feed, w1.astype(np.float32)).astype(np.float16)
-    want = _reference(middle, w3.astype(np.float32), None, [1, 1, 1, 1], [1, 1], [1, 1])
+    want = reference(middle, w3.astype(np.float32), None, [1, 1, 1, 1], [1, 1], [1, 1])
     np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=5e-3 * np.abs(want).max())
     assert (taken["pointwise"], taken["columns"]) == ((1, 1) if taken["possible"] else (0, 0))

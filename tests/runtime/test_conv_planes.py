@@ -13,13 +13,12 @@ import threading
 
 import numpy as np
 import pytest
+from conv_harness import activation, after, close, count_paths, new_session, reference
 
-import onyx
 from onyx.build import GraphBuilder
 from onyx.runtime import compiled, memory, threads
 from onyx.runtime.epilogue import Epilogue
 from onyx.runtime.kernels import conv as conv_module
-from onyx.runtime.session import SessionOptions
 
 pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
 
@@ -30,70 +29,10 @@ def _weight(*shape, scale=0.1):
     return (RNG.standard_normal(shape) * scale).astype(np.float32)
 
 
-def _reference(x, w, b, pads=(0, 0, 0, 0), strides=(1, 1), dilations=(1, 1)):
-    """A 2-D convolution with one group in float64, tap by tap."""
-    m, _, kh, kw = w.shape
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-    ho = (xp.shape[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
-    wo = (xp.shape[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-    y = np.zeros((x.shape[0], m, ho, wo))
-    for i in range(kh):
-        for j in range(kw):
-            rows = slice(i * dilations[0], i * dilations[0] + strides[0] * ho, strides[0])
-            cols = slice(j * dilations[1], j * dilations[1] + strides[1] * wo, strides[1])
-            window = xp[:, :, rows, cols]
-            y += np.einsum("nchw,mc->nmhw", window, w[:, :, i, j].astype(np.float64))
-    return y if b is None else y + b.astype(np.float64)[None, :, None, None]
-
-
-def _after(y, kind):
-    if kind == "relu":
-        return np.maximum(y, 0)
-    if kind == "clip":
-        return np.clip(y, 0, 6)
-    if kind == "swish":
-        return y / (1 + np.exp(-y))
-    return y
-
-
-def _activation(g, y, kind):
-    if kind == "relu":
-        return g.op.Relu(y)
-    if kind == "clip":
-        return g.op.Clip(y, np.array(0, np.float32), np.array(6, np.float32))
-    if kind == "swish":
-        return g.op.Mul(y, g.op.Sigmoid(y))
-    return y
-
-
-def _close(got, want):
-    scale = np.abs(want).max()
-    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=2e-6 * scale)
-
-
 @pytest.fixture
 def taken(monkeypatch):
-    """How many convolutions ``conv_planes`` and ``conv_packed_columns`` computed ("planes",
-    "columns"), and whether this run may take them at all ("possible": the compiled kernels on
-    numba's threads, BLAS held)."""
-    count = {"planes": 0, "columns": 0}
-    for key, name in (("planes", "conv_planes"), ("columns", "conv_packed_columns")):
-        original = getattr(conv_module, name)
-
-        def counted(*args, _original=original, _key=key, **kwargs):
-            y = _original(*args, **kwargs)
-            count[_key] += y is not None
-            return y
-
-        monkeypatch.setattr(conv_module, name, counted)
-    count["possible"] = (
-        compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
-    )
-    return count
-
-
-def _session(model, threads_count=2):
-    return onyx.InferenceSession(model, SessionOptions(intra_op_num_threads=threads_count))
+    """How many convolutions each packed path computed (conv_harness.count_paths)."""
+    return count_paths(monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -111,11 +50,11 @@ def test_pointwise_planes_match_float64(c, m, size, batch, kind, bias, taken):
     x = g.input("x", "float", [batch, c, size, size])
     w, b = _weight(m, c, 1, 1), _weight(m) if bias else None
     y = g.op.Conv(x, w, b) if bias else g.op.Conv(x, w)
-    g.output(_activation(g, y, kind), "y")
+    g.output(activation(g, y, kind), "y")
     feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
-    session = _session(g.model())
+    session = new_session(g.model())
     got = session.run(None, {"x": feed})[0]
-    _close(got, _after(_reference(feed, w, b), kind))
+    close(got, after(reference(feed, w, b), kind))
     assert taken["planes"] == (1 if taken["possible"] else 0)
     np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)  # run after run
 
@@ -127,7 +66,7 @@ def test_equal_pixels_give_equal_outputs(taken):
     x = g.input("x", "float", [1, 48, 7, 7])  # 49 pixels: a block of 32, then one of 17
     g.output(g.op.Conv(x, _weight(20, 48, 1, 1), _weight(20)), "y")
     feed = np.broadcast_to(RNG.standard_normal((1, 48, 1, 1)), (1, 48, 7, 7))
-    got = _session(g.model()).run(None, {"x": np.ascontiguousarray(feed, np.float32)})[0]
+    got = new_session(g.model()).run(None, {"x": np.ascontiguousarray(feed, np.float32)})[0]
     assert taken["planes"] == (1 if taken["possible"] else 0)
     if taken["possible"]:
         assert (got == got[:, :, :1, :1]).all()
@@ -143,10 +82,10 @@ def test_fire_module_writes_both_into_the_concat(taken):
     b = g.op.Relu(g.op.Conv(x, w3, b3, pads=[1, 1, 1, 1]))
     g.output(g.op.Concat(a, b, axis=1), "y")
     feed = RNG.standard_normal((1, 16, 33, 33)).astype(np.float32)
-    got = _session(g.model()).run(None, {"x": feed})[0]
-    want = np.concatenate([_after(_reference(feed, w1, b1), "relu"),
-                           _after(_reference(feed, w3, b3, [1, 1, 1, 1]), "relu")], axis=1)  # fmt: skip
-    _close(got, want)
+    got = new_session(g.model()).run(None, {"x": feed})[0]
+    want = np.concatenate([after(reference(feed, w1, b1), "relu"),
+                           after(reference(feed, w3, b3, [1, 1, 1, 1]), "relu")], axis=1)  # fmt: skip
+    close(got, want)
     # (the 3x3 one by its patches where they lie: conv_packed_columns)
     assert (taken["planes"], taken["columns"]) == ((1, 1) if taken["possible"] else (0, 0))
 
@@ -163,11 +102,11 @@ def test_reused_buffers_do_not_leak_into_outputs(taken):
     g.output(g.op.Conv(first, w2), "second")
     g.output(g.op.Conv(x, w3, pads=[1, 1, 1, 1]), "third")
     feed = RNG.standard_normal((1, 8, 40, 40)).astype(np.float32)
-    got = _session(g.model()).run(None, {"x": feed})
-    want_first = _reference(feed, w1, None, [1, 1, 1, 1])
-    _close(got[0], want_first)
-    _close(got[1], _reference(want_first.astype(np.float32), w2, None))
-    _close(got[2], _reference(feed, w3, None, [1, 1, 1, 1]))
+    got = new_session(g.model()).run(None, {"x": feed})
+    want_first = reference(feed, w1, None, [1, 1, 1, 1])
+    close(got[0], want_first)
+    close(got[1], reference(want_first.astype(np.float32), w2, None))
+    close(got[2], reference(feed, w3, None, [1, 1, 1, 1]))
     assert (taken["planes"], taken["columns"]) == ((1, 2) if taken["possible"] else (0, 0))
 
 
@@ -214,7 +153,7 @@ def test_planes_decline_outside_numba_threads_and_for_writeable_weights():
         with threads.Threads(2)():
             assert planes(w) is None
             got = planes(frozen)
-        _close(got, _reference(x, w.reshape(32, 16, 1, 1), None))
+        close(got, reference(x, w.reshape(32, 16, 1, 1), None))
 
 
 def test_row_tiles_pack_rows_in_sixes_with_zeros_past_the_last():
