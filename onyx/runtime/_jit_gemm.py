@@ -113,21 +113,20 @@ def _shape_of(a):
 
 
 @njit(**_OPTIONS)
-def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1, swish=False):
+def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1):
     """c[r0:r1, 16*p0 : min(n, 16*p1)] = a[r0:r1] @ B + bias, clamped to [lo, hi], for float32
     ``a`` (M, K) of any strides (or a convolution's patches where they lie: ``_term_of``), B
     packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit column stride, ``bias`` (N,) or
     empty. The last tile of rows reads A's last row again in
     place of the missing ones and stores only its own. With AVX-512 (``WIDE``), panels go two
-    at a time (``_pair_tiles``), any last one alone (``_panel_tiles``). Where ``swish``, each
-    value stored is its Swish."""
+    at a time (``_pair_tiles``), any last one alone (``_panel_tiles``)."""
     p = p0
     if WIDE:
         while p + 2 <= p1:
-            _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish)
+            _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1)
             p += 2
     while p < p1:
-        _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish)
+        _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1)
         p += 1
 
 
@@ -153,7 +152,7 @@ def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False,
 
 
 @njit(inline="always")
-def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
+def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
     """Rows r0..r1 by panel p, in tiles of 6 rows by the panel's 16 columns."""
     k = _shape(a)[1]
     last = r1 - 1
@@ -180,11 +179,11 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
                 acc[3, j] += a3 * w
                 acc[4, j] += a4 * w
                 acc[5, j] += a5 * w
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
 
 
 @njit(inline="always")
-def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
+def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
     """Rows r0..r1 by panels p and p + 1, in tiles of 6 rows by 32 columns: 12 vectors of sums,
     what keeps AVX-512's two FMA pipes busy (6 wait on their latency: with one panel, BERT-base
     and GPT-2 took 1.25-1.3x their time on a Zen 5, docs/runtime.md), the same sums in the
@@ -222,7 +221,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
                 acc[4, 16 + j] += a4 * w1
                 acc[5, j] += a5 * w0
                 acc[5, 16 + j] += a5 * w1
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
     for i in range(r1 - 7 * sevens, r1, 7):
         acc7 = numba.carray(_tile(224), (7, 32))
         for r in range(7):
@@ -248,7 +247,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
                 acc7[5, 16 + j] += a5 * w1
                 acc7[6, j] += a6 * w0
                 acc7[6, 16 + j] += a6 * w1
-        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias, False, swish)
+        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias)
 
 
 @njit(inline="always")

@@ -158,10 +158,9 @@ def gemv(blas, a, b, c, tb, ldb, parts, finish, bias, lo, hi, one, zero):
 
 
 @njit(**_PARALLEL)
-def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows, swish=False):
+def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
     """c = a @ B + bias, clamped to [lo, hi] (``_jit_gemm.packed_product``; B packed into
-    ``panels``), in ``parts`` bands of rows (in whole tiles) or of panels (``by_rows``), a
-    Swish in the store where ``swish``."""
+    ``panels``), in ``parts`` bands of rows (in whole tiles) or of panels (``by_rows``)."""
     m = _shape(a)[0]
     count = panels.shape[0]
     for p in prange(parts):
@@ -169,11 +168,11 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows, swish=False):
             t0, t1 = _band((m + ROWS - 1) // ROWS, parts, p)
             r0, r1 = t0 * ROWS, min(m, t1 * ROWS)
             if r1 > r0:
-                packed_product(a, panels, c, n, bias, lo, hi, 0, count, r0, r1, swish)
+                packed_product(a, panels, c, n, bias, lo, hi, 0, count, r0, r1)
         else:
             q0, q1 = _band(count, parts, p)
             if q1 > q0:
-                packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m, swish)
+                packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m)
 
 
 @njit(**_PARALLEL)

@@ -374,22 +374,20 @@ class Native:
         return True
 
     def packed_matmul(self, a: np.ndarray, panels: np.ndarray, out: np.ndarray, parts: int,
-                      finish: Finish | None = None, by_rows: bool | None = None,
-                      swish: bool = False) -> None:  # fmt: skip
+                      finish: Finish | None = None, by_rows: bool | None = None) -> None:  # fmt: skip
         """out = a @ B for float32 ``a`` (M, K; or a convolution's patches where they lie:
         _jit_gemm._term_of) and B packed into ``panels`` (``packed_weight``), over numba's
         threads by bands of rows or of B's columns (along the larger of M and N, or as
-        ``by_rows`` says), each part finished, then each value's Swish where ``swish`` (in the
-        store; not for products of FEW rows)."""
+        ``by_rows`` says), each part finished."""
         m, n = out.shape
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
         lo, hi = np.float32(lo), np.float32(hi)
-        if m <= self.kernels.FEW and not swish:  # (tiles of 4 rows by 4 panels)
+        if m <= self.kernels.FEW:  # (tiles of 4 rows by 4 panels: _jit_gemm.few_rows_product)
             self.kernels.few_rows_gemm(a, panels, out, n, bias, lo, hi, parts)
             return
         rows = m >= n if by_rows is None else by_rows
-        self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows, swish)
+        self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows)
 
     def planes_matmul(self, tiles: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int,
                       finish: Finish | None = None, swish: bool = False) -> None:  # fmt: skip
