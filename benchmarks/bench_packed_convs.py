@@ -1,5 +1,6 @@
 """Convolutions by a weight packed once, per layer: the measurement behind
-``conv.planes_pay``, ``conv.packed_pointwise_pays`` and ``conv.packed_columns_pay``.
+``conv.planes_pay``, ``conv.packed_pointwise_pays``, ``conv.packed_columns_pay`` and
+``conv.planes_patches_pay``.
 
 Part 1, 1x1 convolutions: BLAS's W X (banded or im2col: the path Conv takes without the packed
 ones) against ``conv_packed_pointwise`` (Y^T = X^T W^T on onyx's own GEMM, W packed once, tiles
@@ -9,8 +10,9 @@ of MobileNetV2, ResNet-50 and SqueezeNet, narrowing and widening.
 
 Part 2, larger kernels: the path Conv takes otherwise (Winograd, banded, shift-and-add or the
 im2col path) against ``conv_packed_columns`` (Y^T = R W^T the same way, R's terms read where
-they lie in the input), on 3x3, 5x5 and 7x7 layers of squeezenet, inception v1, ResNet-50 and
-densenet121.
+they lie in the input) and ``conv_planes_patches`` (Y = W R^T as ``conv_planes`` multiplies,
+R's terms gathered where they lie as each block of pixels is copied), on 3x3, 5x5 and 7x7
+layers of squeezenet, inception v1, ResNet-50 and densenet121 and the stems.
 
 Each layer runs on the session's pool (numba's threads, ``--threads``, default 2), four copies
 of it cycled so that its weight and input are not all cache-hot, as in a model; the paths
@@ -80,10 +82,11 @@ def alternated(*paths, rounds: int = 60) -> list[float]:
 
 def _without_packed(conv, x, w):
     """Conv's choice with none of the packed paths."""
-    names = ("_PACKED_POINTWISE_DEPTH", "_PACKED_COLUMNS_DEPTH", "_PLANES_DEPTH", "_PLANES_PIXELS")
+    names = ("_PACKED_POINTWISE_DEPTH", "_PACKED_COLUMNS_DEPTH", "_PLANES_DEPTH", "_PLANES_PIXELS",
+             "_PLANES_PATCH_DEPTH")  # fmt: skip
     saved = [getattr(C, name) for name in names]
     C._PACKED_POINTWISE_DEPTH = C._PACKED_COLUMNS_DEPTH = C._PLANES_PIXELS = 1 << 62
-    C._PLANES_DEPTH = 0
+    C._PLANES_DEPTH = C._PLANES_PATCH_DEPTH = 0
     try:
         return conv(x, w)
     finally:
@@ -95,8 +98,8 @@ def layer(c: int, m: int, size: int, kernel: int, stride: int, rng):
     """(calls of Conv's other path, [calls of each packed path], what Conv takes), for COPIES
     copies of a layer (pads kernel // 2), each packed result checked against the other's:
     the packed paths are ``conv_packed_pointwise`` and ``conv_planes`` for a 1x1 layer,
-    ``conv_packed_columns`` else."""
-    others, packed_calls = [], [[], []] if kernel == 1 else [[]]
+    ``conv_packed_columns`` and ``conv_planes_patches`` else."""
+    others, packed_calls = [], [[], []]
     taken = "other"
     for _ in range(COPIES):
         x = rng.standard_normal((1, c, size, size)).astype(np.float32)
@@ -121,12 +124,19 @@ def layer(c: int, m: int, size: int, kernel: int, stride: int, rng):
                         plan, epilogue),
             ]  # fmt: skip
         else:
-            if C.packed_columns_pay(route, plan, 1, w.shape, np.float32):
+            if C.planes_patches_pay(route, plan, 1, w.shape, np.float32):
+                taken = "planes"
+            elif C.packed_columns_pay(route, plan, 1, w.shape, np.float32):
                 taken = "packed"
             else:
                 taken = route
-            paths = [partial(C.conv_packed_columns, x, partial(np.asarray, last),
-                             threads.PackedWeight(), plan, epilogue)]  # fmt: skip
+            patches_weight = last.reshape(-1, m).T  # (M, kh*kw*C), read-only
+            paths = [
+                partial(C.conv_packed_columns, x, partial(np.asarray, last),
+                        threads.PackedWeight(), plan, epilogue),
+                partial(C.conv_planes_patches, x, patches_weight,
+                        threads.PackedWeight(threads.row_tiles), plan, epilogue),
+            ]  # fmt: skip
 
         def other(x=x, w=w, conv=conv):
             return _without_packed(conv, x, w)
@@ -156,14 +166,15 @@ def main() -> None:
     parts = [
         ("part 1, 1x1 (packed: conv_packed_pointwise; planes: conv_planes)",
          [(*r, 1, 1) for r in POINTWISE]),
-        ("part 2, larger kernels (packed: conv_packed_columns)", KERNELS),
+        ("part 2, larger kernels (packed: conv_packed_columns; planes: conv_planes_patches)",
+         KERNELS),
     ]  # fmt: skip
     with run():
         for number, (title, layers) in enumerate(parts, 1):
             if args.part not in (None, number):
                 continue
             print(f"\n{title}")
-            extra = f" {'planes':>8s} {'ratio':>6s}" if number == 1 else ""
+            extra = f" {'planes':>8s} {'ratio':>6s}"
             print(f"{'model':14s} {'C':>5s} {'M':>5s} {'plane':>7s} {'k/s':>4s} {'other':>8s} "
                   f"{'packed':>8s} {'ratio':>6s}{extra}  Conv takes")  # fmt: skip
             for model, c, m, size, kernel, stride in layers:

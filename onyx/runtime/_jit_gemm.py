@@ -334,27 +334,63 @@ def few_rows_product(a, panels, c, n, bias, lo, hi, p0, p1):
 BLOCK = 2 * PANEL  # columns of B per block of ``planes_product`` (two vectors)
 
 
+def plane_shape(b):
+    """(depth, columns) of ``planes_product``'s right operand ``b`` (see _copy_plane_row)."""
+
+
+def _copy_plane_row(b, t, j0, j1, copy):
+    """copy[: j1 - j0] = b[t, j0:j1] of ``planes_product``'s right operand ``b``."""
+
+
+@overload(plane_shape, inline="always")
+def _plane_shape_of(b):
+    if isinstance(b, types.Array):
+        return lambda b: b.shape
+    return lambda b: (b[2].shape[0], b[1].shape[0])
+
+
+@overload(_copy_plane_row, inline="always")
+def _copy_plane_row_of(b, t, j0, j1, copy):
+    """B is a 2-D array (a pointwise convolution's input planes, rows of unit stride), or a
+    convolution's patches read where they lie: the tuple (x, pixels, terms) of ``_term_of``,
+    B[t, j] = x[pixels[j] + terms[t]] (the transpose of ``packed_product``'s A)."""
+    if isinstance(b, types.Array):
+
+        def copy_row(b, t, j0, j1, copy):
+            row = b[t]
+            for j in range(j0, j1):
+                copy[j - j0] = row[j]
+
+        return copy_row
+
+    def gather_row(b, t, j0, j1, copy):
+        x, pixels, term = b[0], b[1], b[2][t]
+        for j in range(j0, j1):
+            copy[j - j0] = x[pixels[j] + term]
+
+    return gather_row
+
+
 @njit(**_OPTIONS)
 def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=False):
     """c[6*t0 : min(m, 6*t1), q0:q1] = W @ b + bias, clamped to [lo, hi]: the other way round
     from ``packed_product``, for a convolution's output planes. W (M, K) is packed in tiles of
     6 rows (``threads.row_tiles``: (ceil(M/6), K, 6), zero rows past M), whose 6 values per
-    term are broadcast; ``b`` (K, P) float32 (a pointwise convolution's input planes) gives
-    the vectors, 32 columns at a time; ``c`` (M, P) and ``b`` have rows of unit stride,
-    ``bias`` is (M,) or empty. Each block of 32 columns of b is first copied into ``block``
-    (K, 32; the columns past q1 zero), where every tile of W reads it: b's rows are P apart,
-    and read in place each term of a block came from another page (33-44 GFLOP/s against
-    130-230 at 3,025 columns while writing this). Where ``swish``, each value stored is its
-    Swish."""
-    k = b.shape[0]
+    term are broadcast; ``b`` (K, P) float32 gives the vectors, 32 columns at a time: a
+    pointwise convolution's input planes, or another one's patches gathered where they lie
+    (``_copy_plane_row``); ``c`` (M, P) has rows of unit stride, ``bias`` is (M,) or empty.
+    Each block of 32 columns of b is first copied into ``block`` (K, 32; the columns past q1
+    zero), where every tile of W reads it: b's rows are P apart, and read in place each term
+    of a block came from another page (33-44 GFLOP/s against 130-230 at 3,025 columns while
+    writing this). Where ``swish``, each value stored is its Swish."""
+    k = plane_shape(b)[0]
     zero = np.float32(0)
     for q in range(q0, q1, BLOCK):
         width = min(BLOCK, q1 - q)
         j0, j1 = np.uint64(q), np.uint64(q + width)
         for t in range(k):
-            row, copy = b[t], block[t]
-            for j in range(j0, j1):
-                copy[j - j0] = row[j]
+            copy = block[t]
+            _copy_plane_row(b, t, j0, j1, copy)
             for j in range(np.uint64(width), np.uint64(BLOCK)):
                 copy[j] = zero
         _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish)

@@ -54,6 +54,7 @@ from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
     few_rows_product,
     pack_panels,
     packed_product,
+    plane_shape,
     planes_product,
 )
 
@@ -179,9 +180,10 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
 def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks, swish):
     """c = W @ b + bias, clamped to [lo, hi] (``_jit_gemm.planes_product``; W packed into
     ``tiles``) in ``parts`` bands of b's blocks of 32 columns or, where there are fewer blocks
-    than tiles of W, of W's tiles; ``blocks`` (parts, K, 32): each band's copy of its block;
-    ``swish``: a Swish in the store."""
-    p_ = b.shape[1]
+    than tiles of W, of W's tiles; ``b`` an array or patches (``_jit_gemm._copy_plane_row``);
+    ``blocks`` (parts, K, 32): each band's copy of its block; ``swish``: a Swish in the
+    store."""
+    p_ = plane_shape(b)[1]
     count = (p_ + BLOCK - 1) // BLOCK
     rows = tiles.shape[0]
     for p in prange(parts):

@@ -393,11 +393,13 @@ class Native:
                       finish: Finish | None = None, swish: bool = False) -> None:  # fmt: skip
         """out = W @ b for W (M, K) packed into ``tiles`` (``row_tiles``), float32 ``b`` (K, P)
         and ``out`` (M, P), both of rows of unit stride, over numba's threads (a convolution's
-        planes: ``_jit_gemm.planes_product``); with ``finish``, its bias by row (M,) and
-        bounds; then, where ``swish``, a Swish."""
+        planes: ``_jit_gemm.planes_product``; ``b`` may be a convolution's patches where they
+        lie, (x, pixels, terms): ``_jit_gemm._copy_plane_row``); with ``finish``, its bias by
+        row (M,) and bounds; then, where ``swish``, a Swish."""
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
-        blocks = np.empty((parts, b.shape[0], self.kernels.BLOCK), np.float32)
+        depth = b[2].shape[0] if type(b) is tuple else b.shape[0]
+        blocks = np.empty((parts, depth, self.kernels.BLOCK), np.float32)
         self.kernels.planes_gemm(tiles, b, out, out.shape[0], bias, np.float32(lo),
                                  np.float32(hi), parts, blocks, swish)  # fmt: skip
 

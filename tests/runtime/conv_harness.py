@@ -15,6 +15,7 @@ PATHS = {
     "pointwise": "conv_packed_pointwise",
     "columns": "conv_packed_columns",
     "planes": "conv_planes",
+    "patches": "conv_planes_patches",
 }
 
 

@@ -1,11 +1,13 @@
 """Pointwise convolutions on NCHW planes by a weight packed in tiles of rows (kernels/conv.py
-``conv_planes``, _jit_gemm.planes_product): each image's planes = W @ X on numba's threads. In
-sessions built from small graphs (W an initializer, read-only) the outputs agree with a float64
-reference, fused epilogue or not, with output channels that do not fill tiles of 6 and pixels
-that do not fill blocks of 32 (a last block of one vector or two), a batch and a Concat's
-buffer; the same bits run after run and for equal pixels wherever they fall; the kernels'
-temporaries sit in reused buffers (memory.scratch) without leaking into outputs; and the path
-declines where it does not apply."""
+``conv_planes``, _jit_gemm.planes_product): each image's planes = W @ X on numba's threads; and
+convolutions of few terms (3-channel stems) the same way by their patches gathered where they
+lie (``conv_planes_patches``). In sessions built from small graphs (W an initializer,
+read-only) the outputs agree with a float64 reference, fused epilogue or not, with output
+channels that do not fill tiles of 6 and pixels that do not fill blocks of 32 (a last block of
+one vector or two), a batch and a Concat's buffer, strides, dilations and uneven pads; the same
+bits run after run and for equal pixels wherever they fall; the kernels' temporaries sit in
+reused buffers (memory.scratch) without leaking into outputs; and the paths decline where they
+do not apply."""
 
 from __future__ import annotations
 
@@ -110,6 +112,32 @@ def test_reused_buffers_do_not_leak_into_outputs(taken):
     assert (taken["planes"], taken["columns"]) == ((1, 2) if taken["possible"] else (0, 0))
 
 
+@pytest.mark.parametrize(
+    "c, m, size, kernel, strides, pads, dilations, batch, kind",
+    [
+        (3, 32, 33, 3, 2, [1, 1, 1, 1], 1, 1, "clip"),  # MobileNetV2's stem, at 33x33
+        (3, 64, 67, 3, 2, [0, 0, 0, 0], 1, 2, "relu"),  # squeezenet's (no padding), two images
+        (3, 13, 20, 3, 1, [0, 1, 2, 0], 1, 1, "swish"),  # uneven pads; 13 channels
+        (2, 8, 24, 3, 1, [2, 2, 2, 2], 2, 1, "none"),  # dilated
+        (1, 7, 19, 5, 3, [2, 2, 1, 1], 1, 1, "relu"),  # 5x5 of one channel, stride 3
+    ],
+)  # fmt: skip
+def test_stems_by_gathered_patches_match_float64(c, m, size, kernel, strides, pads, dilations,
+                                                 batch, kind, taken):  # fmt: skip
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [batch, c, size, size])
+    w, b = _weight(m, c, kernel, kernel, scale=0.3), _weight(m)
+    y = g.op.Conv(x, w, b, pads=pads, strides=[strides] * 2, dilations=[dilations] * 2)
+    g.output(activation(g, y, kind), "y")
+    feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
+    session = new_session(g.model())
+    got = session.run(None, {"x": feed})[0]
+    want = reference(feed, w, b, pads, [strides] * 2, [dilations] * 2)
+    close(got, after(want, kind))
+    assert taken["patches"] == (1 if taken["possible"] else 0)
+    np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)  # run after run
+
+
 def test_planes_pay_only_where_they_should():
     pays = conv_module.planes_pay
     one = conv_module.Conv(kernel_shape=[1, 1])
@@ -129,6 +157,23 @@ def test_planes_pay_only_where_they_should():
     three = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     assert not pays(three.geom.plan((1, 16, 55, 55), (64, 16, 3, 3)), 1, (64, 16, 3, 3),
                     np.float32)  # fmt: skip
+
+
+def test_gathered_patches_pay_only_for_few_terms():
+    pays = conv_module.planes_patches_pay
+    three = conv_module.Conv(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    stem = three.geom.plan((1, 3, 224, 224), (32, 3, 3, 3))
+    assert pays("other", stem, 1, (32, 3, 3, 3), np.float32)  # 27 terms
+    assert not pays("other", stem, 1, (32, 3, 3, 3), np.float64)
+    assert not pays("batched", stem, 1, (32, 3, 3, 3), np.float32)  # batches of small images
+    deeper = three.geom.plan((1, 16, 56, 56), (64, 16, 3, 3))
+    assert not pays("other", deeper, 1, (64, 16, 3, 3), np.float32)  # 144 terms
+    assert not pays("other", stem, 3, (33, 1, 3, 3), np.float32)  # groups
+    assert not pays("other", three.geom.plan((1, 3, 9, 9), (8, 3, 3, 3)), 1, (8, 3, 3, 3),
+                    np.float32)  # 25 output pixels  # fmt: skip
+    one = conv_module.Conv(kernel_shape=[1, 1])
+    assert not pays("other", one.geom.plan((1, 3, 56, 56), (8, 3, 1, 1)), 1, (8, 3, 1, 1),
+                    np.float32)  # pointwise: conv_planes  # fmt: skip
 
 
 def test_planes_decline_outside_numba_threads_and_for_writeable_weights():

@@ -528,6 +528,72 @@ def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
     return y
 
 
+# Convolutions of few terms (C*kh*kw: a 3x3 stem of 3 channels has 27) multiply their patches
+# the same way, W @ R^T, the patches gathered where they lie in the (zero-bordered) image as each
+# block of 32 output pixels is copied (``_jit_gemm._copy_plane_row``): their few terms leave the
+# transposed path of ``conv_packed_columns`` storing more than it multiplies (its tiles of
+# pixels by channels land transposed in Y's planes), where here each output row is stored as
+# it lies. A 3x3 stem of 64 channels 0.82x its time, MobileNetV2's of 32 0.96x; deeper layers
+# took 1.05-1.8x as long (benchmarks/bench_packed_convs.py part 2, 2 threads). Whole models
+# (bench_switch): squeezenet 0.97x, MobileNetV2 and EfficientNet-B0 0.99x.
+_PLANES_PATCH_DEPTH = 32
+
+
+def planes_patches_pay(route, plan, group, w_shape, dtype) -> bool:
+    """Whether a convolution takes ``conv_planes_patches``: of the routes "other", "blocked" or
+    "winograd" (not the batches of small images), 2-D, not pointwise, float32, one group, at
+    most _PLANES_PATCH_DEPTH terms (C/group * kh * kw), at least 32 output pixels."""
+    k, _, _, _, _, out, pointwise = plan
+    return (
+        route in ("other", "blocked", "winograd")
+        and len(k) == 2
+        and not pointwise
+        and group == 1
+        and dtype == np.float32
+        and math.prod(w_shape[1:]) <= _PLANES_PATCH_DEPTH
+        and math.prod(out) >= 32
+    )
+
+
+def conv_planes_patches(x, w_patches, tiles, plan, epilogue, y=None):
+    """Y (N, M, *O) of a convolution that ``planes_patches_pay`` for, of a C-contiguous ``x``,
+    into ``y`` where given: per image, Y's planes = W @ R^T by ``Native.planes_matmul``, W
+    (M, kh*kw*C) ``w_patches`` (terms in the order of ``_patch_offsets``) packed in ``tiles``,
+    R's terms read where they lie in the image (copied into a zero border where the
+    convolution pads), the ``epilogue`` applied. None where the session's pool does not run
+    onyx's GEMM on packed weights or the geometry would read past the image."""
+    pool = _packing_pool()
+    if pool is None:
+        return None
+    packed = tiles.get(w_patches)
+    if packed is None:
+        return None
+    k, s, d, pb, pe, out, _ = plan
+    n, c, h, w = x.shape
+    hp, wp = h + pb[0] + pe[0], w + pb[1] + pe[1]
+    pixels, terms, reach = _patch_offsets(tuple(k), tuple(s), tuple(d), tuple(out), c, hp, wp,
+                                          False)  # fmt: skip
+    if reach > hp * wp * c:
+        return None
+    padded = scratch("conv.padded", (c, hp, wp)) if any(pb) or any(pe) else None
+    m = w_patches.shape[0]
+    y = np.empty((n, m, *out), np.float32) if y is None else y
+    planes = y.reshape(n, m, -1)
+    steps = epilogue.channel_steps()
+    finish = None if steps is None else threads.Finish(*steps[:3])
+    swish = steps is not None and steps[3]  # (in the store)
+    for i in range(n):
+        source = x[i].reshape(-1)
+        if padded is not None:
+            pool.native.kernels.pad_bands(x[i], padded, pb[0], pb[1], pool.size)
+            source = padded.reshape(-1)
+        pool.native.planes_matmul(packed, (source, pixels, terms), planes[i], pool.size, finish,
+                                  swish)  # fmt: skip
+    if steps is None:
+        epilogue.apply_all(y)
+    return y
+
+
 def _packing_pool():
     """The session's pool where it runs onyx's own GEMM on packed weights (numba's threads,
     BLAS held to one thread, weights packed); else None."""
@@ -1132,8 +1198,9 @@ class Conv:
         self.winograd_cache = _WeightCache()
         self.last_cache = _WeightCache()
         self.packed = threads.PackedWeight()  # W (C, M), packed: for the channel-last products
-        self.tiles = threads.PackedWeight(threads.row_tiles)  # W (M, C): for conv_planes
-        self.plane_weight: tuple = (None, None)  # (w_gemm, its view w_gemm[0])
+        # W (M, C) for conv_planes, or (M, kh*kw*C) for conv_planes_patches (a node takes one)
+        self.tiles = threads.PackedWeight(threads.row_tiles)
+        self.plane_weight: tuple = (None, None)  # (the W it is a view of, that 2-D view)
         self.bias_memo: dict = {}  # for Epilogue.prepare
         self.channels_last = False  # set by the plan: Y may be a channel-last view
         self.routes: dict = {}  # (shapes, dtype, compiled state) -> ``_route``'s path
@@ -1207,7 +1274,18 @@ class Conv:
                 epilogue.apply_all(y)
             return y.astype(x.dtype, copy=False)
         route = self._route(plan, x.shape, w.shape, dtype)
-        # (checked per call, not in ``_route``: bench_switch.py may change its depth)
+        # (checked per call, not in ``_route``: bench_switch.py may change their depths)
+        if (
+            not w.flags.writeable
+            and xw.flags.c_contiguous
+            and planes_patches_pay(route, plan, group, w.shape, dtype)
+        ):  # (W packed only where it is the session's, as above)
+            last = self.last_cache.get(w, lambda: last_weight(w, dtype))
+            if self.plane_weight[0] is not last:  # (one view, so the packed copy is found fast)
+                self.plane_weight = (last, last.reshape(-1, last.shape[-1]).T)
+            y = conv_planes_patches(xw, self.plane_weight[1], self.tiles, plan, epilogue, out)
+            if y is not None:
+                return y.astype(x.dtype, copy=False)
         if not w.flags.writeable and packed_columns_pay(route, plan, group, w.shape, dtype):
             y = conv_packed_columns(
                 xw, lambda: self.last_cache.get(w, lambda: last_weight(w, dtype)), self.packed,
