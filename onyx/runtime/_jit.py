@@ -994,6 +994,44 @@ def from_channels_last(yl, y):
                         target[dst + q] = source[np.uint64((b * pixels + q) * channels + c)]
 
 
+@njit(**_OPTIONS)
+def squeeze_excite_gates(means, w1, b1, w2, b2, swish, hard, alpha, beta, cap, gates):
+    """gates (N, C) of a squeeze-excite block from its squeezed ``means`` (N, C): the gate of
+    act(means @ w1 + b1) @ w2 + b2, ``w1`` (C, R) and ``w2`` (R, C) C-contiguous, each bias
+    (R,), (C,) or empty; act a Swish x / (1 + exp(-x)) where ``swish``, else a ReLU; the gate
+    a HardSigmoid clip(alpha x + beta, 0, 1) where ``hard``, else a Sigmoid 1 / (1 + exp(-x)),
+    its exponent held at ``cap`` (below overflow), as the steps' kernels compute them, NaN
+    kept. The products sum in C's and R's order (numpy's GEMV orders its own: the last bits
+    may differ). Each product reads its weight row by row, the outputs the vector."""
+    n, c = means.shape
+    r = w1.shape[1]
+    zero, one = cap - cap, cap / cap
+    hidden = np.empty(r, means.dtype)
+    for i in range(n):
+        for k in range(r):
+            hidden[k] = zero
+        for j in range(c):
+            m = means[i, j]
+            for k in range(r):
+                hidden[k] += m * w1[j, k]
+        for k in range(r):
+            v = hidden[k] + b1[k] if b1.shape[0] else hidden[k]
+            hidden[k] = v / (one + np.exp(-v)) if swish else _max(v, zero)
+        out = gates[i]
+        for k in range(c):
+            out[k] = zero
+        for j in range(r):
+            h = hidden[j]
+            for k in range(c):
+                out[k] += h * w2[j, k]
+        for k in range(c):
+            v = out[k] + b2[k] if b2.shape[0] else out[k]
+            if hard:
+                out[k] = _min(_max(alpha * v + beta, zero), one)
+            else:
+                out[k] = one / (one + np.exp(_min(-v, cap)))
+
+
 # Row statistics: the sums are reassociated so LLVM keeps several partial sums in vector lanes
 # (numpy's pairwise summation reorders them too); no assumption about NaN or infinities. The
 # numbers come in ``consts`` (1 / width, epsilon, 1) in x's dtype: a Python number in the

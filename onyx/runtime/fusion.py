@@ -33,6 +33,8 @@ import numpy as np
 
 from onyx.errors import AllocationError, ExecutionError, OnyxError
 from onyx.ir import Node
+from onyx.runtime import compiled, threads
+from onyx.runtime.compiled import MUL
 from onyx.runtime.epilogue import Extra, Follower, Result, run_chain, run_fused, swish
 from onyx.runtime.kernels.conv import Conv
 from onyx.runtime.kernels.registry import SESSION_DOMAIN
@@ -473,7 +475,11 @@ def fuse_squeeze_excites(steps: list[StepTuple], template: list[Any], fed: set[i
         x = reduce[2][0]
         # (each step's constant arguments; None where it reads a value made at run time)
         arguments = [[template[i] if i >= 0 else None for i in part[2]] for part in parts]
+        gate_node = gate[0]
+        kinds = (activation[0].op_type, gate_node.op_type, gate_node.attribute("alpha", 0.2),
+                 gate_node.attribute("beta", 0.5))  # fmt: skip
         fn = SqueezeExcite(
+            kinds=kinds,
             reduce=(reduce[1], arguments[0]),
             squeeze=_weight_and_bias(squeeze, template),
             activation=activation[1],
@@ -530,25 +536,48 @@ def _squeezes(steps, template, constant, reduce, squeeze, activation, expand) ->
 
 
 class SqueezeExcite:
-    """A squeeze-excite block as one step (``fuse_squeeze_excites``): the mean by the
-    ReduceMean's kernel, the two 1x1 convolutions as the products by a vector that Conv
+    """A squeeze-excite block as one step (``fuse_squeeze_excites``). With the compiled kernels
+    (a C-contiguous float input): the means of x's rows, the gates from them in one compiled
+    call (``_jit.squeeze_excite_gates``: both products, the activation and the gate), then x
+    times each row's gate, the first and last over the session's threads. Else: the mean by
+    the ReduceMean's kernel, the two 1x1 convolutions as the products by a vector that Conv
     computes for one pixel (the same numpy calls, without Conv's bookkeeping), the activation
-    and the gate by their kernels, then the Mul's kernel. Any input the block was not matched
-    for (another rank, channel count or dtype) runs the steps as they were."""
+    and the gate by their kernels, then the Mul's kernel. (Each of those kernels' calls cost
+    5-15 us on EfficientNet-B0's blocks, a block 50-100 us; timings noted on issue 17.) Any
+    input the block was not matched for (another rank, channel count or dtype) runs the steps
+    as they were. ``kinds``: the activation's and the gate's op types, and the HardSigmoid's
+    alpha and beta."""
 
-    def __init__(self, *, reduce, squeeze, activation, expand, gate, multiply, steps, source):
+    def __init__(self, *, reduce, squeeze, activation, expand, gate, multiply, steps, source,
+                 kinds=("Swish", "Sigmoid", 0.2, 0.5)):  # fmt: skip
         self.reduce, self.activation, self.gate, self.multiply = reduce, activation, gate, multiply
         (w1, b1), (w2, b2) = squeeze, expand
         self.w1 = w1.reshape(w1.shape[0], -1).T  # (C, R): Conv's one-pixel product reads W so
         self.w2 = w2.reshape(w2.shape[0], -1).T
         self.b1, self.b2 = b1, b2
         self.steps, self.source = steps, source
+        dtype = w1.dtype.type
+        activation_kind, gate_kind, alpha, beta = kinds
+        self.gates_args = (  # (the compiled gates' weights and settings, x's dtype)
+            np.ascontiguousarray(self.w1),
+            np.asarray(b1 if b1 is not None else (), w1.dtype).reshape(-1),
+            np.ascontiguousarray(self.w2),
+            np.asarray(b2 if b2 is not None else (), w1.dtype).reshape(-1),
+            activation_kind == "Swish",
+            gate_kind == "HardSigmoid",
+            dtype(alpha),
+            dtype(beta),
+            dtype(88.7 if dtype is np.float32 else 709.7),  # (math.sigmoid's cap)
+        )
 
     def __call__(self, x):
         w1, w2 = self.w1, self.w2
         if not (type(x) is np.ndarray and x.ndim == 4 and x.shape[1] == w1.shape[0]
                 and x.dtype == w1.dtype):  # fmt: skip
             return self._as_steps(x)
+        jit = compiled.kernels(x.size) if x.dtype in compiled.DTYPES else None
+        if jit is not None and x.flags.c_contiguous and x.size:
+            return self._compiled(jit, x)
         n = x.shape[0]
         kernel, args = self.reduce
         mean = kernel(x, *args[1:])
@@ -562,6 +591,24 @@ class SqueezeExcite:
         gate = self.gate(gate.reshape(n, -1, 1, 1))
         kernel, position = self.multiply
         return kernel(gate, x) if position == 1 else kernel(x, gate)
+
+    def _compiled(self, jit, x):
+        n, c = x.shape[:2]
+        rows = n * c
+        width = x.size // rows
+        flat, x2 = x.reshape(-1), x.reshape(rows, width)
+        means = np.empty(rows, x.dtype)
+        count = x.dtype.type(width)
+        threads.rows(rows, x.size, lambda r0, r1: jit.row_means(flat, means, width, count, r0, r1),
+                     native=lambda par, parts: par.row_means_bands(flat, means, width, count,
+                                                                   parts))  # fmt: skip
+        gates = np.empty(rows, x.dtype)
+        jit.squeeze_excite_gates(means.reshape(n, c), *self.gates_args, gates.reshape(n, c))
+        y = np.empty_like(x)
+        y2 = y.reshape(rows, width)
+        threads.rows(rows, x.size, lambda r0, r1: jit.by_rows(x2, gates, y2, MUL, r0, r1),
+                     native=lambda par, parts: par.by_rows_bands(x2, gates, y2, MUL, parts))  # fmt: skip
+        return y
 
     def _as_steps(self, x):
         values = {self.source: x}

@@ -1,7 +1,8 @@
 """Squeeze-excite blocks as one step (fusion.fuse_squeeze_excites): EfficientNet's (Swish,
 Sigmoid) and MobileNetV3's (Relu, HardSigmoid) fuse and give the values of the steps they
-replace, on the numpy and the compiled paths; a block with one wrong edge or attribute does
-not fuse."""
+replace: the same bits on the numpy path (the same kernels), within the last bits on the
+compiled one (its products sum in their own order), whose gates also match a float64
+reference with NaN kept; a block with one wrong edge or attribute does not fuse."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 import onyx
 from onyx.build import GraphBuilder
-from onyx.runtime import fusion, plan
+from onyx.runtime import _jit, compiled, fusion, plan
 from onyx.runtime.session import SessionOptions
 
 pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
@@ -59,6 +60,17 @@ def _runs(model, x, threads=1):
     return fused, fused.run(None, {"x": x}), plain.run(None, {"x": x})
 
 
+def _agree(got, want):
+    """The same bits on the numpy path; on the compiled one, within a few units of the last
+    place of the output's magnitude (compared in float64)."""
+    if not compiled.enabled:
+        np.testing.assert_array_equal(got, want)
+        return
+    step = float(np.finfo(want.dtype).eps) * float(np.abs(want).max())
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=0,
+                               atol=64 * step)  # fmt: skip
+
+
 @pytest.mark.parametrize("threads", [1, 0])
 @pytest.mark.parametrize(("activation", "gate"), [("Swish", "Sigmoid"), ("Relu", "HardSigmoid")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -69,7 +81,7 @@ def test_a_squeeze_excite_block_runs_as_one_step(threads, activation, gate, dtyp
     assert _ops(fused) == ["Conv", "Mul", "Conv"]
     assert isinstance(fused._plan.steps[1].fn, fusion.SqueezeExcite)
     assert got[0].dtype == want[0].dtype == dtype
-    np.testing.assert_array_equal(got[0], want[0])  # the same kernels' values
+    _agree(got[0], want[0])
 
 
 def test_the_block_fuses_in_efficientnet_order_without_biases():
@@ -77,7 +89,7 @@ def test_the_block_fuses_in_efficientnet_order_without_biases():
     x = RNG.standard_normal((2, 32, 7, 7)).astype(np.float32)
     fused, got, want = _runs(model, x)
     assert _ops(fused) == ["Conv", "Mul", "Conv"]
-    np.testing.assert_array_equal(got[0], want[0])
+    _agree(got[0], want[0])
 
 
 @pytest.mark.parametrize(
@@ -99,13 +111,50 @@ def test_a_block_with_one_wrong_edge_or_attribute_stays_steps(change):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_the_compiled_path_takes_the_block(monkeypatch):
+    taken = []
+    original = fusion.SqueezeExcite._compiled
+    monkeypatch.setattr(fusion.SqueezeExcite, "_compiled",
+                        lambda self, *args: taken.append(1) or original(self, *args))  # fmt: skip
+    x = RNG.standard_normal((2, 32, 7, 7)).astype(np.float32)
+    onyx.InferenceSession(block()).run(None, {"x": x})
+    assert taken == ([1] if compiled.enabled else [])
+
+
+@pytest.mark.parametrize(("swish", "hard"), [(True, False), (False, True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_gates_match_float64(swish, hard, dtype):
+    """_jit.squeeze_excite_gates against the steps' formulas in float64: HardSigmoid's alpha and
+    beta taken as given, a mean of NaN giving NaN gates, Sigmoid held below overflow."""
+    c, r = 40, 6
+    means = (RNG.standard_normal((3, c)) * 3).astype(dtype)
+    means[1, 3] = np.nan
+    means[2, 5] = 1e4  # sums far past exp's range: Sigmoid held at its cap, gates in [0, 1]
+    w1 = (RNG.standard_normal((c, r)) * 0.5).astype(dtype)
+    w2 = (RNG.standard_normal((r, c)) * 0.5).astype(dtype)
+    b1, b2 = RNG.standard_normal(r).astype(dtype), RNG.standard_normal(c).astype(dtype)
+    alpha, beta, cap = dtype(0.25), dtype(0.4), dtype(88.7 if dtype == np.float32 else 709.7)
+    gates = np.empty_like(means)
+    with np.errstate(all="ignore"):
+        _jit.squeeze_excite_gates(means, w1, b1, w2, b2, swish, hard, alpha, beta, cap, gates)
+        hidden = means.astype(np.float64) @ w1.astype(np.float64) + b1
+        hidden = hidden / (1 + np.exp(-hidden)) if swish else np.maximum(hidden, 0)
+        v = hidden @ w2.astype(np.float64) + b2
+        want = np.clip(0.25 * v + 0.4, 0, 1) if hard else 1 / (1 + np.exp(-v))
+    assert np.isnan(gates[1]).all() and not np.isnan(gates[[0, 2]]).any()
+    eps = float(np.finfo(dtype).eps)
+    np.testing.assert_allclose(gates[0], want[0], rtol=0, atol=64 * eps)
+    assert ((gates[2] >= 0) & (gates[2] <= 1)).all()
+    np.testing.assert_allclose(gates[2], want[2], rtol=0, atol=1e4 * 64 * eps)
+
+
 def test_an_input_the_block_was_not_matched_for_runs_the_steps_as_they_were():
     model = block()
     session = onyx.InferenceSession(model)
     step = session._plan.steps[1]
     assert isinstance(step.fn, fusion.SqueezeExcite)
     y = RNG.standard_normal((2, 32, 7, 7)).astype(np.float32)
-    np.testing.assert_array_equal(step.fn(y), step.fn._as_steps(y))  # the two ways agree
+    _agree(step.fn(y), step.fn._as_steps(y))  # the two ways agree
     narrow = y[:, :16].copy()  # fewer channels than the weights': the steps' own error
     with pytest.raises(onyx.OnyxError, match="channels"):
         step.fn(narrow)
