@@ -113,20 +113,20 @@ def _shape_of(a):
 
 
 @njit(**_OPTIONS)
-def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1):
-    """c[r0:r1, 16*p0 : min(n, 16*p1)] = a[r0:r1] @ B + bias, clamped to [lo, hi], for float32
-    ``a`` (M, K) of any strides (or a convolution's patches where they lie: ``_term_of``), B
-    packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit column stride, ``bias`` (N,) or
-    empty. The last tile of rows reads A's last row again in
+def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1, swish=False):
+    """c[r0:r1, 16*p0 : min(n, 16*p1)] = a[r0:r1] @ B + bias, clamped to [lo, hi] (then its
+    Swish where ``swish``), for float32 ``a`` (M, K) of any strides (or a convolution's patches
+    where they lie: ``_term_of``), B packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit
+    column stride, ``bias`` (N,) or empty. The last tile of rows reads A's last row again in
     place of the missing ones and stores only its own. With AVX-512 (``WIDE``), panels go two
     at a time (``_pair_tiles``), any last one alone (``_panel_tiles``)."""
     p = p0
     if WIDE:
         while p + 2 <= p1:
-            _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1)
+            _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish)
             p += 2
     while p < p1:
-        _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1)
+        _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish)
         p += 1
 
 
@@ -152,8 +152,9 @@ def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False,
 
 
 @njit(inline="always")
-def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
-    """Rows r0..r1 by panel p, in tiles of 6 rows by the panel's 16 columns."""
+def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
+    """Rows r0..r1 by panel p, in tiles of 6 rows by the panel's 16 columns (each value
+    stored through a Swish where ``swish``)."""
     k = _shape(a)[1]
     last = r1 - 1
     with_bias = bias.shape[0] > 0
@@ -179,11 +180,11 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
                 acc[3, j] += a3 * w
                 acc[4, j] += a4 * w
                 acc[5, j] += a5 * w
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish)
 
 
 @njit(inline="always")
-def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
+def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
     """Rows r0..r1 by panels p and p + 1, in tiles of 6 rows by 32 columns: 12 vectors of sums,
     what keeps AVX-512's two FMA pipes busy (6 wait on their latency: with one panel, BERT-base
     and GPT-2 took 1.25-1.3x their time on a Zen 5, docs/runtime.md), the same sums in the
@@ -221,7 +222,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
                 acc[4, 16 + j] += a4 * w1
                 acc[5, j] += a5 * w0
                 acc[5, 16 + j] += a5 * w1
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish)
     for i in range(r1 - 7 * sevens, r1, 7):
         acc7 = numba.carray(_tile(224), (7, 32))
         for r in range(7):
@@ -247,7 +248,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1):
                 acc7[5, 16 + j] += a5 * w1
                 acc7[6, j] += a6 * w0
                 acc7[6, 16 + j] += a6 * w1
-        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias)
+        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias, False, swish)
 
 
 @njit(inline="always")

@@ -159,9 +159,10 @@ def gemv(blas, a, b, c, tb, ldb, parts, finish, bias, lo, hi, one, zero):
 
 
 @njit(**_PARALLEL)
-def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
-    """c = a @ B + bias, clamped to [lo, hi] (``_jit_gemm.packed_product``; B packed into
-    ``panels``), in ``parts`` bands of rows (in whole tiles) or of panels (``by_rows``)."""
+def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows, swish=False):
+    """c = a @ B + bias, clamped to [lo, hi], then its Swish where ``swish``
+    (``_jit_gemm.packed_product``; B packed into ``panels``), in ``parts`` bands of rows (in
+    whole tiles) or of panels (``by_rows``)."""
     m = _shape(a)[0]
     count = panels.shape[0]
     for p in prange(parts):
@@ -169,11 +170,11 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows):
             t0, t1 = _band((m + ROWS - 1) // ROWS, parts, p)
             r0, r1 = t0 * ROWS, min(m, t1 * ROWS)
             if r1 > r0:
-                packed_product(a, panels, c, n, bias, lo, hi, 0, count, r0, r1)
+                packed_product(a, panels, c, n, bias, lo, hi, 0, count, r0, r1, swish)
         else:
             q0, q1 = _band(count, parts, p)
             if q1 > q0:
-                packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m)
+                packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m, swish)
 
 
 @njit(**_PARALLEL)
@@ -390,14 +391,15 @@ def program_bands(y, source, copy_source, full, channels, codes, with_full, para
 
 
 @njit(**_PARALLEL)
-def depthwise_last_bands(xl, wl, yl, sh, sw, dh, dw, top, left, bias, lo, hi, y, parts):
+def depthwise_last_bands(xl, wl, yl, sh, sw, dh, dw, top, left, bias, lo, hi, y, parts,
+                         swish=False):  # fmt: skip
     """``depthwise_channels_last`` over ``parts`` bands of output rows."""
     rows = yl.shape[0] * yl.shape[1]
     for p in prange(parts):
         r0, r1 = _band(rows, parts, p)
         if r1 > r0:
             depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias, lo, hi,
-                                    y)  # fmt: skip
+                                    y, swish)  # fmt: skip
 
 
 @njit(**_PARALLEL)

@@ -374,20 +374,24 @@ class Native:
         return True
 
     def packed_matmul(self, a: np.ndarray, panels: np.ndarray, out: np.ndarray, parts: int,
-                      finish: Finish | None = None, by_rows: bool | None = None) -> None:  # fmt: skip
+                      finish: Finish | None = None, by_rows: bool | None = None,
+                      swish: bool = False) -> None:  # fmt: skip
         """out = a @ B for float32 ``a`` (M, K; or a convolution's patches where they lie:
         _jit_gemm._term_of) and B packed into ``panels`` (``packed_weight``), over numba's
         threads by bands of rows or of B's columns (along the larger of M and N, or as
-        ``by_rows`` says), each part finished."""
+        ``by_rows`` says), each part finished; then, where ``swish``, a Swish (in the store:
+        for an ``out`` of rows of unit stride, whose stores vectorize)."""
         m, n = out.shape
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
         lo, hi = np.float32(lo), np.float32(hi)
         if m <= self.kernels.FEW:  # (tiles of 4 rows by 4 panels: _jit_gemm.few_rows_product)
             self.kernels.few_rows_gemm(a, panels, out, n, bias, lo, hi, parts)
+            if swish:
+                _swish(out)
             return
         rows = m >= n if by_rows is None else by_rows
-        self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows)
+        self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows, swish)
 
     def planes_matmul(self, tiles: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int,
                       finish: Finish | None = None, swish: bool = False) -> None:  # fmt: skip
@@ -512,6 +516,32 @@ class PackedWeight:
             entry = (*entry[:3], b)
         self.entry = entry
         return entry[2]
+
+
+def swish_in_place(x: np.ndarray) -> bool:
+    """Put ``x`` through the Swish kernel's compiled pass in place, on the current pool of
+    numba's threads; False (x untouched) where it cannot: no such pool, or x not C-contiguous
+    float32."""
+    found = current()
+    if (
+        found is None
+        or found.native is None
+        or x.dtype != np.float32
+        or not x.flags.c_contiguous
+        or compiled.kernels(x.size) is None
+    ):
+        return False
+    parts = max(1, min(found.size, x.size // NATIVE_MIN_ELEMENTS))
+    found.native.kernels.swish_in_place_bands(x.reshape(-1), parts)
+    return True
+
+
+def _swish(x: np.ndarray) -> None:
+    """``x`` through the Swish kernel, in place (kernels.math's values)."""
+    if not swish_in_place(x):
+        from onyx.runtime.kernels.math import swish  # (it imports this module)
+
+        x[...] = swish(x)
 
 
 def few_rows(b: np.ndarray) -> int:
@@ -747,11 +777,12 @@ _NO_BIAS = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
            finish: Finish | None = None, by_rows: bool | None = None,
-           packed: PackedWeight | None = None) -> np.ndarray:  # fmt: skip
+           packed: PackedWeight | None = None, swish: bool = False) -> np.ndarray:  # fmt: skip
     """``np.matmul(a, b, out=out)`` for a 2-D ``a`` (M, K) and ``b`` (K, N), split over the
     current pool by rows (or, where N exceeds M, by columns; ``by_rows`` chooses where given)
-    when it is worth it; each part then ``finish``ed where given. ``packed``: where ``b`` is a
-    weight, its cache for onyx's own GEMM (``PackedWeight``)."""
+    when it is worth it; each part then ``finish``ed where given, then through a Swish where
+    ``swish`` (float32). ``packed``: where ``b`` is a weight, its cache for onyx's own GEMM
+    (``PackedWeight``)."""
     found = current()
     m, k = a.shape
     n = b.shape[1]
@@ -770,6 +801,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
         and not b.flags.writeable
         and (out is None or (out.dtype == a.dtype and out.strides[1] == out.itemsize))
     )
+    if swish and not (packable and m > 1):  # (else in the packed product's store)
+        out = matmul(a, b, out, finish, by_rows, packed)
+        _swish(out)
+        return out
     if native and not small and m <= (1 if packable else few_rows(b)):  # (see GEMV_ROWS)
         whole = np.empty((m, n), np.result_type(a, b)) if out is None else out
         if found.native.matmul(a, b, whole, found.size, finish):
@@ -777,7 +812,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     if packable and m > 1:
         whole = np.empty((m, n), np.float32) if out is None else out
         parts = 1 if small else found.size
-        found.native.packed_matmul(a, packed.get(b), whole, parts, finish, by_rows)
+        found.native.packed_matmul(a, packed.get(b), whole, parts, finish, by_rows, swish)
         return whole
     if found is None or found.size == 1 or small or not splits_gemms():
         if (

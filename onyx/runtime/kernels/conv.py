@@ -215,10 +215,11 @@ def channels_last(x):
     return xl if xl.flags.c_contiguous else None
 
 
-def _pointwise_last(x, xl, w_last, plan, finish, packed):
+def _pointwise_last(x, xl, w_last, plan, finish, packed, swish=False):
     """A 1x1 stride-1 convolution with one group of ``x`` or, where given, of its channel-last
-    ``xl``: the (N, Ho, Wo, M) result, ``finish`` applied (where given). ``w_last()``: the
-    weight as (C, M), C-contiguous; ``packed``: its cache for onyx's own GEMM (or None).
+    ``xl``: the (N, Ho, Wo, M) result, ``finish`` applied (where given), then a Swish where
+    ``swish`` (in the packed product's store where it takes it). ``w_last()``: the weight as
+    (C, M), C-contiguous; ``packed``: its cache for onyx's own GEMM (or None).
     (OpenBLAS reads a transposed operand slower: 160 -> 222 us on MobileNetV2's 160 -> 960
     layer with the weight transposed, 102 -> 129 us on its 384 -> 64 one with the input
     transposed, where this product of both as laid out takes 98.)"""
@@ -236,14 +237,14 @@ def _pointwise_last(x, xl, w_last, plan, finish, packed):
         # (split by pixels unless they are few: MobileNetV2's 14x14 layers by pixels 59 against
         # 72 us, its 7x7 ones by channels 92 against 104, on 2 threads)
         threads.matmul(images[i], weight.reshape(c, m), out=yl[i], finish=finish,
-                       by_rows=4 * pixels >= m, packed=packed)  # fmt: skip
+                       by_rows=4 * pixels >= m, packed=packed, swish=swish)  # fmt: skip
     return yl.reshape(n, *out, m)
 
 
-def _depthwise_last(jit, x, xl, w_last, plan, finish, want_last):
+def _depthwise_last(jit, x, xl, w_last, plan, finish, want_last, swish=False):
     """A depthwise 2-D convolution (one input channel per output channel) computed channel-last,
-    of ``x`` or, where given, of its channel-last ``xl``, ``finish`` (or nothing) applied:
-    channel-last where ``want_last``, else (N, C, Ho, Wo)."""
+    of ``x`` or, where given, of its channel-last ``xl``, ``finish`` (or nothing) applied, then
+    a Swish where ``swish`` (float32): channel-last where ``want_last``, else (N, C, Ho, Wo)."""
     k, s, d, pb, _, out, _ = plan
     n, c = x.shape[:2]
     if xl is None:
@@ -258,8 +259,9 @@ def _depthwise_last(jit, x, xl, w_last, plan, finish, want_last):
     y = _NO_OUTPUT[x.dtype] if want_last else np.empty((n, c, *out), x.dtype)
     steps = (*s, *d, *pb, bias, lo, hi, y)
     threads.rows(n * out[0], yl.size * math.prod(k),
-                 lambda r0, r1: jit.depthwise_channels_last(xl, wl, yl, r0, r1, *steps),
-                 native=lambda par, parts: par.depthwise_last_bands(xl, wl, yl, *steps, parts))  # fmt: skip
+                 lambda r0, r1: jit.depthwise_channels_last(xl, wl, yl, r0, r1, *steps, swish),
+                 native=lambda par, parts: par.depthwise_last_bands(xl, wl, yl, *steps, parts,
+                                                                    swish))  # fmt: skip
     return yl.transpose(0, 3, 1, 2) if want_last else y
 
 
@@ -303,8 +305,8 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packe
     )
     if pointwise and all(v == 1 for v in s) and w_gemm.shape[0] == 1:
         if want_last:
-            y = _pointwise_last(x, xl, w_last, plan, finish, packed).transpose(0, 3, 1, 2)
-            return _swish(y, steps), True
+            y = _pointwise_last(x, xl, w_last, plan, finish, packed, steps[3])
+            return y.transpose(0, 3, 1, 2), True
         jit = compiled.kernels(x.size)
         if xl is None or jit is None:
             return None
@@ -318,8 +320,11 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packe
     jit = compiled.kernels(math.prod(out) * w_dw.size)
     if jit is None or not (xl is not None or want_last or narrow):
         return None
-    y = _depthwise_last(jit, x, xl, w_last, plan, finish, want_last)
-    return (y, False) if finish is None else (_swish(y, steps), True)
+    swish = finish is not None and steps[3] and x.dtype == np.float32  # (in the kernel)
+    y = _depthwise_last(jit, x, xl, w_last, plan, finish, want_last, swish)
+    if finish is None:
+        return y, False
+    return (y if swish else _swish(y, steps)), True
 
 
 # A 1x1 convolution at least this deep (C) runs on the session's pool of numba's threads as
@@ -624,22 +629,15 @@ def _transposed_products(pool, rows, panels, y, epilogue):
 
 def _swish(y, steps):
     """``y`` with the Swish that ends ``steps`` (``Epilogue.channel_steps``) applied, in y's
-    layout: in place on numba's threads where y is float32 and dense (a new array here would
-    land outside the caches for the next step to read: EfficientNet-B0's depthwise convolution
-    after its 16 -> 96 expansion at 112x112 took 241 us after a new one, 151 after BLAS's bands
-    had applied it in place), else a new array; y as it is where they have none."""
+    layout: in place on numba's threads where y is float32 and dense, C-contiguous or a
+    channel-last view (a new array here would land outside the caches for the next step to
+    read: EfficientNet-B0's depthwise convolution after its 16 -> 96 expansion at 112x112 took
+    241 us after a new one, 151 after BLAS's bands had applied it in place; its channel-last
+    results went through a copy each), else a new array; y as it is where they have none."""
     if not steps[3]:
         return y
-    pool = threads.current()
-    if (
-        pool is not None
-        and pool.native is not None
-        and y.dtype == np.float32
-        and y.flags.c_contiguous
-        and compiled.kernels(y.size) is not None
-    ):
-        parts = max(1, min(pool.size, y.size // threads.NATIVE_MIN_ELEMENTS))
-        pool.native.kernels.swish_in_place_bands(y.reshape(-1), parts)
+    dense = y if y.flags.c_contiguous else channels_last(y)
+    if dense is not None and threads.swish_in_place(dense):
         return y
     from onyx.runtime.kernels.math import swish
 
