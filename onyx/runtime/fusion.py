@@ -549,7 +549,7 @@ class SqueezeExcite:
     alpha and beta."""
 
     def __init__(self, *, reduce, squeeze, activation, expand, gate, multiply, steps, source,
-                 kinds=("Swish", "Sigmoid", 0.2, 0.5)):  # fmt: skip
+                 kinds):  # fmt: skip
         self.reduce, self.activation, self.gate, self.multiply = reduce, activation, gate, multiply
         (w1, b1), (w2, b2) = squeeze, expand
         self.w1 = w1.reshape(w1.shape[0], -1).T  # (C, R): Conv's one-pixel product reads W so

@@ -781,8 +781,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     """``np.matmul(a, b, out=out)`` for a 2-D ``a`` (M, K) and ``b`` (K, N), split over the
     current pool by rows (or, where N exceeds M, by columns; ``by_rows`` chooses where given)
     when it is worth it; each part then ``finish``ed where given, then through a Swish where
-    ``swish`` (float32). ``packed``: where ``b`` is a weight, its cache for onyx's own GEMM
-    (``PackedWeight``)."""
+    ``swish`` (in the store of onyx's own GEMM where it takes the product, else a pass after).
+    ``packed``: where ``b`` is a weight, its cache for onyx's own GEMM (``PackedWeight``)."""
     found = current()
     m, k = a.shape
     n = b.shape[1]

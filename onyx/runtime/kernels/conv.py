@@ -516,18 +516,24 @@ def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
     if packed is None:
         return None
     n, c = x.shape[:2]
-    m = w2d.shape[0]
     out = plan[5]
     pixels = math.prod(out)
     x = np.ascontiguousarray(x)
-    y = np.empty((n, m, *out), np.float32) if y is None else y
-    planes = y.reshape(n, m, pixels)
+    y = np.empty((n, w2d.shape[0], *out), np.float32) if y is None else y
+    return _plane_products(pool, lambda i: x[i].reshape(c, pixels), packed, y, epilogue)
+
+
+def _plane_products(pool, operand, packed, y, epilogue):
+    """``y`` (N, M, *O) with each image's planes (M, P) = W @ operand(i) (``Native.planes_matmul``:
+    an array (K, P), or patches where they lie), W packed in ``packed``; the ``epilogue``'s
+    bias, bounds and Swish in the store where they are all it has, else applied after."""
+    n, m = y.shape[:2]
+    planes = y.reshape(n, m, -1)
     steps = epilogue.channel_steps()
     finish = None if steps is None else threads.Finish(*steps[:3])
-    swish = steps is not None and steps[3]  # (in the store)
+    swish = steps is not None and steps[3]
     for i in range(n):
-        pool.native.planes_matmul(packed, x[i].reshape(c, pixels), planes[i], pool.size, finish,
-                                  swish)  # fmt: skip
+        pool.native.planes_matmul(packed, operand(i), planes[i], pool.size, finish, swish)
     if steps is None:
         epilogue.apply_all(y)
     return y
@@ -581,22 +587,15 @@ def conv_planes_patches(x, w_patches, tiles, plan, epilogue, y=None):
     if reach > hp * wp * c:
         return None
     padded = scratch("conv.padded", (c, hp, wp)) if any(pb) or any(pe) else None
-    m = w_patches.shape[0]
-    y = np.empty((n, m, *out), np.float32) if y is None else y
-    planes = y.reshape(n, m, -1)
-    steps = epilogue.channel_steps()
-    finish = None if steps is None else threads.Finish(*steps[:3])
-    swish = steps is not None and steps[3]  # (in the store)
-    for i in range(n):
-        source = x[i].reshape(-1)
-        if padded is not None:
-            pool.native.kernels.pad_bands(x[i], padded, pb[0], pb[1], pool.size)
-            source = padded.reshape(-1)
-        pool.native.planes_matmul(packed, (source, pixels, terms), planes[i], pool.size, finish,
-                                  swish)  # fmt: skip
-    if steps is None:
-        epilogue.apply_all(y)
-    return y
+
+    def patches(i):
+        if padded is None:
+            return x[i].reshape(-1), pixels, terms
+        pool.native.kernels.pad_bands(x[i], padded, pb[0], pb[1], pool.size)
+        return padded.reshape(-1), pixels, terms
+
+    y = np.empty((n, w_patches.shape[0], *out), np.float32) if y is None else y
+    return _plane_products(pool, patches, packed, y, epilogue)
 
 
 def _packing_pool():
