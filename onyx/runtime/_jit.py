@@ -882,10 +882,10 @@ def depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias,
     input channel per output channel, each output then + ``bias`` (C,) (where not empty),
     clamped to [lo, hi] (as numpy's maximum and minimum: NaN kept) and, where ``swish``
     (float32), each row through the epilogue's Swish while it is in cache (a pass over the
-    tensor after took 7% of EfficientNet-B0's time). Where ``y`` (N, C, Ho, Wo) is not empty,
-    each row is also moved into it while it is in cache: a result wanted NCHW (a move of the
-    whole tensor afterwards ran on one thread: 30-75 us on EfficientNet's layers, as long as
-    their convolution on two).
+    tensor after took 7% of EfficientNet-B0's time in a py-spy profile, a scratch run). Where
+    ``y`` (N, C, Ho, Wo) is not empty, each row is also moved into it while it is in cache: a
+    result wanted NCHW (a move of the whole tensor afterwards ran on one thread: 30-75 us on
+    EfficientNet's layers, as long as their convolution on two).
 
     For small planes (MobileNetV2's and EfficientNet's 14x14 and 7x7 layers), where even
     ``depthwise``'s runs over whole planes are short: here the innermost loop runs along the
