@@ -113,28 +113,31 @@ def _shape_of(a):
 
 
 @njit(**_OPTIONS)
-def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1, swish=False):
+def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1, swish=False, res=None):
     """c[r0:r1, 16*p0 : min(n, 16*p1)] = a[r0:r1] @ B + bias, clamped to [lo, hi] (then its
     Swish where ``swish``), for float32 ``a`` (M, K) of any strides (or a convolution's patches
     where they lie: ``_term_of``), B packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit
-    column stride, ``bias`` (N,) or empty. The last tile of rows reads A's last row again in
+    column stride, ``bias`` (N,) or empty; with ``res`` (laid out as ``c``), res added after
+    the bias, before the bounds (a residual connection's Add). The last tile of rows reads A's last row again in
     place of the missing ones and stores only its own. With AVX-512 (``WIDE``), panels go two
     at a time (``_pair_tiles``), any last one alone (``_panel_tiles``)."""
     p = p0
     if WIDE:
         while p + 2 <= p1:
-            _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish)
+            _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res)
             p += 2
     while p < p1:
-        _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish)
+        _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res)
         p += 1
 
 
 @njit(inline="always")
-def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False, swish=False):
+def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False, swish=False,
+           res=None):  # fmt: skip
     """Rows [i, i + rows) of c, columns [first, first + width), from the tile ``acc``: plus the
-    bias (one per column, or per row ``by_row``), clamped, then its Swish where ``swish`` (in
-    registers: no pass over the result after). The loop's bounds come at run time and its
+    bias (one per column, or per row ``by_row``), plus ``res`` where given (an array laid out
+    as c; None is compiled away), clamped, then its Swish where ``swish`` (in registers: no
+    pass over the result after). The loop's bounds come at run time and its
     indices are unsigned, so that LLVM vectorizes it: numba leaves LLVM's SLP vectorizer off,
     and a loop of a constant 16 or 32 was unrolled into scalar stores, which took longer than
     the products at K = 16 (5-12x the time of the vector stores)."""
@@ -146,13 +149,15 @@ def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False,
         shift = bias[i + r] if with_bias and by_row else zero
         for j in range(j0, j1):
             v = sums[j - j0] + (bias[j] if with_bias and not by_row else shift)
+            if res is not None:
+                v += res[i + r, j]
             v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
             v = hi if v > hi else v  # noqa: FURB136
             row[j] = _swish(v) if swish else v
 
 
 @njit(inline="always")
-def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
+def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
     """Rows r0..r1 by panel p, in tiles of 6 rows by the panel's 16 columns (each value
     stored through a Swish where ``swish``)."""
     k = _shape(a)[1]
@@ -180,11 +185,11 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
                 acc[3, j] += a3 * w
                 acc[4, j] += a4 * w
                 acc[5, j] += a5 * w
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish, res)
 
 
 @njit(inline="always")
-def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
+def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
     """Rows r0..r1 by panels p and p + 1, in tiles of 6 rows by 32 columns: 12 vectors of sums,
     what keeps AVX-512's two FMA pipes busy (6 wait on their latency: with one panel, BERT-base
     and GPT-2 took 1.25-1.3x their time on a Zen 5, docs/runtime.md), the same sums in the
@@ -222,7 +227,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
                 acc[4, 16 + j] += a4 * w1
                 acc[5, j] += a5 * w0
                 acc[5, 16 + j] += a5 * w1
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish)
+        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish, res)
     for i in range(r1 - 7 * sevens, r1, 7):
         acc7 = numba.carray(_tile(224), (7, 32))
         for r in range(7):
@@ -248,7 +253,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish):
                 acc7[5, 16 + j] += a5 * w1
                 acc7[6, j] += a6 * w0
                 acc7[6, 16 + j] += a6 * w1
-        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias, False, swish)
+        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias, False, swish, res)
 
 
 @njit(inline="always")
@@ -373,7 +378,7 @@ def _copy_plane_row_of(b, t, j0, j1, copy):
 
 
 @njit(**_OPTIONS)
-def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=False):
+def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=False, res=None):
     """c[6*t0 : min(m, 6*t1), q0:q1] = W @ b + bias, clamped to [lo, hi]: the other way round
     from ``packed_product``, for a convolution's output planes. W (M, K) is packed in tiles of
     6 rows (``threads.row_tiles``: (ceil(M/6), K, 6), zero rows past M), whose 6 values per
@@ -383,7 +388,8 @@ def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=Fa
     Each block of 32 columns of b is first copied into ``block`` (K, 32; the columns past q1
     zero), where every tile of W reads it: b's rows are P apart, and read in place each term
     of a block came from another page (33-44 GFLOP/s against 130-230 at 3,025 columns while
-    writing this). Where ``swish``, each value stored is its Swish."""
+    writing this). Where ``swish``, each value stored is its Swish; ``res`` (M, P) or None: as
+    ``packed_product``'s."""
     k = plane_shape(b)[0]
     zero = np.float32(0)
     for q in range(q0, q1, BLOCK):
@@ -394,11 +400,11 @@ def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=Fa
             _copy_plane_row(b, t, j0, j1, copy)
             for j in range(np.uint64(width), np.uint64(BLOCK)):
                 copy[j] = zero
-        _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish)
+        _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res)
 
 
 @njit(inline="always")
-def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish):
+def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res):
     """Tiles t0..t1 of W (6 rows each) by one ``block`` of 32 columns, into c's columns
     q..q + width, each row's bias added, clamped."""
     k = block.shape[0]
@@ -434,4 +440,4 @@ def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish):
                     acc[3, j] += w3 * v
                     acc[4, j] += w4 * v
                     acc[5, j] += w5 * v
-        _store(acc, c, bias, lo, hi, ROWS * tile, rows, q, width, with_bias, True, swish)
+        _store(acc, c, bias, lo, hi, ROWS * tile, rows, q, width, with_bias, True, swish, res)

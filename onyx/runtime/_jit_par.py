@@ -159,10 +159,10 @@ def gemv(blas, a, b, c, tb, ldb, parts, finish, bias, lo, hi, one, zero):
 
 
 @njit(**_PARALLEL)
-def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows, swish=False):
-    """c = a @ B + bias, clamped to [lo, hi], then its Swish where ``swish``
-    (``_jit_gemm.packed_product``; B packed into ``panels``), in ``parts`` bands of rows (in
-    whole tiles) or of panels (``by_rows``)."""
+def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows, swish=False, res=None):
+    """c = a @ B + bias (+ ``res``, laid out as c, where given), clamped to [lo, hi], then its
+    Swish where ``swish`` (``_jit_gemm.packed_product``; B packed into ``panels``), in
+    ``parts`` bands of rows (in whole tiles) or of panels (``by_rows``)."""
     m = _shape(a)[0]
     count = panels.shape[0]
     for p in prange(parts):
@@ -170,17 +170,17 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows, swish=False):
             t0, t1 = _band((m + ROWS - 1) // ROWS, parts, p)
             r0, r1 = t0 * ROWS, min(m, t1 * ROWS)
             if r1 > r0:
-                packed_product(a, panels, c, n, bias, lo, hi, 0, count, r0, r1, swish)
+                packed_product(a, panels, c, n, bias, lo, hi, 0, count, r0, r1, swish, res)
         else:
             q0, q1 = _band(count, parts, p)
             if q1 > q0:
-                packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m, swish)
+                packed_product(a, panels, c, n, bias, lo, hi, q0, q1, 0, m, swish, res)
 
 
 @njit(**_PARALLEL)
-def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks, swish):
-    """c = W @ b + bias, clamped to [lo, hi] (``_jit_gemm.planes_product``; W packed into
-    ``tiles``) in ``parts`` bands of b's blocks of 32 columns or, where there are fewer blocks
+def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks, swish, res=None):
+    """c = W @ b + bias (+ ``res``, laid out as c, where given), clamped to [lo, hi]
+    (``_jit_gemm.planes_product``; W packed into ``tiles``) in ``parts`` bands of b's blocks of 32 columns or, where there are fewer blocks
     than tiles of W, of W's tiles; ``b`` an array or patches (``_jit_gemm._copy_plane_row``);
     ``blocks`` (parts, K, 32): each band's copy of its block; ``swish``: a Swish in the
     store."""
@@ -192,11 +192,12 @@ def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks, swish):
             q0, q1 = _band(count, parts, p)
             if q1 > q0:
                 planes_product(tiles, b, c, m, bias, lo, hi, 0, rows, q0 * BLOCK,
-                               min(p_, q1 * BLOCK), blocks[p], swish)  # fmt: skip
+                               min(p_, q1 * BLOCK), blocks[p], swish, res)  # fmt: skip
         else:
             t0, t1 = _band(rows, parts, p)
             if t1 > t0:
-                planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, 0, p_, blocks[p], swish)
+                planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, 0, p_, blocks[p], swish,
+                               res)  # fmt: skip
 
 
 @njit(**_PARALLEL)

@@ -56,7 +56,7 @@ class Follower(NamedTuple):
 class Epilogue:
     """The followers of one step, bound to one call's extra inputs."""
 
-    __slots__ = ("_memo", "_ops", "_program", "applied", "extras", "followers")
+    __slots__ = ("_kind", "_memo", "_ops", "_program", "applied", "extras", "followers")
 
     def __init__(self, followers: Sequence[Follower] = (), extras: Sequence[Any] = (),
                  memo: dict | None = None):  # fmt: skip
@@ -66,6 +66,9 @@ class Epilogue:
         self.applied = False  # set by a producer that applied it itself
         self._ops: list[tuple[np.ufunc, Any]] = []
         self._program: tuple | None = None  # the ops for compiled.elementwise, where they fit
+        # the ops list that _ops follows, run-time operands apart (the memo's, or _ops itself):
+        # what the steps are, for the memos of the forms they take
+        self._kind: list | None = None
         self._memo = memo
 
     def _operand(self, operand):
@@ -111,6 +114,7 @@ class Epilogue:
         """Take a memo entry, with this call's run-time operands in it where it has them;
         False where they are not laid out as the entry's were."""
         _, ops, program, from_extras = known
+        self._kind = ops
         if not from_extras:
             self._ops, self._program = ops, program
             return True
@@ -157,7 +161,7 @@ class Epilogue:
                     if any(o not in (1, s) for o, s in zip(operand.shape, shape)):
                         return False, from_extras
                 ops.append((ufunc, operand))
-        self._ops = ops
+        self._ops = self._kind = ops
         self._program = _program(ops, shape, dtype) if ops else None
         return True, from_extras
 
@@ -272,11 +276,11 @@ class Epilogue:
         three as ``threads.Finish``, the Swish in whatever layout its result has. (Kept in
         the memo with the ops it was read from: a run's ``prepare`` hands back the same ops.)"""
         known = self._memo.get(_CHANNEL_STEPS) if self._memo is not None else None
-        if known is not None and known[0] is self._ops:
+        if known is not None and known[0] is self._kind:
             return known[1]
         found = self._channel_steps()
         if self._memo is not None:
-            self._memo[_CHANNEL_STEPS] = (self._ops, found)
+            self._memo[_CHANNEL_STEPS] = (self._kind, found)
         return found
 
     def _channel_steps(self) -> tuple[np.ndarray | None, float, float, bool] | None:
@@ -297,6 +301,49 @@ class Epilogue:
                 return None
         return bias, lo, hi, stage == 4
 
+    def store_finish(self, shape: tuple[int, ...]) -> tuple[threads.Finish | None, bool]:
+        """The prepared steps, for a result of ``shape``, as a producer applies them in its
+        stores (onyx's packed products): (a ``threads.Finish``, whether a Swish follows it).
+        The steps of ``channel_steps``, or an Add of a per-channel vector (optional), an Add of
+        a tensor of the result's shape, C-contiguous (a residual connection's), then a maximum
+        and a minimum by values that are not NaN (each optional); (None, False) where they are
+        anything else."""
+        steps = self.channel_steps()
+        if steps is not None:
+            return threads.Finish(*steps[:3]), steps[3]
+        known = self._memo.get(_RESIDUAL_STEPS) if self._memo is not None else None
+        if known is None or known[0] is not self._kind:
+            known = (self._kind, self._residual_steps(shape))
+            if self._memo is not None:
+                self._memo[_RESIDUAL_STEPS] = known
+        if known[1] is None:
+            return None, False
+        bias, lo, hi, at = known[1]
+        # (a run-time residual: this run's, laid out as the memo's was, ``_rebind`` checked)
+        return threads.Finish(bias, lo, hi, self._ops[at][1]), False
+
+    def _residual_steps(self, shape) -> tuple[np.ndarray | None, float, float, int] | None:
+        """(bias or None, lo, hi, the residual's place in the ops) for ``store_finish``."""
+        bias, at = None, None
+        lo, hi, stage = -np.inf, np.inf, 0
+        for i, (ufunc, operand) in enumerate(self._ops):
+            values = operand if type(operand) is np.ndarray else np.asarray(operand)
+            if ufunc is np.add and stage < 2 and values.shape == shape:
+                if not values.flags.c_contiguous:
+                    return None
+                at, stage = i, 2
+            elif ufunc is np.add and stage == 0:
+                if values.ndim < 2 or values.shape[0] != 1 or any(v != 1 for v in values.shape[2:]):
+                    return None
+                bias, stage = values.reshape(-1), 1
+            elif ufunc is np.maximum and stage < 3 and values.size == 1 and not np.isnan(values):
+                lo, stage = float(values.reshape(())), 3
+            elif ufunc is np.minimum and stage < 4 and values.size == 1 and not np.isnan(values):
+                hi, stage = float(values.reshape(())), 4
+            else:
+                return None
+        return None if at is None else (bias, lo, hi, at)
+
     def fallback(self, y):
         """The followers' own kernels, one after another (not in place)."""
         for follower in self.followers:
@@ -308,7 +355,8 @@ class Epilogue:
         return y
 
 
-_CHANNEL_STEPS = "channel steps"  # (a memo key beside prepare's (shape, dtype) ones)
+_CHANNEL_STEPS = "channel steps"  # (memo keys beside prepare's (shape, dtype) ones)
+_RESIDUAL_STEPS = "residual steps"
 
 
 def swish(x: np.ndarray, _operand: Any, out: np.ndarray) -> None:

@@ -379,19 +379,26 @@ class Native:
         """out = a @ B for float32 ``a`` (M, K; or a convolution's patches where they lie:
         _jit_gemm._term_of) and B packed into ``panels`` (``packed_weight``), over numba's
         threads by bands of rows or of B's columns (along the larger of M and N, or as
-        ``by_rows`` says), each part finished; then, where ``swish``, a Swish (in the store:
-        for an ``out`` of rows of unit stride, whose stores vectorize)."""
+        ``by_rows`` says), each part finished (a residual laid out as ``out``); then, where
+        ``swish``, a Swish (in the store: for an ``out`` of rows of unit stride, whose stores
+        vectorize)."""
         m, n = out.shape
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
         lo, hi = np.float32(lo), np.float32(hi)
+        residual = None if finish is None else finish.residual
         if m <= self.kernels.FEW:  # (tiles of 4 rows by 4 panels: _jit_gemm.few_rows_product)
-            self.kernels.few_rows_gemm(a, panels, out, n, bias, lo, hi, parts)
+            if residual is None:
+                self.kernels.few_rows_gemm(a, panels, out, n, bias, lo, hi, parts)
+            else:  # (its store takes no residual: the finish after, in the same order)
+                self.kernels.few_rows_gemm(a, panels, out, n, _NO_BIAS[out.dtype],
+                                           np.float32(-np.inf), np.float32(np.inf), parts)  # fmt: skip
+                finish.apply(out)
             if swish:
                 _swish(out)
             return
         rows = m >= n if by_rows is None else by_rows
-        self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows, swish)
+        self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows, swish, residual)
 
     def planes_matmul(self, tiles: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int,
                       finish: Finish | None = None, swish: bool = False) -> None:  # fmt: skip
@@ -399,13 +406,14 @@ class Native:
         and ``out`` (M, P), both of rows of unit stride, over numba's threads (a convolution's
         planes: ``_jit_gemm.planes_product``; ``b`` may be a convolution's patches where they
         lie, (x, pixels, terms): ``_jit_gemm._copy_plane_row``); with ``finish``, its bias by
-        row (M,) and bounds; then, where ``swish``, a Swish."""
+        row (M,), its residual (M, P) and bounds; then, where ``swish``, a Swish."""
         bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+        residual = None if finish is None else finish.residual
         depth = b[2].shape[0] if type(b) is tuple else b.shape[0]
         blocks = np.empty((parts, depth, self.kernels.BLOCK), np.float32)
         self.kernels.planes_gemm(tiles, b, out, out.shape[0], bias, np.float32(lo),
-                                 np.float32(hi), parts, blocks, swish)  # fmt: skip
+                                 np.float32(hi), parts, blocks, swish, residual)  # fmt: skip
 
     def activation_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> None:
         """out = a @ b for float32 ``a`` (M, K), ``b`` (K, N) made at run time (an activation,
@@ -502,13 +510,25 @@ class PackedWeight:
     def get(self, b: np.ndarray) -> np.ndarray | None:
         """The panels of ``b`` (2-D, as the product reads it: a transposed view too); None
         where ``b`` is writeable. The same array is known by itself; a view made afresh at each
-        call by its base and layout (whose ``__array_interface__`` costs 1.5 us)."""
+        call by its base and layout: at once where it spans the whole of the same base with
+        the same shape, strides and dtype (so it starts where the base does: a convolution's
+        weight reshaped at each call), else by its ``__array_interface__`` (1.5 us)."""
         if b.flags.writeable:
             return None
-        entry = self.entry
-        if entry is not None and entry[3] is b:
+        entry, base = self.entry, b.base
+        if entry is not None and (
+            entry[3] is b
+            or (
+                base is entry[0]
+                and type(base) is np.ndarray
+                and b.size == base.size
+                and b.shape == entry[1][1]
+                and b.strides == entry[1][2]
+                and b.dtype == entry[1][3]
+            )
+        ):
             return entry[2]
-        owner = b if b.base is None else b.base
+        owner = b if base is None else base
         layout = (b.__array_interface__["data"][0], b.shape, b.strides, b.dtype)
         if entry is None or entry[0] is not owner or entry[1] != layout:
             entry = (owner, layout, self.pack(b), b)
@@ -753,19 +773,24 @@ def splits_gemms() -> bool:
 # --- split kernels -------------------------------------------------------------------------
 class Finish(NamedTuple):
     """What a GEMM's result gets, part by part while each is in cache: ``bias`` (N,) added
-    (None: nothing), then clamped to [lo, hi] as numpy's maximum and minimum do (NaN kept): a
-    linear layer's bias and ReLU (or Clip). ``bias`` has the result's dtype, the bounds are
-    not NaN."""
+    (None: nothing), then ``residual`` (an array of the whole result's shape; None: nothing),
+    then clamped to [lo, hi] as numpy's maximum and minimum do (NaN kept): a linear layer's
+    bias and ReLU (or Clip), a convolution's residual connection. ``bias`` has the result's
+    dtype, the bounds are not NaN. Only onyx's own packed products (``Native.packed_matmul``,
+    ``Native.planes_matmul``) take a residual: ``matmul``'s parts do not."""
 
     bias: np.ndarray | None
     lo: float
     hi: float
+    residual: np.ndarray | None = None
 
     def apply(self, y: np.ndarray, columns: slice = slice(None)) -> None:
         """In place, on ``y`` (M, N) (its ``columns`` of the N, where a part is a block of
-        them)."""
+        them; a residual for the whole of y only)."""
         if self.bias is not None:
             np.add(y, self.bias[columns], out=y)
+        if self.residual is not None:
+            np.add(y, self.residual, out=y)
         if self.lo > -np.inf:
             np.maximum(y, y.dtype.type(self.lo), out=y)
         if self.hi < np.inf:

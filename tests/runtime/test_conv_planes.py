@@ -61,6 +61,41 @@ def test_pointwise_planes_match_float64(c, m, size, batch, kind, bias, taken):
     np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)  # run after run
 
 
+@pytest.mark.parametrize(
+    "c, m, size, batch, kind, path",
+    [
+        (32, 24, 28, 2, "none", "planes"),  # MobileNetV2's projection before its residual Add
+        (64, 256, 14, 1, "relu", "planes"),  # ResNet's expansion: Add, then Relu
+        (300, 20, 7, 1, "clip", "pointwise"),  # deeper than 256 on 49 pixels: transposed stores
+        (320, 64, 6, 2, "none", "pointwise"),
+    ],
+)  # fmt: skip
+def test_residual_add_goes_into_the_stores(c, m, size, batch, kind, path, taken, monkeypatch):
+    """Conv -> Add(a run-time tensor of Y's shape) -> activation: the Add in the packed
+    products' stores (no pass over Y after them), the values as a float64 reference's."""
+    passes = []
+    apply_all = Epilogue.apply_all
+    monkeypatch.setattr(
+        Epilogue, "apply_all", lambda self, y, *a: passes.append(y.shape) or apply_all(self, y, *a)
+    )
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [batch, c, size, size])
+    r = g.input("r", "float", [batch, m, size, size])
+    w, b = _weight(m, c, 1, 1), _weight(m)
+    g.output(activation(g, g.op.Add(g.op.Conv(x, w, b), r), kind), "y")
+    feed = RNG.standard_normal((batch, c, size, size)).astype(np.float32)
+    residual = RNG.standard_normal((batch, m, size, size)).astype(np.float32)
+    session = new_session(g.model())
+    got = session.run(None, {"x": feed, "r": residual})[0]
+    close(got, after(reference(feed, w, b) + residual, kind))
+    if taken["possible"]:
+        assert taken[path] == 1 and passes == []
+    # another run's residual (the epilogue's memo keeps none of its own)
+    other = RNG.standard_normal((batch, m, size, size)).astype(np.float32)
+    got = session.run(None, {"x": feed, "r": other})[0]
+    close(got, after(reference(feed, w, b) + other, kind))
+
+
 def test_equal_pixels_give_equal_outputs(taken):
     """Every pixel equal: each output plane is constant, whichever block of 32 (two vectors or
     one) and whichever thread computed each pixel."""

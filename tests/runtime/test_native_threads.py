@@ -334,6 +334,28 @@ def test_products_by_a_read_only_weight_run_packed(native, m, k, n, by_rows):
     np.testing.assert_array_equal(again, got)  # the same bits, run after run
 
 
+@pytest.mark.parametrize("m, transposed", [(3, False), (3, True), (40, False), (40, True)])
+def test_packed_products_add_a_residual_before_the_bounds(native, m, transposed):
+    """A ``Finish`` with a residual (a convolution's residual connection): out = clamp(a @ B +
+    bias + residual), the residual laid out as out (rows of unit stride, or a transposed
+    view, as a convolution's planes are written), in the store of packed_gemm or after
+    few_rows_gemm's (which has none of its own), against float64."""
+    a = RNG.standard_normal((m, 96)).astype(np.float32)
+    b = _read_only(RNG.standard_normal((96, 40)).astype(np.float32))
+    bias = RNG.standard_normal(40).astype(np.float32)
+    planes = RNG.standard_normal((40, m)).astype(np.float32)
+    residual = planes.T if transposed else np.ascontiguousarray(planes.T)
+    out = np.empty((40, m), np.float32).T if transposed else np.empty((m, 40), np.float32)
+    with native():
+        found = threads.current().native
+        found.packed_matmul(a, threads.packed_weight(b), out, 2,
+                            threads.Finish(bias, -0.5, 2.0, residual))  # fmt: skip
+    assert native.calls == ["few_rows_gemm" if m <= 4 else "packed_gemm"]
+    product = a.astype(np.float64) @ b
+    want = np.clip(product + bias + residual, -0.5, 2.0)
+    np.testing.assert_allclose(out, want, rtol=0, atol=5e-6 * np.abs(product).max())
+
+
 @pytest.mark.parametrize("m", [29, 30, 31, 37, 128])
 def test_packed_tiles_of_6_and_7_rows_cover_the_rows_and_compute_each_alike(native, m):
     """Rows go in tiles of 6 and of 7 that end at the last row (128 = 19 x 6 + 2 x 7; 29 has

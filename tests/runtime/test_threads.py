@@ -318,3 +318,27 @@ def test_elementwise_works_on_a_transposed_view_in_its_memory_order():
     want = 0.5 * t * (1 + np.vectorize(math.erf)(t / math.sqrt(2)))
     assert got.flags.c_contiguous and got.shape == (1, 300, 64)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_packed_weight_is_packed_once_per_array_and_again_for_another_view():
+    """``PackedWeight`` keeps one packing: the same array, or a view of the whole of the same
+    base made afresh at each call (a convolution's weight reshaped), finds it; a view of
+    another part of the base, another layout of it, or another array packs anew; a writeable
+    array is never packed."""
+    packs = []
+    cache = threads.PackedWeight(lambda b: packs.append(b.copy()) or packs[-1])
+    base = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    base.flags.writeable = False
+    for _ in range(3):
+        np.testing.assert_array_equal(cache.get(base.reshape(6, 4)), base.reshape(6, 4))
+    assert len(packs) == 1
+    np.testing.assert_array_equal(cache.get(base.reshape(6, 4).T), base.reshape(6, 4).T)
+    assert len(packs) == 2  # (the transposed layout)
+    np.testing.assert_array_equal(cache.get(base[1].reshape(3, 4)), base[1])  # (part of it)
+    np.testing.assert_array_equal(cache.get(base[0].reshape(3, 4)), base[0])
+    assert len(packs) == 4
+    np.testing.assert_array_equal(cache.get(base.view(np.int32).reshape(6, 4)),
+                                  base.view(np.int32).reshape(6, 4))  # fmt: skip
+    assert len(packs) == 5  # (another dtype over the same bytes)
+    assert cache.get(np.zeros((6, 4), np.float32)) is None
+    assert len(packs) == 5

@@ -324,7 +324,7 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packe
     y = _depthwise_last(jit, x, xl, w_last, plan, finish, want_last, swish)
     if finish is None:
         return y, False
-    return (y if swish else _swish(y, steps)), True
+    return (_swish(y) if steps[3] and not swish else y), True
 
 
 # A 1x1 convolution at least this deep (C) runs on the session's pool of numba's threads as
@@ -526,17 +526,26 @@ def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
 def _plane_products(pool, operand, packed, y, epilogue):
     """``y`` (N, M, *O) with each image's planes (M, P) = W @ operand(i) (``Native.planes_matmul``:
     an array (K, P), or patches where they lie), W packed in ``packed``; the ``epilogue``'s
-    bias, bounds and Swish in the store where they are all it has, else applied after."""
+    bias, residual, bounds and Swish in the store where they are all it has
+    (``Epilogue.store_finish``), else applied after."""
     n, m = y.shape[:2]
     planes = y.reshape(n, m, -1)
-    steps = epilogue.channel_steps()
-    finish = None if steps is None else threads.Finish(*steps[:3])
-    swish = steps is not None and steps[3]
+    finish, swish = epilogue.store_finish(y.shape)
     for i in range(n):
-        pool.native.planes_matmul(packed, operand(i), planes[i], pool.size, finish, swish)
-    if steps is None:
+        pool.native.planes_matmul(packed, operand(i), planes[i], pool.size,
+                                  _image_finish(finish, i, m), swish)  # fmt: skip
+    if finish is None:
         epilogue.apply_all(y)
     return y
+
+
+def _image_finish(finish, i, m, transposed=False):
+    """``finish`` for image ``i`` of a result (N, m, *O): its residual's planes (m, P), or
+    their transpose (P, m) for a store that writes them so."""
+    if finish is None or finish.residual is None:
+        return finish
+    planes = finish.residual[i].reshape(m, -1)
+    return threads.Finish(finish.bias, finish.lo, finish.hi, planes.T if transposed else planes)
 
 
 # Convolutions of few terms (C*kh*kw: a 3x3 stem of 3 channels has 27) multiply their patches
@@ -611,30 +620,29 @@ def _transposed_products(pool, rows, panels, y, epilogue):
     """``y`` (N, M, *O) with each image's planes (M, P) = (rows(i) @ W)^T, rows(i) (P, K) of any
     strides (or patches where they lie: _jit_gemm._term_of) and W packed into ``panels``, by
     onyx's own GEMM over the pool's numba threads, each tile stored transposed into the planes
-    with the ``epilogue``'s bias and bounds, its Swish after, in place (in the transposed
-    store, whose strided loop does not vectorize, it took EfficientNet-B0's stem from 170 to
-    580 us), its other steps, where it has them, after the products; y."""
+    with the ``epilogue``'s bias, residual and bounds (``Epilogue.store_finish``), its Swish
+    after, in place (in the transposed store, whose strided loop does not vectorize, it took
+    EfficientNet-B0's stem from 170 to 580 us), its other steps, where it has them, after the
+    products; y."""
     n, m = y.shape[:2]
-    steps = epilogue.channel_steps()
-    finish = None if steps is None else threads.Finish(*steps[:3])
+    finish, swish = epilogue.store_finish(y.shape)
     planes = y.reshape(n, m, -1)
     for i in range(n):
-        pool.native.packed_matmul(rows(i), panels, planes[i].T, pool.size, finish)
-    if steps is None:
+        part = _image_finish(finish, i, m, transposed=True)
+        pool.native.packed_matmul(rows(i), panels, planes[i].T, pool.size, part)
+    if finish is None:
         epilogue.apply_all(y)
         return y
-    return _swish(y, steps)
+    return _swish(y) if swish else y
 
 
-def _swish(y, steps):
-    """``y`` with the Swish that ends ``steps`` (``Epilogue.channel_steps``) applied, in y's
+def _swish(y):
+    """``y`` with a Swish applied (the one that ends ``Epilogue.channel_steps``), in y's
     layout: in place on numba's threads where y is float32 and dense, C-contiguous or a
     channel-last view (a new array here would land outside the caches for the next step to
     read: EfficientNet-B0's depthwise convolution after its 16 -> 96 expansion at 112x112 took
     241 us after a new one, 151 after BLAS's bands had applied it in place; its channel-last
-    results went through a copy each), else a new array; y as it is where they have none."""
-    if not steps[3]:
-        return y
+    results went through a copy each), else a new array."""
     dense = y if y.flags.c_contiguous else channels_last(y)
     if dense is not None and threads.swish_in_place(dense):
         return y
@@ -1308,8 +1316,8 @@ class Conv:
             y = depthwise_planes(jit, xw, w_dw, plan, w_gemm.shape[1], finish, swish, out)
             if finish is None:
                 epilogue.apply_all(y)
-            elif not swish:
-                y = _swish(y, steps)
+            elif steps[3] and not swish:
+                y = _swish(y)
         else:
             if shifted_eligible(plan, group, w.shape):
                 w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
