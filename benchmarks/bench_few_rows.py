@@ -2,9 +2,9 @@
 short batch (threads.GEMV_ROWS, threads.PACKED_DEPTH).
 
 One-node models, MatMul by a (K, N) weight and Gemm by an (N, K) one with transB=1 (as
-torch.onnx writes a Linear), each at 1, 2, 4, 8 and 16 rows: onyx as it runs them (one row
-through BLAS's GEMV, a band of the weight's columns per thread; more by onyx's own GEMM on the
-weight packed once), onyx with both paths off (``GEMV_ROWS = 0``, ``PACKED_DEPTH`` out of
+torch.onnx writes a Linear), each at 1, 2, 4, 8 and 16 rows: onyx as it runs them (by onyx's
+own GEMM on the weight packed once; BLAS's GEMV, a band of the weight's columns per thread,
+only for weights it does not pack), onyx with both paths off (``GEMV_ROWS = 0``, ``PACKED_DEPTH`` out of
 reach: BLAS's GEMM split over the threads, as before them), and onnxruntime, each in its own
 process, at 1 thread and at the machine's physical cores.
 Best of rounds of a median of many runs, in µs, cache-warm weights (7-9 MB, under this

@@ -58,9 +58,10 @@ NATIVE_MIN_ELEMENTS = 1 << 12
 # Products of up to this many rows (a classifier's head, a decoder's step, a short batch) go
 # through BLAS's GEMV row by row, each thread on its band of the weight's columns; twice as
 # many rows where the weight is read transposed (Gemm's transB), which BLAS's GEMM packs
-# slowest; one row only where the weight is packed for onyx's own GEMM (below), which runs 2
-# rows or 4 in the same time. BLAS's GEMM packs its whole share of the weight first, and
-# called from two threads at once on few rows it stalls (benchmarks/bench_few_rows.py).
+# slowest; none where the weight is packed for onyx's own GEMM (below), whose tiles of 4 rows
+# read the packed weight faster than the GEMV reads it, even for one row (repeated in the
+# tile). BLAS's GEMM packs its whole share of the weight first, and called from two threads at
+# once on few rows it stalls (benchmarks/bench_few_rows.py).
 GEMV_ROWS = 4
 # Products by a weight of at least this depth (K) run onyx's own GEMM on the weight packed once
 # (_jit_gemm.py); shallower ones leave its tiles short next to their stores. (Cache-hot, one
@@ -815,8 +816,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     least = NATIVE_MIN_FLOPS if native else MIN_FLOPS
     # (a product of few rows by a large weight is bound by reading the weight: split too)
     small = m * k * n < least * 2 and k * n < MIN_ELEMENTS * 4
-    # (a weight packed for onyx's own GEMM takes every product but one row's: reading its
-    # panels once, it runs 2 rows or 4 in the same time, where the GEMV reads it per row)
+    # (a weight packed for onyx's own GEMM takes every product: reading its panels once, it
+    # runs 1, 2 or 4 rows in about the same time, where the GEMV reads the weight per row)
     packable = (
         native
         and packed is not None
@@ -826,15 +827,15 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
         and not b.flags.writeable
         and (out is None or (out.dtype == a.dtype and out.strides[1] == out.itemsize))
     )
-    if swish and not (packable and m > 1):  # (else in the packed product's store)
+    if swish and not packable:  # (else in the packed product's store)
         out = matmul(a, b, out, finish, by_rows, packed)
         _swish(out)
         return out
-    if native and not small and m <= (1 if packable else few_rows(b)):  # (see GEMV_ROWS)
+    if native and not small and not packable and m <= few_rows(b):  # (see GEMV_ROWS)
         whole = np.empty((m, n), np.result_type(a, b)) if out is None else out
         if found.native.matmul(a, b, whole, found.size, finish):
             return whole
-    if packable and m > 1:
+    if packable:
         whole = np.empty((m, n), np.float32) if out is None else out
         parts = 1 if small else found.size
         found.native.packed_matmul(a, packed.get(b), whole, parts, finish, by_rows, swish)

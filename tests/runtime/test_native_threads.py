@@ -250,8 +250,9 @@ def test_each_blas_routine_is_typed_once(native, monkeypatch):
 
 def test_a_session_retypes_no_kernel_once_warm(native, monkeypatch):
     """A CNN with a classifier's head (convolutions on onyx's GEMM by packed weights, a mean,
-    the head's GEMV): after its first runs, no compiled kernel's arguments are typed again in
-    Python (numba's slow path)."""
+    the head's one row by its packed weight): after its first runs, no compiled kernel's
+    arguments are typed again in Python (numba's slow path; the BLAS routines' part of it:
+    ``test_each_blas_routine_is_typed_once``)."""
     from numba.core.dispatcher import Dispatcher
 
     import onyx
@@ -276,8 +277,8 @@ def test_a_session_retypes_no_kernel_once_warm(native, monkeypatch):
                         or original(self, *a, **k))  # fmt: skip
     for _ in range(3):
         np.testing.assert_array_equal(session.run(None, feed)[0], first)
-    # (the 3x3 by its patches in place, the 1x1 on planes, the Gemm's routine seen first)
-    assert {"pad_bands", "packed_gemm", "planes_gemm", "gemv"} <= set(native.calls)
+    # (the 3x3 by its patches in place, the 1x1 on planes, the head by its packed weight)
+    assert {"pad_bands", "planes_gemm", "few_rows_gemm", "packed_gemm"} <= set(native.calls)
     assert not retyped, f"retyped in Python on every run: {sorted(set(retyped))}"
 
 
@@ -401,12 +402,14 @@ def test_what_is_not_packed(native):
 
 
 @pytest.mark.parametrize(
-    "rows, path", [(1, "gemv"), (2, "few_rows_gemm"), (4, "few_rows_gemm"), (5, "packed_gemm")]
+    "rows, path",
+    [(1, "few_rows_gemm"), (2, "few_rows_gemm"), (4, "few_rows_gemm"), (5, "packed_gemm")],
 )
-def test_a_packed_weight_takes_all_but_one_row(native, rows, path):
-    """By a weight packed for onyx's own GEMM, one row goes to the GEMV, two to four to the
-    packed GEMM's tiles of 4 rows by 4 panels, more to its tiles of 6 rows by one panel (each
-    reads the panels once for all the rows)."""
+def test_a_packed_weight_takes_every_row_count(native, rows, path):
+    """By a weight packed for onyx's own GEMM, one to four rows go to the packed GEMM's tiles
+    of 4 rows by 4 panels (one row repeated in them: still faster than BLAS's GEMV reading the
+    weight), more to its tiles of 6 rows by one panel (each reads the panels once for all the
+    rows)."""
     a = RNG.standard_normal((rows, 700)).astype(np.float32)
     b = _read_only(RNG.standard_normal((700, 1000)).astype(np.float32))
     with native():
