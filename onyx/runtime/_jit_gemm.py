@@ -118,9 +118,10 @@ def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1, swish=False, r
     Swish where ``swish``), for float32 ``a`` (M, K) of any strides (or a convolution's patches
     where they lie: ``_term_of``), B packed into ``panels`` (N/16, K, 16), ``c`` (M, N) of unit
     column stride, ``bias`` (N,) or empty; with ``res`` (laid out as ``c``), res added after
-    the bias, before the bounds (a residual connection's Add). The last tile of rows reads A's last row again in
-    place of the missing ones and stores only its own. With AVX-512 (``WIDE``), panels go two
-    at a time (``_pair_tiles``), any last one alone (``_panel_tiles``)."""
+    the bias, before the bounds (a residual connection's Add). The last tile of rows reads A's
+    last row again in place of the missing ones and stores only its own. With AVX-512
+    (``WIDE``), panels go two at a time (``_pair_tiles``), any last one alone
+    (``_panel_tiles``)."""
     p = p0
     if WIDE:
         while p + 2 <= p1:
@@ -137,8 +138,8 @@ def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False,
     """Rows [i, i + rows) of c, columns [first, first + width), from the tile ``acc``: plus the
     bias (one per column, or per row ``by_row``), plus ``res`` where given (an array laid out
     as c; None is compiled away), clamped, then its Swish where ``swish`` (in registers: no
-    pass over the result after). The loop's bounds come at run time and its
-    indices are unsigned, so that LLVM vectorizes it: numba leaves LLVM's SLP vectorizer off,
+    pass over the result after). The loop's bounds come at run time and its indices are
+    unsigned, so that LLVM vectorizes it: numba leaves LLVM's SLP vectorizer off,
     and a loop of a constant 16 or 32 was unrolled into scalar stores, which took longer than
     the products at K = 16 (5-12x the time of the vector stores)."""
     zero = np.float32(0)

@@ -180,10 +180,10 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows, swish=False, res=
 @njit(**_PARALLEL)
 def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks, swish, res=None):
     """c = W @ b + bias (+ ``res``, laid out as c, where given), clamped to [lo, hi]
-    (``_jit_gemm.planes_product``; W packed into ``tiles``) in ``parts`` bands of b's blocks of 32 columns or, where there are fewer blocks
-    than tiles of W, of W's tiles; ``b`` an array or patches (``_jit_gemm._copy_plane_row``);
-    ``blocks`` (parts, K, 32): each band's copy of its block; ``swish``: a Swish in the
-    store."""
+    (``_jit_gemm.planes_product``; W packed into ``tiles``) in ``parts`` bands of b's blocks of
+    32 columns or, where there are fewer blocks than tiles of W, of W's tiles; ``b`` an array
+    or patches (``_jit_gemm._copy_plane_row``); ``blocks`` (parts, K, 32): each band's copy of
+    its block; ``swish``: a Swish in the store."""
     p_ = plane_shape(b)[1]
     count = (p_ + BLOCK - 1) // BLOCK
     rows = tiles.shape[0]
