@@ -278,57 +278,42 @@ class Epilogue:
         known = self._memo.get(_CHANNEL_STEPS) if self._memo is not None else None
         if known is not None and known[0] is self._kind:
             return known[1]
-        found = self._channel_steps()
+        found = self._store_steps()
+        found = found[:4] if found is not None else None
         if self._memo is not None:
             self._memo[_CHANNEL_STEPS] = (self._kind, found)
         return found
 
-    def _channel_steps(self) -> tuple[np.ndarray | None, float, float, bool] | None:
-        bias, lo, hi, stage = None, -np.inf, np.inf, 0
-        for ufunc, operand in self._ops:
-            values = np.asarray(operand)
-            if ufunc is swish and stage < 4:
-                stage = 4
-            elif ufunc is np.add and stage == 0:
-                if values.ndim < 2 or values.shape[0] != 1 or any(v != 1 for v in values.shape[2:]):
-                    return None
-                bias, stage = values.reshape(-1), 1
-            elif ufunc is np.maximum and stage < 2 and values.size == 1 and not np.isnan(values):
-                lo, stage = float(values.reshape(())), 2
-            elif ufunc is np.minimum and stage < 3 and values.size == 1 and not np.isnan(values):
-                hi, stage = float(values.reshape(())), 3
-            else:
-                return None
-        return bias, lo, hi, stage == 4
-
     def store_finish(self, shape: tuple[int, ...]) -> tuple[threads.Finish | None, bool]:
         """The prepared steps, for a result of ``shape``, as a producer applies them in its
-        stores (onyx's packed products): (a ``threads.Finish``, whether a Swish follows it).
-        The steps of ``channel_steps``, or an Add of a per-channel vector (optional), an Add of
-        a tensor of the result's shape, C-contiguous (a residual connection's), then a maximum
-        and a minimum by values that are not NaN (each optional); (None, False) where they are
-        anything else."""
-        steps = self.channel_steps()
-        if steps is not None:
-            return threads.Finish(*steps[:3]), steps[3]
-        known = self._memo.get(_RESIDUAL_STEPS) if self._memo is not None else None
+        stores (onyx's packed products): (a ``threads.Finish``, then whether a Swish follows
+        it); (None, False) where they do not fit. The steps of ``channel_steps``, with an Add
+        of a tensor of the result's shape, C-contiguous (a residual connection's) after the
+        bias, where there is one."""
+        known = self._memo.get(_STORE_STEPS) if self._memo is not None else None
         if known is None or known[0] is not self._kind:
-            known = (self._kind, self._residual_steps(shape))
+            known = (self._kind, self._store_steps(shape))
             if self._memo is not None:
-                self._memo[_RESIDUAL_STEPS] = known
+                self._memo[_STORE_STEPS] = known
         if known[1] is None:
             return None, False
-        bias, lo, hi, at = known[1]
-        # (a run-time residual: this run's, laid out as the memo's was, ``_rebind`` checked)
-        return threads.Finish(bias, lo, hi, self._ops[at][1]), False
+        bias, lo, hi, swish_after, at = known[1]
+        # (a run-time residual is this run's, laid out as the memo's was: ``_rebind`` checked)
+        residual = None if at is None else self._ops[at][1]
+        return threads.Finish(bias, lo, hi, residual), swish_after
 
-    def _residual_steps(self, shape) -> tuple[np.ndarray | None, float, float, int] | None:
-        """(bias or None, lo, hi, the residual's place in the ops) for ``store_finish``."""
+    def _store_steps(self, shape=None) -> tuple | None:
+        """(bias or None, lo, hi, Swish after, the residual's place in the ops or None) of
+        the prepared steps, in this order, each optional: an Add of a per-channel vector, an
+        Add of a tensor of ``shape`` (where given), a maximum and a minimum by a value that is
+        not NaN, a Swish; None where they are anything else."""
         bias, at = None, None
         lo, hi, stage = -np.inf, np.inf, 0
         for i, (ufunc, operand) in enumerate(self._ops):
             values = operand if type(operand) is np.ndarray else np.asarray(operand)
-            if ufunc is np.add and stage < 2 and values.shape == shape:
+            if ufunc is swish and stage < 5:
+                stage = 5
+            elif ufunc is np.add and stage < 2 and shape is not None and values.shape == shape:
                 if not values.flags.c_contiguous:
                     return None
                 at, stage = i, 2
@@ -342,7 +327,7 @@ class Epilogue:
                 hi, stage = float(values.reshape(())), 4
             else:
                 return None
-        return None if at is None else (bias, lo, hi, at)
+        return bias, lo, hi, stage == 5, at
 
     def fallback(self, y):
         """The followers' own kernels, one after another (not in place)."""
@@ -356,7 +341,7 @@ class Epilogue:
 
 
 _CHANNEL_STEPS = "channel steps"  # (memo keys beside prepare's (shape, dtype) ones)
-_RESIDUAL_STEPS = "residual steps"
+_STORE_STEPS = "store steps"
 
 
 def swish(x: np.ndarray, _operand: Any, out: np.ndarray) -> None:

@@ -68,11 +68,14 @@ def test_pointwise_planes_match_float64(c, m, size, batch, kind, bias, taken):
         (64, 256, 14, 1, "relu", "planes"),  # ResNet's expansion: Add, then Relu
         (300, 20, 7, 1, "clip", "pointwise"),  # deeper than 256 on 49 pixels: transposed stores
         (320, 64, 6, 2, "none", "pointwise"),
+        (32, 24, 28, 1, "swish", "planes"),  # the Swish after the residual, in the store
+        (300, 20, 7, 1, "swish", "pointwise"),  # the Swish after the transposed stores
     ],
 )  # fmt: skip
 def test_residual_add_goes_into_the_stores(c, m, size, batch, kind, path, taken, monkeypatch):
     """Conv -> Add(a run-time tensor of Y's shape) -> activation: the Add in the packed
-    products' stores (no pass over Y after them), the values as a float64 reference's."""
+    products' stores (no pass of the epilogue over Y after them), the values as a float64
+    reference's."""
     passes = []
     apply_all = Epilogue.apply_all
     monkeypatch.setattr(
