@@ -19,7 +19,7 @@ from conv_harness import activation, after, close, count_paths, new_session, ref
 
 from onyx.build import GraphBuilder
 from onyx.runtime import compiled, memory, threads
-from onyx.runtime.epilogue import Epilogue
+from onyx.runtime.epilogue import Epilogue, Extra, Follower, Result
 from onyx.runtime.kernels import conv as conv_module
 
 pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
@@ -97,6 +97,29 @@ def test_residual_add_goes_into_the_stores(c, m, size, batch, kind, path, taken,
     other = RNG.standard_normal((batch, m, size, size)).astype(np.float32)
     got = session.run(None, {"x": feed, "r": other})[0]
     close(got, after(reference(feed, w, b) + other, kind))
+
+
+def test_store_finish_takes_a_residual_only_laid_out_as_the_result():
+    """``Epilogue.store_finish``: bias, residual and bounds as one ``threads.Finish`` where the
+    residual is an array of the result's shape, C-contiguous; a channel-last view of one (its
+    planes not rows of unit stride) or a broadcast one leaves the steps to the pass after."""
+    shape = (1, 4, 3, 3)
+    add = Follower(((np.add, Extra(0), False),), np.add, (Result(), Extra(0)))
+    relu = Follower(((np.maximum, None, False),), np.maximum, (Result(), 0))
+    bias = np.arange(4, dtype=np.float32)
+    dense = RNG.standard_normal(shape).astype(np.float32)
+    epilogue = Epilogue([add, relu], [dense], memo={})
+    assert epilogue.prepare(shape, np.float32, bias)
+    finish, swish_after = epilogue.store_finish(shape)
+    np.testing.assert_array_equal(finish.bias, bias)
+    assert finish.residual.shape == shape and np.shares_memory(finish.residual, dense)
+    assert (finish.lo, finish.hi, swish_after) == (0, np.inf, False)
+    last = np.ascontiguousarray(dense.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    broadcast = RNG.standard_normal((1, 1, 3, 3)).astype(np.float32)
+    for other in (last, broadcast):
+        epilogue = Epilogue([add, relu], [other], memo={})
+        assert epilogue.prepare(shape, np.float32, bias)
+        assert epilogue.store_finish(shape) == (None, False)
 
 
 def test_equal_pixels_give_equal_outputs(taken):
