@@ -50,13 +50,17 @@ _OPTIONS = {
 
 @intrinsic
 def _tile(typingctx, size):
-    """A pointer to ``size`` (a literal) float32s on the stack of the calling function."""
+    """A pointer to ``size`` (a literal) float32s on the stack of the calling function, aligned
+    to 64 bytes (a cache line: a 16-float row of it one AVX-512 load that does not straddle
+    two lines; unaligned, _jit.depthwise_last_tiles took 1.2x its time)."""
     if not isinstance(size, types.IntegerLiteral):
         return None
 
     def codegen(context, builder, signature, args):
         kind = context.get_data_type(types.float32)
-        return cgutils.alloca_once(builder, kind, size=size.literal_value)
+        pointer = cgutils.alloca_once(builder, kind, size=size.literal_value)
+        pointer.align = 64
+        return pointer
 
     return types.CPointer(types.float32)(size), codegen
 

@@ -29,6 +29,7 @@ from onyx.runtime._jit import (
     by_rows,
     depthwise,
     depthwise_channels_last,
+    depthwise_last_tiles,
     elementwise,
     im2col,
     im2col_images,
@@ -401,6 +402,16 @@ def depthwise_last_bands(xl, wl, yl, sh, sw, dh, dw, top, left, bias, lo, hi, y,
         if r1 > r0:
             depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias, lo, hi,
                                     y, swish)  # fmt: skip
+
+
+@njit(**_PARALLEL)
+def depthwise_tiles_bands(xl, wl, yl, top, left, bias, lo, hi, y, parts, swish=False):
+    """``depthwise_last_tiles`` over ``parts`` bands of output rows."""
+    rows = yl.shape[0] * yl.shape[1]
+    for p in prange(parts):
+        r0, r1 = _band(rows, parts, p)
+        if r1 > r0:
+            depthwise_last_tiles(xl, wl, yl, r0, r1, top, left, bias, lo, hi, y, swish)
 
 
 @njit(**_PARALLEL)

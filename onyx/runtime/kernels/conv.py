@@ -257,11 +257,20 @@ def _depthwise_last(jit, x, xl, w_last, plan, finish, want_last, swish=False):
     lo, hi = (kind(-np.inf), kind(np.inf)) if finish is None else (kind(finish.lo), kind(finish.hi))
     # (an NCHW result is moved from yl row by row inside the kernel, on the pool's threads)
     y = _NO_OUTPUT[x.dtype] if want_last else np.empty((n, c, *out), x.dtype)
-    steps = (*s, *d, *pb, bias, lo, hi, y)
-    threads.rows(n * out[0], yl.size * math.prod(k),
-                 lambda r0, r1: jit.depthwise_channels_last(xl, wl, yl, r0, r1, *steps, swish),
-                 native=lambda par, parts: par.depthwise_last_bands(xl, wl, yl, *steps, parts,
-                                                                    swish))  # fmt: skip
+    work = yl.size * math.prod(k)
+    if x.dtype == np.float32 and jit.tiles_fit(k, s, d, out[1]):
+        steps = (*pb, bias, lo, hi, y)
+        threads.rows(n * out[0], work,
+                     lambda r0, r1: jit.depthwise_last_tiles(xl, wl, yl, r0, r1, *steps, swish),
+                     native=lambda par, parts: par.depthwise_tiles_bands(xl, wl, yl, *steps,
+                                                                         parts, swish))  # fmt: skip
+    else:
+        steps = (*s, *d, *pb, bias, lo, hi, y)
+        threads.rows(n * out[0], work,
+                     lambda r0, r1: jit.depthwise_channels_last(xl, wl, yl, r0, r1, *steps,
+                                                                swish),
+                     native=lambda par, parts: par.depthwise_last_bands(xl, wl, yl, *steps,
+                                                                        parts, swish))  # fmt: skip
     return yl.transpose(0, 3, 1, 2) if want_last else y
 
 

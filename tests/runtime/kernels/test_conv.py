@@ -323,6 +323,72 @@ def test_compiled_depthwise_convolution_gives_the_numpy_paths_values(
 
 
 @pytest.mark.parametrize(
+    ("n", "c", "hw", "kernel", "pads", "swish", "nchw"),
+    [
+        (1, 672, (14, 14), (5, 5), (2, 2), True, False),  # EfficientNet-B0's 14x14 layer
+        (1, 96, (7, 7), (3, 3), (1, 1), False, True),  # a 7x7 one, moved to NCHW
+        (2, 24, (10, 11), (5, 3), (2, 1), True, True),  # images, odd width, 5 rows by 3
+        (1, 33, (6, 5), (3, 5), (0, 3), False, False),  # a part block; a pad past the taps
+        (1, 16, (9, 9), (3, 3), (4, 4), False, True),  # pads wider than the kernel
+        (1, 8, (40, 40), (3, 3), (1, 1), True, False),  # rows in several bands
+    ],
+)
+def test_tiled_depthwise_kernel_gives_the_channel_last_kernels_bits(
+    n, c, hw, kernel, pads, swish, nchw, monkeypatch
+):
+    """``depthwise_last_tiles`` (16 channels in registers) sums as ``depthwise_channels_last``
+    does: same bits, with the bias, bounds, Swish and move to NCHW, over one band of rows
+    or several (``depthwise_tiles_bands``)."""
+    pytest.importorskip("numba")
+    from onyx.runtime import _jit, _jit_par
+
+    xl = RNG.standard_normal((n, *hw, c)).astype(np.float32) * 0.5
+    wl = RNG.standard_normal((*kernel, c)).astype(np.float32)
+    bias = RNG.standard_normal(c).astype(np.float32)
+    top, left = pads
+    out = (hw[0] + 2 * top - kernel[0] + 1, hw[1] + 2 * left - kernel[1] + 1)
+    assert _jit.tiles_fit(kernel, (1, 1), (1, 1), out[1])
+    lo, hi = np.float32(-2), np.float32(3)
+    moves = [np.empty((n, c, *out) if nchw else (0, 0, 0, 0), np.float32) for _ in range(3)]
+    results = [np.empty((n, *out, c), np.float32) for _ in range(3)]
+    _jit.depthwise_channels_last(xl, wl, results[0], 0, n * out[0], 1, 1, 1, 1, top, left, bias,
+                                 lo, hi, moves[0], swish)  # fmt: skip
+    _jit.depthwise_last_tiles(xl, wl, results[1], 0, n * out[0], top, left, bias, lo, hi,
+                              moves[1], swish)  # fmt: skip
+    _jit_par.depthwise_tiles_bands(xl, wl, results[2], top, left, bias, lo, hi, moves[2], 3,
+                                   swish)  # fmt: skip
+    for got, moved in zip(results[1:], moves[1:]):
+        np.testing.assert_array_equal(got, results[0])
+        np.testing.assert_array_equal(moved, moves[0])
+    # (the upper bound bites, Swish or not, and most values lie below it)
+    values = results[0]
+    assert (values == values.max()).sum() > 1
+    assert len(np.unique(values)) > values.size // 3
+
+
+@pytest.mark.parametrize(
+    ("kernel", "strides", "dilations", "width", "fits"),
+    [
+        ((3, 3), (1, 1), (1, 1), 112, True),
+        ((5, 5), (1, 1), (1, 1), 28, True),
+        ((7, 7), (1, 1), (1, 1), 7, False),  # 7 wide: the per-tap kernel
+        ((3, 3), (2, 2), (1, 1), 14, False),  # strided
+        ((3, 3), (1, 1), (2, 2), 14, False),  # dilated
+        ((5, 5), (1, 1), (1, 1), 200, False),  # 5 rows of 204 do not fit the stack buffer
+    ],
+)
+def test_tiled_depthwise_kernel_takes_the_geometries_it_is_written_for(
+    kernel, strides, dilations, width, fits
+):
+    """``tiles_fit``: 3- or 5-wide kernels, stride 1, no dilation, a first band within the
+    stack buffer; anything else stays with ``depthwise_channels_last``."""
+    pytest.importorskip("numba")
+    from onyx.runtime import _jit
+
+    assert _jit.tiles_fit(kernel, strides, dilations, width) is fits
+
+
+@pytest.mark.parametrize(
     ("c", "hw", "stride", "follower"),
     [
         (48, 28, 1, "relu6"),  # MobileNetV2's bias and ReLU6, on a plane kept NCHW
