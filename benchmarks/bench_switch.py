@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_models import GROUPS, MODELS, feeds_for, model_path
 
 import onyx
+from onyx.runtime.kernels.conv import forget_replays
 
 
 def parse_setting(text: str) -> tuple[object, str, object]:
@@ -62,6 +63,7 @@ def compare(name: str, settings: list[tuple[object, str, object]], runs: int
     def choose(changed: bool) -> None:
         for module, attribute, value in settings if changed else shipped:
             setattr(module, attribute, value)
+        forget_replays()  # (a convolution's kept path was chosen under the other settings)
 
     times: dict[bool, list[float]] = {False: [], True: []}
     try:
