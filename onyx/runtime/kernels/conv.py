@@ -1212,6 +1212,7 @@ class _Replays:
 
 _replays = _Replays()
 forget_replays = _replays.forget
+_KEEP_PATHS = True  # Convs keep their last call's path (_Replay); a switch for bench_switch.py
 
 
 class _Replay(NamedTuple):
@@ -1305,12 +1306,12 @@ class Conv:
         With ``out`` (an array of Y's shape and dtype, C-contiguous), Y is computed into it
         where the path taken can (the caller checks for ``y is out``)."""
         replay = self.replay
-        if replay is not None and replay.takes(x, w, b, epilogue, out):
+        if replay is not None and _KEEP_PATHS and replay.takes(x, w, b, epilogue, out):
             y = replay.run(x, epilogue, out)
             if y is not None:
                 return y
         y, kept = self._call(x, w, b, epilogue, out)
-        if kept:
+        if kept and _KEEP_PATHS:
             prepared, bias, y_shape, again = kept
             self.replay = _Replay(
                 x.shape, x.strides, x.dtype, w, b,
