@@ -1200,6 +1200,18 @@ class _WeightCache:
         return self.value
 
 
+def _then_epilogue(compute):
+    """A Conv path (x, epilogue, out) -> Y of a ``compute(x, out)`` that applies no epilogue:
+    the epilogue applied after it."""
+
+    def path(x, epilogue, out):
+        y = compute(x, out)
+        epilogue.apply_all(y)
+        return y
+
+    return path
+
+
 class _Replays:
     """The epoch of the convolutions' replays: ``forget`` (after a threshold or switch the
     paths read is changed, as bench_switch.py does between runs) makes every kept one stale."""
@@ -1437,12 +1449,7 @@ class Conv:
         if route in ("winograd", "winograd-batched"):
             u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
             if route == "winograd":
-
-                def path(x, epilogue, out):
-                    y = conv_winograd(x, u, plan, out)
-                    epilogue.apply_all(y)
-                    return y
-
+                path = _then_epilogue(lambda x, out: conv_winograd(x, u, plan, out))
             else:
 
                 def path(x, epilogue, out):
@@ -1468,18 +1475,9 @@ class Conv:
 
         elif shifted_eligible(plan, group, w.shape):
             w_shift = self.shift_cache.get(w, lambda: shifted_weight(w_gemm, plan[0]))
-
-            def path(x, epilogue, out):
-                y = conv_shifted(x, w_shift, plan, out)
-                epilogue.apply_all(y)
-                return y
-
+            path = _then_epilogue(lambda x, out: conv_shifted(x, w_shift, plan, out))
         else:
-
-            def path(x, epilogue, out):
-                y = conv_forward(x, w_gemm, plan, group, w_dw, out)
-                epilogue.apply_all(y)
-                return y
+            path = _then_epilogue(lambda x, out: conv_forward(x, w_gemm, plan, group, w_dw, out))
 
         return path(xw, epilogue, out).astype(x.dtype, copy=False), kept(path)
 
