@@ -1051,12 +1051,12 @@ def depthwise_last_tiles(xl, wl, yl, r0, r1, top, left, bias, lo, hi, y, swish=F
     vector, and each tile of 8 outputs by 16 channels keeps its sums in registers across
     the taps, each input vector loaded once per kernel row for the outputs that share it.
     ``depthwise_channels_last`` loads every tap's input for every output and stores its
-    sums per tap (it has no registers to keep them in): 1.6-2.3x this one's time on
-    EfficientNet-B0's 5x5 layers of 14x14 and 7x7, 1.1x on 3x3 ones (one thread, a scratch
-    run). Same sums in the same order (taps in order, the first assigned; bias and bounds
-    after; Swish and the move to ``y`` as there), so the same bits. The stack buffer
-    (``_tile``: registers and a buffer LLVM can tell apart; an array on the heap made it
-    check the two for overlap at every tap, 2.5x the time)."""
+    sums per tap: 1.7-2.6x this one's time on EfficientNet-B0's 5x5 layers of 14x14 and 7x7,
+    1.1-1.2x on 3x3 ones (one thread, scratch runs). Same sums in the same order (taps in
+    order, the first assigned; bias and bounds after; Swish and the move to ``y`` as there),
+    so the same bits. The buffer is on the stack (``_tile``) so that LLVM tells it apart
+    from the tile of sums: on the heap, it checked the two for overlap at every tap (2.2x
+    the time; docs/runtime.md, "Depthwise convolutions in registers")."""
     _, h, wd, channels = xl.shape
     kh, kw, _ = wl.shape
     ho, wo = yl.shape[1], yl.shape[2]

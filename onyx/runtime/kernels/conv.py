@@ -1233,9 +1233,9 @@ class _Replay(NamedTuple):
     the same fused steps (a run-time operand of them, a residual, bound anew as ``prepare``
     would), an ``out`` where this one had one (of Y's shape and layout) and the same pool,
     ``again(x, epilogue, out)`` gives Y by the path this call took, none of
-    ``Conv._call``'s checks and choices made anew: they took ~5 us of the ~9 a 64-channel 8x8
-    pointwise layer took in a chain of them (its kernel ~3; 2 threads, scratch timings), and
-    a mobile CNN has some 50 such layers."""
+    ``Conv._call``'s checks and choices made anew: a chain of 64-channel 8x8 1x1 layers took
+    8.5 us a layer with them kept, 10.1 without (its kernel ~3; benchmarks/bench_engine.py,
+    part 2), and a mobile CNN has some 50 such layers."""
 
     shape: tuple
     strides: tuple
@@ -1381,6 +1381,9 @@ class Conv:
             # (an epilogue with run-time operands not kept: it would hold a tensor alive)
             return (None if epilogue.extras else epilogue, bias, y_shape, path) if keep else None
 
+        # W as (kh, kw, C/group, M) for the channel-last and packed paths, made where one asks
+        w_last = functools.partial(self.last_cache.get, w, lambda: last_weight(w, dtype))
+
         # (channel-last output only where the caller's steps all go in the epilogue)
         want_last = self.channels_last and (followers is None or epilogue.applied)
         if (
@@ -1402,15 +1405,13 @@ class Conv:
             and not want_last
             and packed_pointwise_pays(plan, group, w.shape, dtype)
         ):  # (W packed only where it is the session's: a writeable W may change in place)
-            last, packed = self.last_cache.get(w, lambda: last_weight(w, dtype)), self.packed
-            y = conv_packed_pointwise(xw, lambda: last, packed, plan, epilogue, out)
+            y = conv_packed_pointwise(xw, w_last, self.packed, plan, epilogue, out)
             if y is not None:
                 return y.astype(x.dtype, copy=False), kept(
-                    lambda x, ep, out: conv_packed_pointwise(x, lambda: last, packed, plan, ep, out)
+                    lambda x, ep, out: conv_packed_pointwise(x, w_last, self.packed, plan, ep, out)
                 )
         if want_last or w_dw is not None or not xw.flags.c_contiguous:  # (else none applies)
             # (as above)
-            w_last = functools.partial(self.last_cache.get, w, lambda: last_weight(w, dtype))
             packed = None if w.flags.writeable else self.packed
 
             def channel_last(x, epilogue, out=None):
@@ -1430,7 +1431,7 @@ class Conv:
             and xw.flags.c_contiguous
             and planes_patches_pay(route, plan, group, w.shape, dtype)
         ):  # (W packed only where it is the session's, as above)
-            last = self.last_cache.get(w, lambda: last_weight(w, dtype))
+            last = w_last()
             if self.plane_weight[0] is not last:  # (one view, so the packed copy is found fast)
                 self.plane_weight = (last, last.reshape(-1, last.shape[-1]).T)
             weight, tiles = self.plane_weight[1], self.tiles
@@ -1440,11 +1441,10 @@ class Conv:
                     lambda x, ep, out: conv_planes_patches(x, weight, tiles, plan, ep, out)
                 )
         if not w.flags.writeable and packed_columns_pay(route, plan, group, w.shape, dtype):
-            last, packed = self.last_cache.get(w, lambda: last_weight(w, dtype)), self.packed
-            y = conv_packed_columns(xw, lambda: last, packed, plan, epilogue, out)
+            y = conv_packed_columns(xw, w_last, self.packed, plan, epilogue, out)
             if y is not None:  # (W packed only where it is the session's, as above)
                 return y.astype(x.dtype, copy=False), kept(
-                    lambda x, ep, out: conv_packed_columns(x, lambda: last, packed, plan, ep, out)
+                    lambda x, ep, out: conv_packed_columns(x, w_last, self.packed, plan, ep, out)
                 )
         if route in ("winograd", "winograd-batched"):
             u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
