@@ -1032,10 +1032,12 @@ def _five_wide(acc, xs, wk, at, e, first):
 
 def tiles_fit(kernel, strides, dilations, out_width) -> bool:
     """Whether ``depthwise_last_tiles`` takes a depthwise convolution of this geometry: a 3-
-    or 5-wide kernel, stride 1, no dilation, its first band of rows within _SPAN."""
+    or 5-wide kernel of at most 25 taps (its stack buffer of weights), stride 1, no dilation,
+    its first band of rows within _SPAN."""
     kh, kw = kernel
     return (
         kw in (3, 5)
+        and kh * kw <= 25
         and tuple(strides) == (1, 1)
         and tuple(dilations) == (1, 1)
         and kh * (out_width + kw - 1) + 16 <= _SPAN

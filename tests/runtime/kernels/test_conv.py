@@ -331,6 +331,7 @@ def test_compiled_depthwise_convolution_gives_the_numpy_paths_values(
         (1, 33, (6, 5), (3, 5), (0, 3), False, False),  # a part block; a pad past the taps
         (1, 16, (9, 9), (3, 3), (4, 4), False, True),  # pads wider than the kernel
         (1, 8, (40, 40), (3, 3), (1, 1), True, False),  # rows in several bands
+        (1, 24, (12, 12), (7, 3), (3, 1), False, True),  # 7 rows by 3: 21 taps
     ],
 )
 def test_tiled_depthwise_kernel_gives_the_channel_last_kernels_bits(
@@ -372,6 +373,8 @@ def test_tiled_depthwise_kernel_gives_the_channel_last_kernels_bits(
         ((3, 3), (1, 1), (1, 1), 112, True),
         ((5, 5), (1, 1), (1, 1), 28, True),
         ((7, 7), (1, 1), (1, 1), 7, False),  # 7 wide: the per-tap kernel
+        ((7, 3), (1, 1), (1, 1), 14, True),  # 21 taps
+        ((9, 3), (1, 1), (1, 1), 14, False),  # 27 taps: more than the weights' buffer holds
         ((3, 3), (2, 2), (1, 1), 14, False),  # strided
         ((3, 3), (1, 1), (2, 2), 14, False),  # dilated
         ((5, 5), (1, 1), (1, 1), 200, False),  # 5 rows of 204 do not fit the stack buffer
