@@ -54,7 +54,8 @@ def paths(x, w):
     }
     if compiled.kernels(compiled.MIN_SIZE) is not None:
         u = C.winograd_weight(w, np.float32)
-        calls["winograd"] = functools.partial(C.conv_winograd, x, u, plan)
+        calls["winograd"] = functools.partial(C.conv_winograd, x, u, C.winograd_panels(u), plan,
+                                              bias_only)  # fmt: skip
     # as Conv.__call__ chooses
     if C.winograd_pays(plan, 1, w.shape, np.float32):
         taken = "winograd"

@@ -368,26 +368,43 @@ def _output_sums(planes, j, lo, first, out, count):
 
 
 @njit(**_OPTIONS)
-def winograd_output(m, y, tiles_w, o0, o1):
+def winograd_output(m, y, tiles_w, o0, o1, bias, lo, hi, res):
     """Winograd F(2x2, 3x3) output transform: each tile's A^T M A (2x2) from ``m``
-    (16, M, tiles) into ``y`` (M, Ho, Wo), output channels o0..o1, cropped at the far edges."""
+    (16, M, tiles) into ``y`` (M, Ho, Wo), output channels o0..o1, cropped at the far edges,
+    finished in the store: plus ``bias`` (M,; empty: none), plus ``res`` (laid out as y; None:
+    none), clamped to [lo, hi] (a select, which keeps NaN as numpy's maximum does)."""
     ho, wo = y.shape[1], y.shape[2]
     tiles_h = m.shape[2] // tiles_w
     whole = wo // 2  # tiles with both output columns inside
     planes = m.reshape(16, -1)
     sums = np.empty((4, tiles_w), m.dtype)  # one row of A^T M, for a row of tiles
     s0, s1, s2, s3 = sums[0], sums[1], sums[2], sums[3]
+    zero = y.dtype.type(0)
     for o in range(o0, o1):
+        shift = bias[o] if bias.shape[0] > 0 else zero
         for a in range(tiles_h):
-            lo = (o * tiles_h + a) * tiles_w
+            lo_ = (o * tiles_h + a) * tiles_w
             for i in range(min(2, ho - 2 * a)):  # output rows 2a, 2a + 1 (the last may be cut)
                 for j in range(4):  # few arrays per loop, which LLVM can vectorize
-                    _output_sums(planes, j, lo, i == 0, sums[j], tiles_w)
+                    _output_sums(planes, j, lo_, i == 0, sums[j], tiles_w)
                 row = y[o, 2 * a + i]
                 for b in range(whole):
-                    row[2 * b], row[2 * b + 1] = s0[b] + s1[b] + s2[b], s1[b] - s2[b] - s3[b]
+                    e = s0[b] + s1[b] + s2[b] + shift
+                    f = s1[b] - s2[b] - s3[b] + shift
+                    if res is not None:
+                        e += res[o, 2 * a + i, 2 * b]
+                        f += res[o, 2 * a + i, 2 * b + 1]
+                    e = lo if e < lo else e  # noqa: FURB136 (selects LLVM vectorizes)
+                    e = hi if e > hi else e  # noqa: FURB136
+                    f = lo if f < lo else f  # noqa: FURB136
+                    f = hi if f > hi else f  # noqa: FURB136
+                    row[2 * b], row[2 * b + 1] = e, f
                 if whole < tiles_w:  # an odd width: the last tile's first column only
-                    row[2 * whole] = s0[whole] + s1[whole] + s2[whole]
+                    e = s0[whole] + s1[whole] + s2[whole] + shift
+                    if res is not None:
+                        e += res[o, 2 * a + i, 2 * whole]
+                    e = lo if e < lo else e  # noqa: FURB136
+                    row[2 * whole] = hi if e > hi else e  # noqa: FURB136
 
 
 @njit(**_OPTIONS)

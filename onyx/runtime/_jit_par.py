@@ -511,38 +511,36 @@ def softmax_bands(x, y, n, parts):
 
 
 @njit(**_PARALLEL)
-def winograd_image(blas, padded, u, v, products, y, tiles_h, tiles_w, parts, own_depth, one,
-                   zero):  # fmt: skip
+def winograd_image(blas, padded, u, panels, v, products, y, tiles_h, tiles_w, parts, bias, lo,
+                   hi, res, one, zero):  # fmt: skip
     """One image's Winograd F(2x2, 3x3) convolution (conv.conv_winograd) in three regions: the
     input transform of ``padded`` (C, ...) into ``v`` (16, C, tiles) by bands of channels, the
-    16 GEMMs ``u`` (16, M, C) by ``v`` into ``products`` (16, M, tiles) by bands of the 16, the
-    output transform into ``y`` (M, Ho, Wo) by bands of output channels."""
+    16 products by bands of the 16, the output transform into ``y`` (M, Ho, Wo) by bands of
+    output channels, with ``bias``, ``res`` and the bounds in its store (``winograd_output``). float32: each product's transpose, products[g]^T = v[g]^T U[g]^T, by onyx's
+    GEMM on ``panels`` (16, M/16, C, 16: U[g]^T packed once, conv.winograd_panels), v[g]^T read
+    as it lies and products[g] written transposed; else (``panels`` empty) U[g] v[g] by BLAS."""
     channels, m, tiles = v.shape[1], u.shape[1], v.shape[2]
     size = v.itemsize
     for p in prange(parts):
         c0, c1 = _band(channels, parts, p)
         if c1 > c0:
             winograd_input(padded, v, tiles_h, tiles_w, c0, c1)
-    own = channels >= own_depth and size == 4  # (float32: threads.ACTIVATION_DEPTH)
+    own = panels.shape[0] == 16
     for p in prange(parts):
         g0, g1 = _band(16, parts, p)
-        if own and g1 > g0:
-            count = (tiles + 15) // 16
-            panels = np.empty((count, channels, 16), np.float32)
-            for g in range(g0, g1):
-                pack_panels(v[g], panels, 0, count)
-                packed_product(u[g], panels, products[g], tiles, _NO_BIAS32, _NEG, _POS, 0,
-                               count, 0, m)  # fmt: skip
-            continue
         for g in range(g0, g1):
-            blas(_ROW_MAJOR, _PLAIN, _PLAIN, m, tiles, channels, one,
-                 u.ctypes.data + g * m * channels * size, channels,
-                 v.ctypes.data + g * channels * tiles * size, tiles, zero,
-                 products.ctypes.data + g * m * tiles * size, tiles)  # fmt: skip
+            if own:
+                packed_product(v[g].T, panels[g], products[g].T, m, _NO_BIAS32, _NEG, _POS, 0,
+                               panels.shape[1], 0, tiles)  # fmt: skip
+            else:
+                blas(_ROW_MAJOR, _PLAIN, _PLAIN, m, tiles, channels, one,
+                     u.ctypes.data + g * m * channels * size, channels,
+                     v.ctypes.data + g * channels * tiles * size, tiles, zero,
+                     products.ctypes.data + g * m * tiles * size, tiles)  # fmt: skip
     for p in prange(parts):
         o0, o1 = _band(m, parts, p)
         if o1 > o0:
-            winograd_output(products, y, tiles_w, o0, o1)
+            winograd_output(products, y, tiles_w, o0, o1, bias, lo, hi, res)
 
 
 @njit(**_PARALLEL)
@@ -593,7 +591,9 @@ def winograd_chunks(blas, x, u, y, pt, pl, tiles_h, tiles_w, chunk, codes, with_
         _alive(v)
         _alive(products)
         wide = np.empty((m, 2 * tiles_h, 2 * wide_tiles), x.dtype)
-        winograd_output(products, wide, wide_tiles, 0, m)
+        bounds = np.empty(2, x.dtype)  # (no bias, no bounds: the epilogue program follows)
+        bounds[0], bounds[1] = -np.inf, np.inf
+        winograd_output(products, wide, wide_tiles, 0, m, bounds[:0], bounds[0], bounds[1], None)
         for k in range(b):
             for o in range(m):
                 for r in range(ho):

@@ -8,7 +8,7 @@ import pytest
 
 import onyx
 from onyx.build import GraphBuilder
-from onyx.runtime import compiled
+from onyx.runtime import compiled, threads
 from onyx.runtime.epilogue import Epilogue, Extra, Follower, Result, run_chain
 from onyx.runtime.kernels import conv as C
 
@@ -315,16 +315,26 @@ def _plain_conv(x, w, pads):
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_winograd_matches_im2col(jit, n, c, m, hw, pads, dtype):
+@pytest.mark.parametrize("pooled", [False, True])
+def test_winograd_matches_im2col(jit, n, c, m, hw, pads, dtype, pooled):
+    # pooled: on numba's threads (_jit_par.winograd_image), float32's products by onyx's GEMM
+    # on the packed transformed weight, float64's by BLAS; else numpy's products, one thread
     x = RNG.standard_normal((n, c, *hw)).astype(dtype)
     w = (RNG.standard_normal((m, c, 3, 3)) / 3).astype(dtype)
     expected, _, plan = _plain_conv(x, w, list(pads))
-    got = C.conv_winograd(x, C.winograd_weight(w, dtype), plan)
+    u = C.winograd_weight(w, dtype)
+    epilogue = Epilogue()
+    epilogue.prepare(expected.shape, dtype)
+    with threads.Threads(2 if pooled else 1, native_threads=pooled)() as pool:
+        assert (pool.native is not None) == (pooled and threads.native() is not None)
+        got = C.conv_winograd(x, u, C.winograd_panels(u), plan, epilogue)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * np.abs(expected).max())
 
 
-def test_conv_takes_winograd_where_it_pays_and_fuses_its_epilogue(jit, monkeypatch):
+@pytest.mark.parametrize("pooled", [False, True])
+def test_conv_takes_winograd_where_it_pays_and_fuses_its_epilogue(jit, monkeypatch, pooled):
+    # pooled: bias, residual and ReLU in the output transform's store (_jit.winograd_output)
     x = RNG.standard_normal((1, 64, 28, 28)).astype(np.float32)
     w = (RNG.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
     b = RNG.standard_normal(64).astype(np.float32)
@@ -337,7 +347,8 @@ def test_conv_takes_winograd_where_it_pays_and_fuses_its_epilogue(jit, monkeypat
     calls = _count_winograd(monkeypatch)
     residual = RNG.standard_normal(plain.shape).astype(np.float32)
     epilogue = _residual_relu_epilogue(residual)
-    got = op(x, w, b, epilogue=epilogue)
+    with threads.Threads(2 if pooled else 1, native_threads=pooled)():
+        got = op(x, w, b, epilogue=epilogue)
     assert calls and epilogue.applied
     expected = np.maximum(plain + b.reshape(1, -1, 1, 1) + residual, 0)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

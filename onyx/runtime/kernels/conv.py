@@ -1030,6 +1030,9 @@ def _clipped(shift: int, count: int, size: int) -> tuple[slice, slice] | None:
 _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 
 
+_WINOGRAD_WORK = 12544
+
+
 def winograd_pays(plan, group, w_shape, dtype) -> bool:
     """Whether a convolution runs as Winograd F(2x2, 3x3): 3x3, stride 1, undilated, one group,
     float32/float64 with the compiled transforms, and GEMMs (M, C) x (C, tiles) that stay wide
@@ -1047,7 +1050,7 @@ def winograd_pays(plan, group, w_shape, dtype) -> bool:
         and np.dtype(dtype) in compiled.DTYPES
         and w_shape[0] >= 64
         and w_shape[1] >= 64
-        and w_shape[1] * tiles >= 12544
+        and w_shape[1] * tiles >= _WINOGRAD_WORK
         and compiled.kernels(w_shape[0] * out[0] * out[1]) is not None
     )
 
@@ -1060,33 +1063,69 @@ def winograd_weight(w, dtype) -> np.ndarray:
     return np.ascontiguousarray(u.reshape(16, m, c), dtype=dtype)
 
 
-def conv_winograd(x, u, plan, y=None):
-    """2-D 3x3 stride-1 convolution through Winograd F(2x2, 3x3) (``u`` from winograd_weight;
-    where winograd_pays), into ``y`` where given."""
+_NO_PANELS = np.empty((0, 0, 0, 16), np.float32)
+
+
+def winograd_panels(u) -> np.ndarray:
+    """A float32 ``u`` (16, M, C) as each U[g]^T (C, M) packed into panels of 16 columns, (16,
+    ceil(M/16), C, 16): what ``conv_winograd``'s products read; for another dtype, none (its
+    products go to BLAS)."""
+    if u.dtype != np.float32:
+        return _NO_PANELS
+    return np.stack([threads.packed_weight(u[g].T) for g in range(16)])
+
+
+def conv_winograd(x, u, panels, plan, epilogue, y=None):
+    """2-D 3x3 stride-1 convolution through Winograd F(2x2, 3x3) (``u`` from winograd_weight,
+    ``panels`` from winograd_panels; where winograd_pays), into ``y`` where given, the
+    ``epilogue`` applied.
+
+    With the session's numba threads, an image's transforms and products run on them
+    (``_jit_par.winograd_image``), the epilogue's bias, residual and bounds in the output
+    transform's store where they are all it has (``Epilogue.store_finish``); float32's products
+    by onyx's GEMM on U packed once (where pack_panels packed the transformed input at each
+    call: 8-30% more time on ResNet-50's layers), the buffers reused from call to call
+    (``scratch``)."""
     jit = compiled.kernels(compiled.MIN_SIZE)
     _, _, _, pb, _, out, _ = plan
     n, c, h, w = x.shape
     m = u.shape[1]
     ho, wo = out
     tiles_h, tiles_w = (ho + 1) // 2, (wo + 1) // 2
-    padded = np.zeros((c, 2 * tiles_h + 2, 2 * tiles_w + 2), x.dtype)
-    inner = padded[:, pb[0] : pb[0] + h, pb[1] : pb[1] + w]  # (2*tiles + 2 >= pads + size)
-    v = np.empty((16, c, tiles_h * tiles_w), x.dtype)
-    products = np.empty((16, m, tiles_h * tiles_w), x.dtype)
+    shape = (c, 2 * tiles_h + 2, 2 * tiles_w + 2)  # (2*tiles + 2 >= pads + size)
     y = np.empty((n, m, ho, wo), x.dtype) if y is None else y
+    kind = x.dtype.type
     pool = threads.current()
     native = pool.native if pool is not None else None
     entry = native.gemms.get(x.dtype) if native is not None else None
+    if entry is not None and y.flags.c_contiguous:
+        finish, swish = epilogue.store_finish(y.shape)
+        bias = np.empty(0, x.dtype) if finish is None or finish.bias is None else finish.bias
+        lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+        padded = scratch("conv.winograd.padded", shape, x.dtype)
+        v = scratch("conv.winograd.input", (16, c, tiles_h * tiles_w), x.dtype)
+        products = scratch("conv.winograd.products", (16, m, tiles_h * tiles_w), x.dtype)
+        for i in range(n):
+            res = None if finish is None or finish.residual is None else finish.residual[i]
+            native.kernels.pad_bands(x[i], padded, pb[0], pb[1], pool.size)
+            native.kernels.winograd_image(entry[0], padded, u, panels, v, products, y[i],
+                                          tiles_h, tiles_w, pool.size, bias, kind(lo), kind(hi),
+                                          res, *entry[1:])  # fmt: skip
+        if finish is None:
+            epilogue.apply_all(y)
+            return y
+        return _swish(y) if swish else y
+    padded = np.zeros(shape, x.dtype)
+    inner = padded[:, pb[0] : pb[0] + h, pb[1] : pb[1] + w]
+    v = np.empty((16, c, tiles_h * tiles_w), x.dtype)
+    products = np.empty((16, m, tiles_h * tiles_w), x.dtype)
     for i in range(n):
         inner[...] = x[i]
-        if entry is not None and y.flags.c_contiguous:
-            native.kernels.winograd_image(entry[0], padded, u, v, products, y[i], tiles_h,
-                                          tiles_w, pool.size, threads.ACTIVATION_DEPTH,
-                                          *entry[1:])  # fmt: skip
-            continue
         jit.winograd_input(padded, v, tiles_h, tiles_w, 0, c)
         threads.batched_matmul(u, v, products)
-        jit.winograd_output(products, y[i], tiles_w, 0, m)
+        jit.winograd_output(products, y[i], tiles_w, 0, m, v[0, 0, :0], kind(-np.inf),
+                            kind(np.inf), None)  # fmt: skip
+    epilogue.apply_all(y)
     return y
 
 
@@ -1148,7 +1187,8 @@ def conv_winograd_batched(x, u, plan, epilogue, y=None):
         products = np.empty((16, m, tiles_h * wide_tiles), x.dtype)
         np.matmul(u, v, out=products)
         wide = np.empty((m, 2 * tiles_h, 2 * wide_tiles), x.dtype)
-        jit.winograd_output(products, wide, wide_tiles, 0, m)
+        jit.winograd_output(products, wide, wide_tiles, 0, m, v[0, 0, :0], x.dtype.type(-np.inf),
+                            x.dtype.type(np.inf), None)  # fmt: skip
         # image k's outputs: the wide image's columns k * span .. k * span + wo
         row = 2 * wide_tiles * item
         each = as_strided(wide, (m, ho, b, wo), (2 * tiles_h * row, row, span * item, item))
@@ -1303,6 +1343,7 @@ class Conv:
         self.cache = _WeightCache()
         self.shift_cache = _WeightCache()
         self.winograd_cache = _WeightCache()
+        self.winograd_panels = _WeightCache()
         self.last_cache = _WeightCache()
         self.packed = threads.PackedWeight()  # W (C, M), packed: for the channel-last products
         # W (M, C) for conv_planes, or (M, kh*kw*C) for conv_planes_patches (a node takes one)
@@ -1449,7 +1490,11 @@ class Conv:
         if route in ("winograd", "winograd-batched"):
             u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
             if route == "winograd":
-                path = _then_epilogue(lambda x, out: conv_winograd(x, u, plan, out))
+                panels = self.winograd_panels.get(u, lambda: winograd_panels(u))
+
+                def path(x, epilogue, out):
+                    return conv_winograd(x, u, panels, plan, epilogue, out)
+
             else:
 
                 def path(x, epilogue, out):
