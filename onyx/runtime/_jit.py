@@ -963,24 +963,31 @@ def depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias,
                     v = target[out + t]
                     v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
                     target[out + t] = hi if v > hi else v  # noqa: FURB136
-        _last_row_done(target, moved, flat, ho, wo, channels, swish, scratch, bits, scale)
+        _last_row_done(target, moved, flat, ho, wo, channels, 0, channels, swish, scratch, bits,
+                       scale)  # fmt: skip
 
 
 @njit(inline="always")
-def _last_row_done(target, moved, flat, ho, wo, channels, swish, scratch, bits, scale):
-    """Row ``flat`` (of the N * Ho) of a channel-last depthwise result ``target`` (flat), its
-    bias and bounds applied: through the epilogue's Swish where ``swish``, then, where
-    ``moved`` (flat, N, C, Ho, Wo) is not empty, moved into it while in cache."""
+def _last_row_done(target, moved, flat, ho, wo, channels, c0, c1, swish, scratch, bits, scale):
+    """Channels c0..c1 of row ``flat`` (of the N * Ho) of a channel-last depthwise result
+    ``target`` (flat), its bias and bounds applied: through the epilogue's Swish where
+    ``swish``, then, where ``moved`` (flat, N, C, Ho, Wo) is not empty, moved into it while in
+    cache."""
     span = np.uint64(channels)
+    row = np.uint64(flat * wo) * span
     if swish:
-        swish_in_place(target, np.uint64(flat * wo) * span, wo * channels, scratch, bits, scale)
+        if c0 == 0 and c1 == channels:  # (the row's run at once)
+            swish_in_place(target, row, wo * channels, scratch, bits, scale)
+        else:
+            for q in range(np.uint64(wo)):
+                swish_in_place(target, row + q * span + np.uint64(c0), c1 - c0, scratch, bits,
+                               scale)  # fmt: skip
     if moved.size:
         # (a channel's run of the row written at once; its values read across the row)
         b, r = flat // ho, flat % ho
         plane = np.uint64(ho * wo)
-        row = np.uint64(flat * wo) * span
         at = np.uint64(b * channels) * plane + np.uint64(r * wo)
-        for t in range(span):
+        for t in range(np.uint64(c0), np.uint64(c1)):
             to = at + t * plane
             for q in range(np.uint64(wo)):
                 moved[to + q] = target[row + q * span + t]
@@ -1062,8 +1069,9 @@ def tiles_fit(kernel, strides, dilations, out_width) -> bool:
 
 
 @njit(**_OPTIONS)
-def depthwise_last_tiles(xl, wl, yl, r0, r1, top, left, bias, lo, hi, y, swish=False):
-    """``depthwise_channels_last`` for float32 and a geometry ``tiles_fit`` takes (stride 1,
+def depthwise_last_tiles(xl, wl, yl, r0, r1, c0, c1, top, left, bias, lo, hi, y, swish=False):
+    """``depthwise_channels_last``, channels c0..c1 (c0 a multiple of 16) of output rows
+    r0..r1 (of the N * Ho), for float32 and a geometry ``tiles_fit`` takes (stride 1,
     no dilation, 3 or 5 wide), the way onnxruntime's kernels on their channel-blocked layout
     work: 16 channels at a time, a band of the rows the outputs need is copied (zeros at
     the borders) into a buffer on the stack, a pixel's 16 channels one 64-byte-aligned
@@ -1095,17 +1103,17 @@ def depthwise_last_tiles(xl, wl, yl, r0, r1, top, left, bias, lo, hi, y, swish=F
         b, r = flat // ho, flat % ho
         rows = min(band, r1 - flat, ho - r)  # output rows r..r + rows of image b
         first = r - top  # the input row of the band's first line
-        for c0 in range(0, channels, 16):
-            count = np.uint64(min(16, channels - c0))
+        for c in range(c0, c1, 16):
+            count = np.uint64(min(16, c1 - c))
             for e in range(kh * kw):  # (lanes past the channels: copies of the last weight)
                 for t in range(16):
-                    wk[e, t] = weights[np.uint64(e * channels + c0 + min(t, count - 1))]
+                    wk[e, t] = weights[np.uint64(e * channels + c + min(t, count - 1))]
             for line in range(rows + kh - 1):
                 row, at = first + line, np.uint64(line * wp)
                 for col in range(wp):
-                    c, to = col - left, at + np.uint64(col)
-                    if 0 <= row < h and 0 <= c < inside:
-                        frm = np.uint64(((b * h + row) * wd + c) * channels + c0)
+                    j, to = col - left, at + np.uint64(col)
+                    if 0 <= row < h and 0 <= j < inside:
+                        frm = np.uint64(((b * h + row) * wd + j) * channels + c)
                         for t in range(count):
                             xs[to, t] = source[frm + t]
                     else:
@@ -1121,18 +1129,18 @@ def depthwise_last_tiles(xl, wl, yl, r0, r1, top, left, bias, lo, hi, y, swish=F
                         else:
                             _five_wide(acc, xs, wk, at + np.uint64(i * wp), i * 5, i == 0)
                     for g in range(min(8, wo - q0)):
-                        out = np.uint64(((flat + rr) * wo + q0 + g) * channels + c0)
+                        out = np.uint64(((flat + rr) * wo + q0 + g) * channels + c)
                         for t in range(count):
                             v = acc[g, t]
                             if biased:
-                                v += bias[np.uint64(c0) + t]
+                                v += bias[np.uint64(c) + t]
                             if bounded:
                                 v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
                                 v = hi if v > hi else v  # noqa: FURB136
                             target[out + t] = v
         for rr in range(rows):
-            _last_row_done(target, moved, flat + rr, ho, wo, channels, swish, scratch, bits,
-                           scale)  # fmt: skip
+            _last_row_done(target, moved, flat + rr, ho, wo, channels, c0, c1, swish, scratch,
+                           bits, scale)  # fmt: skip
         flat += rows
 
 

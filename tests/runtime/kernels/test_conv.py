@@ -332,6 +332,7 @@ def test_compiled_depthwise_convolution_gives_the_numpy_paths_values(
         (1, 16, (9, 9), (3, 3), (4, 4), False, True),  # pads wider than the kernel
         (1, 8, (40, 40), (3, 3), (1, 1), True, False),  # rows in several bands
         (1, 24, (12, 12), (7, 3), (3, 1), False, True),  # 7 rows by 3: 21 taps
+        (1, 40, (7, 7), (5, 5), (2, 2), True, True),  # few rows: bands of channel blocks
     ],
 )
 def test_tiled_depthwise_kernel_gives_the_channel_last_kernels_bits(
@@ -354,7 +355,7 @@ def test_tiled_depthwise_kernel_gives_the_channel_last_kernels_bits(
     results = [np.empty((n, *out, c), np.float32) for _ in range(3)]
     _jit.depthwise_channels_last(xl, wl, results[0], 0, n * out[0], 1, 1, 1, 1, top, left, bias,
                                  lo, hi, moves[0], swish)  # fmt: skip
-    _jit.depthwise_last_tiles(xl, wl, results[1], 0, n * out[0], top, left, bias, lo, hi,
+    _jit.depthwise_last_tiles(xl, wl, results[1], 0, n * out[0], 0, c, top, left, bias, lo, hi,
                               moves[1], swish)  # fmt: skip
     _jit_par.depthwise_tiles_bands(xl, wl, results[2], top, left, bias, lo, hi, moves[2], 3,
                                    swish)  # fmt: skip
