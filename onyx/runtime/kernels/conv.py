@@ -262,9 +262,9 @@ def _depthwise_last(jit, x, xl, w_last, plan, finish, want_last, swish=False):
     work = yl.size * math.prod(k)
     if x.dtype == np.float32 and jit.tiles_fit(k, s, d, out[1]):
         steps = (*pb, bias, lo, hi, y)
+        steps_all = (0, c, *steps)  # (every channel: one band of them)
         threads.rows(n * out[0], work,
-                     lambda r0, r1: jit.depthwise_last_tiles(xl, wl, yl, r0, r1, 0, c, *steps,
-                                                             swish),  # fmt: skip
+                     lambda r0, r1: jit.depthwise_last_tiles(xl, wl, yl, r0, r1, *steps_all, swish),
                      native=lambda par, parts: par.depthwise_tiles_bands(xl, wl, yl, *steps,
                                                                          parts, swish))  # fmt: skip
     else:
