@@ -26,7 +26,9 @@ import numpy as np
 from numba import njit, prange
 
 from onyx.runtime._jit import (
+    by_columns,
     by_rows,
+    column_means,
     depthwise,
     depthwise_channels_last,
     depthwise_last_tiles,
@@ -436,6 +438,25 @@ def row_means_bands(x, y, width, count, parts):
         r0, r1 = _band(y.shape[0], parts, p)
         if r1 > r0:
             row_means(x, y, width, count, r0, r1)
+
+
+@njit(**_PARALLEL)
+def column_means_bands(x, means, count, parts):
+    """``column_means`` over ``parts`` bands of the columns (in blocks of 16)."""
+    blocks = (x.shape[2] + 15) // 16
+    for p in prange(parts):
+        b0, b1 = _band(blocks, parts, p)
+        if b1 > b0:
+            column_means(x, means, count, 16 * b0, min(x.shape[2], 16 * b1))
+
+
+@njit(**_PARALLEL)
+def by_columns_bands(x, values, y, parts):
+    """``by_columns`` over ``parts`` bands of the pixels."""
+    for p in prange(parts):
+        r0, r1 = _band(x.shape[0] * x.shape[1], parts, p)
+        if r1 > r0:
+            by_columns(x, values, y, r0, r1)
 
 
 @njit(**_PARALLEL)

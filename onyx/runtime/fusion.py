@@ -36,7 +36,7 @@ from onyx.ir import Node
 from onyx.runtime import compiled, threads
 from onyx.runtime.compiled import MUL
 from onyx.runtime.epilogue import Extra, Follower, Result, run_chain, run_fused, swish
-from onyx.runtime.kernels.conv import Conv
+from onyx.runtime.kernels.conv import Conv, channels_last
 from onyx.runtime.kernels.registry import SESSION_DOMAIN
 from onyx.runtime.kernels.tensor import concat, concat_1
 
@@ -278,10 +278,10 @@ def mark_channels_last(
     steps: list[StepTuple], template: list[Any], output_slots: list[int]
 ) -> None:
     """Let a pointwise Conv whose result only depthwise Convs read, and a depthwise one whose
-    result only pointwise or depthwise ones read, return it channel-last (``Conv.channels_last``;
-    kernels/conv.py says why): MobileNet's and EfficientNet's expansions into their depthwise
-    convolutions and those into their projections. (Between two pointwise ones it would only
-    add transposes.)"""
+    result only pointwise or depthwise ones read (or a squeeze-excite block before a pointwise
+    one), return it channel-last (``Conv.channels_last``; kernels/conv.py says why): MobileNet's
+    and EfficientNet's expansions into their depthwise convolutions and those into their
+    projections. (Between two pointwise ones it would only add transposes.)"""
 
     def kind(fn: Callable, ins: list[int]) -> tuple[Conv | None, str | None]:
         conv = _conv_of(fn)
@@ -296,17 +296,33 @@ def mark_channels_last(
             if i >= 0:
                 readers[i].append((fn, ins))
     outputs = set(output_slots)
+
+    def read_by(slot: int, wanted: set[str]) -> bool:
+        """Whether ``slot`` is no output and only Convs of the ``wanted`` kinds read it, each
+        as its X and once (or, with "squeeze-excite" wanted, squeeze-excite blocks whose
+        results only pointwise Convs read: those blocks keep the layout)."""
+        if slot in outputs or not readers[slot]:
+            return False
+        for reader, used in readers[slot]:
+            if used.index(slot) != 0 or used.count(slot) != 1:
+                return False
+            if isinstance(reader, SqueezeExcite) and "squeeze-excite" in wanted:
+                outs = reader_outs[id(reader)]
+                if len(outs) != 1 or not read_by(outs[0], {"pointwise"}):
+                    return False
+            elif kind(reader, used)[1] not in wanted:
+                return False
+        return True
+
+    reader_outs = {id(fn): outs for _, fn, _, outs in steps if isinstance(fn, SqueezeExcite)}
     for _, fn, ins, outs in steps:
         conv, made = kind(fn, ins)
-        if made is None or len(outs) != 1 or outs[0] in outputs or not readers[outs[0]]:
+        if made is None or len(outs) != 1:
             continue
-        wanted = {"depthwise"} if made == "pointwise" else {"pointwise", "depthwise"}
-        conv.channels_last = all(
-            kind(reader, used)[1] in wanted
-            and used.index(outs[0]) == 0
-            and used.count(outs[0]) == 1
-            for reader, used in readers[outs[0]]
+        wanted = (
+            {"depthwise"} if made == "pointwise" else {"pointwise", "depthwise", "squeeze-excite"}
         )
+        conv.channels_last = read_by(outs[0], wanted)
 
 
 def gather_concats(steps: list[StepTuple], output_slots: list[int],
@@ -576,8 +592,12 @@ class SqueezeExcite:
                 and x.dtype == w1.dtype):  # fmt: skip
             return self._as_steps(x)
         jit = compiled.kernels(x.size) if x.dtype in compiled.DTYPES else None
-        if jit is not None and x.flags.c_contiguous and x.size:
-            return self._compiled(jit, x)
+        if jit is not None and x.size:
+            if x.flags.c_contiguous:
+                return self._compiled(jit, x)
+            xl = channels_last(x) if x.dtype == np.float32 else None
+            if xl is not None:
+                return self._channels_last(jit, xl)
         n = x.shape[0]
         kernel, args = self.reduce
         mean = kernel(x, *args[1:])
@@ -609,6 +629,26 @@ class SqueezeExcite:
         threads.rows(rows, x.size, lambda r0, r1: jit.by_rows(x2, gates, y2, MUL, r0, r1),
                      native=lambda par, parts: par.by_rows_bands(x2, gates, y2, MUL, parts))  # fmt: skip
         return y
+
+    def _channels_last(self, jit, xl):
+        """The block on a channel-last ``xl`` (N, H, W, C) (a depthwise Conv's result, marked so
+        by ``mark_channels_last``), its result channel-last too, as an (N, C, H, W) view: the
+        means down each channel's column, the gates as in ``_compiled``, each pixel's row times
+        them (EfficientNet-B0's blocks at 14x14 and 7x7, where the depthwise Conv moved its
+        result to NCHW row by row for the NCHW path)."""
+        n, h, w, c = xl.shape
+        pixels = xl.reshape(n, h * w, c)
+        means = np.empty((n, c), xl.dtype)
+        count = xl.dtype.type(h * w)
+        threads.rows(c, xl.size, lambda c0, c1: jit.column_means(pixels, means, count, c0, c1),
+                     native=lambda par, parts: par.column_means_bands(pixels, means, count,
+                                                                      parts))  # fmt: skip
+        gates = np.empty((n, c), xl.dtype)
+        jit.squeeze_excite_gates(means, *self.gates_args, gates)
+        y = np.empty_like(pixels)
+        threads.rows(n * h * w, xl.size, lambda r0, r1: jit.by_columns(pixels, gates, y, r0, r1),
+                     native=lambda par, parts: par.by_columns_bands(pixels, gates, y, parts))  # fmt: skip
+        return y.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
     def _as_steps(self, x):
         values = {self.source: x}

@@ -111,14 +111,50 @@ def test_a_block_with_one_wrong_edge_or_attribute_stays_steps(change):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_the_compiled_path_takes_the_block(monkeypatch):
+@pytest.mark.parametrize(
+    ("size", "path"),
+    [
+        # planes larger than the depthwise Conv writes channel-last (conv._LAST_PLANE): NCHW
+        (16, "_compiled"),
+        # small ones: the depthwise Conv's result stays channel-last, and the block's too
+        (7, "_channels_last"),
+    ],
+)
+def test_the_compiled_paths_take_the_block_in_its_input_layout(monkeypatch, size, path):
     taken = []
-    original = fusion.SqueezeExcite._compiled
-    monkeypatch.setattr(fusion.SqueezeExcite, "_compiled",
-                        lambda self, *args: taken.append(1) or original(self, *args))  # fmt: skip
-    x = RNG.standard_normal((2, 32, 7, 7)).astype(np.float32)
-    onyx.InferenceSession(block()).run(None, {"x": x})
-    assert taken == ([1] if compiled.enabled else [])
+    for name in ("_compiled", "_channels_last"):
+        original = getattr(fusion.SqueezeExcite, name)
+        monkeypatch.setattr(fusion.SqueezeExcite, name,
+                            lambda self, *args, _o=original, _n=name: taken.append(_n)
+                            or _o(self, *args))  # fmt: skip
+    x = RNG.standard_normal((2, 32, size, size)).astype(np.float32)
+    model = block(size=size)
+    fused, got, want = _runs(model, x, threads=0)
+    assert taken == ([path] if compiled.enabled else [])
+    _agree(got[0], want[0])
+
+
+@pytest.mark.parametrize(("change", "marked"), [({}, True), ({"gate_read_twice": True}, False)])
+def test_a_depthwise_conv_before_a_block_before_a_projection_writes_channel_last(change, marked):
+    """The plan marks the depthwise Conv (``fusion.mark_channels_last``) where the block is
+    fused and a pointwise Conv alone reads the block's result (an unfused block's ReduceMean
+    reads NCHW)."""
+    session = onyx.InferenceSession(block(**change))
+    convs = [step.fn for step in session._plan.steps if isinstance(step.fn, fusion.Conv)]
+    assert [conv.channels_last for conv in convs[:1]] == [marked]
+
+
+def test_channel_last_columns_match_numpy():
+    """The channel-last block's kernels: each column's mean in pixel order (whole blocks of 16
+    and a last part block) and each pixel's channels by their gates."""
+    x = RNG.standard_normal((2, 30, 37)).astype(np.float32)
+    means = np.full((2, 37), np.nan, np.float32)
+    _jit.column_means(x, means, np.float32(30), 0, 37)
+    np.testing.assert_allclose(means, x.astype(np.float64).mean(axis=1), rtol=1e-6, atol=1e-6)
+    gates = RNG.random((2, 37)).astype(np.float32)
+    y = np.empty_like(x)
+    _jit.by_columns(x, gates, y, 0, 60)
+    np.testing.assert_array_equal(y, x * gates[:, None, :])
 
 
 @pytest.mark.parametrize(("swish", "hard"), [(True, False), (False, True)])
