@@ -430,7 +430,6 @@ def depthwise_tiles_bands(xl, wl, yl, top, left, bias, lo, hi, y, parts, swish=F
                                      swish)  # fmt: skip
 
 
-
 @njit(**_PARALLEL)
 def row_means_bands(x, y, width, count, parts):
     """``row_means`` over ``parts`` bands of the rows."""
