@@ -53,9 +53,8 @@ def paths(x, w):
         "shifted": functools.partial(C.conv_shifted, x, C.shifted_weight(w_gemm, plan[0]), plan),
     }
     if compiled.kernels(compiled.MIN_SIZE) is not None:
-        u = C.winograd_weight(w, np.float32)
-        calls["winograd"] = functools.partial(C.conv_winograd, x, u, C.winograd_panels(u), plan,
-                                              bias_only)  # fmt: skip
+        weights = C.WinogradWeights(w, np.float32)
+        calls["winograd"] = functools.partial(C.conv_winograd, x, weights, plan, bias_only)
     # as Conv.__call__ chooses
     if C.winograd_pays(plan, 1, w.shape, np.float32):
         taken = "winograd"

@@ -551,10 +551,12 @@ def winograd_image(blas, padded, u, panels, v, products, y, tiles_h, tiles_w, pa
     """One image's Winograd F(2x2, 3x3) convolution (conv.conv_winograd) in three regions: the
     input transform of ``padded`` (C, ...) into ``v`` (16, C, tiles) by bands of channels, the
     16 products by bands of the 16, the output transform into ``y`` (M, Ho, Wo) by bands of
-    output channels, with ``bias``, ``res`` and the bounds in its store (``winograd_output``). float32: each product's transpose, products[g]^T = v[g]^T U[g]^T, by onyx's
-    GEMM on ``panels`` (16, M/16, C, 16: U[g]^T packed once, conv.winograd_panels), v[g]^T read
-    as it lies and products[g] written transposed; else (``panels`` empty) U[g] v[g] by BLAS."""
-    channels, m, tiles = v.shape[1], u.shape[1], v.shape[2]
+    output channels, with ``bias``, ``res`` and the bounds in its store (``winograd_output``).
+    float32: each product's transpose, products[g]^T = v[g]^T U[g]^T, by onyx's GEMM on
+    ``panels`` (16, M/16, C, 16: U[g]^T packed once, conv.winograd_panels), v[g]^T read as it
+    lies and products[g] written transposed (``u`` unread); else (``panels`` empty) U[g] v[g]
+    by BLAS."""
+    channels, m, tiles = v.shape[1], products.shape[1], v.shape[2]
     size = v.itemsize
     for p in prange(parts):
         c0, c1 = _band(channels, parts, p)

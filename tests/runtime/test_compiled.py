@@ -322,12 +322,14 @@ def test_winograd_matches_im2col(jit, n, c, m, hw, pads, dtype, pooled):
     x = RNG.standard_normal((n, c, *hw)).astype(dtype)
     w = (RNG.standard_normal((m, c, 3, 3)) / 3).astype(dtype)
     expected, _, plan = _plain_conv(x, w, list(pads))
-    u = C.winograd_weight(w, dtype)
+    weights = C.WinogradWeights(w, dtype)
     epilogue = Epilogue()
     epilogue.prepare(expected.shape, dtype)
     with threads.Threads(2 if pooled else 1, native_threads=pooled)() as pool:
         assert (pool.native is not None) == (pooled and threads.native() is not None)
-        got = C.conv_winograd(x, u, C.winograd_panels(u), plan, epilogue)
+        got = C.conv_winograd(x, weights, plan, epilogue)
+    # the float32 products on numba's threads read the packed U alone: U itself is not kept
+    assert (weights._u is None) == (pooled and pool.native is not None and dtype == np.float32)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * np.abs(expected).max())
 

@@ -1065,6 +1065,7 @@ def winograd_weight(w, dtype) -> np.ndarray:
 
 
 _NO_PANELS = np.empty((0, 0, 0, 16), np.float32)
+_NO_U = np.empty((16, 0, 0), np.float32)  # (winograd_image's U where it reads the panels)
 
 
 def winograd_panels(u) -> np.ndarray:
@@ -1076,10 +1077,34 @@ def winograd_panels(u) -> np.ndarray:
     return np.stack([threads.packed_weight(u[g].T) for g in range(16)])
 
 
-def conv_winograd(x, u, panels, plan, epilogue, y=None):
-    """2-D 3x3 stride-1 convolution through Winograd F(2x2, 3x3) (``u`` from winograd_weight,
-    ``panels`` from winograd_panels; where winograd_pays), into ``y`` where given, the
-    ``epilogue`` applied.
+class WinogradWeights:
+    """W's Winograd transform as a path asks for it: ``u()``, U = G W G^T (16, M, C), for
+    numpy's and BLAS's products; ``panels()``, U's products packed (``winograd_panels``), made
+    from a U that is not kept. A session's Conv holds one of the two, not both (ResNet-50's
+    are 28 MB each)."""
+
+    __slots__ = ("_panels", "_u", "dtype", "m", "w")
+
+    def __init__(self, w, dtype):
+        self.w, self.dtype, self.m = w, dtype, w.shape[0]
+        self._u = self._panels = None
+
+    def u(self) -> np.ndarray:
+        if self._u is None:
+            self._u = winograd_weight(self.w, self.dtype)
+        return self._u
+
+    def panels(self) -> np.ndarray:
+        if self._panels is None:
+            u = self._u if self._u is not None else winograd_weight(self.w, self.dtype)
+            self._panels = winograd_panels(u)
+        return self._panels
+
+
+def conv_winograd(x, weights, plan, epilogue, y=None):
+    """2-D 3x3 stride-1 convolution through Winograd F(2x2, 3x3) (``weights`` a
+    ``WinogradWeights``; where winograd_pays), into ``y`` where given, the ``epilogue``
+    applied.
 
     With the session's numba threads, an image's transforms and products run on them
     (``_jit_par.winograd_image``), the epilogue's bias, residual and bounds in the output
@@ -1090,7 +1115,7 @@ def conv_winograd(x, u, panels, plan, epilogue, y=None):
     jit = compiled.kernels(compiled.MIN_SIZE)
     _, _, _, pb, _, out, _ = plan
     n, c, h, w = x.shape
-    m = u.shape[1]
+    m = weights.m
     ho, wo = out
     tiles_h, tiles_w = (ho + 1) // 2, (wo + 1) // 2
     shape = (c, 2 * tiles_h + 2, 2 * tiles_w + 2)  # (2*tiles + 2 >= pads + size)
@@ -1103,6 +1128,9 @@ def conv_winograd(x, u, panels, plan, epilogue, y=None):
         finish, swish = epilogue.store_finish(y.shape)
         bias = np.empty(0, x.dtype) if finish is None or finish.bias is None else finish.bias
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+        own = x.dtype == np.float32  # (onyx's GEMM on the packed U; else BLAS's on U)
+        panels = weights.panels() if own else _NO_PANELS
+        u = _NO_U if own else weights.u()
         padded = scratch("conv.winograd.padded", shape, x.dtype)
         v = scratch("conv.winograd.input", (16, c, tiles_h * tiles_w), x.dtype)
         products = scratch("conv.winograd.products", (16, m, tiles_h * tiles_w), x.dtype)
@@ -1116,6 +1144,7 @@ def conv_winograd(x, u, panels, plan, epilogue, y=None):
             epilogue.apply_all(y)
             return y
         return _swish(y) if swish else y
+    u = weights.u()
     padded = np.zeros(shape, x.dtype)
     inner = padded[:, pb[0] : pb[0] + h, pb[1] : pb[1] + w]
     v = np.empty((16, c, tiles_h * tiles_w), x.dtype)
@@ -1344,7 +1373,6 @@ class Conv:
         self.cache = _WeightCache()
         self.shift_cache = _WeightCache()
         self.winograd_cache = _WeightCache()
-        self.winograd_panels = _WeightCache()
         self.last_cache = _WeightCache()
         self.packed = threads.PackedWeight()  # W (C, M), packed: for the channel-last products
         # W (M, C) for conv_planes, or (M, kh*kw*C) for conv_planes_patches (a node takes one)
@@ -1489,17 +1517,16 @@ class Conv:
                     lambda x, ep, out: conv_packed_columns(x, w_last, self.packed, plan, ep, out)
                 )
         if route in ("winograd", "winograd-batched"):
-            u = self.winograd_cache.get(w, lambda: winograd_weight(w, dtype))
+            weights = self.winograd_cache.get(w, lambda: WinogradWeights(w, dtype))
             if route == "winograd":
-                panels = self.winograd_panels.get(u, lambda: winograd_panels(u))
 
                 def path(x, epilogue, out):
-                    return conv_winograd(x, u, panels, plan, epilogue, out)
+                    return conv_winograd(x, weights, plan, epilogue, out)
 
             else:
 
                 def path(x, epilogue, out):
-                    return conv_winograd_batched(x, u, plan, epilogue, out)
+                    return conv_winograd_batched(x, weights.u(), plan, epilogue, out)
 
         elif route in ("batched", "blocked"):
             by = conv_batched if route == "batched" else conv_blocked
