@@ -296,6 +296,7 @@ def mark_channels_last(
             if i >= 0:
                 readers[i].append((fn, ins))
     outputs = set(output_slots)
+    block_outs = {id(fn): outs for _, fn, _, outs in steps if isinstance(fn, SqueezeExcite)}
 
     def read_by(slot: int, wanted: set[str]) -> bool:
         """Whether ``slot`` is no output and only Convs of the ``wanted`` kinds read it, each
@@ -307,14 +308,13 @@ def mark_channels_last(
             if used.index(slot) != 0 or used.count(slot) != 1:
                 return False
             if isinstance(reader, SqueezeExcite) and "squeeze-excite" in wanted:
-                outs = reader_outs[id(reader)]
+                outs = block_outs[id(reader)]
                 if len(outs) != 1 or not read_by(outs[0], {"pointwise"}):
                     return False
             elif kind(reader, used)[1] not in wanted:
                 return False
         return True
 
-    reader_outs = {id(fn): outs for _, fn, _, outs in steps if isinstance(fn, SqueezeExcite)}
     for _, fn, ins, outs in steps:
         conv, made = kind(fn, ins)
         if made is None or len(outs) != 1:
