@@ -11,10 +11,12 @@ Both paths' data stay in the process, so the absolute times run higher than benc
 A setting is a module-level name of a package under onyx.runtime read at call time (a
 threshold, a switch), given as MODULE.NAME=VALUE with VALUE a Python literal, for example
 ``kernels.conv._PACKED_COLUMNS_DEPTH=1000000000`` (no im2col convolution by a packed weight);
-several settings change together.
+several settings change together. With ``--build`` the settings are ones a session reads while
+it is built (its plan's fusions and layouts, e.g. ``fusion._SQUEEZE_EXCITE_LAST=False``): two
+sessions are built, one with the settings and one as shipped, and their runs alternate.
 
 Run: python benchmarks/bench_switch.py kernels.conv._PACKED_COLUMNS_DEPTH=1000000000 [...]
-     [--models ...] [--runs 200]
+     [--models ...] [--runs 200] [--build]
 """
 
 from __future__ import annotations
@@ -53,11 +55,11 @@ def parse_setting(text: str) -> tuple[object, str, object]:
     return module, name, value
 
 
-def compare(name: str, settings: list[tuple[object, str, object]], runs: int
-            ) -> tuple[float, float]:  # fmt: skip
-    """(median seconds as shipped, median seconds with the settings) of one session."""
-    session = onyx.InferenceSession(str(model_path(name)))
-    feeds = feeds_for(session)
+def compare(name: str, settings: list[tuple[object, str, object]], runs: int,
+            build: bool = False) -> tuple[float, float]:  # fmt: skip
+    """(median seconds as shipped, median seconds with the settings) of one session, or (with
+    ``build``) of two, one built with the settings and one as shipped."""
+    path = str(model_path(name))
     shipped = [(module, attribute, getattr(module, attribute)) for module, attribute, _ in settings]
 
     def choose(changed: bool) -> None:
@@ -65,16 +67,28 @@ def compare(name: str, settings: list[tuple[object, str, object]], runs: int
             setattr(module, attribute, value)
         forget_replays()  # (a convolution's kept path was chosen under the other settings)
 
-    times: dict[bool, list[float]] = {False: [], True: []}
     try:
+        if build:
+            choose(True)
+            sessions = {True: onyx.InferenceSession(path)}
+            choose(False)
+            sessions[False] = onyx.InferenceSession(path)
+        else:
+            sessions = dict.fromkeys((False, True), onyx.InferenceSession(path))
+        feeds = feeds_for(sessions[False])
+        times: dict[bool, list[float]] = {False: [], True: []}
+
+        def run(changed: bool) -> None:
+            if not build:
+                choose(changed)
+            sessions[changed].run(None, feeds)
+
         for changed in (False, True, False, True):  # warm-up: each path once or twice
-            choose(changed)
-            session.run(None, feeds)
+            run(changed)
         for i in range(runs):
             for changed in (False, True) if i % 2 else (True, False):
-                choose(changed)
                 start = time.perf_counter()
-                session.run(None, feeds)
+                run(changed)
                 times[changed].append(time.perf_counter() - start)
     finally:
         choose(False)
@@ -86,6 +100,8 @@ def main() -> None:
     parser.add_argument("settings", nargs="+", help="MODULE.NAME=VALUE, MODULE under onyx.runtime")
     parser.add_argument("--models", nargs="*", default=MODELS)
     parser.add_argument("--runs", type=int, default=200, help="runs of each, alternating")
+    parser.add_argument("--build", action="store_true",
+                        help="settings read while a session is built: two sessions")  # fmt: skip
     args = parser.parse_args()
     settings = [parse_setting(text) for text in args.settings]
     names = [m for name in args.models for m in GROUPS.get(name, [name])]
@@ -94,7 +110,7 @@ def main() -> None:
     print(f"medians of {args.runs} alternating runs each, default threads")
     print(f"{'model':<22}{'shipped ms':>12}{'setting ms':>12}{'setting/shipped':>17}")
     for name in names:
-        shipped, changed = compare(name, settings, args.runs)
+        shipped, changed = compare(name, settings, args.runs, args.build)
         print(f"{name:<22}{shipped * 1e3:>12.2f}{changed * 1e3:>12.2f}{changed / shipped:>16.3f}x",
               flush=True)  # fmt: skip
 

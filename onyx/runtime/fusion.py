@@ -274,6 +274,10 @@ def _conv_of(fn: Callable) -> Conv | None:
     return kernel if isinstance(kernel, Conv) else None
 
 
+_SQUEEZE_EXCITE_LAST = True  # depthwise Convs before a fused block write channel-last (a
+# switch for bench_switch.py --build: False, they write NCHW for it)
+
+
 def mark_channels_last(
     steps: list[StepTuple], template: list[Any], output_slots: list[int]
 ) -> None:
@@ -319,9 +323,9 @@ def mark_channels_last(
         conv, made = kind(fn, ins)
         if made is None or len(outs) != 1:
             continue
-        wanted = (
-            {"depthwise"} if made == "pointwise" else {"pointwise", "depthwise", "squeeze-excite"}
-        )
+        wanted = {"depthwise"} if made == "pointwise" else {"pointwise", "depthwise"}
+        if made == "depthwise" and _SQUEEZE_EXCITE_LAST:
+            wanted.add("squeeze-excite")
         conv.channels_last = read_by(outs[0], wanted)
 
 

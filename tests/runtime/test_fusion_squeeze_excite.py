@@ -129,16 +129,22 @@ def test_the_compiled_paths_take_the_block_in_its_input_layout(monkeypatch, size
                             or _o(self, *args))  # fmt: skip
     x = RNG.standard_normal((2, 32, size, size)).astype(np.float32)
     model = block(size=size)
-    fused, got, want = _runs(model, x, threads=0)
+    _, got, want = _runs(model, x, threads=0)
     assert taken == ([path] if compiled.enabled else [])
     _agree(got[0], want[0])
 
 
-@pytest.mark.parametrize(("change", "marked"), [({}, True), ({"gate_read_twice": True}, False)])
-def test_a_depthwise_conv_before_a_block_before_a_projection_writes_channel_last(change, marked):
+@pytest.mark.parametrize(
+    ("change", "switch", "marked"),
+    [({}, True, True), ({"gate_read_twice": True}, True, False), ({}, False, False)],
+)
+def test_a_depthwise_conv_before_a_block_before_a_projection_writes_channel_last(
+    change, switch, marked, monkeypatch
+):
     """The plan marks the depthwise Conv (``fusion.mark_channels_last``) where the block is
     fused and a pointwise Conv alone reads the block's result (an unfused block's ReduceMean
-    reads NCHW)."""
+    reads NCHW), unless bench_switch.py turns that off (``_SQUEEZE_EXCITE_LAST``)."""
+    monkeypatch.setattr(fusion, "_SQUEEZE_EXCITE_LAST", switch)
     session = onyx.InferenceSession(block(**change))
     convs = [step.fn for step in session._plan.steps if isinstance(step.fn, fusion.Conv)]
     assert [conv.channels_last for conv in convs[:1]] == [marked]
