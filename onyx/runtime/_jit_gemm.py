@@ -31,7 +31,20 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from onyx.runtime._jit_exp import _HI, _LO, _NEG_INF, _ONE, _ZERO, _exp_parts
+from onyx.runtime._jit_exp import (
+    _BIAS,
+    _C,
+    _HALF,
+    _HI,
+    _LN2_HI,
+    _LN2_LO,
+    _LO,
+    _LOG2E,
+    _NEG_INF,
+    _ONE,
+    _ZERO,
+    _exp_parts,
+)
 
 PANEL = 16  # columns of B per panel: one AVX-512 vector, two AVX2 ones
 # two panels per tile where the CPU has AVX-512's 32 vector registers (6 x 32 sums take 12 of
@@ -77,6 +90,100 @@ def _as_float(typingctx, bits):
         return builder.bitcast(low, context.get_data_type(types.float32))
 
     return types.float32(bits), codegen
+
+
+_LANES = 16
+_VECTOR = llvmlite.ir.VectorType(llvmlite.ir.FloatType(), _LANES)
+
+
+@intrinsic
+def _store_row(typingctx, target, tile, at, shift, lo, hi, added, residual, vectors, swish):
+    """One row of a tile stored as whole vectors: the float32s at address ``target`` =
+    tile[at : at + 16 * vectors] + ``shift`` (+ the 16 * vectors float32s at address ``added``,
+    a bias by column, and at ``residual``; each only where its address is not 0), clamped to
+    [lo, hi] as ``_store`` clamps, then through ``_swish`` where ``swish`` (1). ``vectors``
+    (1 or 2) and ``swish`` are literals. Written as LLVM vector operations: numba leaves LLVM's
+    SLP vectorizer off, and the loop vectorizer's form of ``_store`` spent ~20 cycles a row on
+    its run-time checks, about what 16 terms of products take (docs/runtime.md)."""
+    if not (isinstance(vectors, types.IntegerLiteral) and isinstance(swish, types.IntegerLiteral)):
+        return None
+    count, with_swish = vectors.literal_value, bool(swish.literal_value)
+    sig = types.void(types.intp, types.CPointer(types.float32), types.intp, types.float32,
+                     types.float32, types.float32, types.intp, types.intp, vectors, swish)  # fmt: skip
+
+    def codegen(context, builder, signature, args):
+        target, tile, at, shift, lo, hi, added, residual = args[:8]
+        pointer = _VECTOR.as_pointer()
+        zeros = llvmlite.ir.Constant(_VECTOR, [0.0] * _LANES)
+
+        def splat(value):
+            return builder.shuffle_vector(
+                builder.insert_element(llvmlite.ir.Constant(_VECTOR, None), value, at.type(0)),
+                llvmlite.ir.Constant(_VECTOR, None),
+                llvmlite.ir.Constant(llvmlite.ir.VectorType(llvmlite.ir.IntType(32), _LANES),
+                                     [0] * _LANES),
+            )  # fmt: skip
+
+        def load_if_given(address, offset):
+            given = builder.icmp_unsigned("!=", address, address.type(0))
+            with builder.if_else(given) as (then, otherwise):
+                with then:
+                    source = builder.inttoptr(builder.add(address, address.type(offset)), pointer)
+                    loaded = builder.load(source, align=4)
+                    then_block = builder.basic_block
+                with otherwise:
+                    else_block = builder.basic_block
+            value = builder.phi(_VECTOR)
+            value.add_incoming(loaded, then_block)
+            value.add_incoming(zeros, else_block)
+            return value
+
+        low, high, shifted = splat(lo), splat(hi), splat(shift)
+        for part in range(count):
+            place = builder.gep(tile, [builder.add(at, at.type(_LANES * part))])
+            v = builder.load(builder.bitcast(place, pointer), align=4)
+            v = builder.fadd(v, shifted)
+            v = builder.fadd(v, load_if_given(added, 4 * _LANES * part))
+            v = builder.fadd(v, load_if_given(residual, 4 * _LANES * part))
+            v = builder.select(builder.fcmp_ordered("<", v, low), low, v)
+            v = builder.select(builder.fcmp_ordered(">", v, high), high, v)
+            if with_swish:
+                v = _vector_swish(builder, v, splat)
+            out = builder.inttoptr(builder.add(target, target.type(4 * _LANES * part)), pointer)
+            builder.store(v, out, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _vector_swish(builder, v, splat):
+    """LLVM operations for ``_swish`` of a vector ``v`` (the same steps; fused multiply-adds
+    where its scalar form lets LLVM contract)."""
+    three = llvmlite.ir.FunctionType(_VECTOR, [_VECTOR] * 3)
+    fma = cgutils.get_or_insert_function(builder.module, three, "llvm.fma.v16f32")
+    one = llvmlite.ir.FunctionType(_VECTOR, [_VECTOR])
+    floor = cgutils.get_or_insert_function(builder.module, one, "llvm.floor.v16f32")
+    f32 = llvmlite.ir.FloatType()
+
+    def const(x):
+        return splat(llvmlite.ir.Constant(f32, float(x)))
+
+    t = builder.fsub(const(-0.0), v)
+    t = builder.select(builder.fcmp_ordered(">", t, const(_LO)), t, const(_LO))
+    t = builder.select(builder.fcmp_ordered("<", t, const(_HI)), t, const(_HI))
+    k = builder.call(floor, [builder.call(fma, [t, const(_LOG2E), const(_HALF)])])
+    r = builder.call(fma, [builder.fsub(const(-0.0), k), const(_LN2_HI), t])
+    r = builder.call(fma, [builder.fsub(const(-0.0), k), const(_LN2_LO), r])
+    poly = const(_C[7])
+    for c in reversed(_C[:7]):
+        poly = builder.call(fma, [poly, r, const(c)])
+    ints = llvmlite.ir.VectorType(llvmlite.ir.IntType(32), _LANES)
+    bits = builder.add(builder.fptosi(k, ints), llvmlite.ir.Constant(ints, [int(_BIAS)] * _LANES))
+    bits = builder.shl(bits, llvmlite.ir.Constant(ints, [23] * _LANES))
+    scale = builder.bitcast(bits, _VECTOR)
+    q = builder.fdiv(v, builder.call(fma, [poly, scale, const(_ONE)]))
+    nan = const(float("nan"))
+    return builder.select(builder.fcmp_ordered("==", v, const(_NEG_INF)), nan, q)
 
 
 @njit(inline="always")
@@ -137,16 +244,40 @@ def packed_product(a, panels, c, n, bias, lo, hi, p0, p1, r0, r1, swish=False, r
 
 
 @njit(inline="always")
-def _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False, swish=False,
-           res=None):  # fmt: skip
-    """Rows [i, i + rows) of c, columns [first, first + width), from the tile ``acc``: plus the
-    bias (one per column, or per row ``by_row``), plus ``res`` where given (an array laid out
-    as c; None is compiled away), clamped, then its Swish where ``swish`` (in registers: no
-    pass over the result after). The loop's bounds come at run time and its indices are
-    unsigned, so that LLVM vectorizes it: numba leaves LLVM's SLP vectorizer off,
-    and a loop of a constant 16 or 32 was unrolled into scalar stores, which took longer than
-    the products at K = 16 (5-12x the time of the vector stores)."""
+def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row=False,
+           swish=False, res=None):  # fmt: skip
+    """Rows [i, i + rows) of c, columns [first, first + width), from the tile ``acc`` (at
+    ``place``): plus the bias (one per column, or per row ``by_row``), plus ``res`` where given
+    (an array laid out as c; None is compiled away), clamped, then its Swish where ``swish``
+    (in registers: no pass over the result after). A tile as wide as its sums, into rows of
+    unit stride, goes as whole vectors (``_store_row``); any other (the last columns of a
+    product, a store transposed into a convolution's planes) by a loop whose bounds come at
+    run time and whose indices are unsigned, so that LLVM vectorizes what it can (a loop of a
+    constant 16 or 32 was unrolled into scalar stores: 5-12x the time)."""
     zero = np.float32(0)
+    size = c.itemsize
+    if (
+        width == acc.shape[1]
+        and c.strides[1] == size
+        and (res is None or res.strides[1] == size)
+        and bias.strides[0] == size
+    ):
+        at = np.uint64(first) * np.uint64(size)
+        added = bias.ctypes.data + at if with_bias and not by_row else 0
+        for r in range(rows):
+            target = c.ctypes.data + (i + r) * c.strides[0] + at
+            shift = bias[i + r] if with_bias and by_row else zero
+            summed = 0 if res is None else res.ctypes.data + (i + r) * res.strides[0] + at
+            if acc.shape[1] == 2 * _LANES:
+                if swish:
+                    _store_row(target, place, r * 2 * _LANES, shift, lo, hi, added, summed, 2, 1)
+                else:
+                    _store_row(target, place, r * 2 * _LANES, shift, lo, hi, added, summed, 2, 0)
+            elif swish:
+                _store_row(target, place, r * _LANES, shift, lo, hi, added, summed, 1, 1)
+            else:
+                _store_row(target, place, r * _LANES, shift, lo, hi, added, summed, 1, 0)
+        return
     j0, j1 = np.uint64(first), np.uint64(first + width)
     for r in range(rows):
         row = c[i + r]
@@ -175,7 +306,8 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
         rows = min(ROWS, r1 - i)
         i1, i2, i3 = min(i + 1, last), min(i + 2, last), min(i + 3, last)
         i4, i5 = min(i + 4, last), min(i + 5, last)
-        acc = numba.carray(_tile(96), (6, 16))
+        place = _tile(96)
+        acc = numba.carray(place, (6, 16))
         for r in range(6):
             for j in range(16):
                 acc[r, j] = zero
@@ -190,7 +322,7 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
                 acc[3, j] += a3 * w
                 acc[4, j] += a4 * w
                 acc[5, j] += a5 * w
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish, res)
+        _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish, res)
 
 
 @njit(inline="always")
@@ -210,7 +342,8 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
         rows = min(ROWS, r1 - i)
         i1, i2, i3 = min(i + 1, last), min(i + 2, last), min(i + 3, last)
         i4, i5 = min(i + 4, last), min(i + 5, last)
-        acc = numba.carray(_tile(192), (6, 32))
+        place = _tile(192)
+        acc = numba.carray(place, (6, 32))
         for r in range(6):
             for j in range(32):
                 acc[r, j] = zero
@@ -232,9 +365,10 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
                 acc[4, 16 + j] += a4 * w1
                 acc[5, j] += a5 * w0
                 acc[5, 16 + j] += a5 * w1
-        _store(acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish, res)
+        _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish, res)
     for i in range(r1 - 7 * sevens, r1, 7):
-        acc7 = numba.carray(_tile(224), (7, 32))
+        place7 = _tile(224)
+        acc7 = numba.carray(place7, (7, 32))
         for r in range(7):
             for j in range(32):
                 acc7[r, j] = zero
@@ -258,7 +392,7 @@ def _pair_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
                 acc7[5, 16 + j] += a5 * w1
                 acc7[6, j] += a6 * w0
                 acc7[6, 16 + j] += a6 * w1
-        _store(acc7, c, bias, lo, hi, i, 7, first, width, with_bias, False, swish, res)
+        _store(place7, acc7, c, bias, lo, hi, i, 7, first, width, with_bias, False, swish, res)
 
 
 @njit(inline="always")
@@ -417,7 +551,8 @@ def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res
     zero = np.float32(0)
     for tile in range(t0, t1):
         rows = min(ROWS, m - ROWS * tile)
-        acc = numba.carray(_tile(192), (6, 32))
+        place = _tile(192)
+        acc = numba.carray(place, (6, 32))
         for r in range(6):
             for j in range(32):
                 acc[r, j] = zero
@@ -445,4 +580,5 @@ def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res
                     acc[3, j] += w3 * v
                     acc[4, j] += w4 * v
                     acc[5, j] += w5 * v
-        _store(acc, c, bias, lo, hi, ROWS * tile, rows, q, width, with_bias, True, swish, res)
+        _store(place, acc, c, bias, lo, hi, ROWS * tile, rows, q, width, with_bias, True, swish,
+               res)  # fmt: skip
