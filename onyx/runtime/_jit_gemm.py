@@ -94,6 +94,61 @@ def _as_float(typingctx, bits):
 
 _LANES = 16
 _VECTOR = llvmlite.ir.VectorType(llvmlite.ir.FloatType(), _LANES)
+_I32 = llvmlite.ir.IntType(32)
+
+
+def _floats(lanes):
+    return llvmlite.ir.VectorType(llvmlite.ir.FloatType(), lanes)
+
+
+def _splat(builder, value, kind=_VECTOR):
+    """A vector of ``kind`` with ``value`` (a float32 value or a Python float) in every lane."""
+    if not isinstance(value, llvmlite.ir.Value):
+        return llvmlite.ir.Constant(kind, [float(value)] * kind.count)
+    one = builder.insert_element(llvmlite.ir.Constant(kind, None), value, _I32(0))
+    lanes = llvmlite.ir.VectorType(_I32, kind.count)
+    return builder.shuffle_vector(one, one, llvmlite.ir.Constant(lanes, [0] * kind.count))
+
+
+def _shuffle(builder, a, b, mask):
+    """LLVM's shufflevector: lanes of a then b, picked by ``mask``."""
+    lanes = list(mask)
+    kind = llvmlite.ir.VectorType(_I32, len(lanes))
+    return builder.shuffle_vector(a, b, llvmlite.ir.Constant(kind, lanes))
+
+
+def _load(builder, address, lanes):
+    """``lanes`` float32s at the integer ``address``."""
+    return builder.load(builder.inttoptr(address, _floats(lanes).as_pointer()), align=4)
+
+
+def _store_at(builder, value, address):
+    builder.store(value, builder.inttoptr(address, value.type.as_pointer()), align=4)
+
+
+def _plus_if(builder, condition, v, make, *args):
+    """v + make(*args) where ``condition`` (an i1) holds, else v: the addend's loads only
+    then."""
+    before = builder.basic_block
+    with builder.if_then(condition):
+        summed = builder.fadd(v, make(*args))
+        then = builder.basic_block
+    merged = builder.phi(v.type)
+    merged.add_incoming(summed, then)
+    merged.add_incoming(v, before)
+    return merged
+
+
+def _given(builder, address):
+    return builder.icmp_unsigned("!=", address, address.type(0))
+
+
+def _finished(builder, v, lo, hi, swish):
+    """v clamped to [lo, hi] as ``_store`` clamps, then through ``_swish`` where ``swish``."""
+    low, high = _splat(builder, lo, v.type), _splat(builder, hi, v.type)
+    v = builder.select(builder.fcmp_ordered("<", v, low), low, v)
+    v = builder.select(builder.fcmp_ordered(">", v, high), high, v)
+    return _vector_swish(builder, v) if swish else v
 
 
 @intrinsic
@@ -113,60 +168,117 @@ def _store_row(typingctx, target, tile, at, shift, lo, hi, added, residual, vect
 
     def codegen(context, builder, signature, args):
         target, tile, at, shift, lo, hi, added, residual = args[:8]
-        pointer = _VECTOR.as_pointer()
-        zeros = llvmlite.ir.Constant(_VECTOR, [0.0] * _LANES)
-
-        def splat(value):
-            return builder.shuffle_vector(
-                builder.insert_element(llvmlite.ir.Constant(_VECTOR, None), value, at.type(0)),
-                llvmlite.ir.Constant(_VECTOR, None),
-                llvmlite.ir.Constant(llvmlite.ir.VectorType(llvmlite.ir.IntType(32), _LANES),
-                                     [0] * _LANES),
-            )  # fmt: skip
-
-        def load_if_given(address, offset):
-            given = builder.icmp_unsigned("!=", address, address.type(0))
-            with builder.if_else(given) as (then, otherwise):
-                with then:
-                    source = builder.inttoptr(builder.add(address, address.type(offset)), pointer)
-                    loaded = builder.load(source, align=4)
-                    then_block = builder.basic_block
-                with otherwise:
-                    else_block = builder.basic_block
-            value = builder.phi(_VECTOR)
-            value.add_incoming(loaded, then_block)
-            value.add_incoming(zeros, else_block)
-            return value
-
-        low, high, shifted = splat(lo), splat(hi), splat(shift)
         for part in range(count):
             place = builder.gep(tile, [builder.add(at, at.type(_LANES * part))])
-            v = builder.load(builder.bitcast(place, pointer), align=4)
-            v = builder.fadd(v, shifted)
-            v = builder.fadd(v, load_if_given(added, 4 * _LANES * part))
-            v = builder.fadd(v, load_if_given(residual, 4 * _LANES * part))
-            v = builder.select(builder.fcmp_ordered("<", v, low), low, v)
-            v = builder.select(builder.fcmp_ordered(">", v, high), high, v)
-            if with_swish:
-                v = _vector_swish(builder, v, splat)
-            out = builder.inttoptr(builder.add(target, target.type(4 * _LANES * part)), pointer)
-            builder.store(v, out, align=4)
+            v = builder.load(builder.bitcast(place, _VECTOR.as_pointer()), align=4)
+            v = builder.fadd(v, _splat(builder, shift))
+            bytes_in = 4 * _LANES * part
+            for address in (added, residual):
+                at_part = builder.add(address, address.type(bytes_in))
+                v = _plus_if(builder, _given(builder, address), v, _load, builder, at_part, _LANES)
+            v = _finished(builder, v, lo, hi, with_swish)
+            _store_at(builder, v, builder.add(target, target.type(bytes_in)))
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-def _vector_swish(builder, v, splat):
+@intrinsic
+def _store_transposed(typingctx, target, step, tile, at, lo, hi, added, residual, apart, halves,
+                      swish):  # fmt: skip
+    """A tile of 6 rows by 16 * ``halves`` sums (at ``tile[at:]``) stored transposed: column
+    j's 6 values, + the bias by column at ``added``, + the residual's (column j at ``residual +
+    j * apart``, laid out as the target), clamped, through ``_swish`` where ``swish`` (1), at
+    address ``target + j * step``, 6 float32s in a row (a convolution's planes, pixels along
+    them). The rows are transposed in registers by two rounds of two-vector shuffles (per 16
+    columns: 4 vectors of 4 columns by rows 0-3, 2 of 8 columns by rows 4-5) and stored 4 + 2
+    values per column, 32 stores per 16 columns where a loop stores each value alone (96).
+    ``added``, ``residual``: 0 where there is none; ``halves`` (1 or 2) and ``swish`` are
+    literals."""
+    if not (isinstance(halves, types.IntegerLiteral) and isinstance(swish, types.IntegerLiteral)):
+        return None
+    count, with_swish = halves.literal_value, bool(swish.literal_value)
+    sig = types.void(types.intp, types.intp, types.CPointer(types.float32), types.intp,
+                     types.float32, types.float32, types.intp, types.intp, types.intp, halves,
+                     swish)  # fmt: skip
+
+    def codegen(context, builder, signature, args):
+        target, step, tile, at, lo, hi, added, residual, apart = args[:9]
+        summed = _given(builder, residual)
+
+        def column_at(base, stride, j, extra=0):
+            return builder.add(builder.add(base, builder.mul(stride, stride.type(j))),
+                               base.type(extra))  # fmt: skip
+
+        def residual_lanes(first, columns, pixel, lanes):
+            # (the residual's columns first..first + columns, ``lanes`` pixels each from
+            # ``pixel``, in the order of the transposed vector: concatenated pairwise)
+            parts = [_load(builder, column_at(residual, apart, first + j, 4 * pixel), lanes)
+                     for j in range(columns)]  # fmt: skip
+            while len(parts) > 1:
+                width = 2 * parts[0].type.count
+                parts = [_shuffle(builder, parts[k], parts[k + 1], range(width))
+                         for k in range(0, len(parts), 2)]  # fmt: skip
+            return parts[0]
+
+        for half in range(count):
+            rows = []
+            for r in range(6):
+                offset = at.type(r * _LANES * count + _LANES * half)
+                place = builder.gep(tile, [builder.add(at, offset)])
+                v = builder.load(builder.bitcast(place, _VECTOR.as_pointer()), align=4)
+                bias = builder.add(added, added.type(4 * _LANES * half))
+                rows.append(_plus_if(builder, _given(builder, added), v, _load, builder, bias,
+                                     _LANES))  # fmt: skip
+            # rows r, r + 1 interleaved: (columns 0-7, columns 8-15), each column's 2 values
+            pairs = [
+                tuple(_shuffle(builder, rows[r], rows[r + 1],
+                               [x for j in range(8 * h, 8 * h + 8) for x in (j, _LANES + j)])
+                      for h in (0, 1))
+                for r in (0, 2, 4)
+            ]  # fmt: skip
+            # rows 0-3 of 4 columns a vector: columns 0-3, 4-7 (of the first pair's half), ...
+            fours = [
+                _shuffle(builder, pairs[0][h], pairs[1][h],
+                         [x for j in range(4 * q, 4 * q + 4)
+                          for x in (2 * j, 2 * j + 1, _LANES + 2 * j, _LANES + 2 * j + 1)])
+                for h in (0, 1) for q in (0, 1)
+            ]  # fmt: skip
+            first = _LANES * half
+            fours = [
+                _finished(builder, _plus_if(builder, summed, v, residual_lanes, first + 4 * g,
+                                            4, 0, 4), lo, hi, with_swish)
+                for g, v in enumerate(fours)
+            ]  # fmt: skip
+            twos = [
+                _finished(builder, _plus_if(builder, summed, pairs[2][h], residual_lanes,
+                                            first + 8 * h, 8, 4, 2), lo, hi, with_swish)
+                for h in (0, 1)
+            ]  # fmt: skip
+            for j in range(_LANES):
+                address = column_at(target, step, first + j)
+                q, e = j // 4, j % 8
+                four = _shuffle(builder, fours[q], fours[q], range(4 * (j % 4), 4 * (j % 4) + 4))
+                two = _shuffle(builder, twos[j // 8], twos[j // 8], (2 * e, 2 * e + 1))
+                _store_at(builder, four, address)
+                _store_at(builder, two, builder.add(address, address.type(16)))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _vector_swish(builder, v):
     """LLVM operations for ``_swish`` of a vector ``v`` (the same steps; fused multiply-adds
     where its scalar form lets LLVM contract)."""
-    three = llvmlite.ir.FunctionType(_VECTOR, [_VECTOR] * 3)
-    fma = cgutils.get_or_insert_function(builder.module, three, "llvm.fma.v16f32")
-    one = llvmlite.ir.FunctionType(_VECTOR, [_VECTOR])
-    floor = cgutils.get_or_insert_function(builder.module, one, "llvm.floor.v16f32")
-    f32 = llvmlite.ir.FloatType()
+    kind = v.type
+    name = f"v{kind.count}f32"
+    three = llvmlite.ir.FunctionType(kind, [kind] * 3)
+    fma = cgutils.get_or_insert_function(builder.module, three, f"llvm.fma.{name}")
+    floor = cgutils.get_or_insert_function(builder.module, llvmlite.ir.FunctionType(kind, [kind]),
+                                           f"llvm.floor.{name}")  # fmt: skip
 
     def const(x):
-        return splat(llvmlite.ir.Constant(f32, float(x)))
+        return _splat(builder, x, kind)
 
     t = builder.fsub(const(-0.0), v)
     t = builder.select(builder.fcmp_ordered(">", t, const(_LO)), t, const(_LO))
@@ -177,13 +289,12 @@ def _vector_swish(builder, v, splat):
     poly = const(_C[7])
     for c in reversed(_C[:7]):
         poly = builder.call(fma, [poly, r, const(c)])
-    ints = llvmlite.ir.VectorType(llvmlite.ir.IntType(32), _LANES)
-    bits = builder.add(builder.fptosi(k, ints), llvmlite.ir.Constant(ints, [int(_BIAS)] * _LANES))
-    bits = builder.shl(bits, llvmlite.ir.Constant(ints, [23] * _LANES))
-    scale = builder.bitcast(bits, _VECTOR)
-    q = builder.fdiv(v, builder.call(fma, [poly, scale, const(_ONE)]))
-    nan = const(float("nan"))
-    return builder.select(builder.fcmp_ordered("==", v, const(_NEG_INF)), nan, q)
+    ints = llvmlite.ir.VectorType(_I32, kind.count)
+    exponent = llvmlite.ir.Constant(ints, [int(_BIAS)] * kind.count)
+    bits = builder.add(builder.fptosi(k, ints), exponent)
+    bits = builder.shl(bits, llvmlite.ir.Constant(ints, [23] * kind.count))
+    q = builder.fdiv(v, builder.call(fma, [poly, builder.bitcast(bits, kind), const(_ONE)]))
+    return builder.select(builder.fcmp_ordered("==", v, const(_NEG_INF)), const(float("nan")), q)
 
 
 @njit(inline="always")
@@ -249,18 +360,19 @@ def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row
     """Rows [i, i + rows) of c, columns [first, first + width), from the tile ``acc`` (at
     ``place``): plus the bias (one per column, or per row ``by_row``), plus ``res`` where given
     (an array laid out as c; None is compiled away), clamped, then its Swish where ``swish``
-    (in registers: no pass over the result after). A tile as wide as its sums, into rows of
-    unit stride, goes as whole vectors (``_store_row``); any other (the last columns of a
-    product, a store transposed into a convolution's planes) by a loop whose bounds come at
-    run time and whose indices are unsigned, so that LLVM vectorizes what it can (a loop of a
-    constant 16 or 32 was unrolled into scalar stores: 5-12x the time)."""
+    (in registers: no pass over the result after). A tile as wide as its sums goes as whole
+    vectors: into rows of unit stride row by row (``_store_row``), a whole tile of 6 rows into
+    c's columns (a transposed view: a convolution's planes) transposed in registers
+    (``_store_transposed``). Any other (the last rows or columns of a product) by a loop whose
+    bounds come at run time and whose indices are unsigned, so that LLVM vectorizes what it can
+    (a loop of a constant 16 or 32 was unrolled into scalar stores: 5-12x the time)."""
     zero = np.float32(0)
     size = c.itemsize
     if (
         width == acc.shape[1]
         and c.strides[1] == size
         and (res is None or res.strides[1] == size)
-        and bias.strides[0] == size
+        and (not with_bias or bias.strides[0] == size)
     ):
         at = np.uint64(first) * np.uint64(size)
         added = bias.ctypes.data + at if with_bias and not by_row else 0
@@ -277,6 +389,29 @@ def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row
                 _store_row(target, place, r * _LANES, shift, lo, hi, added, summed, 1, 1)
             else:
                 _store_row(target, place, r * _LANES, shift, lo, hi, added, summed, 1, 0)
+        return
+    if (
+        rows == ROWS
+        and width == acc.shape[1]
+        and not by_row
+        and c.strides[0] == size
+        and (res is None or res.strides[0] == size)
+        and (not with_bias or bias.strides[0] == size)
+    ):
+        step = c.strides[1]
+        target = c.ctypes.data + i * size + first * step
+        added = bias.ctypes.data + first * size if with_bias else 0
+        apart = 0 if res is None else res.strides[1]
+        summed = 0 if res is None else res.ctypes.data + i * size + first * apart
+        if acc.shape[1] == 2 * _LANES:
+            if swish:
+                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 1)
+            else:
+                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 0)
+        elif swish:
+            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 1)
+        else:
+            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 0)
         return
     j0, j1 = np.uint64(first), np.uint64(first + width)
     for r in range(rows):

@@ -357,6 +357,39 @@ def test_packed_products_add_a_residual_before_the_bounds(native, m, transposed)
     np.testing.assert_allclose(out, want, rtol=0, atol=5e-6 * np.abs(product).max())
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("swish", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_every_form_of_the_tiles_store_finishes_alike(native, transposed, swish, with_bias,
+                                                      with_residual):  # fmt: skip
+    """The store of packed_gemm's tiles (_jit_gemm._store), each form against float64: whole
+    tiles as vectors into rows or transposed into planes, the rest by its loop (13 rows: two
+    tiles of 6 and a last row; 56 columns: a pair of panels, a panel alone, a last one of 8),
+    with and without a bias, a residual and a Swish."""
+    m, k, n = 13, 48, 56
+    a = RNG.standard_normal((m, k)).astype(np.float32)
+    b = RNG.standard_normal((k, n)).astype(np.float32)
+    bias = RNG.standard_normal(n).astype(np.float32) if with_bias else None
+    planes = RNG.standard_normal((n, m)).astype(np.float32)
+    residual = None
+    if with_residual:
+        residual = planes.T if transposed else np.ascontiguousarray(planes.T)
+    out = np.full((n, m), np.nan, np.float32).T if transposed else np.empty((m, n), np.float32)
+    with native():
+        threads.current().native.packed_matmul(
+            a, threads.packed_weight(b), out, 2, threads.Finish(bias, -1.5, 2.5, residual),
+            by_rows=True, swish=swish,
+        )  # fmt: skip
+    assert native.calls == ["packed_gemm"]
+    product = a.astype(np.float64) @ b
+    want = np.clip(product + (0 if bias is None else bias) + (0 if residual is None else residual),
+                   -1.5, 2.5)  # fmt: skip
+    if swish:
+        want = want / (1 + np.exp(-want))
+    np.testing.assert_allclose(out, want, rtol=0, atol=5e-6 * np.abs(product).max())
+
+
 @pytest.mark.parametrize("m", [29, 30, 31, 37, 128])
 def test_packed_tiles_of_6_and_7_rows_cover_the_rows_and_compute_each_alike(native, m):
     """Rows go in tiles of 6 and of 7 that end at the last row (128 = 19 x 6 + 2 x 7; 29 has
