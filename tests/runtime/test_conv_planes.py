@@ -61,6 +61,37 @@ def test_pointwise_planes_match_float64(c, m, size, batch, kind, bias, taken):
     np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)  # run after run
 
 
+@pytest.mark.parametrize("kind", ["relu", "swish", "none"])
+def test_later_calls_replay_the_planes_path_with_its_arguments_fixed(kind, monkeypatch):
+    """After a first call, a pointwise Conv on the planes path runs again by ``planes_replay``
+    (the kernel called with the packed weight, bias and bounds fixed): each later run agrees
+    with a float64 reference for its own feed, bit for bit with the first call's path."""
+    made = []
+    original = conv_module.planes_replay
+
+    def recorded(*args):
+        replay = original(*args)
+        made.append(replay)
+        return replay
+
+    monkeypatch.setattr(conv_module, "planes_replay", recorded)
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 24, 20, 20])
+    w, b = _weight(40, 24, 1, 1), _weight(40)
+    g.output(activation(g, g.op.Conv(x, w, b), kind), "y")
+    session = new_session(g.model())
+    feeds = [RNG.standard_normal((1, 24, 20, 20)).astype(np.float32) for _ in range(3)]
+    first = [session.run(None, {"x": f})[0] for f in feeds]
+    for feed, got in zip(feeds, first):
+        close(got, after(reference(feed, w, b), kind))
+    possible = compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
+    assert len([r for r in made if r is not None]) == (1 if possible else 0)
+    monkeypatch.setattr(conv_module, "_LEAN", False)  # the path as kept before: the same bits
+    conv_module.forget_replays()
+    for feed, got in zip(feeds, first):
+        np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)
+
+
 @pytest.mark.parametrize(
     "c, m, size, batch, kind, path",
     [

@@ -535,6 +535,37 @@ def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
     return _plane_products(pool, lambda i: x[i].reshape(c, pixels), packed, y, epilogue)
 
 
+def planes_replay(x, w2d, tiles, plan, epilogue):
+    """``conv_planes`` again for calls like this one (one image, X laid out as x, the same
+    ``epilogue`` all in the store, no run-time operand): a function (x, out) -> Y calling the
+    kernel with what it takes fixed now (the packed weight, bias, bounds, shapes), none of the
+    path's steps made again (a chain of 64-channel 8x8 1x1 layers, benchmarks/bench_engine.py
+    part 2: 12.9 -> 10.7 us a layer, the two alternating in one process; whole models within
+    1%); None where this call is not such."""
+    pool = _packing_pool()
+    if pool is None or x.shape[0] != 1 or not x.flags.c_contiguous or epilogue.extras:
+        return None
+    packed = tiles.get(w2d)
+    m, c = w2d.shape
+    out = plan[5]
+    y_shape = (1, m, *out)
+    finish, swish = epilogue.store_finish(y_shape)
+    if packed is None or finish is None or finish.residual is not None:
+        return None
+    kernels, parts, pixels = pool.native.kernels, pool.size, math.prod(out)
+    bias = _NO_BIAS[np.dtype(np.float32)] if finish.bias is None else finish.bias
+    lo, hi = np.float32(finish.lo), np.float32(finish.hi)
+    blocks = (parts, c, kernels.BLOCK)
+
+    def replay(x, y):
+        y = np.empty(y_shape, np.float32) if y is None else y
+        kernels.planes_gemm(packed, x.reshape(c, pixels), y.reshape(m, pixels), m, bias, lo, hi,
+                            parts, scratch("conv.blocks", blocks), swish, None)  # fmt: skip
+        return y
+
+    return replay
+
+
 def _plane_products(pool, operand, packed, y, epilogue):
     """``y`` (N, M, *O) with each image's planes (M, P) = W @ operand(i) (``Native.planes_matmul``:
     an array (K, P), or patches where they lie), W packed in ``packed``; the ``epilogue``'s
@@ -1295,6 +1326,7 @@ class _Replays:
 _replays = _Replays()
 forget_replays = _replays.forget
 _KEEP_PATHS = True  # Convs keep their last call's path (_Replay); a switch for bench_switch.py
+_LEAN = True  # paths kept with their arguments fixed where they can be (planes_replay); a switch
 
 
 class _Replay(NamedTuple):
@@ -1467,8 +1499,11 @@ class Conv:
             weight, tiles = self.plane_weight[1], self.tiles
             y = conv_planes(xw, weight, tiles, plan, epilogue, out)
             if y is not None:
+                lean = planes_replay(xw, weight, tiles, plan, epilogue) if _LEAN else None
                 return y.astype(x.dtype, copy=False), kept(
-                    lambda x, ep, out: conv_planes(x, weight, tiles, plan, ep, out)
+                    (lambda x, ep, out: lean(x, out))
+                    if lean is not None
+                    else (lambda x, ep, out: conv_planes(x, weight, tiles, plan, ep, out))
                 )
         if (
             not w.flags.writeable
