@@ -21,8 +21,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from onyx.runtime._jit_exp import CHUNK, swish_in_place, swish_run
-from onyx.runtime._jit_gemm import _tile
+from onyx.runtime._jit_gemm import _tile, swish_vectors
 from onyx.runtime.compiled import ADD, DIV, MAX, MUL, SUB, SWISH
 
 # Single-threaded: between GEMMs, OpenBLAS's idle threads spin on the other core, and a second
@@ -262,15 +261,10 @@ def elementwise(y, source, copy_source, full, row0, row1, col0, col1, channels, 
     rows = range(row0, row1)
     for s in range(codes.shape[0]):
         first = copy_source and s == 0
-        if codes[s] == SWISH:  # (float32 only: the Swish kernel of _jit_exp, in place)
-            scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
-            scale = bits.view(np.float32)
+        if codes[s] == SWISH:  # (float32 only: _jit_gemm's vector Swish, in place)
             for r in rows:
                 o = np.uint64(r * width + col0)
-                if first:
-                    swish_run(src, flat, o, n, scratch, bits, scale)
-                else:
-                    swish_in_place(flat, o, n, scratch, bits, scale)
+                swish_vectors(src if first else flat, flat, o, n)
         elif codes[s] >= 0:
             for r in rows:
                 o = np.uint64(r * width + col0)
@@ -799,8 +793,6 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
     odd_at = np.uint64((left + 1) % 2 * size + (left + 1) // 2)
     half = np.uint64(wd // 2)
     biased, bounded = bias.shape[0] > 0, lo > -np.inf or hi < np.inf
-    scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
-    scale = bits.view(np.float32)
     for b in range(n):
         for c in range(c0, c1):
             if c == c0 or c % mult == 0:
@@ -855,7 +847,7 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
                     for q in range(np.uint64(wo)):
                         target[to + q] = acc[frm + q]
             if swish:
-                swish_in_place(target, out, ho * wo, scratch, bits, scale)
+                swish_vectors(target, target, out, ho * wo)
 
 
 @njit(inline="always")
@@ -922,8 +914,6 @@ def depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias,
     zero = source.dtype.type(0)
     biased, bounded = bias.shape[0] > 0, lo > -np.inf or hi < np.inf
     row_step, col_step = np.uint64(dh * wd) * span, np.uint64(dw) * span
-    scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
-    scale = bits.view(np.float32)
     for flat in range(r0, r1):
         b, r = flat // ho, flat % ho
         # (3x3 taps all inside the image: summed in one pass, see _nine_taps_last)
@@ -963,12 +953,11 @@ def depthwise_channels_last(xl, wl, yl, r0, r1, sh, sw, dh, dw, top, left, bias,
                     v = target[out + t]
                     v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
                     target[out + t] = hi if v > hi else v  # noqa: FURB136
-        _last_row_done(target, moved, flat, ho, wo, channels, 0, channels, swish, scratch, bits,
-                       scale)  # fmt: skip
+        _last_row_done(target, moved, flat, ho, wo, channels, 0, channels, swish)
 
 
 @njit(inline="always")
-def _last_row_done(target, moved, flat, ho, wo, channels, c0, c1, swish, scratch, bits, scale):
+def _last_row_done(target, moved, flat, ho, wo, channels, c0, c1, swish):
     """Channels c0..c1 of row ``flat`` (of the N * Ho) of a channel-last depthwise result
     ``target`` (flat), its bias and bounds applied: through the epilogue's Swish where
     ``swish``, then, where ``moved`` (flat, N, C, Ho, Wo) is not empty, moved into it while in
@@ -977,11 +966,10 @@ def _last_row_done(target, moved, flat, ho, wo, channels, c0, c1, swish, scratch
     row = np.uint64(flat * wo) * span
     if swish:
         if c0 == 0 and c1 == channels:  # (the row's run at once)
-            swish_in_place(target, row, wo * channels, scratch, bits, scale)
+            swish_vectors(target, target, row, wo * channels)
         else:
             for q in range(np.uint64(wo)):
-                swish_in_place(target, row + q * span + np.uint64(c0), c1 - c0, scratch, bits,
-                               scale)  # fmt: skip
+                swish_vectors(target, target, row + q * span + np.uint64(c0), c1 - c0)
     if moved.size:
         # (a channel's run of the row written at once; its values read across the row)
         b, r = flat // ho, flat % ho
@@ -1096,8 +1084,6 @@ def depthwise_last_tiles(xl, wl, yl, r0, r1, c0, c1, top, left, bias, lo, hi, y,
     wk = numba.carray(_tile(400), (25, 16))
     biased, bounded = bias.shape[0] > 0, lo > -np.inf or hi < np.inf
     zero = np.float32(0)
-    scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
-    scale = bits.view(np.float32)
     flat = r0
     while flat < r1:
         b, r = flat // ho, flat % ho
@@ -1139,8 +1125,7 @@ def depthwise_last_tiles(xl, wl, yl, r0, r1, c0, c1, top, left, bias, lo, hi, y,
                                 v = hi if v > hi else v  # noqa: FURB136
                             target[out + t] = v
         for rr in range(rows):
-            _last_row_done(target, moved, flat + rr, ho, wo, channels, c0, c1, swish, scratch,
-                           bits, scale)  # fmt: skip
+            _last_row_done(target, moved, flat + rr, ho, wo, channels, c0, c1, swish)
         flat += rows
 
 

@@ -1,5 +1,7 @@
-"""Compiled float32 kernels built on an exponential LLVM vectorizes: Swish (SiLU) and Softmax
-over the last axis (imported only where compiled.kernels says numba is usable; see compiled.py).
+"""Compiled float32 kernels built on an exponential LLVM vectorizes: Softmax over the last axis
+and Gelu (imported only where compiled.kernels says numba is usable; see compiled.py); its
+exponential and constants are the Swish's too (``_jit_gemm.swish_vectors``, written as LLVM
+vector operations).
 
 numba has no vectorized exp here (no SVML), so the exponential is computed by hand: exp(t) =
 2^k · e^r with k = round(t / ln 2) and |r| <= ln 2 / 2 (ln 2 split in two parts, so r is
@@ -8,9 +10,8 @@ its exponent bits in an int32 array read back as float32. Each kernel runs the p
 the bits in one loop, then what uses them in another (so both vectorize). Results are within
 3e-7 (Swish) and 1e-6 (Softmax) relative of numpy's, NaN kept.
 
-- Swish: x / (1 + exp(-x)) in one pass over cache-sized chunks, 1.7x faster than the numpy
-  kernel's four passes on EfficientNet's activations. The exponent is held to [-87, 88]: where
-  exp(-x) overflows, x / 3e38 is the result (under 3e-37 in magnitude).
+- Swish: x / (1 + exp(-x)). The exponent is held to [-87, 88]: where exp(-x) overflows,
+  x / 3e38 is the result (under 3e-37 in magnitude).
 - Softmax: numpy's makes five passes (max, subtract, exp, sum, divide), and on short rows
   (attention over 32 tokens) its reductions along the last axis cost more than the arithmetic.
   Here each row is done while it is in cache (1.5-1.9x on attention-shaped rows). exp(t) below
@@ -44,18 +45,7 @@ def _exp_parts(t):
     return poly, (np.int32(k) + _BIAS) << 23
 
 
-# --- Swish -------------------------------------------------------------------------------------
-@njit(**_OPTIONS)
-def _negative_exp(x, p, bits):
-    """exp(-x) as p · 2^k: the polynomial into p, k's float32 exponent bits into bits."""
-    for i in range(x.shape[0]):
-        t = -x[i]
-        # (selects LLVM vectorizes; a NaN x becomes _LO here and comes back in the division)
-        t = t if t > _LO else _LO  # noqa: FURB136
-        t = t if t < _HI else _HI  # noqa: FURB136
-        p[i], bits[i] = _exp_parts(t)
-
-
+# --- the division of x · sigmoid(2u) (Gelu's tanh form) -------------------------------------
 @njit(**_OPTIONS)
 def _divide(x, y, p, scale):
     """y = x / (1 + p · scale); -inf gives NaN (-inf times a sigmoid of 0), as numpy's does."""
@@ -63,63 +53,6 @@ def _divide(x, y, p, scale):
         v = x[i]
         q = v / (_ONE + p[i] * scale[i])
         y[i] = v * _ZERO if v == _NEG_INF else q
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _swish_chunks(x, y, p, bits, scale):
-    for a in range(0, x.shape[0], p.shape[0]):
-        b = min(x.shape[0], a + p.shape[0])
-        n = b - a
-        _negative_exp(x[a:b], p[:n], bits[:n])
-        _divide(x[a:b], y[a:b], p[:n], scale[:n])
-
-
-@njit(inline="always")
-def _swish_exp(x, o, m, p, bits):
-    """_negative_exp of x[o:o + m], indexed."""
-    for i in range(m):
-        t = -x[o + i]
-        t = t if t > _LO else _LO  # noqa: FURB136
-        t = t if t < _HI else _HI  # noqa: FURB136
-        p[i], bits[i] = _exp_parts(t)
-
-
-@njit(**_OPTIONS)
-def swish_run(x, y, at, n, p, bits, scale):
-    """y[at:at + n] = Swish of x[at:at + n] (flat, distinct arrays), as _swish_chunks computes
-    it, indexed rather than sliced: an epilogue calls this per row of a band, rows of 49 to a
-    few hundred elements, where slices cost more than the work."""
-    for a in range(np.uint64(0), np.uint64(n), np.uint64(p.shape[0])):
-        m = min(np.uint64(n) - a, np.uint64(p.shape[0]))
-        o = np.uint64(at) + a
-        _swish_exp(x, o, m, p, bits)
-        for i in range(m):
-            v = x[o + i]
-            q = v / (_ONE + p[i] * scale[i])
-            y[o + i] = v * _ZERO if v == _NEG_INF else q
-
-
-@njit(**_OPTIONS)
-def swish_in_place(y, at, n, p, bits, scale):
-    """``swish_run`` of y into itself (one name for the row read and written: two names for
-    one row fail LLVM's overlap check at run time, and the loop runs scalar)."""
-    for a in range(np.uint64(0), np.uint64(n), np.uint64(p.shape[0])):
-        m = min(np.uint64(n) - a, np.uint64(p.shape[0]))
-        o = np.uint64(at) + a
-        _swish_exp(y, o, m, p, bits)
-        for i in range(m):
-            v = y[o + i]
-            q = v / (_ONE + p[i] * scale[i])
-            y[o + i] = v * _ZERO if v == _NEG_INF else q
-
-
-def swish(x: np.ndarray) -> np.ndarray:
-    """x · sigmoid(x) of a C-contiguous float32 array."""
-    y = np.empty_like(x)
-    p = np.empty(CHUNK, np.float32)
-    bits = np.empty(CHUNK, np.int32)
-    _swish_chunks(x.reshape(-1), y.reshape(-1), p, bits, bits.view(np.float32))
-    return y
 
 
 # --- Softmax -----------------------------------------------------------------------------------

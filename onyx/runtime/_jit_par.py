@@ -45,9 +45,7 @@ from onyx.runtime._jit import (
 from onyx.runtime._jit_exp import (
     CHUNK,
     _gelu_chunks,
-    _swish_chunks,
     softmax_rows,
-    swish_in_place,
 )
 from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
     BLOCK,
@@ -59,6 +57,7 @@ from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
     packed_product,
     plane_shape,
     planes_product,
+    swish_vectors,
 )
 
 _PARALLEL = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
@@ -503,23 +502,22 @@ def _chunk(count, parts, p):
 
 @njit(**_PARALLEL)
 def swish_bands(x, y, parts):
-    """_jit_exp's Swish of the flat float32 ``x`` into ``y`` over ``parts`` bands."""
+    """The Swish of the flat float32 ``x`` into ``y`` over ``parts`` bands, by vectors
+    (``_jit_gemm.swish_vectors``)."""
     for p in prange(parts):
         a, b = _chunk(x.shape[0], parts, p)
         if b > a:
-            scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
-            _swish_chunks(x[a:b], y[a:b], scratch, bits, bits.view(np.float32))
+            swish_vectors(x, y, a, b - a)
 
 
 @njit(**_PARALLEL)
 def swish_in_place_bands(y, parts):
-    """_jit_exp's Swish of the flat float32 ``y`` into itself over ``parts`` bands (one name
-    for what is read and written: see ``swish_in_place``)."""
+    """The Swish of the flat float32 ``y`` into itself over ``parts`` bands, by vectors
+    (``_jit_gemm.swish_vectors``)."""
     for p in prange(parts):
         a, b = _chunk(y.shape[0], parts, p)
         if b > a:
-            scratch, bits = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
-            swish_in_place(y, a, b - a, scratch, bits, bits.view(np.float32))
+            swish_vectors(y, y, a, b - a)
 
 
 @njit(**_PARALLEL)

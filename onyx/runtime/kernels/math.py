@@ -562,9 +562,9 @@ def _swish(x, alpha=1.0):
 def swish_part(x):
     """Swish (alpha 1) of one part: compiled for float32 where it pays (compiled.py)."""
     if x.dtype == F32 and x.flags.c_contiguous and compiled.kernels(x.size) is not None:
-        from onyx.runtime import _jit_exp
+        from onyx.runtime import _jit_gemm
 
-        return _jit_exp.swish(x)
+        return _jit_gemm.swish(x)
     return _swish(x)
 
 
