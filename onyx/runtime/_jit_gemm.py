@@ -19,6 +19,12 @@ that is where this wins: BERT-base's 48 products by 48 weights in one run took 1
 threads against OpenBLAS's 139 (onnxruntime 104); cache-hot, one product at a time, it is
 within 0.8-1.14x of OpenBLAS's speed (benchmarks/bench_matmul.py). Sums run in K's order with
 fused multiply-adds, so results differ from BLAS's in the last bits.
+
+The tiles' stores, and the Swish wherever onyx computes one (``swish_vectors``: the operator,
+the fused ones of epilogues and depthwise kernels), are written as LLVM vector operations
+(intrinsics: ``_store_row``, ``_store_transposed``, ``_vector_swish``), where the loop
+vectorizer's forms cost as much as the products of a shallow layer (docs/runtime.md, "The
+store").
 """
 
 from __future__ import annotations
@@ -362,8 +368,9 @@ def swish(x: np.ndarray) -> np.ndarray:
 
 @njit(inline="always")
 def _swish(v):
-    """v / (1 + exp(-v)) of a float32, as _jit_exp's Swish computes it (its exponential, held to
-    [-87, 88]; -inf gives NaN as numpy's does), one value: so that a store applies it."""
+    """v / (1 + exp(-v)) of a float32 by _jit_exp's exponential (held to [-87, 88]; -inf gives
+    NaN as numpy's does), one value: the stores of partial tiles apply it (whole vectors go
+    through ``_vector_swish``, the same steps)."""
     t = -v
     t = t if t > _LO else _LO  # noqa: FURB136 (selects LLVM vectorizes)
     t = t if t < _HI else _HI  # noqa: FURB136
