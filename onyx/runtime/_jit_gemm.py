@@ -99,12 +99,14 @@ def _as_float(typingctx, bits):
 
 
 _LANES = 16
-_VECTOR = llvmlite.ir.VectorType(llvmlite.ir.FloatType(), _LANES)
 _I32 = llvmlite.ir.IntType(32)
 
 
 def _floats(lanes):
     return llvmlite.ir.VectorType(llvmlite.ir.FloatType(), lanes)
+
+
+_VECTOR = _floats(_LANES)
 
 
 def _splat(builder, value, kind=_VECTOR):
@@ -228,14 +230,16 @@ def _store_transposed(typingctx, target, step, tile, at, lo, hi, added, residual
             return parts[0]
 
         for half in range(count):
+            # (the bias by column once for the 6 rows: zeros without one, as _store adds)
+            columns = builder.add(added, added.type(4 * _LANES * half))
+            bias = _plus_if(builder, _given(builder, added), _splat(builder, 0.0), _load, builder,
+                            columns, _LANES)  # fmt: skip
             rows = []
             for r in range(6):
                 offset = at.type(r * _LANES * count + _LANES * half)
                 place = builder.gep(tile, [builder.add(at, offset)])
                 v = builder.load(builder.bitcast(place, _VECTOR.as_pointer()), align=4)
-                bias = builder.add(added, added.type(4 * _LANES * half))
-                rows.append(_plus_if(builder, _given(builder, added), v, _load, builder, bias,
-                                     _LANES))  # fmt: skip
+                rows.append(builder.fadd(v, bias))
             # rows r, r + 1 interleaved: (columns 0-7, columns 8-15), each column's 2 values
             pairs = [
                 tuple(_shuffle(builder, rows[r], rows[r + 1],
