@@ -21,7 +21,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from onyx.runtime._jit_gemm import _tile, swish_vectors
+from onyx.runtime._jit_gemm import TAP_VECTORS, _tile, nine_taps_vectors, swish_vectors
 from onyx.runtime.compiled import ADD, DIV, MAX, MUL, SUB, SWISH
 
 # Single-threaded: between GEMMs, OpenBLAS's idle threads spin on the other core, and a second
@@ -748,7 +748,11 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
     stay in L1 while the taps are summed into them: a 3x3 kernel's nine in one pass, a 5x5 one's
     row by row, others three at a time (each pass loads and stores the chunk: one pass for all
     nine took MobileNetV2's 384-channel 14x14 layer from 58 to 43 us on one thread, a row at a
-    time EfficientNet's 5x5 layers 0.8-0.9x their time; scratch timings). Taps are summed in
+    time EfficientNet's 5x5 layers 0.8-0.9x their time; scratch timings; float32 3x3 taps of
+    stride 1 or 2 by 64 outputs at a time through ``_jit_gemm.nine_taps_vectors``, which cuts
+    a row's neighbouring taps from the vectors it loads: MobileNetV2's 144-channel 56x56 layer
+    143 -> 108 us alone, one thread, though in the model, where its input comes from memory,
+    within 0-3% of the loop). Taps are summed in
     numpy's order (the first tap's product assigned, then each added), and the bias and bounds come after, as
     the epilogue applies them, so both paths give the same values. Indexed flat and unsigned,
     like im2col (MobileNetV2's and EfficientNet's layers: 1.3-2.7x the pass per tap over whole
@@ -762,7 +766,9 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
     pitch = wo + (kw - 1) * dw // sw
     lines = ho + (kh - 1) * dh // sh
     size = (lines + 1) * pitch  # a phase (a row of slack: the last row's extra columns read on)
-    phases = np.zeros(sh * sw * size, x.dtype)  # padding stays zero: each plane fills the rest
+    # (padding stays zero: each plane fills the rest; 16 more: nine_taps_vectors loads a
+    # vector past the last it sums)
+    phases = np.zeros(sh * sw * size + 16, x.dtype)
     acc = np.empty(ho * pitch, y.dtype)
     source, target, weights = x.reshape(-1), y.reshape(-1), w.reshape(-1)
     total, chunk = np.uint64(ho * pitch), np.uint64(_DEPTHWISE_CHUNK)
@@ -793,6 +799,22 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
     odd_at = np.uint64((left + 1) % 2 * size + (left + 1) // 2)
     half = np.uint64(wd // 2)
     biased, bounded = bias.shape[0] > 0, lo > -np.inf or hi < np.inf
+    # float32 3x3 taps by ``nine_taps_vectors`` where each kernel row's taps lie as it takes
+    # them: 1, along one run (stride 1); 2, over two column phases (stride 2); else 0
+    kind = 0
+    if kh == 3 and kw == 3 and x.itemsize == 4:
+        apart = taps[1] - taps[0]  # (unsigned: a tap before another makes a huge difference)
+        for i in range(3):
+            e = 3 * i
+            if kind != 2 and taps[e + 1] == taps[e] + 1 and taps[e + 2] == taps[e] + 2:
+                kind = 1
+            elif kind != 1 and taps[e + 2] == taps[e] + 1 and taps[e + 1] - taps[e] == apart:
+                kind = 2
+            else:
+                kind = 0
+                break
+    four, block = np.uint64(4), np.uint64(16 * TAP_VECTORS)
+    into, read = np.uint64(acc.ctypes.data), np.uint64(phases.ctypes.data)
     for b in range(n):
         for c in range(c0, c1):
             if c == c0 or c % mult == 0:
@@ -819,7 +841,18 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
             for start in range(np.uint64(0), total, chunk):
                 count = min(chunk, total - start)
                 if kh == 3 and kw == 3:
-                    _nine_taps(acc, start, phases, taps, start, weights, first, count)
+                    done = np.uint64(0) if kind == 0 else count // block * block
+                    by = np.uint64(weights.ctypes.data) + np.uint64(first) * four
+                    for v in range(np.uint64(0), done, block):
+                        at = read + (start + v) * four
+                        rows = (at + taps[0] * four, at + taps[1] * four, at + taps[3] * four,
+                                at + taps[4] * four, at + taps[6] * four, at + taps[7] * four)  # fmt: skip
+                        if kind == 1:
+                            nine_taps_vectors(into + (start + v) * four, rows, by, 1)
+                        else:
+                            nine_taps_vectors(into + (start + v) * four, rows, by, 2)
+                    _nine_taps(acc, start + done, phases, taps, start + done, weights, first,
+                               count - done)  # fmt: skip
                     continue
                 for i in range(kh):
                     if kw == 5:

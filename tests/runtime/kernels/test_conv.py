@@ -287,6 +287,11 @@ def test_convolution_leaves_an_epilogue_that_does_not_fit_to_its_caller():
     "n, c, mult, hw, kernel, strides, pads, dilations, dtype",
     [
         (1, 32, 1, 40, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
+        # 3x3 taps by whole vectors (_jit_gemm.nine_taps_vectors), stride 1 and 2, and the
+        # sums past the last 64 outputs of a chunk by the loop
+        (2, 12, 2, 57, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
+        (1, 24, 1, 56, (3, 3), [2, 2], [1, 1, 1, 1], [1, 1], np.float32),
+        (1, 6, 1, 45, (3, 3), [2, 2], [0, 1, 1, 0], [1, 1], np.float32),
         (2, 24, 1, 28, (5, 5), [2, 2], [2, 1, 2, 1], [1, 1], np.float32),  # stride 2, odd pads
         (1, 16, 2, 30, (3, 5), [1, 2], [0, 2, 1, 0], [2, 1], np.float32),  # multiplier, dilation
         (1, 20, 1, 33, (7, 7), [1, 1], [3, 3, 3, 3], [1, 1], np.float64),
