@@ -800,19 +800,15 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
     half = np.uint64(wd // 2)
     biased, bounded = bias.shape[0] > 0, lo > -np.inf or hi < np.inf
     # float32 3x3 taps by ``nine_taps_vectors`` where each kernel row's taps lie as it takes
-    # them: 1, along one run (stride 1); 2, over two column phases (stride 2); else 0
+    # them: 1, the three along one run (stride 1); 2, the third one on from the first (stride
+    # 2: the second in the other column phase); else 0
     kind = 0
     if kh == 3 and kw == 3 and x.itemsize == 4:
-        apart = taps[1] - taps[0]  # (unsigned: a tap before another makes a huge difference)
-        for i in range(3):
-            e = 3 * i
-            if kind != 2 and taps[e + 1] == taps[e] + 1 and taps[e + 2] == taps[e] + 2:
-                kind = 1
-            elif kind != 1 and taps[e + 2] == taps[e] + 1 and taps[e + 1] - taps[e] == apart:
-                kind = 2
-            else:
-                kind = 0
-                break
+        one_run = two_phases = True
+        for e in range(0, 9, 3):
+            one_run &= taps[e + 1] == taps[e] + 1 and taps[e + 2] == taps[e] + 2
+            two_phases &= taps[e + 2] == taps[e] + 1
+        kind = 1 if one_run else 2 if two_phases else 0
     four, block = np.uint64(4), np.uint64(16 * TAP_VECTORS)
     into, read = np.uint64(acc.ctypes.data), np.uint64(phases.ctypes.data)
     for b in range(n):
