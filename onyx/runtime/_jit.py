@@ -21,7 +21,13 @@ import numba
 import numpy as np
 from numba import njit
 
-from onyx.runtime._jit_gemm import TAP_VECTORS, _tile, nine_taps_vectors, swish_vectors
+from onyx.runtime._jit_gemm import (
+    TAP_VECTORS,
+    _tile,
+    lane_sums,
+    nine_taps_vectors,
+    swish_vectors,
+)
 from onyx.runtime.compiled import ADD, DIV, MAX, MUL, SUB, SWISH
 
 # Single-threaded: between GEMMs, OpenBLAS's idle threads spin on the other core, and a second
@@ -1240,14 +1246,32 @@ def squeeze_excite_gates(means, w1, b1, w2, b2, swish, hard, alpha, beta, cap, g
                 out[k] = one / (one + np.exp(_min(-v, cap)))
 
 
-# Row statistics: the sums are reassociated so LLVM keeps several partial sums in vector lanes
-# (numpy's pairwise summation reorders them too); no assumption about NaN or infinities. The
-# numbers come in ``consts`` (1 / width, epsilon, 1) in x's dtype: a Python number in the
-# arithmetic would make numba compute a float32 row in float64.
-_SUMS = {**_OPTIONS, "fastmath": {"reassoc", "contract", "nsz", "arcp"}}
+# Row statistics: each row's sums in 16 vector lanes in an order written out
+# (``_jit_gemm.lane_sums``), the same bits on one thread and split over numba's (numpy's
+# pairwise summation reorders its sums too); no fast-math: a sum or a multiply-add LLVM may
+# reorder or fuse is ordered by each place the function is compiled into. The numbers come in
+# ``consts`` (1 / width, epsilon, 1) in x's dtype: a Python number in the arithmetic would make
+# numba compute a float32 row in float64.
+_SUMS = {**_OPTIONS, "fastmath": {"reassoc", "contract", "nsz", "arcp"}}  # (column_means)
 
 
-@njit(**_SUMS)
+@njit(inline="always")
+def _row_sum(x, start, at, n, shift, squares):
+    """The sum of row values v = x[at:at + n] (or with ``squares`` (a literal 1), of (v -
+    ``shift``)²): ``lane_sums`` over its whole vectors (``start``: x's address), then the
+    last n % 16 in order."""
+    vectors = n // np.uint64(16)
+    total = lane_sums(start + at * np.uint64(x.itemsize), vectors, shift, squares, x)
+    for i in range(vectors * np.uint64(16), n):
+        if squares:
+            d = x[at + i] - shift
+            total += d * d
+        else:
+            total += x[at + i]
+    return total
+
+
+@njit(**_OPTIONS)
 def layer_norm(x, scale, bias, y, mean, inv, width, consts, r0, r1):
     """Rows r0..r1 of the flat ``x`` (rows of ``width``): y = (x - mean) * inv * scale + bias,
     each row's mean and inv = 1 / sqrt(variance + epsilon) kept in ``mean`` and ``inv``.
@@ -1256,16 +1280,11 @@ def layer_norm(x, scale, bias, y, mean, inv, width, consts, r0, r1):
     n = np.uint64(width)
     per, epsilon, one = consts[0], consts[1], consts[2]
     zero = one - one
+    start = np.uint64(x.ctypes.data)
     for r in range(np.uint64(r0), np.uint64(r1)):
         at = r * n
-        total = zero
-        for i in range(n):
-            total += x[at + i]
-        m = total * per
-        squares = zero
-        for i in range(n):
-            d = x[at + i] - m
-            squares += d * d
+        m = _row_sum(x, start, at, n, zero, 0) * per
+        squares = _row_sum(x, start, at, n, m, 1)
         s = one / np.sqrt(squares * per + epsilon)
         for i in range(n):
             y[at + i] = (x[at + i] - m) * s * scale[i] + bias[i]
@@ -1273,18 +1292,15 @@ def layer_norm(x, scale, bias, y, mean, inv, width, consts, r0, r1):
         inv[r] = s
 
 
-@njit(**_SUMS)
+@njit(**_OPTIONS)
 def row_means(x, y, width, count, r0, r1):
     """y[r] = the mean of row r of the flat ``x`` (rows of ``width``) for rows r0..r1: its sum
-    divided by ``count`` (the width in x's dtype)."""
+    (``_row_sum``) divided by ``count`` (the width in x's dtype)."""
     n = np.uint64(width)
     zero = count - count
+    start = np.uint64(x.ctypes.data)
     for r in range(np.uint64(r0), np.uint64(r1)):
-        at = r * n
-        total = zero
-        for i in range(n):
-            total += x[at + i]
-        y[r] = total / count
+        y[r] = _row_sum(x, start, r * n, n, zero, 0) / count
 
 
 @njit(**_SUMS)
@@ -1328,18 +1344,16 @@ def by_columns(x, values, y, r0, r1):
         _by_row(MUL, y[b, p], x[b, p], values[b])
 
 
-@njit(**_SUMS)
+@njit(**_OPTIONS)
 def rms_norm(x, scale, y, width, consts, r0, r1):
     """Rows r0..r1 of the flat ``x`` (rows of ``width``): y = x / sqrt(mean(x^2) + eps) * scale."""
     n = np.uint64(width)
     per, epsilon, one = consts[0], consts[1], consts[2]
     zero = one - one
+    start = np.uint64(x.ctypes.data)
     for r in range(np.uint64(r0), np.uint64(r1)):
         at = r * n
-        squares = zero
-        for i in range(n):
-            v = x[at + i]
-            squares += v * v
+        squares = _row_sum(x, start, at, n, zero, 1)
         s = one / np.sqrt(squares * per + epsilon)
         for i in range(n):
             y[at + i] = x[at + i] * s * scale[i]

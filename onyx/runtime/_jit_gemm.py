@@ -85,6 +85,43 @@ def _tile(typingctx, size):
 
 
 @intrinsic
+def lane_sums(typingctx, source, vectors, shift, squares, like):
+    """The sum of the 16 * ``vectors`` values v at address ``source`` (of the element type of
+    the array ``like``), or with ``squares`` (a literal 1) of (v - ``shift``)², in an order
+    written out: value i into lane i % 16 of a vector kept in registers, then the lanes'
+    upper half added to their lower half, down to one. The same bits wherever it is compiled: a sum left to LLVM's reassociation
+    is ordered by each place's vectorizer, and a kernel and its copy inlined into a parallel
+    one (``_jit_par``'s bands) summed rows a bit apart."""
+    if not (isinstance(like, types.Array) and isinstance(squares, types.IntegerLiteral)):
+        return None
+    squared = bool(squares.literal_value)
+
+    def codegen(context, builder, signature, args):
+        source, vectors, shift = args[:3]
+        kind = context.get_data_type(like.dtype)
+        lanes = llvmlite.ir.VectorType(kind, _LANES)
+        step = source.type(_LANES * context.get_abi_sizeof(kind))
+        centre = _splat(builder, shift, lanes)
+        sums = cgutils.alloca_once_value(builder, llvmlite.ir.Constant(lanes, [0.0] * _LANES))
+        with cgutils.for_range(builder, vectors) as loop:
+            at = builder.add(source, builder.mul(loop.index, step))
+            v = builder.load(builder.inttoptr(at, lanes.as_pointer()), align=4)
+            if squared:
+                d = builder.fsub(v, centre)
+                v = builder.fmul(d, d)
+            builder.store(builder.fadd(builder.load(sums), v), sums)
+        v = builder.load(sums)
+        width = _LANES
+        while width > 1:  # (halves added lane by lane: a tree of 4 adds, not a chain of 15)
+            width //= 2
+            v = builder.fadd(_shuffle(builder, v, v, range(width)),
+                             _shuffle(builder, v, v, range(width, 2 * width)))  # fmt: skip
+        return builder.extract_element(v, _I32(0))
+
+    return like.dtype(source, vectors, like.dtype, squares, like), codegen
+
+
+@intrinsic
 def _as_float(typingctx, bits):
     """The float32 whose bits are the low 32 of the integer ``bits`` (a bit cast, which LLVM
     vectorizes)."""
