@@ -92,8 +92,9 @@ def trailing_mean(x: np.ndarray, rows: int) -> np.ndarray | None:
     """The mean of each of the ``rows`` rows of the flattened ``x`` (the mean over its trailing
     axes: a global average pool, a squeeze-excite's squeeze), compiled, over the session's
     threads; None where the compiled kernels do not take ``x`` (numpy's mean runs a call per
-    row there: 35 against 9 us on EfficientNet's (1, 672, 14, 14), one thread). Its sums are
-    reassociated into vector lanes, as numpy's pairwise sums reorder theirs."""
+    row there: 35 against 9 us on EfficientNet's (1, 672, 14, 14), one thread). Its sums go
+    by vector lanes in an order written out (``_jit_gemm.lane_sums``), as numpy's pairwise sums
+    reorder theirs: the same bits on one thread and split."""
     if x.dtype not in compiled.DTYPES or not x.flags.c_contiguous or rows == 0:
         return None
     jit = compiled.kernels(x.size)
