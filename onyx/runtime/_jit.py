@@ -1252,7 +1252,6 @@ def squeeze_excite_gates(means, w1, b1, w2, b2, swish, hard, alpha, beta, cap, g
 # reorder or fuse is ordered by each place the function is compiled into. The numbers come in
 # ``consts`` (1 / width, epsilon, 1) in x's dtype: a Python number in the arithmetic would make
 # numba compute a float32 row in float64.
-_SUMS = {**_OPTIONS, "fastmath": {"reassoc", "contract", "nsz", "arcp"}}  # (column_means)
 
 
 @njit(inline="always")
@@ -1301,6 +1300,11 @@ def row_means(x, y, width, count, r0, r1):
     start = np.uint64(x.ctypes.data)
     for r in range(np.uint64(r0), np.uint64(r1)):
         y[r] = _row_sum(x, start, r * n, n, zero, 0) / count
+
+
+# (column_means: each column's sum in its lane of a vector on the stack, reassociated so that
+# the adds vectorize; split by columns, each column summed by one thread)
+_SUMS = {**_OPTIONS, "fastmath": {"reassoc", "contract", "nsz", "arcp"}}
 
 
 @njit(**_SUMS)

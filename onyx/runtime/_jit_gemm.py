@@ -89,9 +89,10 @@ def lane_sums(typingctx, source, vectors, shift, squares, like):
     """The sum of the 16 * ``vectors`` values v at address ``source`` (of the element type of
     the array ``like``), or with ``squares`` (a literal 1) of (v - ``shift``)², in an order
     written out: value i into lane i % 16 of a vector kept in registers, then the lanes'
-    upper half added to their lower half, down to one. The same bits wherever it is compiled: a sum left to LLVM's reassociation
-    is ordered by each place's vectorizer, and a kernel and its copy inlined into a parallel
-    one (``_jit_par``'s bands) summed rows a bit apart."""
+    upper half added to their lower half, down to one. The same bits wherever it is
+    compiled: a sum left to LLVM's reassociation is ordered by each place's vectorizer, and a
+    kernel and its copy inlined into a parallel one (``_jit_par``'s bands) summed rows a bit
+    apart."""
     if not (isinstance(like, types.Array) and isinstance(squares, types.IntegerLiteral)):
         return None
     squared = bool(squares.literal_value)
