@@ -24,6 +24,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from onyx.runtime import _jit_target
+
+# (every kernel module imports this one first: the target is set before anything compiles)
+_jit_target.prefer_wide_vectors()
+
 _F = np.float32
 _LOG2E, _LO, _HI, _BIAS = _F(1.4426950408889634), _F(-87.0), _F(88.0), np.int32(127)
 _LN2_HI, _LN2_LO = _F(0.693359375), _F(-2.12194440e-4)  # ln 2 = hi + lo, hi exact in 9 bits
