@@ -41,6 +41,6 @@ def prefer_wide_vectors() -> None:
         return
     config.CPU_FEATURES = f"{features},-{NARROW_TUNING}"
     try:
-        registry.cpu_target.target_context  # makes the code generator, with those features
+        registry.cpu_target.target_context.codegen()  # made now, with those features
     finally:
         config.CPU_FEATURES = None
