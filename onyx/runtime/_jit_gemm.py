@@ -723,6 +723,16 @@ def pack_panels(b, panels, p0, p1):
                 panels[p, t, j] = zero
 
 
+@njit(inline="always")
+def aligned_panels(count, depth):
+    """An uninitialized (count, depth, 16) float32 array for ``pack_panels``, starting on a
+    64-byte boundary (a cache line: memory.aligned_empty says why)."""
+    n = count * depth * PANEL
+    buffer = np.empty(n + PANEL, np.float32)
+    skip = (PANEL - buffer.ctypes.data // 4 % PANEL) % PANEL
+    return buffer[skip : skip + n].reshape((count, depth, PANEL))
+
+
 FEW = 4  # rows of A that ``few_rows_product`` takes (more go to ``packed_product``)
 
 

@@ -52,6 +52,7 @@ from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
     FEW,
     ROWS,
     _shape,
+    aligned_panels,
     few_rows_product,
     pack_panels,
     packed_product,
@@ -326,7 +327,7 @@ def conv_bands(blas, x, w, y, kh, kw, sh, sw, dh, dw, pt, pl, rows, blocks, poin
                 b = np.empty((depth, width), x.dtype)
                 im2col(x[i], b, kh, kw, sh, sw, dh, dw, pt, pl, r0, r1, wo)
             count = (width + 15) // 16
-            panels = np.empty((count, depth, 16), np.float32)
+            panels = aligned_panels(count, depth)
             pack_panels(b, panels, 0, count)
             packed_product(w[m0:m1], panels, flat[i * m + m0 : i * m + m1, r0 * wo : r1 * wo],
                            width, _NO_BIAS32, _NEG, _POS, 0, count, 0, m1 - m0)  # fmt: skip

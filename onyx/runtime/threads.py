@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from onyx.runtime import compiled
+from onyx.runtime import compiled, memory
 
 log = logging.getLogger("onyx")
 _CURRENT: contextvars.ContextVar[Pool | None] = contextvars.ContextVar("onyx_pool", default=None)
@@ -412,7 +412,7 @@ class Native:
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
         residual = None if finish is None else finish.residual
         depth = b[2].shape[0] if type(b) is tuple else b.shape[0]
-        blocks = np.empty((parts, depth, self.kernels.BLOCK), np.float32)
+        blocks = memory.aligned_empty((parts, depth, self.kernels.BLOCK))
         self.kernels.planes_gemm(tiles, b, out, out.shape[0], bias, np.float32(lo),
                                  np.float32(hi), parts, blocks, swish, residual)  # fmt: skip
 
@@ -426,7 +426,7 @@ class Native:
         n = b.shape[1]
         count = -(-n // 16)
         parts = min(count, parts) if m * k * n >= NATIVE_MIN_FLOPS else 1
-        panels = np.empty((count, k, 16), np.float32)
+        panels = memory.aligned_empty((count, k, 16))
         lo, hi = np.float32(-np.inf), np.float32(np.inf)
         self.kernels.activation_gemm(a, b, panels, out, _NO_BIAS[out.dtype], lo, hi, parts)
 
@@ -440,7 +440,7 @@ class Native:
             return False
         parts = min(parts, a.shape[0])
         k, n = b.shape[1], b.shape[2]
-        panels = np.empty((parts, -(-n // 16), k, 16), np.float32)
+        panels = memory.aligned_empty((parts, -(-n // 16), k, 16))
         self.kernels.packed_stack(a, b, out, panels, parts)
         return True
 
@@ -475,7 +475,7 @@ def packed_weight(b: np.ndarray) -> np.ndarray:
     layout _jit_gemm.packed_product reads."""
     k, n = b.shape
     count = -(-n // 16)
-    panels = np.zeros((count, k, 16), np.float32)
+    panels = memory.aligned_zeros((count, k, 16))
     for p in range(count):
         columns = b[:, p * 16 : (p + 1) * 16]
         panels[p, :, : columns.shape[1]] = columns

@@ -301,6 +301,27 @@ def test_row_tiles_pack_rows_in_sixes_with_zeros_past_the_last():
     assert not tiles[2, :, 1:].any()
 
 
+def test_buffers_the_gemm_reads_by_vectors_start_on_a_cache_line():
+    from onyx.runtime import _jit_gemm
+
+    def start(a):
+        return a.ctypes.data % memory.ALIGNMENT
+
+    for shape in [(1,), (3, 5), (7, 33, 16)]:
+        a = memory.aligned_empty(shape)
+        assert a.shape == shape and a.flags.c_contiguous and a.flags.writeable and start(a) == 0
+        assert not memory.aligned_zeros(shape).any()
+    b = np.arange(40 * 37, dtype=np.float32).reshape(40, 37)
+    panels = threads.packed_weight(b)
+    assert start(panels) == 0
+    np.testing.assert_array_equal(panels[2, :, :5], b[:, 32:])  # the last panel, zero-padded
+    assert not panels[2, :, 5:].any()
+    assert start(memory.scratch("test.aligned", (3, 7), np.float64)) == 0
+    for count, depth in [(1, 1), (3, 5), (7, 33)]:
+        made = _jit_gemm.aligned_panels(count, depth)
+        assert made.shape == (count, depth, 16) and made.flags.c_contiguous and start(made) == 0
+
+
 def test_scratch_buffers_are_reused_per_use_and_per_thread(monkeypatch):
     a = memory.scratch("test.a", (4, 8))
     again = memory.scratch("test.a", (2, 8))

@@ -20,7 +20,7 @@ from onyx.errors import KernelError
 from onyx.runtime import compiled, threads
 from onyx.runtime.epilogue import Epilogue
 from onyx.runtime.kernels.registry import kernel
-from onyx.runtime.memory import check_allocation, scratch
+from onyx.runtime.memory import aligned_empty, check_allocation, scratch
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -1105,7 +1105,11 @@ def winograd_panels(u) -> np.ndarray:
     products go to BLAS)."""
     if u.dtype != np.float32:
         return _NO_PANELS
-    return np.stack([threads.packed_weight(u[g].T) for g in range(16)])
+    m, c = u.shape[1], u.shape[2]
+    panels = aligned_empty((16, -(-m // 16), c, 16))
+    for g in range(16):
+        panels[g] = threads.packed_weight(u[g].T)
+    return panels
 
 
 class WinogradWeights:
