@@ -5,13 +5,13 @@ vectors: its vectorizers then emit 256-bit operations, and the 512-bit ones that
 kernels write out (the GEMM tiles, ``lane_sums``, the Swish) are split in two. Where that is
 the tuning, the GEMM ran at 104 GFLOP/s on one core of a Xeon with two 512-bit FMA units
 against 134 with wide vectors (OpenBLAS: 158), and light_resnet50 took 110 ms against 81
-(onnxruntime: 55). AMD's Zen 4 and 5 have no such preference, so nothing changes there.
+(onnxruntime: 55). The kernels were tuned on AMD's Zen 5, whose tuning has no such preference.
 
 So before its first kernel compiles, onyx gives numba the host's features plus
 ``-prefer-256-bit``, the LLVM feature that tuning sets. numba has one code generator per
 process, made at its first compilation: other numba code of the process compiles for it too,
-and if some compiled before onyx loaded its kernels, onyx's run with that process's choice (a
-log line says so). NUMBA_CPU_NAME or NUMBA_CPU_FEATURES, where set, are left to decide.
+and where some compiled before onyx loaded its kernels, they compile for the target made then
+(the ``onyx`` logger says so). NUMBA_CPU_NAME or NUMBA_CPU_FEATURES, where set, decide alone.
 """
 
 from __future__ import annotations

@@ -91,15 +91,12 @@ _SCRATCH = threading.local()
 # from a misaligned panel spans two lines. The GEMM alone ran at 124-128 GFLOP/s from such
 # panels against 141-151 from aligned ones, one core of a Xeon (Zen 5 minds less).
 ALIGNMENT = 64
-ALIGN = True  # (a switch for benchmarks/bench_switch.py: False, numpy's own alignment)
 
 
 def aligned_empty(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
     """An uninitialized C-contiguous array starting on an ``ALIGNMENT``-byte boundary."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if not ALIGN:
-        return np.empty(shape, dtype)
     buffer = np.empty(nbytes + ALIGNMENT, np.uint8)
     skip = -buffer.ctypes.data % ALIGNMENT
     return buffer[skip : skip + nbytes].view(dtype).reshape(shape)
@@ -113,10 +110,11 @@ def aligned_zeros(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
 
 
 def scratch(use: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
-    """An uninitialized array of ``shape`` and ``dtype`` (aligned: ``aligned_empty``) in this thread's buffer for ``use`` (a
+    """An uninitialized array of ``shape`` and ``dtype`` in this thread's buffer for ``use`` (a
     name unique to the kernel that calls it): the same memory comes back at the next call for
     ``use`` in this thread, so the array must not outlive the kernel's call. The buffer grows to
-    the largest size asked for and is kept while the thread lives."""
+    the largest size asked for, starts on a cache line (``aligned_empty``) and is kept while the
+    thread lives."""
     dtype = np.dtype(dtype)
     if not REUSE_SCRATCH:
         return np.empty(shape, dtype)
