@@ -36,6 +36,7 @@ from onyx.runtime._jit import (
     im2col,
     im2col_images,
     layer_norm,
+    lrn,
     pool2d,
     rms_norm,
     row_means,
@@ -474,6 +475,15 @@ def layer_norm_bands(x, scale, bias, y, mean, inv, width, consts, rows, parts):
         r0, r1 = _band(rows, parts, p)
         if r1 > r0:
             layer_norm(x, scale, bias, y, mean, inv, width, consts, r0, r1)
+
+
+@njit(**_PARALLEL)
+def lrn_bands(x, y, consts, below, above, root, parts):
+    """``lrn`` over ``parts`` bands of the pixels."""
+    for p in prange(parts):
+        p0, p1 = _band(x.shape[2], parts, p)
+        if p1 > p0:
+            lrn(x, y, consts, below, above, root, p0, p1)
 
 
 @njit(**_PARALLEL)

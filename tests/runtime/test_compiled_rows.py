@@ -180,3 +180,84 @@ def test_softmax_gives_equal_inputs_equal_outputs():
             x[:, -1] = -v
             y = _jit_exp.softmax(x)
             assert (y[:, :-1] == y[:, :1]).all(), (n, v)
+
+
+@pytest.fixture
+def lrn_calls(monkeypatch):
+    """The compiled kernels on for small tensors; the names of the LRN kernels called from
+    Python (one thread: ``lrn``; numba's threads: ``lrn_bands``, which calls ``lrn`` inside)."""
+    from onyx.runtime import _jit_par
+
+    monkeypatch.setattr(compiled, "enabled", True)
+    threads.native()
+    monkeypatch.setattr(compiled, "MIN_SIZE", 0)
+    made = []
+    for module, name in ((_jit, "lrn"), (_jit_par, "lrn_bands")):
+        kernel = getattr(module, name)
+
+        def counted(*args, _kernel=kernel, _name=name):
+            made.append(_name)
+            return _kernel(*args)
+
+        monkeypatch.setattr(module, name, counted)
+    return made
+
+
+def _lrn_input(shape, dtype):
+    """Normal values, with zeros, infinities and a NaN among them."""
+    x = RNG.standard_normal(shape) * 4
+    flat = x.reshape(-1)
+    at = RNG.permutation(flat.size)
+    flat[at[:3]], flat[at[3]], flat[at[4]], flat[at[5]] = 0.0, np.inf, -np.inf, np.nan
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 6, 9])
+@pytest.mark.parametrize("beta", [0.75, 0.5, 1.0])
+def test_lrn_compiled_gives_the_numpy_paths_bits(lrn_calls, dtype, size, beta):
+    """One pass per pixel chunk, the numpy path's order of additions and roots: the same bits,
+    NaN and infinities included, channels fewer than the window too (4 here, window 9)."""
+    from onyx.runtime.kernels.norm import lrn
+
+    for shape in [(2, 4, 5, 7), (1, 7, 3000), (3, 5), (1, 6, 2, 3, 4)]:
+        x = _lrn_input(shape, dtype)
+        before = len(lrn_calls)
+        got = lrn(x, size=size, alpha=0.03, beta=beta, bias=0.5)
+        assert lrn_calls[before:] == ["lrn"]
+        with np.errstate(invalid="ignore"):  # (inf / inf: NaN, as the kernel gives)
+            want = numpy_path(lambda a: lrn(a, size=size, alpha=0.03, beta=beta, bias=0.5), x)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes(), (shape, size, beta)
+
+
+def test_lrn_other_exponents_and_narrow_types_keep_the_numpy_path(lrn_calls):
+    from onyx.runtime.kernels.norm import lrn
+
+    x = _lrn_input((1, 6, 4, 4), np.float32)
+    with np.errstate(invalid="ignore"):
+        lrn(x, size=3, beta=0.6)
+        lrn(x.astype(np.float16), size=3)
+    assert lrn_calls == []
+    assert lrn(np.zeros((0, 3, 2, 2), np.float32), size=3).shape == (0, 3, 2, 2)
+
+
+def test_lrn_in_a_session_splits_over_numbas_threads_with_the_same_bits(lrn_calls):
+    """inception v1's LRN: by bands of pixels over the session's two threads."""
+    from onnx import TensorProto, helper
+
+    import onyx
+
+    node = helper.make_node("LRN", ["x"], ["y"], size=5, alpha=1e-4, beta=0.75, bias=1.0)
+    graph = helper.make_graph(
+        [node], "lrn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 56, 56])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 56, 56])])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = onyx.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = onyx.InferenceSession(model.SerializeToString(), options)
+    x = _lrn_input((1, 64, 56, 56), np.float32)
+    (got,) = session.run(None, {"x": x})
+    assert lrn_calls == ["lrn_bands"]
+    (want,) = numpy_path(lambda feed: session.run(None, feed), {"x": x})
+    assert got.tobytes() == want.tobytes()

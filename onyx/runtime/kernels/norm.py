@@ -326,10 +326,21 @@ def lrn(x, *, size, alpha=1e-4, beta=0.75, bias=1.0):
     if x.ndim < 2:
         raise KernelError(f"LRN expects rank >= 2, got shape {x.shape}")
     wt = work_dtype(x.dtype)
-    xf = cast(x, wt)
-    sq = np.square(xf)
     c = x.shape[1]
     below, above = (size - 1) // 2, -(-(size - 1) // 2)  # the window is [i - below, i + above]
+    root = _LRN_ROOTS.get(beta)
+    jit = compiled.kernels(x.size) if wt == x.dtype and root is not None else None
+    if jit is not None:  # (the same values in one pass, over the pool's threads by pixels)
+        x3 = np.ascontiguousarray(x).reshape(x.shape[0], c, math.prod(x.shape[2:]))
+        y = np.empty_like(x3)
+        consts = np.array([alpha / size, bias], wt)
+        threads.rows(x3.shape[2], x.size,
+                     lambda p0, p1: jit.lrn(x3, y, consts, below, above, root, p0, p1),
+                     native=lambda par, parts: par.lrn_bands(x3, y, consts, below, above, root,
+                                                             parts))  # fmt: skip
+        return y.reshape(x.shape)
+    xf = cast(x, wt)
+    sq = np.square(xf)
     denominator = sq.copy()
     for k in range(1, min(below, c - 1) + 1):  # a sum of shifted slices: size is small
         denominator[:, k:] += sq[:, : c - k]
@@ -339,6 +350,9 @@ def lrn(x, *, size, alpha=1e-4, beta=0.75, bias=1.0):
     denominator += wt.type(bias)
     _power_in_place(denominator, beta)
     return cast(np.divide(xf, denominator, out=denominator), x.dtype)
+
+
+_LRN_ROOTS = {1: 0, 0.5: 1, 0.75: 2}  # the exponents _power_in_place takes by square roots
 
 
 def _power_in_place(t: np.ndarray, beta: float) -> None:
