@@ -298,3 +298,42 @@ def test_gathernd_batch_dims_and_tensorscatter():
     out = op("TensorScatter", axis=1, mode="circular")(cache, upd, np.array([4, 1]))
     assert out[..., 0].tolist() == [[2, 0, 0, 0, 1], [0, 3, 4, 0, 0]]
     assert (cache == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_concat_of_channel_last_views_copies_them_by_tiles_with_numpys_result(monkeypatch, dtype):
+    """Channel-last views (transposed NHWC arrays) joined along the channels go through the
+    compiled layout change, tile by tile; the result is np.concatenate's, bit for bit."""
+    pytest.importorskip("numba")
+    from onyx.runtime import _jit, compiled
+
+    monkeypatch.setattr(compiled, "MIN_SIZE", 0)
+    if compiled.kernels(0) is None:
+        pytest.fail("the compiled kernels did not load (is numba installed? see the log)")
+    tiled = []
+    kernel = _jit.from_channels_last
+
+    def counted(*args):
+        tiled.append(args[0].shape)
+        return kernel(*args)
+
+    monkeypatch.setattr(_jit, "from_channels_last", counted)
+    rng = np.random.default_rng(3)
+    last = rng.standard_normal((2, 5, 7, 19)).astype(dtype).transpose(0, 3, 1, 2)
+    plain = rng.standard_normal((2, 4, 5, 7)).astype(dtype)
+    one = rng.standard_normal((2, 5, 7, 1)).astype(dtype).transpose(0, 3, 1, 2)
+    for inputs, axis in [((last, plain), 1), ((plain, last, one, last), -3)]:
+        got = op("Concat", axis=axis)(*inputs)
+        want = np.concatenate(inputs, axis=axis)
+        assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
+        assert got.tobytes() == want.tobytes()
+    assert tiled == [(1, 5, 7, 19)] * 2 + [(1, 5, 7, 19)] * 4
+    tiled.clear()
+    # not the case: no channel-last view, another axis, shapes that do not agree
+    assert (
+        op("Concat", axis=1)(plain, plain).tobytes() == np.concatenate((plain, plain), 1).tobytes()
+    )
+    assert op("Concat", axis=0)(last, last).tobytes() == np.concatenate((last, last), 0).tobytes()
+    with pytest.raises(KernelError, match="agree in rank"):
+        op("Concat", axis=1)(last, last[:, :, :4])
+    assert tiled == []
