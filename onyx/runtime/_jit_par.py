@@ -478,6 +478,14 @@ def layer_norm_bands(x, scale, bias, y, mean, inv, width, consts, rows, parts):
 
 
 @njit(**_PARALLEL)
+def copy_bands(src, dst, parts):
+    """dst = src (1-D, bytes) in ``parts`` bands (threads.copy)."""
+    for p in prange(parts):
+        a, b = _band(src.shape[0], parts, p)
+        dst[a:b] = src[a:b]
+
+
+@njit(**_PARALLEL)
 def lrn_bands(x, y, consts, below, above, root, parts):
     """``lrn`` over ``parts`` bands of the pixels."""
     for p in prange(parts):

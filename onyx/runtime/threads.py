@@ -932,6 +932,26 @@ def rows(
     found.run(fn, bands(count, parts))
 
 
+# a part of a copy (195 KB took 4 us on one thread as on two, 781 KB 18 and 10.5)
+COPY_MIN_BYTES = 1 << 18
+
+
+def copy(src: np.ndarray, dst: np.ndarray) -> None:
+    """dst[...] = src for C-contiguous arrays of the same dtype and size, split over the
+    current pool where it is large enough: a copy is bound by memory bandwidth, which each core
+    adds to (3.2 MB in 226 us on one thread, 101 on two; scratch timing)."""
+    found = current()
+    if found is None or found.size == 1 or src.nbytes < 2 * COPY_MIN_BYTES:
+        np.copyto(dst, src.reshape(dst.shape))
+        return
+    a, b = src.reshape(-1).view(np.uint8), dst.reshape(-1).view(np.uint8)
+    parts = min(found.size, src.nbytes // COPY_MIN_BYTES)
+    if found.native is not None:
+        found.native.kernels.copy_bands(a, b, parts)
+    else:
+        found.run(lambda i0, i1: np.copyto(b[i0:i1], a[i0:i1]), bands(a.shape[0], parts))
+
+
 def elementwise(
     fn: Callable[[np.ndarray], np.ndarray],
     x: np.ndarray,

@@ -13,7 +13,7 @@ import numpy as np
 
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError
-from onyx.runtime import compiled
+from onyx.runtime import compiled, threads
 from onyx.runtime.kernels.registry import kernel
 from onyx.runtime.memory import check_allocation
 
@@ -337,7 +337,7 @@ def _concat(inputs, axis):
     if len(inputs) == 1:
         _axis(axis, inputs[0].ndim)
         return inputs[0]
-    joined = _concat_channels_last(inputs, axis)
+    joined = _concat_by_blocks(inputs, axis)
     if joined is not None:
         return joined
     try:
@@ -351,39 +351,59 @@ def _concat(inputs, axis):
 
 
 def _channels_last(x) -> bool:
-    """Whether the 4-D ``x`` is a channel-last array seen as NCHW (a transposed (N, H, W, C))."""
+    """Whether ``x`` is 4-D and a channel-last array seen as NCHW (a transposed (N, H, W, C))."""
+    if x.ndim != 4:
+        return False
     size, (_, c, _, w) = x.itemsize, x.shape
     return c > 1 and x.strides[1:] == (size, w * c * size, c * size)
 
 
-def _concat_channels_last(inputs, axis):
-    """np.concatenate along the channels of 4-D inputs of which some are channel-last views
-    (Segformer's decoder joins a transposed MLP output with three resized maps), or None where
-    that is not the case or the compiled kernels are missing. numpy copies such a view an
-    element at a time along its strides (5.1 ms for 256 channels of 56x56); the compiled layout
-    change goes by tiles of channels and pixels (0.49 ms)."""
+_BLOCKS_MIN = 1 << 16  # output elements from which Concat goes block by block
+_BLOCKS_MAX = 64  # blocks per input (the product of the dims before the axis) it takes so
+
+
+def _concat_by_blocks(inputs, axis):
+    """np.concatenate's result, each input's block of it (one per index before ``axis``)
+    copied on its own, or None where that is not faster. It is where the session has threads
+    (a copy is bound by memory bandwidth, which a second core adds to: 3.2 MB in 226 us on one
+    thread, 101 on two; ``threads.copy``), and for channel-last views joined along the
+    channels (Segformer's decoder joins a transposed MLP output with three resized maps):
+    numpy copies such a view an element at a time along its strides (5.1 ms for 256 channels
+    of 56x56), the compiled layout change by tiles of channels and pixels (0.49 ms)."""
     first = inputs[0]
-    if first.ndim != 4 or axis not in (1, -3) or first.dtype not in compiled.DTYPES:
+    rank = first.ndim
+    if not -rank <= axis < rank:
         return None
-    n, _, h, w = first.shape
+    axis %= rank
+    rest = first.shape[:axis] + first.shape[axis + 1 :]
     for x in inputs:
-        if x.ndim != 4 or x.dtype != first.dtype or x.shape[0] != n or x.shape[2:] != (h, w):
+        if x.ndim != rank or x.dtype != first.dtype or x.shape[:axis] + x.shape[axis + 1 :] != rest:
             return None  # (np.concatenate says what is wrong)
-    if not any(_channels_last(x) for x in inputs):
+    total = sum(x.shape[axis] for x in inputs)
+    shape = (*first.shape[:axis], total, *first.shape[axis + 1 :])
+    size, outer = math.prod(shape), math.prod(shape[:axis])
+    if size < _BLOCKS_MIN or outer > _BLOCKS_MAX:
         return None
-    total = sum(x.shape[1] for x in inputs)
-    jit = compiled.kernels(n * total * h * w)
-    if jit is None:
+    views = axis == 1 and first.dtype in compiled.DTYPES and any(map(_channels_last, inputs))
+    jit = compiled.kernels(size) if views else None
+    found = threads.current()
+    if jit is None and (found is None or found.size == 1):
         return None
-    out = np.empty((n, total, h, w), first.dtype)
+    out = np.empty(shape, first.dtype)
+    rows = out.reshape(outer, -1)
+    inner = size // (outer * total)
     c0 = 0
     for x in inputs:
-        c1 = c0 + x.shape[1]
-        for b in range(n):
-            if _channels_last(x):  # (each image's channels are one C-contiguous block of out)
-                jit.from_channels_last(x[b : b + 1].transpose(0, 2, 3, 1), out[b : b + 1, c0:c1])
+        c1 = c0 + x.shape[axis]
+        for o in range(outer):
+            block = rows[o, c0 * inner : c1 * inner]
+            if jit is not None and _channels_last(x):  # (o: an image; its block C-contiguous)
+                jit.from_channels_last(x[o : o + 1].transpose(0, 2, 3, 1),
+                                       block.reshape(1, c1 - c0, *shape[2:]))  # fmt: skip
+            elif x.flags.c_contiguous:
+                threads.copy(x.reshape(outer, -1)[o], block)
             else:
-                out[b, c0:c1] = x[b]
+                block.reshape(x.shape[axis:])[...] = x[np.unravel_index(o, shape[:axis])]
         c0 = c1
     return out
 

@@ -306,8 +306,10 @@ def test_concat_of_channel_last_views_copies_them_by_tiles_with_numpys_result(mo
     compiled layout change, tile by tile; the result is np.concatenate's, bit for bit."""
     pytest.importorskip("numba")
     from onyx.runtime import _jit, compiled
+    from onyx.runtime.kernels import tensor
 
     monkeypatch.setattr(compiled, "MIN_SIZE", 0)
+    monkeypatch.setattr(tensor, "_BLOCKS_MIN", 0)
     if compiled.kernels(0) is None:
         pytest.fail("the compiled kernels did not load (is numba installed? see the log)")
     tiled = []
@@ -337,3 +339,32 @@ def test_concat_of_channel_last_views_copies_them_by_tiles_with_numpys_result(mo
     with pytest.raises(KernelError, match="agree in rank"):
         op("Concat", axis=1)(last, last[:, :, :4])
     assert tiled == []
+
+
+def test_concat_in_a_session_with_threads_copies_each_block_over_them(monkeypatch):
+    """A large Concat (densenet121's) copies each input's block over numba's threads, as
+    bytes (``threads.copy``); small ones stay one np.concatenate."""
+    pytest.importorskip("numba")
+    from onnx import TensorProto, helper
+
+    import onyx
+    from onyx.runtime import _jit_par
+
+    copied = []
+    kernel = _jit_par.copy_bands
+    monkeypatch.setattr(_jit_par, "copy_bands", lambda *a: (copied.append(a[0].shape), kernel(*a)))
+    shapes = [(1, 64, 64, 64), (1, 32, 64, 64), (1, 1, 64, 64)]
+    node = helper.make_node("Concat", ["a", "b", "c"], ["y"], axis=1)
+    graph = helper.make_graph(
+        [node], "concat",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in zip("abc", shapes)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 97, 64, 64])])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = onyx.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = onyx.InferenceSession(model.SerializeToString(), options)
+    rng = np.random.default_rng(5)
+    feeds = {n: rng.standard_normal(s).astype(np.float32) for n, s in zip("abc", shapes)}
+    (got,) = session.run(None, feeds)
+    assert got.tobytes() == np.concatenate(list(feeds.values()), axis=1).tobytes()
+    assert copied == [(64 * 64 * 64 * 4,), (32 * 64 * 64 * 4,)]  # (the third: one thread)
