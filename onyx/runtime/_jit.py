@@ -1407,3 +1407,40 @@ def lrn(x, y, consts, below, above, root, p0, p1):
                         r = np.sqrt(t)
                         t = np.sqrt(r) * r
                     dst[at + j] = src[at + j] / t
+
+
+@njit(**_OPTIONS)
+def resample_planes(x, y, rows, row_weights, cols, col_weights, p0, p1):
+    """Planes p0..p1 of ``y`` (P, Ho, Wo) resampled from ``x`` (P, H, W) by taps along both
+    axes (kernels.vision's linear and cubic Resize): each input row's columns first, output
+    column q the sum over k of x[.., cols[k, q]] * col_weights[k, q] in k's order, into a
+    buffer of H rows; then output row r the sum over k of the buffer's row rows[r, k] times
+    row_weights[r, k]. ``rows`` uint64 (Ho, J), ``cols`` uint64 (K, Wo), weights alike in x's
+    dtype. The loops over q are the vectorized ones (gathers, then plain rows); columns first,
+    there are H rows of gathers, not Ho (0.49 ms against 0.84 for 256 planes from 28x28 to
+    56x56, one thread, scratch timing; the numpy path's dense products 1.14)."""
+    planes, height, width = x.shape
+    ho, wo = y.shape[1], y.shape[2]
+    src, dst = x.reshape(-1), y.reshape(-1)
+    lines = np.empty(height * wo, x.dtype)
+    w, o = np.uint64(width), np.uint64(wo)
+    for p in range(p0, p1):
+        plane = np.uint64(p * height * width)
+        for h in range(np.uint64(height)):
+            at, to = plane + h * w, h * o
+            first, weight = cols[0], col_weights[0]
+            for q in range(o):
+                lines[to + q] = src[at + first[q]] * weight[q]
+            for k in range(1, cols.shape[0]):
+                taps, weight = cols[k], col_weights[k]
+                for q in range(o):
+                    lines[to + q] += src[at + taps[q]] * weight[q]
+        for r in range(ho):
+            out = np.uint64((p * ho + r) * wo)
+            at, scale = rows[r, 0] * o, row_weights[r, 0]
+            for q in range(o):
+                dst[out + q] = lines[at + q] * scale
+            for k in range(1, rows.shape[1]):
+                at, scale = rows[r, k] * o, row_weights[r, k]
+                for q in range(o):
+                    dst[out + q] += lines[at + q] * scale

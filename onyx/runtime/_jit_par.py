@@ -38,6 +38,7 @@ from onyx.runtime._jit import (
     layer_norm,
     lrn,
     pool2d,
+    resample_planes,
     rms_norm,
     row_means,
     winograd_input,
@@ -483,6 +484,15 @@ def copy_bands(src, dst, parts):
     for p in prange(parts):
         a, b = _band(src.shape[0], parts, p)
         dst[a:b] = src[a:b]
+
+
+@njit(**_PARALLEL)
+def resample_bands(x, y, rows, row_weights, cols, col_weights, parts):
+    """``resample_planes`` over ``parts`` bands of the planes."""
+    for p in prange(parts):
+        p0, p1 = _band(x.shape[0], parts, p)
+        if p1 > p0:
+            resample_planes(x, y, rows, row_weights, cols, col_weights, p0, p1)
 
 
 @njit(**_PARALLEL)

@@ -27,3 +27,23 @@ def dtype_name(dtype: np.dtype) -> str:
     if name is None:
         name = _NAMES[dtype] = dtype.name
     return name
+
+
+def channels_last_view(x: np.ndarray) -> bool:
+    """Whether ``x`` is 4-D and a channel-last array seen as NCHW (a transposed (N, H, W, C):
+    Segformer's decoder feeds its MLP outputs so to Resize and Concat)."""
+    if x.ndim != 4:
+        return False
+    size, (_, c, _, w) = x.itemsize, x.shape
+    return c > 1 and x.strides[1:] == (size, w * c * size, c * size)
+
+
+def dense(x: np.ndarray, jit) -> np.ndarray:
+    """``x`` C-contiguous: a channel-last view through ``jit`` (the compiled kernels, or None)
+    by tiles of channels and pixels, where numpy copies it an element at a time along its
+    strides (256 channels of 56x56: 0.49 ms against 5.1); otherwise np.ascontiguousarray."""
+    if jit is None or x.dtype not in (F32, F64) or not channels_last_view(x):
+        return np.ascontiguousarray(x)
+    y = np.empty(x.shape, x.dtype)
+    jit.from_channels_last(x.transpose(0, 2, 3, 1), y)
+    return y

@@ -14,6 +14,7 @@ import numpy as np
 from onyx.dtypes import to_numpy
 from onyx.errors import KernelError
 from onyx.runtime import compiled, threads
+from onyx.runtime.kernels._common import channels_last_view
 from onyx.runtime.kernels.registry import kernel
 from onyx.runtime.memory import check_allocation
 
@@ -350,14 +351,6 @@ def _concat(inputs, axis):
         ) from None
 
 
-def _channels_last(x) -> bool:
-    """Whether ``x`` is 4-D and a channel-last array seen as NCHW (a transposed (N, H, W, C))."""
-    if x.ndim != 4:
-        return False
-    size, (_, c, _, w) = x.itemsize, x.shape
-    return c > 1 and x.strides[1:] == (size, w * c * size, c * size)
-
-
 _BLOCKS_MIN = 1 << 16  # output elements from which Concat goes block by block
 _BLOCKS_MAX = 64  # blocks per input (the product of the dims before the axis) it takes so
 
@@ -384,7 +377,7 @@ def _concat_by_blocks(inputs, axis):
     size, outer = math.prod(shape), math.prod(shape[:axis])
     if size < _BLOCKS_MIN or outer > _BLOCKS_MAX:
         return None
-    views = axis == 1 and first.dtype in compiled.DTYPES and any(map(_channels_last, inputs))
+    views = axis == 1 and first.dtype in compiled.DTYPES and any(map(channels_last_view, inputs))
     jit = compiled.kernels(size) if views else None
     found = threads.current()
     if jit is None and (found is None or found.size == 1):
@@ -397,7 +390,7 @@ def _concat_by_blocks(inputs, axis):
         c1 = c0 + x.shape[axis]
         for o in range(outer):
             block = rows[o, c0 * inner : c1 * inner]
-            if jit is not None and _channels_last(x):  # (o: an image; its block C-contiguous)
+            if jit is not None and channels_last_view(x):  # (o: an image; its block C-contiguous)
                 jit.from_channels_last(x[o : o + 1].transpose(0, 2, 3, 1),
                                        block.reshape(1, c1 - c0, *shape[2:]))  # fmt: skip
             elif x.flags.c_contiguous:

@@ -144,3 +144,104 @@ def test_image_decoder_garbage_gives_empty_image():
         np.frombuffer(b"not an image", np.uint8)
     )
     assert out.shape == (0, 0, 1) and out.dtype == np.uint8
+
+
+@pytest.fixture
+def planes_calls(monkeypatch):
+    """The compiled kernels on for small tensors; the names of the resampling kernels called
+    from Python (one thread: ``resample_planes``; numba's threads: ``resample_bands``)."""
+    pytest.importorskip("numba")
+    from onyx.runtime import _jit, _jit_par, compiled, threads
+
+    monkeypatch.setattr(compiled, "enabled", True)
+    threads.native()
+    monkeypatch.setattr(compiled, "MIN_SIZE", 0)
+    if compiled.kernels(0) is None:
+        pytest.fail("the compiled kernels did not load (is numba installed? see the log)")
+    made = []
+    for module, name in ((_jit, "resample_planes"), (_jit_par, "resample_bands")):
+        kernel = getattr(module, name)
+
+        def counted(*args, _kernel=kernel, _name=name):
+            made.append(_name)
+            return _kernel(*args)
+
+        monkeypatch.setattr(module, name, counted)
+    return made
+
+
+def _numpy_path(fn):
+    from onyx.runtime import compiled
+
+    compiled.enabled = False
+    try:
+        return fn()
+    finally:
+        compiled.enabled = True
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+@pytest.mark.parametrize(
+    "transform", ["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel"]
+)
+@pytest.mark.parametrize("antialias", [0, 1])
+def test_resize_of_the_last_two_axes_compiled_agrees_with_the_numpy_path(
+    planes_calls, dtype, mode, transform, antialias
+):
+    """Up and down, both axes, rank 3 and 4, a channel-last view (Segformer's), infinities and a
+    NaN staying where the numpy path puts them; values to rounding (another order of sums)."""
+    op = _op("Resize", 19, mode=mode, coordinate_transformation_mode=transform, antialias=antialias)
+    rng = np.random.default_rng(7)
+    last = rng.standard_normal((2, 9, 11, 5)).astype(dtype).transpose(0, 3, 1, 2)
+    special = rng.standard_normal((1, 3, 8, 8)).astype(dtype)
+    special[0, 1, 2, 3], special[0, 2, 5, 5], special[0, 0, 0, 0] = np.inf, -np.inf, np.nan
+    cases = [(rng.standard_normal((1, 3, 7, 9)).astype(dtype), (1, 3, 14, 18)),
+             (rng.standard_normal((2, 40, 30)).astype(dtype), (2, 17, 11)),
+             (last, (2, 5, 20, 6)), (special, (1, 3, 16, 12))]  # fmt: skip
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    for x, out in cases:
+        sizes = np.array(out, np.int64)
+        before = len(planes_calls)
+        got = op(x, None, None, sizes)
+        assert planes_calls[before:] == ["resample_planes"]
+        with np.errstate(invalid="ignore"):
+            want = _numpy_path(lambda x=x, sizes=sizes: op(x, None, None, sizes))
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        scale = np.abs(want[finite]).max()
+        np.testing.assert_allclose(got[finite] / scale, want[finite] / scale, rtol=0, atol=tol)
+
+
+def test_resize_that_the_planes_kernel_does_not_take_keeps_the_numpy_path(planes_calls):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    _op("Resize", 19, mode="nearest")(x, None, None, np.array([1, 2, 12, 12], np.int64))
+    _op("Resize", 19, mode="linear")(x, None, None, np.array([1, 4, 12, 12], np.int64))  # 3 axes
+    _op("Resize", 19, mode="linear")(x.astype(np.float16), None, None, np.array([1, 2, 3, 3]))
+    crop = _op("Resize", 19, mode="linear", coordinate_transformation_mode="tf_crop_and_resize")
+    crop(x, np.array([0, 0, -0.5, -0.5, 1, 1, 1.5, 1.5], np.float32), None, np.array([1, 2, 4, 4]))
+    assert planes_calls == []
+
+
+def test_resize_in_a_session_splits_its_planes_over_numbas_threads(planes_calls):
+    from onnx import TensorProto, helper
+
+    import onyx
+
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear")
+    graph = helper.make_graph(
+        [node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 56, 56])],
+        [helper.make_tensor("sizes", TensorProto.INT64, [4], [1, 64, 56, 56])])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    options = onyx.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = onyx.InferenceSession(model.SerializeToString(), options)
+    x = np.random.default_rng(9).standard_normal((1, 64, 28, 28)).astype(np.float32)
+    (got,) = session.run(None, {"x": x})
+    assert planes_calls == ["resample_bands"]
+    (want,) = _numpy_path(lambda: session.run(None, {"x": x}))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
