@@ -251,10 +251,10 @@ def _resample(x, out_shape, scales, lengths, rois, opts, extrapolation, cache=No
 
 def _resample_planes(x, out_shape, row_plan, col_plan):
     """A float32/float64 ``x`` resized along its last two axes only, by taps (linear, cubic),
-    through the compiled kernel (``_jit.resample_planes``: 2.3x the numpy path on Segformer's
-    planes, one thread), by bands of planes over the session's threads; None where that does
-    not apply (no compiled kernels, an extrapolated crop). Equal to the numpy path's values to
-    rounding (another order of additions)."""
+    through the compiled kernel (``_jit.resample_planes``: 256 planes from 28x28 to 56x56 in
+    0.59 ms against the numpy path's 1.22, one thread), by bands of planes over the session's
+    threads; None where that does not apply (no compiled kernels, an extrapolated crop). Equal
+    to the numpy path's values to rounding (another order of additions)."""
     jit = compiled.kernels(math.prod(out_shape)) if x.dtype in compiled.DTYPES else None
     if jit is None or row_plan.outside is not None or col_plan.outside is not None:
         return None
