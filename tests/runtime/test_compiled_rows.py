@@ -183,24 +183,12 @@ def test_softmax_gives_equal_inputs_equal_outputs():
 
 
 @pytest.fixture
-def lrn_calls(monkeypatch):
-    """The compiled kernels on for small tensors; the names of the LRN kernels called from
-    Python (one thread: ``lrn``; numba's threads: ``lrn_bands``, which calls ``lrn`` inside)."""
+def lrn_calls(compiled_calls):
+    """The names of the LRN kernels called from Python (one thread: ``lrn``; numba's threads:
+    ``lrn_bands``, which calls ``lrn`` inside)."""
     from onyx.runtime import _jit_par
 
-    monkeypatch.setattr(compiled, "enabled", True)
-    threads.native()
-    monkeypatch.setattr(compiled, "MIN_SIZE", 0)
-    made = []
-    for module, name in ((_jit, "lrn"), (_jit_par, "lrn_bands")):
-        kernel = getattr(module, name)
-
-        def counted(*args, _kernel=kernel, _name=name):
-            made.append(_name)
-            return _kernel(*args)
-
-        monkeypatch.setattr(module, name, counted)
-    return made
+    return compiled_calls((_jit, "lrn"), (_jit_par, "lrn_bands"))
 
 
 def _lrn_input(shape, dtype):

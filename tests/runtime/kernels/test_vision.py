@@ -147,27 +147,13 @@ def test_image_decoder_garbage_gives_empty_image():
 
 
 @pytest.fixture
-def planes_calls(monkeypatch):
-    """The compiled kernels on for small tensors; the names of the resampling kernels called
-    from Python (one thread: ``resample_planes``; numba's threads: ``resample_bands``)."""
+def planes_calls(compiled_calls):
+    """The names of the resampling kernels called from Python (one thread: ``resample_planes``;
+    numba's threads: ``resample_bands``)."""
     pytest.importorskip("numba")
-    from onyx.runtime import _jit, _jit_par, compiled, threads
+    from onyx.runtime import _jit, _jit_par
 
-    monkeypatch.setattr(compiled, "enabled", True)
-    threads.native()
-    monkeypatch.setattr(compiled, "MIN_SIZE", 0)
-    if compiled.kernels(0) is None:
-        pytest.fail("the compiled kernels did not load (is numba installed? see the log)")
-    made = []
-    for module, name in ((_jit, "resample_planes"), (_jit_par, "resample_bands")):
-        kernel = getattr(module, name)
-
-        def counted(*args, _kernel=kernel, _name=name):
-            made.append(_name)
-            return _kernel(*args)
-
-        monkeypatch.setattr(module, name, counted)
-    return made
+    return compiled_calls((_jit, "resample_planes"), (_jit_par, "resample_bands"))
 
 
 def _numpy_path(fn):
