@@ -12,23 +12,9 @@ RNG = np.random.default_rng(11)
 
 
 @pytest.fixture
-def calls(monkeypatch):
+def calls(compiled_calls):
     """The compiled kernels on for small tensors; a list of the kernels' names, one per call."""
-    monkeypatch.setattr(compiled, "enabled", True)
-    threads.native()  # (numba's threads' kernels bound to the kernels before they are wrapped)
-    monkeypatch.setattr(compiled, "MIN_SIZE", 0)
-    if compiled.kernels(0) is None:
-        pytest.fail("the compiled kernels did not load (is numba installed? see the log)")
-    made = []
-    for name in ("layer_norm", "rms_norm"):
-        kernel = getattr(_jit, name)
-
-        def counted(*args, _kernel=kernel, _name=name):
-            made.append(_name)
-            return _kernel(*args)
-
-        monkeypatch.setattr(_jit, name, counted)
-    return made
+    return compiled_calls((_jit, "layer_norm"), (_jit, "rms_norm"))
 
 
 def numpy_path(op, *args):
