@@ -53,8 +53,11 @@ def inputs(shape, dtype, specials=True):
 
 
 def compiles(op, x):
-    """1 where the kernel runs this pool: all but one window over the whole input."""
-    return 0 if _one_window(x.shape[2:], op.plan(x)) else 1
+    """1 where the kernel runs this pool: all but one window over the whole input, and the
+    averages that are the planes' means (``row_means`` then)."""
+    spatial, plan = x.shape[2:], op.plan(x)
+    means = isinstance(op, AveragePool) and op.plane_means(spatial, plan)
+    return 0 if _one_window(spatial, plan) or means else 1
 
 
 def bits(a):
@@ -110,7 +113,8 @@ def test_max_pool_nans_of_both_signs_give_nan(calls):
 @pytest.mark.parametrize("kh, kw", [(1, 1), (1, 3), (2, 2), (3, 3), (4, 2), (3, 4)])
 def test_average_pool_equals_numpy(calls, kh, kw, include, dtype):
     """The same sums in the same order, divided alike: equal values (a zero's sign aside),
-    windows of padding only included (0 with count_include_pad, else 0/0)."""
+    windows of padding only included (0 with count_include_pad, else 0/0); the planes' means
+    (GlobalAveragePool's) within a few roundings."""
     for shape, attrs in geometries(kh, kw):
         x = inputs(shape, dtype, specials=False)
         op = AveragePool(**attrs, count_include_pad=include)
@@ -119,7 +123,11 @@ def test_average_pool_equals_numpy(calls, kh, kw, include, dtype):
             got, want = op(x), numpy_path(op, x)
         assert len(calls) == before + compiles(op, x), attrs
         assert got.dtype == want.dtype, attrs
-        np.testing.assert_array_equal(got, want, err_msg=str(attrs))
+        if op.plane_means(shape[2:], op.plan(x)):  # (the planes' means, summed in lanes)
+            eps = np.finfo(dtype).eps  # (a sum's roundings: relative to the terms)
+            np.testing.assert_allclose(got, want, rtol=0, atol=8 * eps * np.abs(x).max())
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=str(attrs))
 
 
 @pytest.mark.parametrize(
@@ -202,3 +210,26 @@ def test_matches_onnxruntime(op_type, shape, attrs):
     x = inputs(shape, np.float32, specials=False)
     op = MaxPool(**attrs, _outputs=1) if op_type == "MaxPool" else AveragePool(**attrs)
     np.testing.assert_allclose(op(x), ort_pool(op_type, x, attrs), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shape, attrs, takes",
+    [
+        ((1, 300, 7, 7), {"kernel_shape": [7, 7]}, True),  # resnet50's last pool
+        ((2, 40, 6, 6), {"kernel_shape": [7, 7], "pads": [0, 0, 1, 1]}, True),  # pads not counted
+        # the padding counted, or a window that is not the whole plane: the windowed kernel
+        ((1, 40, 6, 6), {"kernel_shape": [7, 7], "pads": [0, 0, 1, 1], "count_include_pad": 1},
+         False),
+        ((1, 40, 6, 6), {"kernel_shape": [5, 6]}, False),
+    ],
+)  # fmt: skip
+def test_an_average_over_the_whole_plane_is_a_global_average(compiled_calls, shape, attrs, takes):
+    """One window covering each plane with only its own elements counted: the planes' compiled
+    means (``row_means``, as GlobalAveragePool), else the windowed kernel; against onnxruntime."""
+    made = compiled_calls((_jit, "row_means"), (_jit, "pool2d"))
+    x = inputs(shape, np.float32, specials=False)
+    got = AveragePool(**attrs)(x)
+    assert made == (["row_means"] if takes else ["pool2d"])
+    want = ort_pool("AveragePool", x, attrs)
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)

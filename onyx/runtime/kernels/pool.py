@@ -147,6 +147,14 @@ def _one_window(spatial, plan):
                for o, b, n, e, size in zip(out, pb, k, d, spatial))  # fmt: skip
 
 
+def _whole_planes(spatial, plan):
+    """Whether one window, padding or not, covers each whole plane (and nothing else is
+    output): inception v1's 7x7 average over 6x6 planes padded at the end, say."""
+    k, _, d, pb, _, out = plan
+    return all(o == 1 and e == 1 and b >= 0 and n - b >= size
+               for o, b, n, e, size in zip(out, pb, k, d, spatial))  # fmt: skip
+
+
 def _reduce_axis(x, axis, k, s, d, begin, out, op, fill):
     """``op`` over the ``out`` windows along ``axis`` (kernel k, stride s, dilation d, ``begin``
     padding): one ufunc call per kernel tap, each over every window that tap falls inside.
@@ -299,6 +307,8 @@ class AveragePool(_Pool):
 
     def __call__(self, x):
         plan = self.plan(x)
+        if self.plane_means(x.shape[2:], plan):
+            return global_average_pool(x)
         dtype = compute_dtype(x.dtype)
         work = x.astype(dtype, copy=False)
         counts = self.counts(x.shape[2:], plan, self.include_pad)
@@ -313,6 +323,13 @@ class AveragePool(_Pool):
             else:
                 y /= counts.astype(dtype)
         return y.astype(x.dtype, copy=False)
+
+    def plane_means(self, spatial, plan) -> bool:
+        """Whether the result is each plane's mean: one window over each whole plane, no pads
+        counted. GlobalAveragePool's then (resnet50's final 7x7: 152 us in the model by numpy's
+        reduction over two axes, 11 in onnxruntime; compiled, each plane summed in one pass)."""
+        counted = self.counts(spatial, plan, self.include_pad).flat[0]
+        return _whole_planes(spatial, plan) and counted == math.prod(spatial)
 
     def _scale(self, spatial, counts, dtype):
         """(opcode, factors) of the division in ``__call__`` for the compiled kernel: the same
