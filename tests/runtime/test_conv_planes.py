@@ -61,6 +61,35 @@ def test_pointwise_planes_match_float64(c, m, size, batch, kind, bias, taken):
     np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)  # run after run
 
 
+@pytest.mark.parametrize(
+    "c, m, size, strides, batch",
+    [
+        (64, 128, 28, 2, 1),  # ResNet's downsampling shortcut, scaled down: 196 pixels
+        (24, 40, 15, 2, 2),  # an odd size (8 of 15 rows and columns), two images
+        (32, 16, (12, 17), (3, 1), 1),  # unequal strides, a rectangle
+    ],
+)  # fmt: skip
+def test_strided_pointwise_takes_the_planes_path_on_its_sampled_pixels(
+    c, m, size, strides, batch, taken
+):
+    """A strided 1x1 convolution: the pixels it reads are copied out, then the planes path
+    multiplies them (``Conv._strided_pointwise``), first call and later ones (its replay),
+    each agreeing with a float64 reference for its own feed."""
+    hw = (size, size) if isinstance(size, int) else size
+    st = (strides, strides) if isinstance(strides, int) else strides
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [batch, c, *hw])
+    w, b = _weight(m, c, 1, 1), _weight(m)
+    g.output(g.op.Relu(g.op.Conv(x, w, b, strides=list(st))), "y")
+    session = new_session(g.model())
+    for _ in range(3):
+        feed = RNG.standard_normal((batch, c, *hw)).astype(np.float32)
+        got = session.run(None, {"x": feed})[0]
+        close(got, after(reference(feed, w, b, strides=st), "relu"))
+    # (one image: the later calls replay the kernel itself, planes_replay)
+    assert taken["planes"] == ((3 if batch > 1 else 1) if taken["possible"] else 0)
+
+
 @pytest.mark.parametrize("kind", ["relu", "swish", "none"])
 def test_later_calls_replay_the_planes_path_with_its_arguments_fixed(kind, taken, monkeypatch):
     """After a first call, a pointwise Conv on the planes path runs again by ``planes_replay``
