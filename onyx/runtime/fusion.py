@@ -19,6 +19,8 @@
 - A Concat whose inputs are each a Conv's result that it alone reads (the modules of GoogLeNet
   and SqueezeNet) runs those Convs itself, each writing into its place in the Concat's result
   (``gather_concats``). A profile then counts their time under the Concat.
+- A chain of Concats, each joining the one before it and more (DenseNet's blocks), writes into
+  one buffer the first of them makes, each only its new inputs (``chain_concats``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -355,6 +358,140 @@ def gather_concats(steps: list[StepTuple], output_slots: list[int],
         return node, fn, [i for p in parts for i in p[2]], outs
 
     return _merge_groups(steps, gathered, merged)
+
+
+_CHAIN_CONCATS = True  # a switch for bench_switch.py --build: False, each Concat copies all
+
+
+def chain_concats(steps: list[StepTuple], output_slots: list[int]) -> list[StepTuple]:
+    """The steps with each chain of Concats, each joining the one before it (its first input,
+    which no other Concat takes first and which is no graph output) and more along the same
+    axis, as ``ChainedConcat`` steps: DenseNet's blocks, where each layer's Concat copied all
+    the block's channels so far again (light_densenet121: 1.8 ms of Concat a run on one
+    thread, onnxruntime's 1.0)."""
+    if not _CHAIN_CONCATS:
+        return steps
+    outputs = set(output_slots)
+    axes = {index: _concat_axis(fn) for index, (_, fn, _, _) in enumerate(steps)}
+    concats = [i for i, axis in axes.items() if axis is not None
+               and len(steps[i][3]) == 1 and len(steps[i][2]) >= 2]  # fmt: skip
+    made_by = {steps[i][3][0]: i for i in concats}
+    firsts = collections.Counter(steps[i][2][0] for i in concats)
+    after: dict[int, int] = {}  # a chained Concat's step index -> the next one's
+    for i in concats:
+        head, rest = steps[i][2][0], steps[i][2][1:]
+        before = made_by.get(head)
+        if (before is not None and axes[before] == axes[i] and firsts[head] == 1
+                and head not in outputs and head not in rest):  # fmt: skip
+            after[before] = i
+    last_read = {i: index for index, (_, _, ins, _) in enumerate(steps) for i in ins if i >= 0}
+    chained = list(steps)
+    for start in set(after) - set(after.values()):
+        members = [start]
+        while members[-1] in after:
+            members.append(after[members[-1]])
+        # (the last result may be the whole buffer, which a follower may then change in place,
+        # where no earlier result of the chain is read after it)
+        whole = all(last_read[steps[i][3][0]] <= members[-1] for i in members[:-1])
+        chain = ConcatChain()
+        for index in members:
+            node, fn, ins, outs = steps[index]
+            last = index == members[-1]
+            member = ChainedConcat(fn, axes[index], chain, first=index == start, last=last,
+                                   whole=last and whole)  # fmt: skip
+            chained[index] = (node, member, ins, outs)
+    return chained
+
+
+class ConcatChain:
+    """What the Concats of one chain share: the buffers they made (weakly held), each with room
+    along the axis for the whole chain's result, and that result's shape at the last run."""
+
+    def __init__(self):
+        self.shape: tuple[int, ...] | None = None
+        self._made: dict[int, weakref.ref] = {}
+
+    def make(self, shape: tuple[int, ...], axis: int, dtype) -> np.ndarray:
+        """A buffer for a result of ``shape``, with room along ``axis`` for the last run's
+        whole result where the other axes agree."""
+        room = list(shape)
+        if self.shape is not None and len(self.shape) == len(shape):
+            rest = self.shape[:axis] + self.shape[axis + 1 :]
+            if rest == shape[:axis] + shape[axis + 1 :]:
+                room[axis] = max(room[axis], self.shape[axis])
+        buffer = np.empty(room, dtype)
+        for key in [key for key, ref in self._made.items() if ref() is None]:
+            self._made.pop(key, None)
+        self._made[id(buffer)] = weakref.ref(buffer)
+        return buffer
+
+    def room_after(self, head: np.ndarray, axis: int, total: int) -> np.ndarray | None:
+        """The buffer ``head`` begins where ``head`` is a leading part of one this chain made
+        (along ``axis``) with room up to ``total``; else None."""
+        base = head.base
+        if type(base) is not np.ndarray:
+            return None
+        ref = self._made.get(id(base))
+        if ref is None or ref() is not base:
+            return None
+        fits = (
+            base.ndim == head.ndim
+            and base.dtype == head.dtype
+            and head.ctypes.data == base.ctypes.data
+            and head.strides == base.strides
+            and base.shape[axis] >= total
+            and base.shape[:axis] + base.shape[axis + 1 :] == head.shape[:axis] + head.shape[axis + 1 :]
+        )  # fmt: skip
+        return base if fits else None
+
+
+class ChainedConcat:
+    """A Concat of a chain (``chain_concats``), where every axis before the joined one has size
+    1 (batch 1 along the channels: each part one block of memory): its result is the leading
+    part of a buffer with room for the whole chain's, made by the chain's first Concat (sized
+    at the run before), so a later Concat whose first input is that part writes only its other
+    inputs after it. Where that does not hold (other shapes, a first run, a head made
+    elsewhere), a buffer is made and the head copied into it; anything else runs the plain
+    Concat. The results are views, which no later step changes in place (run_fused leaves
+    views alone), but for the chain's last where ``whole`` (no earlier result read after it):
+    the buffer itself, where it is the result's size."""
+
+    def __init__(self, plain: Callable, axis: int, chain: ConcatChain, first: bool, last: bool,
+                 whole: bool = False):  # fmt: skip
+        self.plain, self.axis, self.chain = plain, axis, chain
+        self.first, self.last, self.whole = first, last, whole
+
+    def __call__(self, *inputs):
+        head = inputs[0]
+        rank = getattr(head, "ndim", 0)
+        if not (type(head) is np.ndarray and -rank <= self.axis < rank):
+            return self.plain(*inputs)
+        axis = self.axis % rank
+        rest = head.shape[:axis] + head.shape[axis + 1 :]
+        if math.prod(head.shape[:axis]) != 1 or not all(
+            type(x) is np.ndarray and x.dtype == head.dtype and x.ndim == rank
+            and x.shape[:axis] + x.shape[axis + 1 :] == rest and x.flags.c_contiguous
+            for x in inputs
+        ):  # fmt: skip
+            return self.plain(*inputs)  # (which reports what is wrong, if anything)
+        total = sum(x.shape[axis] for x in inputs)
+        shape = (*head.shape[:axis], total, *head.shape[axis + 1 :])
+        buffer = None if self.first else self.chain.room_after(head, axis, total)
+        start = head.shape[axis]
+        if buffer is None:
+            buffer = self.chain.make(shape, axis, head.dtype)
+            start = 0
+        inner = math.prod(head.shape[axis + 1 :])
+        flat = buffer.reshape(-1)
+        for x in inputs if start == 0 else inputs[1:]:
+            stop = start + x.shape[axis]
+            threads.copy(x, flat[start * inner : stop * inner])
+            start = stop
+        if self.last:
+            self.chain.shape = shape
+            if self.whole and buffer.shape[axis] == total:
+                return buffer  # (its own data: a fused follower may work in place on it)
+        return buffer[(slice(None),) * axis + (slice(0, total),)]
 
 
 def _merge_groups(steps: list[StepTuple], groups: dict[int, list[int]],

@@ -25,7 +25,13 @@ from onyx.errors import (
 )
 from onyx.ir import AttrType, Function, Graph, Model, Node, SparseTensor, Tensor, Value
 from onyx.runtime import kernels
-from onyx.runtime.fusion import fuse, fuse_squeeze_excites, gather_concats, mark_channels_last
+from onyx.runtime.fusion import (
+    chain_concats,
+    fuse,
+    fuse_squeeze_excites,
+    gather_concats,
+    mark_channels_last,
+)
 from onyx.runtime.kernels.registry import lookup
 from onyx.runtime.profiler import PROFILING, shapes_of
 
@@ -115,6 +121,7 @@ class Plan:
         self.capture_slots = [slots[v] for v in self.captures]
         if self.context.optimize:
             steps = fuse_squeeze_excites(steps, self.template, fed, self.output_slots)
+            steps = chain_concats(steps, self.output_slots)
             steps = fuse(steps, self.template, fed, self.output_slots)
             steps = gather_concats(steps, self.output_slots, lambda node: _label(node, path))
             mark_channels_last(steps, self.template, self.output_slots)
