@@ -84,8 +84,9 @@ def made(monkeypatch):
 
 def members(session):
     """The plan's ChainedConcat steps (alone or with fused followers)."""
+    # (a step with fused followers holds its kernel as run_fused's ``kernel``)
     kernels = [getattr(step.fn, "kernel", step.fn) for step in session._plan.steps]
-    return [k for k in kernels if isinstance(k, fusion.ChainedConcat)]  # (run_fused's .kernel)
+    return [k for k in kernels if isinstance(k, fusion.ChainedConcat)]
 
 
 def test_a_dense_block_writes_each_layer_once_into_one_buffer(made):
