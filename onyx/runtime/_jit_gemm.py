@@ -56,7 +56,11 @@ PANEL = 16  # columns of B per panel: one AVX-512 vector, two AVX2 ones
 # two panels per tile where the CPU has AVX-512's 32 vector registers (6 x 32 sums take 12 of
 # them; with AVX2's 16, 24 would spill)
 WIDE = "+avx512f" in llvmlite.binding.get_host_cpu_features().flatten().split(",")
-ROWS = 6  # rows of A per tile (6 x 16 sums fit the 16 AVX2 / 32 AVX-512 vector registers)
+# rows of A per tile. With AVX2, 6 x 16 sums take 12 of the 16 vector registers, and LLVM
+# loads a step's 6 broadcast values before its multiply-adds: 20 live vectors, spilled to the
+# stack at every step (26-37 GFLOP/s on one core of a Zen 3, where 4 rows ran at 60-80 and
+# OpenBLAS at 66-85). 4 x 16 sums, 4 broadcasts and the panel's 2 vectors fit.
+ROWS = 6 if WIDE else 4
 _OPTIONS = {
     "cache": True,
     "nogil": True,
@@ -559,7 +563,7 @@ def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row
                 _store_row(target, place, r * _LANES, shift, lo, hi, added, summed, 1, 0)
         return
     if (
-        rows == ROWS
+        rows == acc.shape[0] == 6
         and width == acc.shape[1]
         and not by_row
         and c.strides[0] == size
@@ -597,8 +601,11 @@ def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row
 
 @njit(inline="always")
 def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
-    """Rows r0..r1 by panel p, in tiles of 6 rows by the panel's 16 columns (each value
+    """Rows r0..r1 by panel p, in tiles of ``ROWS`` rows by the panel's 16 columns (each value
     stored through a Swish where ``swish``)."""
+    if ROWS == 4:
+        _four_row_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res)
+        return
     k = _shape(a)[1]
     last = r1 - 1
     with_bias = bias.shape[0] > 0
@@ -625,6 +632,34 @@ def _panel_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
                 acc[3, j] += a3 * w
                 acc[4, j] += a4 * w
                 acc[5, j] += a5 * w
+        _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish, res)
+
+
+@njit(inline="always")
+def _four_row_tiles(a, panels, c, n, bias, lo, hi, p, r0, r1, swish, res):
+    """``_panel_tiles`` in tiles of 4 rows (AVX2: ``ROWS``), the same sums in the same order."""
+    k = _shape(a)[1]
+    last = r1 - 1
+    with_bias = bias.shape[0] > 0
+    zero = np.float32(0)
+    first = p * PANEL
+    width = min(PANEL, n - first)
+    for i in range(r0, r1, 4):
+        rows = min(4, r1 - i)
+        i1, i2, i3 = min(i + 1, last), min(i + 2, last), min(i + 3, last)
+        place = _tile(64)
+        acc = numba.carray(place, (4, 16))
+        for r in range(4):
+            for j in range(16):
+                acc[r, j] = zero
+        for t in range(k):
+            a0, a1, a2, a3 = _term(a, i, t), _term(a, i1, t), _term(a, i2, t), _term(a, i3, t)
+            for j in range(16):
+                w = panels[p, t, j]
+                acc[0, j] += a0 * w
+                acc[1, j] += a1 * w
+                acc[2, j] += a2 * w
+                acc[3, j] += a3 * w
         _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, False, swish, res)
 
 
@@ -749,7 +784,7 @@ def few_rows_product(a, panels, c, n, bias, lo, hi, p0, p1):
     with_bias = bias.shape[0] > 0
     zero = np.float32(0)
     p = p0
-    while p + 4 <= p1:
+    while WIDE and p + 4 <= p1:  # (AVX2: 64 vectors of sums would spill; packed_product's)
         acc = numba.carray(_tile(256), (4, 64))
         for r in range(4):
             for j in range(64):
@@ -789,7 +824,9 @@ def few_rows_product(a, panels, c, n, bias, lo, hi, p0, p1):
         packed_product(a, panels, c, n, bias, lo, hi, p, p1, 0, m)
 
 
-BLOCK = 2 * PANEL  # columns of B per block of ``planes_product`` (two vectors)
+# columns of B per block of ``planes_product``: two AVX-512 vectors; with AVX2, 4 rows of W
+# by 16 columns (8 vectors of sums: ``_four_row_planes``)
+BLOCK = 2 * PANEL if WIDE else PANEL
 
 
 def plane_shape(b):
@@ -859,6 +896,9 @@ def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=Fa
 def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res):
     """Tiles t0..t1 of W (6 rows each) by one ``block`` of 32 columns, into c's columns
     q..q + width, each row's bias added, clamped."""
+    if ROWS == 4:
+        _four_row_planes(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res)
+        return
     k = block.shape[0]
     with_bias = bias.shape[0] > 0
     zero = np.float32(0)
@@ -895,3 +935,29 @@ def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res
                     acc[5, j] += w5 * v
         _store(place, acc, c, bias, lo, hi, ROWS * tile, rows, q, width, with_bias, True, swish,
                res)  # fmt: skip
+
+
+@njit(inline="always")
+def _four_row_planes(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res):
+    """``_planes_tiles`` for tiles of 4 rows of W by a block of 16 columns (AVX2: ``ROWS``,
+    ``BLOCK``), the same sums in the same order."""
+    k = block.shape[0]
+    with_bias = bias.shape[0] > 0
+    zero = np.float32(0)
+    for tile in range(t0, t1):
+        rows = min(4, m - 4 * tile)
+        place = _tile(64)
+        acc = numba.carray(place, (4, 16))
+        for r in range(4):
+            for j in range(16):
+                acc[r, j] = zero
+        for t in range(k):
+            w0, w1 = tiles[tile, t, 0], tiles[tile, t, 1]
+            w2, w3 = tiles[tile, t, 2], tiles[tile, t, 3]
+            for j in range(16):
+                v = block[t, j]
+                acc[0, j] += w0 * v
+                acc[1, j] += w1 * v
+                acc[2, j] += w2 * v
+                acc[3, j] += w3 * v
+        _store(place, acc, c, bias, lo, hi, 4 * tile, rows, q, width, with_bias, True, swish, res)

@@ -483,13 +483,15 @@ def packed_weight(b: np.ndarray) -> np.ndarray:
 
 
 def row_tiles(w: np.ndarray) -> np.ndarray:
-    """W (M, K) as float32 tiles of 6 rows, (ceil(M/6), K, 6), the rows past M zero: the layout
-    _jit_gemm.planes_product reads."""
+    """W (M, K) as float32 tiles of R rows, (ceil(M/R), K, R), the rows past M zero: the layout
+    _jit_gemm.planes_product reads (R: its ``ROWS``, 6 with AVX-512, 4 without)."""
+    from onyx.runtime._jit_gemm import ROWS  # (packed only where numba runs onyx's GEMM)
+
     m, k = w.shape
-    count = -(-m // 6)
-    tiles = np.zeros((count, k, 6), np.float32)
+    count = -(-m // ROWS)
+    tiles = np.zeros((count, k, ROWS), np.float32)
     for t in range(count):
-        rows = w[t * 6 : (t + 1) * 6]
+        rows = w[t * ROWS : (t + 1) * ROWS]
         tiles[t, :, : rows.shape[0]] = rows.T
     return tiles
 

@@ -321,13 +321,17 @@ def test_planes_decline_outside_numba_threads_and_for_writeable_weights():
         close(got, reference(x, w.reshape(32, 16, 1, 1), None))
 
 
-def test_row_tiles_pack_rows_in_sixes_with_zeros_past_the_last():
+def test_row_tiles_pack_rows_by_the_gemm_tile_with_zeros_past_the_last():
+    from onyx.runtime._jit_gemm import ROWS  # (6 with AVX-512, 4 without)
+
     w = np.arange(13 * 5, dtype=np.float32).reshape(13, 5)
     tiles = threads.row_tiles(w)
-    assert tiles.shape == (3, 5, 6)
-    np.testing.assert_array_equal(tiles[1, :, 2], w[8])  # row 8: tile 1, place 2
-    np.testing.assert_array_equal(tiles[2, :, 0], w[12])
-    assert not tiles[2, :, 1:].any()
+    count = -(-13 // ROWS)
+    assert tiles.shape == (count, 5, ROWS)
+    np.testing.assert_array_equal(tiles[8 // ROWS, :, 8 % ROWS], w[8])
+    np.testing.assert_array_equal(tiles[-1, :, 12 % ROWS], w[12])
+    assert not tiles[-1, :, 12 % ROWS + 1 :].any()
+    np.testing.assert_array_equal(tiles.transpose(0, 2, 1).reshape(-1, 5)[:13], w)
 
 
 def test_buffers_the_gemm_reads_by_vectors_start_on_a_cache_line():
