@@ -235,22 +235,23 @@ def _store_row(typingctx, target, tile, at, shift, lo, hi, added, residual, vect
 
 @intrinsic
 def _store_transposed(typingctx, target, step, tile, at, lo, hi, added, residual, apart, halves,
-                      swish):  # fmt: skip
-    """A tile of 6 rows by 16 * ``halves`` sums (at ``tile[at:]``) stored transposed: column
-    j's 6 values, + the bias by column at ``added``, + the residual's (column j at ``residual +
+                      swish, height):  # fmt: skip
+    """A tile of ``height`` rows (6, or 4: ``ROWS``) by 16 * ``halves`` sums (at ``tile[at:]``)
+    stored transposed: column j's ``height`` values, + the bias by column at ``added``, + the residual's (column j at ``residual +
     j * apart``, laid out as the target), clamped, through ``_swish`` where ``swish`` (1), at
-    address ``target + j * step``, 6 float32s in a row (a convolution's planes, pixels along
-    them). The rows are transposed in registers by two rounds of two-vector shuffles (per 16
-    columns: 4 vectors of 4 columns by rows 0-3, 2 of 8 columns by rows 4-5) and stored 4 + 2
+    address ``target + j * step``, ``height`` float32s in a row (a convolution's planes, pixels
+    along them). The rows are transposed in registers by two rounds of two-vector shuffles (per
+    16 columns: 4 vectors of 4 columns by rows 0-3, 2 of 8 columns by rows 4-5) and stored 4 + 2
     values per column, 32 stores per 16 columns where a loop stores each value alone (96).
-    ``added``, ``residual``: 0 where there is none; ``halves`` (1 or 2) and ``swish`` are
-    literals."""
-    if not (isinstance(halves, types.IntegerLiteral) and isinstance(swish, types.IntegerLiteral)):
+    ``added``, ``residual``: 0 where there is none; ``halves`` (1 or 2), ``swish`` and
+    ``height`` are literals."""
+    literals = (halves, swish, height)
+    if not all(isinstance(v, types.IntegerLiteral) for v in literals):
         return None
-    count, with_swish = halves.literal_value, bool(swish.literal_value)
+    count, with_swish, tall = halves.literal_value, bool(swish.literal_value), height.literal_value
     sig = types.void(types.intp, types.intp, types.CPointer(types.float32), types.intp,
                      types.float32, types.float32, types.intp, types.intp, types.intp, halves,
-                     swish)  # fmt: skip
+                     swish, height)  # fmt: skip
 
     def codegen(context, builder, signature, args):
         target, step, tile, at, lo, hi, added, residual, apart = args[:9]
@@ -277,7 +278,7 @@ def _store_transposed(typingctx, target, step, tile, at, lo, hi, added, residual
             bias = _plus_if(builder, _given(builder, added), _splat(builder, 0.0), _load, builder,
                             columns, _LANES)  # fmt: skip
             rows = []
-            for r in range(6):
+            for r in range(tall):
                 offset = at.type(r * _LANES * count + _LANES * half)
                 place = builder.gep(tile, [builder.add(at, offset)])
                 v = builder.load(builder.bitcast(place, _VECTOR.as_pointer()), align=4)
@@ -287,7 +288,7 @@ def _store_transposed(typingctx, target, step, tile, at, lo, hi, added, residual
                 tuple(_shuffle(builder, rows[r], rows[r + 1],
                                [x for j in range(8 * h, 8 * h + 8) for x in (j, _LANES + j)])
                       for h in (0, 1))
-                for r in (0, 2, 4)
+                for r in range(0, tall, 2)
             ]  # fmt: skip
             # rows 0-3 of 4 columns a vector: columns 0-3, 4-7 (of the first pair's half), ...
             fours = [
@@ -306,14 +307,15 @@ def _store_transposed(typingctx, target, step, tile, at, lo, hi, added, residual
                 _finished(builder, _plus_if(builder, summed, pairs[2][h], residual_lanes,
                                             first + 8 * h, 8, 4, 2), lo, hi, with_swish)
                 for h in (0, 1)
-            ]  # fmt: skip
+            ] if tall == 6 else []  # fmt: skip
             for j in range(_LANES):
                 address = column_at(target, step, first + j)
                 q, e = j // 4, j % 8
                 four = _shuffle(builder, fours[q], fours[q], range(4 * (j % 4), 4 * (j % 4) + 4))
-                two = _shuffle(builder, twos[j // 8], twos[j // 8], (2 * e, 2 * e + 1))
                 _store_at(builder, four, address)
-                _store_at(builder, two, builder.add(address, address.type(16)))
+                if twos:
+                    two = _shuffle(builder, twos[j // 8], twos[j // 8], (2 * e, 2 * e + 1))
+                    _store_at(builder, two, builder.add(address, address.type(16)))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -533,7 +535,7 @@ def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row
     ``place``): plus the bias (one per column, or per row ``by_row``), plus ``res`` where given
     (an array laid out as c; None is compiled away), clamped, then its Swish where ``swish``
     (in registers: no pass over the result after). A tile as wide as its sums goes as whole
-    vectors: into rows of unit stride row by row (``_store_row``), a whole tile of 6 rows into
+    vectors: into rows of unit stride row by row (``_store_row``), a whole tile of ``ROWS`` rows into
     c's columns (a transposed view: a convolution's planes) transposed in registers
     (``_store_transposed``). Any other (the last rows or columns of a product) by a loop whose
     bounds come at run time and whose indices are unsigned, so that LLVM vectorizes what it can
@@ -563,7 +565,7 @@ def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row
                 _store_row(target, place, r * _LANES, shift, lo, hi, added, summed, 1, 0)
         return
     if (
-        rows == acc.shape[0] == 6
+        rows == ROWS == acc.shape[0]
         and width == acc.shape[1]
         and not by_row
         and c.strides[0] == size
@@ -577,13 +579,13 @@ def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row
         summed = 0 if res is None else res.ctypes.data + i * size + first * apart
         if acc.shape[1] == 2 * _LANES:
             if swish:
-                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 1)
+                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 1, ROWS)
             else:
-                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 0)
+                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 0, ROWS)
         elif swish:
-            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 1)
+            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 1, ROWS)
         else:
-            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 0)
+            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 0, ROWS)
         return
     j0, j1 = np.uint64(first), np.uint64(first + width)
     for r in range(rows):

@@ -49,10 +49,11 @@ from onyx.runtime._jit_exp import (
     _gelu_chunks,
     softmax_rows,
 )
-from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW: threads reads it here)
+from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW, WIDE: threads reads them here)
     BLOCK,
     FEW,
     ROWS,
+    WIDE,
     _shape,
     aligned_panels,
     few_rows_product,
