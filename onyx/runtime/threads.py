@@ -63,6 +63,12 @@ NATIVE_MIN_ELEMENTS = 1 << 12
 # tile). BLAS's GEMM packs its whole share of the weight first, and called from two threads at
 # once on few rows it stalls (benchmarks/bench_few_rows.py).
 GEMV_ROWS = 4
+# With AVX2 (no ``_jit_gemm.WIDE``), an A read down its columns (an NCHW image's pixels by
+# channels) is copied into rows before onyx's GEMM where B has at least this many panels: read
+# in place, each step of K loads a line of A's besides the panel's, once per panel. One core of
+# a Zen 3, the copy's time included: 0.59-0.93x the time from 16 panels up (0.59 at 49x2048 by
+# 2048x512), 1.0x at 8, 1.2-3.3x at 1-4 (numpy's transposing copy runs at ~5 GB/s there).
+COPY_ROWS_PANELS = 16
 # Products by a weight of at least this depth (K) run onyx's own GEMM on the weight packed once
 # (_jit_gemm.py); shallower ones leave its tiles short next to their stores. (Cache-hot, one
 # product at a time, K = 64 ran at 0.8x OpenBLAS's speed in trials while writing it, K = 24 at
@@ -399,10 +405,12 @@ class Native:
                 _swish(out)
             return
         rows = m >= n if by_rows is None else by_rows
-        if not self.kernels.WIDE and type(a) is np.ndarray and a.strides[1] != a.itemsize:
-            # (AVX2: A's rows copied first. Read down its columns, each step of K loads a
-            # line of A's besides the panel's, and the GEMM ran at 30-38 GFLOP/s against 49-69
-            # from rows, one core of a Zen 3: an NCHW image's pixels by channels)
+        if (
+            not self.kernels.WIDE
+            and type(a) is np.ndarray
+            and a.strides[1] != a.itemsize
+            and panels.shape[0] >= COPY_ROWS_PANELS
+        ):
             rows_of_a = memory.scratch("gemm.rows", a.shape)
             np.copyto(rows_of_a, a)
             a = rows_of_a
