@@ -6,7 +6,8 @@ zero-padded to whole panels. Each tile of 6 rows of A by one panel keeps its 6 x
 registers across all of K: per k, 6 values of A broadcast against the panel's 16, 96
 multiply-adds for 16 + 6 loads; with AVX-512, by two panels (6 x 32 sums, 12 vectors: enough
 independent chains for two FMA pipes), and rows that do not fill tiles of 6 in tiles of 7 (14
-vectors) so that the tiles end at the last row (from 30 rows up). numba has no way to declare registers; the tile is a small
+vectors) so that the tiles end at the last row (from 30 rows up); with AVX2, tiles of 4 rows
+(``ROWS``: 6 spilled its 16 registers). numba has no way to declare registers; the tile is a small
 array on the stack (``_tile``: an LLVM alloca), indexed only by constants once its loops are
 unrolled, which LLVM then keeps in vector registers. (A tile allocated by np.empty lives in
 the heap and stays in memory: 28 GFLOP/s against 112 in a trial while writing this, one
@@ -237,12 +238,13 @@ def _store_row(typingctx, target, tile, at, shift, lo, hi, added, residual, vect
 def _store_transposed(typingctx, target, step, tile, at, lo, hi, added, residual, apart, halves,
                       swish, height):  # fmt: skip
     """A tile of ``height`` rows (6, or 4: ``ROWS``) by 16 * ``halves`` sums (at ``tile[at:]``)
-    stored transposed: column j's ``height`` values, + the bias by column at ``added``, + the residual's (column j at ``residual +
-    j * apart``, laid out as the target), clamped, through ``_swish`` where ``swish`` (1), at
-    address ``target + j * step``, ``height`` float32s in a row (a convolution's planes, pixels
-    along them). The rows are transposed in registers by two rounds of two-vector shuffles (per
-    16 columns: 4 vectors of 4 columns by rows 0-3, 2 of 8 columns by rows 4-5) and stored 4 + 2
-    values per column, 32 stores per 16 columns where a loop stores each value alone (96).
+    stored transposed: column j's ``height`` values, + the bias by column at ``added``, + the
+    residual's (column j at ``residual + j * apart``, laid out as the target), clamped, through
+    ``_swish`` where ``swish`` (1), at address ``target + j * step``, ``height`` float32s in a
+    row (a convolution's planes, pixels along them). The rows are transposed in registers by two
+    rounds of two-vector shuffles (per 16 columns: 4 vectors of 4 columns by rows 0-3, 2 of 8
+    columns by rows 4-5) and stored 4 + 2 values per column (4 rows: 4), 32 stores per 16
+    columns where a loop stores each value alone (96).
     ``added``, ``residual``: 0 where there is none; ``halves`` (1 or 2), ``swish`` and
     ``height`` are literals."""
     literals = (halves, swish, height)
@@ -535,8 +537,8 @@ def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row
     ``place``): plus the bias (one per column, or per row ``by_row``), plus ``res`` where given
     (an array laid out as c; None is compiled away), clamped, then its Swish where ``swish``
     (in registers: no pass over the result after). A tile as wide as its sums goes as whole
-    vectors: into rows of unit stride row by row (``_store_row``), a whole tile of ``ROWS`` rows into
-    c's columns (a transposed view: a convolution's planes) transposed in registers
+    vectors: into rows of unit stride row by row (``_store_row``), a whole tile of ``ROWS`` rows
+    into c's columns (a transposed view: a convolution's planes) transposed in registers
     (``_store_transposed``). Any other (the last rows or columns of a product) by a loop whose
     bounds come at run time and whose indices are unsigned, so that LLVM vectorizes what it can
     (a loop of a constant 16 or 32 was unrolled into scalar stores: 5-12x the time)."""
@@ -579,13 +581,17 @@ def _store(place, acc, c, bias, lo, hi, i, rows, first, width, with_bias, by_row
         summed = 0 if res is None else res.ctypes.data + i * size + first * apart
         if acc.shape[1] == 2 * _LANES:
             if swish:
-                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 1, ROWS)
+                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 1,
+                                  ROWS)  # fmt: skip
             else:
-                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 0, ROWS)
+                _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 2, 0,
+                                  ROWS)  # fmt: skip
         elif swish:
-            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 1, ROWS)
+            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 1,
+                              ROWS)  # fmt: skip
         else:
-            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 0, ROWS)
+            _store_transposed(target, step, place, 0, lo, hi, added, summed, apart, 1, 0,
+                              ROWS)  # fmt: skip
         return
     j0, j1 = np.uint64(first), np.uint64(first + width)
     for r in range(rows):
@@ -896,8 +902,8 @@ def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=Fa
 
 @njit(inline="always")
 def _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res):
-    """Tiles t0..t1 of W (6 rows each) by one ``block`` of 32 columns, into c's columns
-    q..q + width, each row's bias added, clamped."""
+    """Tiles t0..t1 of W (``ROWS`` rows each) by one ``block`` of ``BLOCK`` columns, into c's
+    columns q..q + width, each row's bias added, clamped."""
     if ROWS == 4:
         _four_row_planes(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res)
         return
