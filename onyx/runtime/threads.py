@@ -66,8 +66,9 @@ GEMV_ROWS = 4
 # With AVX2 (no ``_jit_gemm.WIDE``), an A read down its columns (an NCHW image's pixels by
 # channels) is copied into rows before onyx's GEMM where B has at least this many panels: read
 # in place, each step of K loads a line of A's besides the panel's, once per panel. One core of
-# a Zen 3, the copy's time included: 0.59-0.93x the time from 16 panels up (0.59 at 49x2048 by
-# 2048x512), 1.0x at 8, 1.2-3.3x at 1-4 (numpy's transposing copy runs at ~5 GB/s there).
+# a Zen 3, scratch timings of packed_product alone, the copy's time included: 0.59-0.93x the
+# time from 16 panels up (0.59 at 49x2048 by 2048x512), 1.0x at 8, 1.2-3.3x at 1-4 (numpy's
+# transposing copy runs at ~5 GB/s there).
 COPY_ROWS_PANELS = 16
 # Products by a weight of at least this depth (K) run onyx's own GEMM on the weight packed once
 # (_jit_gemm.py); shallower ones leave its tiles short next to their stores. (Cache-hot, one
