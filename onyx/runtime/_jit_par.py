@@ -235,6 +235,40 @@ def pad_bands(x, padded, pt, pl, parts):
 
 
 @njit(**_PARALLEL)
+def pad_last_bands(x, padded, pt, pl, parts):
+    """padded (Hp, Wp, C) = x (C, H, W) moved channel-last and placed at row ``pt`` and column
+    ``pl``, zeros around it, over ``parts`` bands of padded's rows; each row's interior by
+    tiles of 16 pixels by 16 channels, both sides in cache while it moves."""
+    channels, height, width = x.shape
+    rows, wide = padded.shape[0], padded.shape[1] * channels
+    source = x.reshape(-1)
+    plane = np.uint64(height * width)
+    zero = x.dtype.type(0)
+    left, right = np.uint64(pl * channels), np.uint64((pl + width) * channels)
+    for p in prange(parts):
+        r0, r1 = _band(rows, parts, p)
+        for y in range(r0, r1):
+            out = padded[y].reshape(-1)
+            if pt <= y < pt + height:
+                for j in range(np.uint64(0), left):
+                    out[j] = zero
+                line = np.uint64((y - pt) * width)
+                for q0 in range(0, width, 16):
+                    q1 = min(width, q0 + 16)
+                    for c0 in range(0, channels, 16):
+                        c1 = min(channels, c0 + 16)
+                        for q in range(q0, q1):
+                            at = left + np.uint64(q * channels)
+                            for c in range(c0, c1):
+                                out[at + np.uint64(c)] = source[np.uint64(c) * plane + line + q]
+                for j in range(right, np.uint64(wide)):
+                    out[j] = zero
+            else:
+                for j in range(np.uint64(0), np.uint64(wide)):
+                    out[j] = zero
+
+
+@njit(**_PARALLEL)
 def activation_gemm(a, b, panels, c, bias, lo, hi, parts):
     """c = a @ b + bias, clamped to [lo, hi], for a ``b`` made at run time (a convolution's
     input or columns): each of ``parts`` bands of 16-column panels packs its panels of ``b``

@@ -221,12 +221,14 @@ def test_packed_columns_pay_only_where_they_should():
         (32, 48, 15, 3, [1, 0, 1, 0], [2, 2], [1, 1], 1, "clip"),  # strided, uneven padding
         (40, 48, 12, 3, [2, 1, 2, 1], [1, 1], [2, 1], 1, "swish"),  # dilated, unevenly
         (3, 64, 38, 7, [3, 3, 3, 3], [2, 2], [1, 1], 1, "relu"),  # ResNet-50's stem
-        (8, 24, 17, 3, [0, 0, 0, 0], [1, 1], [1, 1], 1, "none"),  # no padding: read in place
+        (8, 24, 17, 3, [0, 0, 0, 0], [1, 1], [1, 1], 1, "none"),  # no padding
     ],
 )  # fmt: skip
+@pytest.mark.parametrize("moved", [False, True])  # (an NCHW image read in place, moved channel-last)
 def test_packed_columns_convolution_matches_float64(
-    c, m, size, kernel, pads, strides, dilations, batch, kind, taken
+    c, m, size, kernel, pads, strides, dilations, batch, kind, moved, taken, monkeypatch
 ):
+    monkeypatch.setattr(conv_module, "_LAST_PATCHES", moved)
     g = GraphBuilder(opset=24)
     x = g.input("x", "float", [batch, c, size, size])
     w, b = _weight(m, c, kernel, kernel), _weight(m)

@@ -277,9 +277,31 @@ def test_a_session_retypes_no_kernel_once_warm(native, monkeypatch):
                         or original(self, *a, **k))  # fmt: skip
     for _ in range(3):
         np.testing.assert_array_equal(session.run(None, feed)[0], first)
-    # (the 3x3 by its patches in place, the 1x1 on planes, the head by its packed weight)
-    assert {"pad_bands", "planes_gemm", "few_rows_gemm", "packed_gemm"} <= set(native.calls)
+    # (the 3x3 by its patches in place, its image moved channel-last with AVX2, the 1x1 on
+    # planes, the head by its packed weight)
+    pad = "pad_bands" if threads.native().kernels.WIDE else "pad_last_bands"
+    assert {pad, "planes_gemm", "few_rows_gemm", "packed_gemm"} <= set(native.calls)
     assert not retyped, f"retyped in Python on every run: {sorted(set(retyped))}"
+
+
+@pytest.mark.parametrize(
+    "channels, height, width, top, bottom, left, right, parts",
+    [
+        (3, 5, 7, 1, 1, 1, 1, 2),  # fewer channels than a tile
+        (40, 9, 35, 2, 1, 0, 3, 3),  # tiles of pixels and channels with remainders, uneven border
+        (16, 4, 4, 0, 0, 0, 0, 1),  # no border
+    ],
+)  # fmt: skip
+def test_an_image_moved_channel_last_into_its_border(
+    native, channels, height, width, top, bottom, left, right, parts
+):
+    """``pad_last_bands``: (C, H, W) moved to (H, W, C) inside a zero border, every value of the
+    buffer written (it starts as NaN), over bands of rows."""
+    x = RNG.standard_normal((channels, height, width)).astype(np.float32)
+    padded = np.full((top + height + bottom, left + width + right, channels), np.nan, np.float32)
+    threads.native().kernels.pad_last_bands(x, padded, top, left, parts)
+    want = np.pad(x.transpose(1, 2, 0), ((top, bottom), (left, right), (0, 0)))
+    np.testing.assert_array_equal(padded, want)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -407,6 +407,17 @@ _PACKED_COLUMNS_DEPTH = 16
 _OVER_WINOGRAD = 128
 
 
+# An NCHW image whose patches ``conv_packed_columns`` reads in place costs a cache line per term
+# (consecutive terms are channels, a plane apart); moved channel-last into its zero border first
+# (``_jit_par.pad_last_bands``), consecutive terms lie side by side. With AVX2 (a Zen 3, one
+# core, scratch timings of packed_product alone) 512 channels at 7x7 took 3.9 ms against 5.8,
+# 256 at 14x14 4.2 against 5.4, 64 at 56x56 3.0 against 3.7; whole models, 2 threads,
+# benchmarks/bench_switch.py kernels.conv._LAST_PATCHES=False: ResNet-50 1.10x its time read in
+# place, densenet121 1.055x, inception v1 1.02x, squeezenet, EfficientNet-B0 and ConvNeXt 1.0x.
+# None: moved on AVX2 hosts only (AVX-512's were not measured); True or False: always, never.
+_LAST_PATCHES: bool | None = None
+
+
 def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
     """Whether a convolution takes ``conv_packed_columns``: of the routes "other" (im2col or
     shift-and-add) and "blocked", or "winograd" under _OVER_WINOGRAD input channels; 2-D,
@@ -429,9 +440,9 @@ def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
     Y^T = R W^T per image (``_transposed_products``; W as (kh*kw*C, M) from ``w_last()``,
     packed in ``packed``), the ``epilogue`` applied, R's terms read where they lie in the
     image (x as it is laid out, NCHW or channel-last, copied into a zero border where the
-    convolution pads): R[i, t] = x[pixels[i] + terms[t]] (``_patch_offsets``;
-    ``_jit_gemm._term_of``). None where the session's pool does not run onyx's GEMM on packed
-    weights."""
+    convolution pads; an NCHW one moved channel-last where ``_LAST_PATCHES`` says):
+    R[i, t] = x[pixels[i] + terms[t]] (``_patch_offsets``; ``_jit_gemm._term_of``). None where
+    the session's pool does not run onyx's GEMM on packed weights."""
     pool = _packing_pool()
     if pool is None:
         return None
@@ -443,24 +454,32 @@ def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
     if panels is None:
         return None
     xl = channels_last(x)
-    last = xl is not None
-    images = xl if last else np.ascontiguousarray(x)
+    moved = xl is None and (
+        not pool.native.kernels.WIDE if _LAST_PATCHES is None else _LAST_PATCHES
+    )
+    last = xl is not None or moved
+    images = xl if xl is not None else np.ascontiguousarray(x)
     hp, wp = h + pb[0] + pe[0], w + pb[1] + pe[1]
     pixels, terms, reach = _patch_offsets(tuple(k), tuple(s), tuple(d), tuple(out), c, hp, wp,
                                           last)  # fmt: skip
     if reach > hp * wp * c:  # (the kernel reads unchecked: a geometry that reads past, declined)
         return None
     padded = None
-    if any(pb) or any(pe):
+    if moved:
+        padded = scratch("conv.padded", (hp, wp, c))
+    elif any(pb) or any(pe):
         # (as planes of rows: a channel-last image is one plane of rows of W*C)
         padded = scratch("conv.padded", (1, hp, wp * c) if last else (c, hp, wp))
         source = images.reshape(n, 1, h, w * c) if last else images
         left = pb[1] * c if last else pb[1]
 
     def rows(i):
-        if padded is None:
+        if moved:
+            pool.native.kernels.pad_last_bands(images[i], padded, pb[0], pb[1], pool.size)
+        elif padded is None:
             return images[i].reshape(-1), pixels, terms
-        pool.native.kernels.pad_bands(source[i], padded, pb[0], left, pool.size)
+        else:
+            pool.native.kernels.pad_bands(source[i], padded, pb[0], left, pool.size)
         return padded.reshape(-1), pixels, terms
 
     y = np.empty((n, weight.shape[1], *out), np.float32) if y is None else y
