@@ -835,6 +835,21 @@ def few_rows_product(a, panels, c, n, bias, lo, hi, p0, p1):
 # columns of B per block of ``planes_product``: two AVX-512 vectors; with AVX2, 4 rows of W
 # by 16 columns (8 vectors of sums: ``_four_row_planes``)
 BLOCK = 2 * PANEL if WIDE else PANEL
+# bytes of b that ``planes_product`` copies at a time, in blocks of BLOCK columns (see span_blocks)
+SPAN_BYTES = 64 * 1024
+
+
+def span_blocks(depth: int) -> int:
+    """How many blocks of ``BLOCK`` columns ``planes_product`` copies at a time from a b of
+    ``depth`` rows: as many as SPAN_BYTES hold, 1 to 16. Copied one block at a time, each of b's
+    K rows gave one line per block, K streams at once that the prefetchers lose: on one core of a
+    Zen 3, b from memory (a scratch script), 24 x 144 by 144 x 3136 (MobileNetV2's 1x1 at 56x56)
+    ran at 16 GFLOP/s, 16 x 32 by 32 x 12544 at 6; by spans, each row read a span's length at a
+    time, 26 and 14 (two threads 24 -> 44, 12 -> 23). Whole models at 2 threads,
+    ``bench_switch.py _jit_gemm.SPAN_BYTES=0`` (one block at a time): ResNet-50 1.16x its time,
+    densenet121 1.15x, squeezenet 1.14x, MobileNetV2 1.08x, EfficientNet-B0 1.06x, ConvNeXt 1.0x.
+    The sums are the same, in the same order."""
+    return max(1, min(16, SPAN_BYTES // (depth * BLOCK * 4)))
 
 
 def plane_shape(b):
@@ -879,25 +894,32 @@ def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=Fa
     """c[6*t0 : min(m, 6*t1), q0:q1] = W @ b + bias, clamped to [lo, hi]: the other way round
     from ``packed_product``, for a convolution's output planes. W (M, K) is packed in tiles of
     6 rows (``threads.row_tiles``: (ceil(M/6), K, 6), zero rows past M), whose 6 values per
-    term are broadcast; ``b`` (K, P) float32 gives the vectors, 32 columns at a time: a
+    term are broadcast; ``b`` (K, P) float32 gives the vectors, BLOCK columns at a time: a
     pointwise convolution's input planes, or another one's patches gathered where they lie
     (``_copy_plane_row``); ``c`` (M, P) has rows of unit stride, ``bias`` is (M,) or empty.
-    Each block of 32 columns of b is first copied into ``block`` (K, 32; the columns past q1
-    zero), where every tile of W reads it: b's rows are P apart, and read in place each term
-    of a block came from another page (33-44 GFLOP/s against 130-230 at 3,025 columns while
-    writing this). Where ``swish``, each value stored is its Swish; ``res`` (M, P) or None: as
+    Each span of S blocks of BLOCK columns of b is first copied into ``block`` (S, K, BLOCK;
+    ``span_blocks``; the columns past q1 zero), where every tile of W reads each block: b's
+    rows are P apart, and read in place each term of a block came from another page (33-44
+    GFLOP/s against 130-230 at 3,025 columns while writing this). Where ``swish``, each value stored is its Swish; ``res`` (M, P) or None: as
     ``packed_product``'s."""
     k = plane_shape(b)[0]
     zero = np.float32(0)
-    for q in range(q0, q1, BLOCK):
-        width = min(BLOCK, q1 - q)
-        j0, j1 = np.uint64(q), np.uint64(q + width)
-        for t in range(k):
-            copy = block[t]
-            _copy_plane_row(b, t, j0, j1, copy)
-            for j in range(np.uint64(width), np.uint64(BLOCK)):
-                copy[j] = zero
-        _planes_tiles(tiles, block, c, m, bias, lo, hi, t0, t1, q, width, swish, res)
+    span = block.shape[0] * BLOCK
+    for q in range(q0, q1, span):
+        width = min(span, q1 - q)
+        count = (width + BLOCK - 1) // BLOCK
+        for t in range(k):  # (each row of b read along the span: one stream at a time)
+            for s in range(count):
+                j0 = np.uint64(q + s * BLOCK)
+                j1 = np.uint64(min(q + width, q + (s + 1) * BLOCK))
+                copy = block[s, t]
+                _copy_plane_row(b, t, j0, j1, copy)
+                for j in range(j1 - j0, np.uint64(BLOCK)):
+                    copy[j] = zero
+        for s in range(count):
+            first = q + s * BLOCK
+            _planes_tiles(tiles, block[s], c, m, bias, lo, hi, t0, t1, first,
+                          min(BLOCK, q + width - first), swish, res)  # fmt: skip
 
 
 @njit(inline="always")

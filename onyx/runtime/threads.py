@@ -428,7 +428,8 @@ class Native:
         lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
         residual = None if finish is None else finish.residual
         depth = b[2].shape[0] if type(b) is tuple else b.shape[0]
-        blocks = memory.aligned_empty((parts, depth, self.kernels.BLOCK))
+        spans = self.kernels.span_blocks(depth)
+        blocks = memory.aligned_empty((parts, spans, depth, self.kernels.BLOCK))
         self.kernels.planes_gemm(tiles, b, out, out.shape[0], bias, np.float32(lo),
                                  np.float32(hi), parts, blocks, swish, residual)  # fmt: skip
 

@@ -304,6 +304,34 @@ def test_an_image_moved_channel_last_into_its_border(
     np.testing.assert_array_equal(padded, want)
 
 
+@pytest.mark.parametrize("depth, pixels", [(8, 1000), (200, 531), (3, 40)])
+def test_planes_products_copy_b_by_spans_of_blocks_with_the_same_sums(
+    native, depth, pixels, monkeypatch
+):
+    """``planes_product`` copies b by spans of blocks (``_jit_gemm.span_blocks``: 16 blocks for 8
+    rows, 5 for 200, a last span and block cut short); one block at a time (SPAN_BYTES 0) it
+    gives the same bits, and both agree with a float64 product, on one thread and two."""
+    from onyx.runtime import _jit_gemm
+
+    found = threads.native()
+
+    w = (RNG.standard_normal((10, depth)) * 0.1).astype(np.float32)
+    x = RNG.standard_normal((depth, pixels)).astype(np.float32)
+    tiles = threads.row_tiles(w)
+    assert found.kernels.span_blocks(depth) > 1
+    for parts in (1, 2):
+        out = {}
+        for span in (_jit_gemm.SPAN_BYTES, 0):
+            with monkeypatch.context() as patch:
+                patch.setattr(_jit_gemm, "SPAN_BYTES", span)
+                out[span] = np.full((10, pixels), np.nan, np.float32)
+                found.planes_matmul(tiles, x, out[span], parts)
+                assert span or found.kernels.span_blocks(depth) == 1
+        np.testing.assert_array_equal(out[0], out[_jit_gemm.SPAN_BYTES])
+        want = w.astype(np.float64) @ x
+        np.testing.assert_allclose(out[0], want, rtol=0, atol=2e-6 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_few_rows_laid_out_by_columns(native, dtype):
     """A of few rows stored column by column (each row's elements ``rows`` apart), float64

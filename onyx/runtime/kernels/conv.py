@@ -574,7 +574,7 @@ def planes_replay(x, w2d, tiles, plan, epilogue):
     kernels, parts, pixels = pool.native.kernels, pool.size, math.prod(out)
     bias = _NO_BIAS[np.dtype(np.float32)] if finish.bias is None else finish.bias
     lo, hi = np.float32(finish.lo), np.float32(finish.hi)
-    blocks = (parts, c, kernels.BLOCK)
+    blocks = (parts, kernels.span_blocks(c), c, kernels.BLOCK)
 
     def replay(x, y):
         y = np.empty(y_shape, np.float32) if y is None else y
