@@ -900,8 +900,8 @@ def planes_product(tiles, b, c, m, bias, lo, hi, t0, t1, q0, q1, block, swish=Fa
     Each span of S blocks of BLOCK columns of b is first copied into ``block`` (S, K, BLOCK;
     ``span_blocks``; the columns past q1 zero), where every tile of W reads each block: b's
     rows are P apart, and read in place each term of a block came from another page (33-44
-    GFLOP/s against 130-230 at 3,025 columns while writing this). Where ``swish``, each value stored is its Swish; ``res`` (M, P) or None: as
-    ``packed_product``'s."""
+    GFLOP/s against 130-230 at 3,025 columns while writing this). Where ``swish``, each value
+    stored is its Swish; ``res`` (M, P) or None: as ``packed_product``'s."""
     k = plane_shape(b)[0]
     zero = np.float32(0)
     span = block.shape[0] * BLOCK

@@ -49,7 +49,7 @@ from onyx.runtime._jit_exp import (
     _gelu_chunks,
     softmax_rows,
 )
-from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW, WIDE, span_blocks: threads reads them here)
+from onyx.runtime._jit_gemm import (  # noqa: F401 (FEW, WIDE, span_blocks: threads reads them)
     BLOCK,
     FEW,
     ROWS,
@@ -188,7 +188,7 @@ def packed_gemm(a, panels, c, n, bias, lo, hi, parts, by_rows, swish=False, res=
 def planes_gemm(tiles, b, c, m, bias, lo, hi, parts, blocks, swish, res=None):
     """c = W @ b + bias (+ ``res``, laid out as c, where given), clamped to [lo, hi]
     (``_jit_gemm.planes_product``; W packed into ``tiles``) in ``parts`` bands of b's blocks of
-    32 columns or, where there are fewer blocks than tiles of W, of W's tiles; ``b`` an array
+    BLOCK columns or, where there are fewer blocks than tiles of W, of W's tiles; ``b`` an array
     or patches (``_jit_gemm._copy_plane_row``); ``blocks`` (parts, S, K, BLOCK): each band's
     copy of its span of S blocks (``_jit_gemm.span_blocks``); ``swish``: a Swish in the store."""
     p_ = plane_shape(b)[1]

@@ -224,7 +224,7 @@ def test_packed_columns_pay_only_where_they_should():
         (8, 24, 17, 3, [0, 0, 0, 0], [1, 1], [1, 1], 1, "none"),  # no padding
     ],
 )  # fmt: skip
-@pytest.mark.parametrize("moved", [False, True])  # (an NCHW image read in place, moved channel-last)
+@pytest.mark.parametrize("moved", [False, True])  # (NCHW patches read in place; moved channel-last)
 def test_packed_columns_convolution_matches_float64(
     c, m, size, kernel, pads, strides, dilations, batch, kind, moved, taken, monkeypatch
 ):

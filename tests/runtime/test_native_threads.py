@@ -308,13 +308,12 @@ def test_an_image_moved_channel_last_into_its_border(
 def test_planes_products_copy_b_by_spans_of_blocks_with_the_same_sums(
     native, depth, pixels, monkeypatch
 ):
-    """``planes_product`` copies b by spans of blocks (``_jit_gemm.span_blocks``: 16 blocks for 8
-    rows, 5 for 200, a last span and block cut short); one block at a time (SPAN_BYTES 0) it
-    gives the same bits, and both agree with a float64 product, on one thread and two."""
+    """``planes_product`` copies b by spans of blocks (``_jit_gemm.span_blocks``: several for 3, 8
+    and 200 rows, a last span and block cut short); one block at a time (SPAN_BYTES 0) it gives
+    the same bits, and both agree with a float64 product, on one thread and two."""
     from onyx.runtime import _jit_gemm
 
     found = threads.native()
-
     w = (RNG.standard_normal((10, depth)) * 0.1).astype(np.float32)
     x = RNG.standard_normal((depth, pixels)).astype(np.float32)
     tiles = threads.row_tiles(w)
