@@ -23,6 +23,7 @@ from numba import njit
 
 from onyx.runtime._jit_gemm import (
     TAP_VECTORS,
+    WIDE,
     _tile,
     lane_sums,
     nine_taps_vectors,
@@ -1017,13 +1018,20 @@ def _last_row_done(target, moved, flat, ho, wo, channels, c0, c1, swish):
 
 
 _SPAN = 1024  # padded input pixels a band of ``depthwise_last_tiles`` holds (64 KiB of stack)
+# Outputs per tile of ``depthwise_last_tiles``. With AVX2, 8 outputs by 16 channels take all 16
+# vector registers in sums alone, before the inputs and weights, and LLVM spilled (195 stores
+# of vectors to the stack in the kernel); tiles of 4 took 0.80-0.93x the time on MobileNetV2's
+# and EfficientNet-B0's layers (one core of a Zen 3, the kernel alone, the two alternating in
+# a scratch script; the same bits).
+_TILE_PIXELS = 8 if WIDE else 4
 
 
 @njit(inline="always")
 def _three_wide(acc, xs, wk, at, e, first):
-    """One kernel row of 3 taps (weights ``wk[e..e+3]``) into ``acc``, 8 outputs by 16
-    channels, the outputs' inputs from pixel ``at`` of ``xs`` on: each input vector loaded
-    once for the outputs that share it; summed in tap order, the first assigned."""
+    """One kernel row of 3 taps (weights ``wk[e..e+3]``) into ``acc``, ``_TILE_PIXELS``
+    outputs by 16 channels, the outputs' inputs from pixel ``at`` of ``xs`` on: each input
+    vector loaded once for the outputs that share it; summed in tap order, the first
+    assigned."""
     for t in range(16):
         w0, w1, w2 = wk[e, t], wk[e + 1, t], wk[e + 2, t]
         x0, x1, x2, x3 = xs[at, t], xs[at + 1, t], xs[at + 2, t], xs[at + 3, t]
@@ -1034,19 +1042,21 @@ def _three_wide(acc, xs, wk, at, e, first):
             acc[1, t] = x1 * w0 + x2 * w1 + x3 * w2
             acc[2, t] = x2 * w0 + x3 * w1 + x4 * w2
             acc[3, t] = x3 * w0 + x4 * w1 + x5 * w2
-            acc[4, t] = x4 * w0 + x5 * w1 + x6 * w2
-            acc[5, t] = x5 * w0 + x6 * w1 + x7 * w2
-            acc[6, t] = x6 * w0 + x7 * w1 + x8 * w2
-            acc[7, t] = x7 * w0 + x8 * w1 + x9 * w2
+            if _TILE_PIXELS == 8:
+                acc[4, t] = x4 * w0 + x5 * w1 + x6 * w2
+                acc[5, t] = x5 * w0 + x6 * w1 + x7 * w2
+                acc[6, t] = x6 * w0 + x7 * w1 + x8 * w2
+                acc[7, t] = x7 * w0 + x8 * w1 + x9 * w2
         else:
             acc[0, t] = acc[0, t] + x0 * w0 + x1 * w1 + x2 * w2
             acc[1, t] = acc[1, t] + x1 * w0 + x2 * w1 + x3 * w2
             acc[2, t] = acc[2, t] + x2 * w0 + x3 * w1 + x4 * w2
             acc[3, t] = acc[3, t] + x3 * w0 + x4 * w1 + x5 * w2
-            acc[4, t] = acc[4, t] + x4 * w0 + x5 * w1 + x6 * w2
-            acc[5, t] = acc[5, t] + x5 * w0 + x6 * w1 + x7 * w2
-            acc[6, t] = acc[6, t] + x6 * w0 + x7 * w1 + x8 * w2
-            acc[7, t] = acc[7, t] + x7 * w0 + x8 * w1 + x9 * w2
+            if _TILE_PIXELS == 8:
+                acc[4, t] = acc[4, t] + x4 * w0 + x5 * w1 + x6 * w2
+                acc[5, t] = acc[5, t] + x5 * w0 + x6 * w1 + x7 * w2
+                acc[6, t] = acc[6, t] + x6 * w0 + x7 * w1 + x8 * w2
+                acc[7, t] = acc[7, t] + x7 * w0 + x8 * w1 + x9 * w2
 
 
 @njit(inline="always")
@@ -1062,19 +1072,21 @@ def _five_wide(acc, xs, wk, at, e, first):
             acc[1, t] = x1 * w0 + x2 * w1 + x3 * w2 + x4 * w3 + x5 * w4
             acc[2, t] = x2 * w0 + x3 * w1 + x4 * w2 + x5 * w3 + x6 * w4
             acc[3, t] = x3 * w0 + x4 * w1 + x5 * w2 + x6 * w3 + x7 * w4
-            acc[4, t] = x4 * w0 + x5 * w1 + x6 * w2 + x7 * w3 + x8 * w4
-            acc[5, t] = x5 * w0 + x6 * w1 + x7 * w2 + x8 * w3 + x9 * w4
-            acc[6, t] = x6 * w0 + x7 * w1 + x8 * w2 + x9 * w3 + x10 * w4
-            acc[7, t] = x7 * w0 + x8 * w1 + x9 * w2 + x10 * w3 + x11 * w4
+            if _TILE_PIXELS == 8:
+                acc[4, t] = x4 * w0 + x5 * w1 + x6 * w2 + x7 * w3 + x8 * w4
+                acc[5, t] = x5 * w0 + x6 * w1 + x7 * w2 + x8 * w3 + x9 * w4
+                acc[6, t] = x6 * w0 + x7 * w1 + x8 * w2 + x9 * w3 + x10 * w4
+                acc[7, t] = x7 * w0 + x8 * w1 + x9 * w2 + x10 * w3 + x11 * w4
         else:
             acc[0, t] = acc[0, t] + x0 * w0 + x1 * w1 + x2 * w2 + x3 * w3 + x4 * w4
             acc[1, t] = acc[1, t] + x1 * w0 + x2 * w1 + x3 * w2 + x4 * w3 + x5 * w4
             acc[2, t] = acc[2, t] + x2 * w0 + x3 * w1 + x4 * w2 + x5 * w3 + x6 * w4
             acc[3, t] = acc[3, t] + x3 * w0 + x4 * w1 + x5 * w2 + x6 * w3 + x7 * w4
-            acc[4, t] = acc[4, t] + x4 * w0 + x5 * w1 + x6 * w2 + x7 * w3 + x8 * w4
-            acc[5, t] = acc[5, t] + x5 * w0 + x6 * w1 + x7 * w2 + x8 * w3 + x9 * w4
-            acc[6, t] = acc[6, t] + x6 * w0 + x7 * w1 + x8 * w2 + x9 * w3 + x10 * w4
-            acc[7, t] = acc[7, t] + x7 * w0 + x8 * w1 + x9 * w2 + x10 * w3 + x11 * w4
+            if _TILE_PIXELS == 8:
+                acc[4, t] = acc[4, t] + x4 * w0 + x5 * w1 + x6 * w2 + x7 * w3 + x8 * w4
+                acc[5, t] = acc[5, t] + x5 * w0 + x6 * w1 + x7 * w2 + x8 * w3 + x9 * w4
+                acc[6, t] = acc[6, t] + x6 * w0 + x7 * w1 + x8 * w2 + x9 * w3 + x10 * w4
+                acc[7, t] = acc[7, t] + x7 * w0 + x8 * w1 + x9 * w2 + x10 * w3 + x11 * w4
 
 
 def tiles_fit(kernel, strides, dilations, out_width) -> bool:
@@ -1098,8 +1110,9 @@ def depthwise_last_tiles(xl, wl, yl, r0, r1, c0, c1, top, left, bias, lo, hi, y,
     no dilation, 3 or 5 wide), the way onnxruntime's kernels on their channel-blocked layout
     work: 16 channels at a time, a band of the rows the outputs need is copied (zeros at
     the borders) into a buffer on the stack, a pixel's 16 channels one 64-byte-aligned
-    vector, and each tile of 8 outputs by 16 channels keeps its sums in registers across
-    the taps, each input vector loaded once per kernel row for the outputs that share it.
+    vector, and each tile of 8 outputs (4 with AVX2: ``_TILE_PIXELS``) by 16 channels keeps
+    its sums in registers across the taps, each input vector loaded once per kernel row for
+    the outputs that share it.
     ``depthwise_channels_last`` loads every tap's input for every output and stores its
     sums per tap: 1.7-2.6x this one's time on EfficientNet-B0's 5x5 layers of 14x14 and 7x7,
     1.1-1.2x on 3x3 ones (one thread, scratch runs). Same sums in the same order (taps in
@@ -1141,7 +1154,7 @@ def depthwise_last_tiles(xl, wl, yl, r0, r1, c0, c1, top, left, bias, lo, hi, y,
                         for t in range(count):
                             xs[to, t] = zero
             for rr in range(rows):
-                for q0 in range(0, wo, 8):  # (a tile past the row's end reads on, stores not)
+                for q0 in range(0, wo, _TILE_PIXELS):  # (past the row's end: read, not stored)
                     acc = numba.carray(_tile(128), (8, 16))
                     at = np.uint64(rr * wp + q0)
                     for i in range(kh):
@@ -1149,7 +1162,7 @@ def depthwise_last_tiles(xl, wl, yl, r0, r1, c0, c1, top, left, bias, lo, hi, y,
                             _three_wide(acc, xs, wk, at + np.uint64(i * wp), i * 3, i == 0)
                         else:
                             _five_wide(acc, xs, wk, at + np.uint64(i * wp), i * 5, i == 0)
-                    for g in range(min(8, wo - q0)):
+                    for g in range(min(_TILE_PIXELS, wo - q0)):
                         out = np.uint64(((flat + rr) * wo + q0 + g) * channels + c)
                         for t in range(count):
                             v = acc[g, t]
