@@ -423,6 +423,57 @@ def nine_taps_vectors(typingctx, target, rows, weights, kind):
 
 
 @intrinsic
+def square_taps_tile(typingctx, target, step, source, line, weights, bias, lo, hi, size, pixels):
+    """``pixels`` outputs (a literal) of a ``size`` x ``size`` (a literal) stride-1 depthwise
+    convolution by 16 channels, channel-last, each in registers across all its taps: output g's
+    16 float32s go to address ``target`` + g * ``step``; its tap (i, j) is the 16 float32s at
+    ``source`` + i * ``line`` + 64 (g + j), tap e's weights the 16 at ``weights`` + 64 e. Summed
+    in tap order (the first product, then each added), then plus the 16 at ``bias`` (where not
+    0), clamped to [lo, hi]: _jit.depthwise_last_tiles's sums and order, so its bits. A kernel
+    row's inputs are loaded once for the outputs that share them."""
+    if not (isinstance(size, types.IntegerLiteral) and isinstance(pixels, types.IntegerLiteral)):
+        return None
+    k, count = size.literal_value, pixels.literal_value
+    sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
+                     types.float32, types.float32, size, pixels)  # fmt: skip
+
+    def codegen(context, builder, signature, args):
+        target, step, source, line, weights, bias, lo, hi = args[:8]
+        sums = [None] * count
+        for i in range(k):
+            start = builder.add(source, builder.mul(line, line.type(i)))
+            runs = [_load(builder, builder.add(start, start.type(4 * _LANES * q)), _LANES)
+                    for q in range(count + k - 1)]  # fmt: skip
+            for j in range(k):
+                at = builder.add(weights, weights.type(4 * _LANES * (k * i + j)))
+                scale = _load(builder, at, _LANES)
+                for g in range(count):
+                    product = builder.fmul(runs[g + j], scale)
+                    sums[g] = product if sums[g] is None else builder.fadd(sums[g], product)
+        for g in range(count):
+            v = _plus_if(builder, _given(builder, bias), sums[g], _load, builder, bias, _LANES)
+            v = _finished(builder, v, lo, hi, False)
+            _store_at(builder, v, builder.add(target, builder.mul(step, step.type(g))))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def copy_vector(typingctx, target, source):
+    """The 16 float32s at address ``source`` to address ``target`` (0: zeros)."""
+
+    def codegen(context, builder, signature, args):
+        target, source = args
+        zeros = llvmlite.ir.Constant(_VECTOR, [0.0] * _LANES)
+        v = _plus_if(builder, _given(builder, source), zeros, _load, builder, source, _LANES)
+        _store_at(builder, v, target)
+        return context.get_dummy_value()
+
+    return types.void(types.intp, types.intp), codegen
+
+
+@intrinsic
 def _address(typingctx, pointer):
     """The address of a ``_tile`` as an integer."""
     if not isinstance(pointer, types.CPointer):

@@ -347,6 +347,9 @@ def test_compiled_depthwise_convolution_gives_the_numpy_paths_values(
         (1, 8, (40, 40), (3, 3), (1, 1), True, False),  # rows in several bands
         (1, 24, (12, 12), (7, 3), (3, 1), False, True),  # 7 rows by 3: 21 taps
         (1, 40, (7, 7), (5, 5), (2, 2), True, True),  # few rows: bands of channel blocks
+        (1, 64, (14, 14), (3, 3), (1, 1), False, False),  # whole blocks, rows of 7 outputs
+        (2, 48, (28, 28), (3, 3), (1, 1), True, True),  # whole blocks, rows of whole tiles
+        (1, 32, (9, 9), (5, 5), (2, 2), False, True),  # whole blocks, a part tile a row
     ],
 )
 def test_tiled_depthwise_kernel_gives_the_channel_last_kernels_bits(
@@ -380,6 +383,30 @@ def test_tiled_depthwise_kernel_gives_the_channel_last_kernels_bits(
     values = results[0]
     assert (values == values.max()).sum() > 1
     assert len(np.unique(values)) > values.size // 3
+
+
+@pytest.mark.parametrize("hw", [(7, 7), (12, 12)])
+def test_tiled_depthwise_kernel_without_bias_or_bounds(hw):
+    """Whole tiles of 16 channels (``square_taps_tile``) with no bias and no bounds: the
+    sums as they are, as ``depthwise_channels_last`` gives them, a NaN spread to the outputs
+    that read it."""
+    pytest.importorskip("numba")
+    from onyx.runtime import _jit
+
+    c = 32
+    xl = RNG.standard_normal((1, *hw, c)).astype(np.float32)
+    xl[0, 3, 3, 5] = np.nan
+    wl = RNG.standard_normal((3, 3, c)).astype(np.float32)
+    none, unbounded = np.empty(0, np.float32), (np.float32(-np.inf), np.float32(np.inf))
+    nowhere = np.empty((0, 0, 0, 0), np.float32)
+    results = [np.empty((1, *hw, c), np.float32) for _ in range(2)]
+    _jit.depthwise_channels_last(xl, wl, results[0], 0, hw[0], 1, 1, 1, 1, 1, 1, none,
+                                 *unbounded, nowhere, False)  # fmt: skip
+    _jit.depthwise_last_tiles(xl, wl, results[1], 0, hw[0], 0, c, 1, 1, none, *unbounded,
+                              nowhere, False)  # fmt: skip
+    np.testing.assert_array_equal(results[1], results[0])
+    assert np.isnan(results[1]).sum() == 9
+    assert np.isnan(results[1][0, 2:5, 2:5, 5]).all()
 
 
 @pytest.mark.parametrize(
