@@ -18,6 +18,7 @@ from onyx.runtime import plan as plan_module
 from onyx.runtime.kernels import conv as conv_module
 from onyx.runtime.kernels.conv import Conv, channels_last
 from onyx.runtime.session import SessionOptions
+from onyx.runtime.threads import native as native_threads
 
 pytestmark = pytest.mark.usefixtures("both_paths")  # numpy and compiled kernels
 
@@ -145,9 +146,16 @@ def test_large_planes_stay_nchw(both_paths, monkeypatch):
     calls: dict[str, int] = {}
     got, want, _ = _run_both(model, x, 0, monkeypatch, calls)
     np.testing.assert_array_equal(got, want)  # (the same kernels)
-    # (the expansion and the projection, 32 and 192 deep, by their weights packed in tiles of
-    # rows on numba's threads, from their NCHW inputs)
-    assert calls == ({"conv_planes": 4} if both_paths == "compiled" else {})
+    # (the expansion and the projection, 32 and 192 deep, from their NCHW inputs: by their
+    # weights packed in tiles of rows on numba's threads where the host takes that path
+    # (conv._POINTWISE_PLANES: AVX-512); else the projection by its packed weight, transposed,
+    # and the expansion by BLAS)
+    if both_paths != "compiled":
+        assert calls == {}
+    elif native_threads().kernels.WIDE:
+        assert calls == {"conv_planes": 4}
+    else:
+        assert calls == {"conv_packed_pointwise": 2}
 
 
 def _chain(kinds):

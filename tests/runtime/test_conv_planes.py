@@ -31,10 +31,33 @@ def _weight(*shape, scale=0.1):
     return (RNG.standard_normal(shape) * scale).astype(np.float32)
 
 
+@pytest.fixture(autouse=True)
+def pointwise_planes(monkeypatch):
+    """The pointwise planes path on whatever the host (by default, AVX-512 hosts only:
+    ``conv._POINTWISE_PLANES``), so that its tests run everywhere."""
+    monkeypatch.setattr(conv_module, "_POINTWISE_PLANES", True)
+
+
 @pytest.fixture
 def taken(monkeypatch):
     """How many convolutions each packed path computed (conv_harness.count_paths)."""
     return count_paths(monkeypatch)
+
+
+@pytest.mark.parametrize("setting", [None, False])
+def test_pointwise_planes_are_taken_where_the_setting_says(setting, taken, monkeypatch):
+    """``_POINTWISE_PLANES``: None takes the planes path on AVX-512 hosts only (on AVX2 it lost
+    to BLAS's and the packed products), False nowhere; either way the outputs agree with a
+    float64 reference."""
+    monkeypatch.setattr(conv_module, "_POINTWISE_PLANES", setting)
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 16, 20, 20])
+    w, b = _weight(64, 16, 1, 1), _weight(64)
+    g.output(g.op.Relu(g.op.Conv(x, w, b)), "y")
+    feed = RNG.standard_normal((1, 16, 20, 20)).astype(np.float32)
+    close(new_session(g.model()).run(None, {"x": feed})[0], after(reference(feed, w, b), "relu"))
+    wide = taken["possible"] and threads.native().kernels.WIDE
+    assert taken["planes"] == (1 if setting is None and wide else 0)
 
 
 @pytest.mark.parametrize(

@@ -516,6 +516,16 @@ def _patch_offsets(k, s, d, out, c, hp, wp, last) -> tuple[np.ndarray, np.ndarra
 # at 7x7 and 14x14 where they are deeper than 256. So: at most _PLANES_DEPTH deep or with at least
 # _PLANES_PIXELS output pixels. (Convolutions by im2col's columns this way lost to
 # ``conv_packed_columns`` on all but squeezenet's 3x3 stem: 0.74-0.95x.)
+# Later, with AVX2 (a Zen 3, 2026-12-07), it no longer paid: ``python
+# benchmarks/bench_packed_convs.py --part 1`` found it behind BLAS's W X or the packed product on
+# nearly every layer (0.66-0.97x BLAS's on MobileNetV2's 112x112 and 56x56 ones, where the packed
+# product narrows 1.14-2.0x), and whole models ran faster without it (bench_switch.py with the
+# thresholds above set so that no layer took it, three runs, 2 threads: MobileNetV2 0.95-0.96x
+# its time, MobileViT 0.96x, squeezenet 0.96-0.97x, EfficientNet-B0 0.97-0.99x, inception 0.98x,
+# ResNet-50 and densenet121 1.00x; one thread: MobileNetV2 0.94x, squeezenet and ResNet-50
+# 0.98x; and kernels.conv._POINTWISE_PLANES=True against this: 1.10x, 1.06x, 1.02x).
+# None: taken on AVX-512 hosts only (not measured again there); True or False: always, never.
+_POINTWISE_PLANES: bool | None = None
 _PLANES_DEPTH = 256
 _PLANES_PIXELS = 512
 
@@ -523,9 +533,15 @@ _PLANES_PIXELS = 512
 def planes_pay(plan, group, w_shape, dtype) -> bool:
     """Whether a convolution takes ``conv_planes``: 2-D, pointwise (1x1, stride 1, no padding),
     float32, one group, at least 32 output pixels, at most _PLANES_DEPTH deep or with at least
-    _PLANES_PIXELS of them."""
+    _PLANES_PIXELS of them, on a host ``_POINTWISE_PLANES`` takes."""
     k, s, _, _, _, out, pointwise = plan
     if len(k) != 2 or not pointwise or group != 1 or dtype != np.float32:
+        return False
+    if _POINTWISE_PLANES is None:
+        pool = _packing_pool()
+        if pool is None or not pool.native.kernels.WIDE:
+            return False
+    elif not _POINTWISE_PLANES:
         return False
     depth, pixels = w_shape[1], math.prod(out)
     return (
