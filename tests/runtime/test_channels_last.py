@@ -148,7 +148,7 @@ def test_large_planes_stay_nchw(both_paths, monkeypatch):
     np.testing.assert_array_equal(got, want)  # (the same kernels)
     # (the expansion and the projection, 32 and 192 deep, from their NCHW inputs: by their
     # weights packed in tiles of rows on numba's threads where the host takes that path
-    # (conv._POINTWISE_PLANES: AVX-512); else the projection by its packed weight, transposed,
+    # (conv._PLANES: AVX-512); else the projection by its packed weight, transposed,
     # and the expansion by BLAS)
     if both_paths != "compiled":
         assert calls == {}

@@ -34,8 +34,8 @@ def _weight(*shape, scale=0.1):
 @pytest.fixture(autouse=True)
 def pointwise_planes(monkeypatch):
     """The pointwise planes path on whatever the host (by default, AVX-512 hosts only:
-    ``conv._POINTWISE_PLANES``), so that its tests run everywhere."""
-    monkeypatch.setattr(conv_module, "_POINTWISE_PLANES", True)
+    ``conv._PLANES``), so that its tests run everywhere."""
+    monkeypatch.setattr(conv_module, "_PLANES", True)
 
 
 @pytest.fixture
@@ -46,10 +46,10 @@ def taken(monkeypatch):
 
 @pytest.mark.parametrize("setting", [None, False])
 def test_pointwise_planes_are_taken_where_the_setting_says(setting, taken, monkeypatch):
-    """``_POINTWISE_PLANES``: None takes the planes path on AVX-512 hosts only (on AVX2 it lost
+    """``_PLANES``: None takes the planes path on AVX-512 hosts only (on AVX2 it lost
     to BLAS's and the packed products), False nowhere; either way the outputs agree with a
     float64 reference."""
-    monkeypatch.setattr(conv_module, "_POINTWISE_PLANES", setting)
+    monkeypatch.setattr(conv_module, "_PLANES", setting)
     g = GraphBuilder(opset=24)
     x = g.input("x", "float", [1, 16, 20, 20])
     w, b = _weight(64, 16, 1, 1), _weight(64)

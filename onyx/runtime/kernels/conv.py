@@ -403,7 +403,10 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 # 16. It takes Winograd's layers under _OVER_WINOGRAD channels deep too (ResNet-50's 64 at 56x56,
 # inception v1's 64 at 55x55 and 96 at 27x27: 0.68-0.85x Winograd's time); deeper ones stay
 # Winograd's (ResNet-50's 128 at 28x28 and 256 at 14x14: 1.15-1.3x as long this way).
-_PACKED_COLUMNS_DEPTH = 16
+# Later (AVX2, a Zen 3, 2026-12-07) the 3x3 stems of 3 channels ran faster by im2col's columns
+# again (MobileNetV2's 0.75x this path's time, squeezenet's 0.90x; part 2), hence 28 terms, past
+# their 27 (whole models: see ``_PLANES``).
+_PACKED_COLUMNS_DEPTH = 28
 _OVER_WINOGRAD = 128
 
 
@@ -523,25 +526,35 @@ def _patch_offsets(k, s, d, out, c, hp, wp, last) -> tuple[np.ndarray, np.ndarra
 # thresholds above set so that no layer took it, three runs, 2 threads: MobileNetV2 0.95-0.96x
 # its time, MobileViT 0.96x, squeezenet 0.96-0.97x, EfficientNet-B0 0.97-0.99x, inception 0.98x,
 # ResNet-50 and densenet121 1.00x; one thread: MobileNetV2 0.94x, squeezenet and ResNet-50
-# 0.98x; and kernels.conv._POINTWISE_PLANES=True against this: 1.10x, 1.06x, 1.02x).
-# None: taken on AVX-512 hosts only (not measured again there); True or False: always, never.
-_POINTWISE_PLANES: bool | None = None
+# 0.98x; and kernels.conv._PLANES=True against this: 1.10x, 1.06x, 1.02x). So did the stems'
+# patches below (``conv_planes_patches``; planes_patches_pay): MobileNetV2's 3x3 stem took 1.4x
+# the time of im2col's BLAS product, squeezenet's 1.13x (part 2), and whole models with the stems
+# by im2col (``_PLANES_PATCH_DEPTH=0`` and ``_PACKED_COLUMNS_DEPTH=28``, two runs): squeezenet
+# 0.96x, MobileNetV2 0.97x, EfficientNet-B0 0.98-0.99x, MobileViT 0.98x, inception 1.00x.
+# None: the planes paths on AVX-512 hosts only (not measured again there); True, False: always,
+# never.
+_PLANES: bool | None = None
 _PLANES_DEPTH = 256
 _PLANES_PIXELS = 512
+
+
+def _planes_taken() -> bool:
+    """Whether the planes paths (``conv_planes``, ``conv_planes_patches``) run here:
+    ``_PLANES``."""
+    if _PLANES is None:
+        pool = _packing_pool()
+        return pool is not None and pool.native.kernels.WIDE
+    return _PLANES
 
 
 def planes_pay(plan, group, w_shape, dtype) -> bool:
     """Whether a convolution takes ``conv_planes``: 2-D, pointwise (1x1, stride 1, no padding),
     float32, one group, at least 32 output pixels, at most _PLANES_DEPTH deep or with at least
-    _PLANES_PIXELS of them, on a host ``_POINTWISE_PLANES`` takes."""
+    _PLANES_PIXELS of them, where ``_planes_taken``."""
     k, s, _, _, _, out, pointwise = plan
     if len(k) != 2 or not pointwise or group != 1 or dtype != np.float32:
         return False
-    if _POINTWISE_PLANES is None:
-        pool = _packing_pool()
-        if pool is None or not pool.native.kernels.WIDE:
-            return False
-    elif not _POINTWISE_PLANES:
+    if not _planes_taken():
         return False
     depth, pixels = w_shape[1], math.prod(out)
     return (
@@ -640,7 +653,8 @@ _PLANES_PATCH_DEPTH = 32
 def planes_patches_pay(route, plan, group, w_shape, dtype) -> bool:
     """Whether a convolution takes ``conv_planes_patches``: of the routes "other", "blocked" or
     "winograd" (not the batches of small images), 2-D, not pointwise, float32, one group, at
-    most _PLANES_PATCH_DEPTH terms (C/group * kh * kw), at least 32 output pixels."""
+    most _PLANES_PATCH_DEPTH terms (C/group * kh * kw), at least 32 output pixels, where
+    ``_planes_taken``."""
     k, _, _, _, _, out, pointwise = plan
     return (
         route in ("other", "blocked", "winograd")
@@ -650,6 +664,7 @@ def planes_patches_pay(route, plan, group, w_shape, dtype) -> bool:
         and dtype == np.float32
         and math.prod(w_shape[1:]) <= _PLANES_PATCH_DEPTH
         and math.prod(out) >= 32
+        and _planes_taken()
     )
 
 
