@@ -192,7 +192,7 @@ def test_packed_pointwise_pays_only_where_it_should():
     assert not pays(tiny, 1, (32, 192, 1, 1), np.float32)  # 25 pixels
 
 
-def test_packed_columns_pay_only_where_they_should():
+def test_packed_columns_pay_only_where_they_should(monkeypatch):
     pays = conv_module.packed_columns_pay
     conv = conv_module.Conv(kernel_shape=[7, 7], pads=[3, 3, 3, 3], strides=[2, 2])
     stem = conv.geom.plan((1, 3, 224, 224), (64, 3, 7, 7))
@@ -200,11 +200,16 @@ def test_packed_columns_pay_only_where_they_should():
     wide = conv.geom.plan((1, 8, 224, 224), (64, 8, 7, 7))
     assert pays("blocked", wide, 1, (64, 8, 7, 7), np.float32)
     three = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-    # (under 128 channels the packed path beats Winograd)
-    assert pays("winograd", three.geom.plan((1, 64, 56, 56), (64, 64, 3, 3)), 1, (64, 64, 3, 3),
-                np.float32)  # fmt: skip
+    # (Winograd's layers under _OVER_WINOGRAD channels: by default 128 on AVX-512 hosts, where
+    # the packed path beat Winograd there, and none on AVX2 ones)
+    resnet = three.geom.plan((1, 64, 56, 56), (64, 64, 3, 3))
+    monkeypatch.setattr(conv_module, "_OVER_WINOGRAD", 128)
+    assert pays("winograd", resnet, 1, (64, 64, 3, 3), np.float32)
     assert not pays("winograd", three.geom.plan((1, 128, 28, 28), (128, 128, 3, 3)), 1,
                     (128, 128, 3, 3), np.float32)  # fmt: skip
+    monkeypatch.setattr(conv_module, "_OVER_WINOGRAD", None)
+    avx512 = threads.native() is not None and threads.native().kernels.WIDE
+    assert pays("winograd", resnet, 1, (64, 64, 3, 3), np.float32) == avx512
     assert not pays("other", wide, 1, (64, 8, 7, 7), np.float64)
     shallow = conv_module.Conv(kernel_shape=[3, 3]).geom.plan((1, 1, 28, 28), (16, 1, 3, 3))
     assert not pays("other", shallow, 1, (16, 1, 3, 3), np.float32)  # 9 deep
@@ -245,9 +250,9 @@ def test_packed_columns_convolution_matches_float64(
 def test_packed_columns_take_the_shift_and_add_layers_and_stems_not_winograd(taken):
     """With the compiled kernels (where Winograd runs), Winograd's layer of 128 channels
     (ResNet-50's at 28x28) keeps its path, and so does a 3x3 stem of 3 channels (27 terms:
-    im2col's, below _PACKED_COLUMNS_DEPTH); one of 64 (ResNet-50's at 56x56), squeezenet's
-    32 -> 128 and the shift-and-add's densenet121 128 -> 32 take the packed one, whose
-    outputs agree."""
+    im2col's, below _PACKED_COLUMNS_DEPTH); one of 64 (ResNet-50's at 56x56) takes the packed
+    one on AVX-512 hosts (``_OVER_WINOGRAD``); squeezenet's 32 -> 128 and the shift-and-add's
+    densenet121 128 -> 32 take it everywhere, and its outputs agree."""
     pays = conv_module.packed_columns_pay
     conv = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     layers = [((1, 128, 28, 28), (128, 128, 3, 3)), ((1, 64, 56, 56), (64, 64, 3, 3)),
@@ -258,6 +263,8 @@ def test_packed_columns_take_the_shift_and_add_layers_and_stems_not_winograd(tak
             plan = conv.geom.plan(x_shape, w_shape)
             route = conv._route(plan, x_shape, w_shape, np.float32)
             kept = w_shape in ((128, 128, 3, 3), (16, 3, 3, 3))  # (Winograd's, im2col's)
+            if w_shape == (64, 64, 3, 3):  # (Winograd's where the host has AVX2)
+                kept = not (threads.native() is not None and threads.native().kernels.WIDE)
             assert pays(route, plan, 1, w_shape, np.float32) == (not kept), route
     g = GraphBuilder(opset=24)
     x = g.input("x", "float", [1, 128, 28, 28])

@@ -405,9 +405,14 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 # Winograd's (ResNet-50's 128 at 28x28 and 256 at 14x14: 1.15-1.3x as long this way).
 # Later (AVX2, a Zen 3, 2026-12-07) the 3x3 stems of 3 channels ran faster by im2col's columns
 # again (MobileNetV2's 0.75x this path's time, squeezenet's 0.90x; part 2), hence 28 terms, past
-# their 27 (whole models: see ``_PLANES``).
+# their 27 (whole models: see ``_PLANES``). And there Winograd's layers under 128 channels ran
+# faster by Winograd (ResNet-50's 64 at 56x56 1,345 against 1,723 us, inception v1's 96 at 28x28
+# 1,410 against 1,697; part 2), and bench_switch.py kernels.conv._OVER_WINOGRAD=0 (2 threads,
+# three runs of 30-100 alternating) took ResNet-50 0.968-0.987x its time, inception v1
+# 0.942-1.007x, densenet121 and squeezenet 0.98-1.03x. None: 128 on AVX-512 hosts, 0 (Winograd's
+# layers all Winograd's) on AVX2; a number: that.
 _PACKED_COLUMNS_DEPTH = 28
-_OVER_WINOGRAD = 128
+_OVER_WINOGRAD: int | None = None
 
 
 # An NCHW image whose patches ``conv_packed_columns`` reads in place costs a cache line per term
@@ -423,12 +428,18 @@ _LAST_PATCHES: bool | None = None
 
 def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
     """Whether a convolution takes ``conv_packed_columns``: of the routes "other" (im2col or
-    shift-and-add) and "blocked", or "winograd" under _OVER_WINOGRAD input channels; 2-D,
+    shift-and-add) and "blocked", or "winograd" under ``_OVER_WINOGRAD`` input channels; 2-D,
     float32, one group, not 1x1, at least _PACKED_COLUMNS_DEPTH deep, at least 32 output
     pixels."""
     k, _, _, _, _, out, pointwise = plan
+    if route == "winograd":
+        over = _OVER_WINOGRAD
+        if over is None:
+            over = 128 if _wide_host() else 0
+        if w_shape[1] >= over:
+            return False
     return (
-        (route in ("other", "blocked") or route == "winograd" and w_shape[1] < _OVER_WINOGRAD)
+        route in ("other", "blocked", "winograd")
         and len(k) == 2
         and not pointwise
         and group == 1
@@ -541,10 +552,14 @@ _PLANES_PIXELS = 512
 def _planes_taken() -> bool:
     """Whether the planes paths (``conv_planes``, ``conv_planes_patches``) run here:
     ``_PLANES``."""
-    if _PLANES is None:
-        pool = _packing_pool()
-        return pool is not None and pool.native.kernels.WIDE
-    return _PLANES
+    return _wide_host() if _PLANES is None else _PLANES
+
+
+def _wide_host() -> bool:
+    """Whether numba's threads run onyx's GEMM with AVX-512's wide tiles here (the hosts some
+    paths were chosen on; ``_jit_gemm.WIDE``)."""
+    found = threads.native()
+    return found is not None and found.kernels.WIDE
 
 
 def planes_pay(plan, group, w_shape, dtype) -> bool:
