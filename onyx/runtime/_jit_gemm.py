@@ -460,6 +460,36 @@ def square_taps_tile(typingctx, target, step, source, line, weights, bias, lo, h
 
 
 @intrinsic
+def transpose_eight(typingctx, target, step, source, stride):
+    """The 8 x 8 float32s whose rows start at address ``source`` + i * ``stride`` (bytes), stored
+    transposed: row j (the sources' j-th values) at ``target`` + j * ``step``. Written as three
+    stages of two-vector shuffles, the shapes AVX2's unpack, shuffle and lane-permute
+    instructions take."""
+
+    def codegen(context, builder, signature, args):
+        target, step, source, stride = args
+        rows = [_load(builder, builder.add(source, builder.mul(stride, stride.type(i))), 8)
+                for i in range(8)]  # fmt: skip
+        low, high = (0, 8, 1, 9, 4, 12, 5, 13), (2, 10, 3, 11, 6, 14, 7, 15)
+        pairs = [_shuffle(builder, rows[i], rows[i + 1], mask)
+                 for i in range(0, 8, 2) for mask in (low, high)]  # fmt: skip
+        even, odd = (0, 1, 8, 9, 4, 5, 12, 13), (2, 3, 10, 11, 6, 7, 14, 15)
+        quads = []
+        for i in (0, 4):  # (rows 0-3, then 4-7)
+            for half in (0, 1):  # (columns 0, 4 and 2, 6; then 1, 5 and 3, 7)
+                a, b = pairs[i + half], pairs[i + half + 2]
+                quads += [_shuffle(builder, a, b, even), _shuffle(builder, a, b, odd)]
+        # quads[k]: columns k and k + 4 of rows 0-3 (k < 4), of rows 4-7 (k >= 4)
+        for k in range(4):
+            for j, lanes in ((k, (0, 1, 2, 3, 8, 9, 10, 11)), (k + 4, (4, 5, 6, 7, 12, 13, 14, 15))):
+                v = _shuffle(builder, quads[k], quads[k + 4], lanes)
+                _store_at(builder, v, builder.add(target, builder.mul(step, step.type(j))))
+        return context.get_dummy_value()
+
+    return types.void(types.intp, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
 def copy_vector(typingctx, target, source):
     """The 16 float32s at address ``source`` to address ``target`` (0: zeros)."""
 

@@ -70,6 +70,11 @@ GEMV_ROWS = 4
 # time from 16 panels up (0.59 at 49x2048 by 2048x512), 1.0x at 8, 1.2-3.3x at 1-4 (numpy's
 # transposing copy runs at ~5 GB/s there).
 COPY_ROWS_PANELS = 16
+# That copy, of an NCHW image's planes, by _jit_par.transpose_bands (8 x 8 blocks in registers,
+# on the pool's threads) rather than numpy's transposing copy (5-12 GB/s on one thread here):
+# 1,024 channels of 14x14 in 41 against 152 us, 256 of 56x56 116 against 616 (2 threads,
+# scratch timings); a switch for bench_switch.py.
+NATIVE_TRANSPOSE = True
 # Products by a weight of at least this depth (K) run onyx's own GEMM on the weight packed once
 # (_jit_gemm.py); shallower ones leave its tiles short next to their stores. (Cache-hot, one
 # product at a time, K = 64 ran at 0.8x OpenBLAS's speed in trials while writing it, K = 24 at
@@ -413,7 +418,10 @@ class Native:
             and panels.shape[0] >= COPY_ROWS_PANELS
         ):
             rows_of_a = memory.scratch("gemm.rows", a.shape)
-            np.copyto(rows_of_a, a)
+            if NATIVE_TRANSPOSE and a.T.flags.c_contiguous and a.dtype == np.float32:
+                self.kernels.transpose_bands(a.T, rows_of_a, min(parts, -(-a.shape[0] // 16)))
+            else:
+                np.copyto(rows_of_a, a)
             a = rows_of_a
         self.kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows, swish, residual)
 

@@ -277,10 +277,14 @@ def test_a_session_retypes_no_kernel_once_warm(native, monkeypatch):
                         or original(self, *a, **k))  # fmt: skip
     for _ in range(3):
         np.testing.assert_array_equal(session.run(None, feed)[0], first)
-    # (the 3x3 by its patches in place, its image moved channel-last with AVX2, the 1x1 on
-    # planes, the head by its packed weight)
-    pad = "pad_bands" if threads.native().kernels.WIDE else "pad_last_bands"
-    assert {pad, "planes_gemm", "few_rows_gemm", "packed_gemm"} <= set(native.calls)
+    # (the 3x3 by its patches in place; the head by its packed weight; with AVX-512 the 1x1 on
+    # planes, with AVX2 the 3x3's image moved channel-last and the 1x1's planes transposed into
+    # rows for the packed product: conv._PLANES, threads.COPY_ROWS_PANELS)
+    if threads.native().kernels.WIDE:
+        kept = {"pad_bands", "planes_gemm", "few_rows_gemm", "packed_gemm"}
+    else:
+        kept = {"pad_last_bands", "transpose_bands", "few_rows_gemm", "packed_gemm"}
+    assert kept <= set(native.calls)
     assert not retyped, f"retyped in Python on every run: {sorted(set(retyped))}"
 
 
@@ -302,6 +306,48 @@ def test_an_image_moved_channel_last_into_its_border(
     threads.native().kernels.pad_last_bands(x, padded, top, left, parts)
     want = np.pad(x.transpose(1, 2, 0), ((top, bottom), (left, right), (0, 0)))
     np.testing.assert_array_equal(padded, want)
+
+
+@pytest.mark.parametrize(
+    "channels, pixels, parts",
+    [
+        (64, 3136, 2),  # blocks of 8 x 8 only
+        (1027, 198, 3),  # a last block of 3 channels and one of 6 pixels
+        (5, 7, 2),  # fewer than 8 of each: value by value
+        (16, 9, 4),  # more parts than blocks of pixels
+    ],
+)  # fmt: skip
+def test_planes_transposed_into_rows(native, channels, pixels, parts):
+    """``transpose_bands``: (C, P) to (P, C), every value where it belongs (the buffer starts
+    as NaN), by 8 x 8 blocks (``_jit_gemm.transpose_eight``) and the edges, over bands."""
+    x = RNG.standard_normal((channels, pixels)).astype(np.float32)
+    rows = np.full((pixels, channels), np.nan, np.float32)
+    threads.native().kernels.transpose_bands(x, rows, parts)
+    np.testing.assert_array_equal(rows, x.T)
+
+
+def test_products_of_nchw_planes_copy_them_into_rows_by_the_pools_transpose(native, monkeypatch):
+    """Where onyx's GEMM reads an NCHW image's pixels by channels and B is wide enough
+    (``COPY_ROWS_PANELS``, AVX2), the rows come from ``transpose_bands`` (or numpy's copy,
+    ``NATIVE_TRANSPOSE`` off): the same product, bit for bit."""
+    found = threads.native()
+    if found.kernels.WIDE:
+        pytest.skip("AVX-512 hosts read the planes in place (no copy into rows)")
+    x = RNG.standard_normal((96, 200)).astype(np.float32)
+    w = (RNG.standard_normal((96, 16 * threads.COPY_ROWS_PANELS)) * 0.1).astype(np.float32)
+    panels = threads.packed_weight(w)
+    calls = []
+    original = found.kernels.transpose_bands
+    monkeypatch.setattr(found.kernels, "transpose_bands", lambda *a: calls.append(a) or original(*a))
+    got = {}
+    for switch in (True, False):
+        monkeypatch.setattr(threads, "NATIVE_TRANSPOSE", switch)
+        out = np.empty((200, w.shape[1]), np.float32)
+        found.packed_matmul(x.T, panels, out, 2)
+        got[switch] = out
+    assert len(calls) == 1
+    np.testing.assert_array_equal(got[True], got[False])
+    np.testing.assert_allclose(got[True], x.T.astype(np.float64) @ w, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("depth, pixels", [(8, 1000), (200, 531), (3, 40)])
