@@ -240,13 +240,22 @@ def pad_bands(x, padded, pt, pl, parts):
 def pad_last_bands(x, padded, pt, pl, parts):
     """padded (Hp, Wp, C) = x (C, H, W) moved channel-last and placed at row ``pt`` and column
     ``pl``, zeros around it, over ``parts`` bands of padded's rows; each row's interior by
-    tiles of 16 pixels by 16 channels, both sides in cache while it moves."""
+    blocks of 8 pixels by 8 channels transposed in registers where its values are 4 bytes
+    (``transpose_eight``: 56x56 images 0.27-0.4x the time of tiles moved value by value, 28x28
+    0.36-0.47x, 14x14 0.6x, 7x7 1.06x; 2 threads, two scratch runs alternating the two), the
+    rest by tiles of 16 by 16, both sides in cache while they move."""
     channels, height, width = x.shape
     rows, wide = padded.shape[0], padded.shape[1] * channels
     source = x.reshape(-1)
     plane = np.uint64(height * width)
     zero = x.dtype.type(0)
     left, right = np.uint64(pl * channels), np.uint64((pl + width) * channels)
+    # (4-byte values: blocks of 8 pixels by 8 channels transposed in registers, transpose_eight;
+    # the rest in tiles of 16 by 16 value by value)
+    four, span = np.uint64(4), np.uint64(channels)
+    past = width - width % 8 if x.itemsize == 4 else 0  # (pixels past the blocks of 8)
+    eights = np.uint64(past)
+    most = np.uint64(channels - channels % 8)
     for p in prange(parts):
         r0, r1 = _band(rows, parts, p)
         for y in range(r0, r1):
@@ -255,7 +264,16 @@ def pad_last_bands(x, padded, pt, pl, parts):
                 for j in range(np.uint64(0), left):
                     out[j] = zero
                 line = np.uint64((y - pt) * width)
-                for q0 in range(0, width, 16):
+                for q in range(np.uint64(0), eights, np.uint64(8)):
+                    for c in range(np.uint64(0), most, np.uint64(8)):
+                        at = left + q * span + c
+                        transpose_eight(out.ctypes.data + at * four, span * four,
+                                        source.ctypes.data + (c * plane + line + q) * four,
+                                        plane * four)  # fmt: skip
+                    for qq in range(q, q + np.uint64(8)):
+                        for c in range(most, span):
+                            out[left + qq * span + c] = source[c * plane + line + qq]
+                for q0 in range(past, width, 16):
                     q1 = min(width, q0 + 16)
                     for c0 in range(0, channels, 16):
                         c1 = min(channels, c0 + 16)

@@ -294,13 +294,15 @@ def test_a_session_retypes_no_kernel_once_warm(native, monkeypatch):
         (3, 5, 7, 1, 1, 1, 1, 2),  # fewer channels than a tile
         (40, 9, 35, 2, 1, 0, 3, 3),  # tiles of pixels and channels with remainders, uneven border
         (16, 4, 4, 0, 0, 0, 0, 1),  # no border
+        (32, 3, 48, 1, 0, 2, 1, 2),  # whole tiles only: blocks of 8 x 8 in registers
     ],
 )  # fmt: skip
 def test_an_image_moved_channel_last_into_its_border(
     native, channels, height, width, top, bottom, left, right, parts
 ):
     """``pad_last_bands``: (C, H, W) moved to (H, W, C) inside a zero border, every value of the
-    buffer written (it starts as NaN), over bands of rows."""
+    buffer written (it starts as NaN), over bands of rows; whole tiles of 16 pixels by 16
+    channels by 8 x 8 blocks (``_jit_gemm.transpose_eight``), the rest value by value."""
     x = RNG.standard_normal((channels, height, width)).astype(np.float32)
     padded = np.full((top + height + bottom, left + width + right, channels), np.nan, np.float32)
     threads.native().kernels.pad_last_bands(x, padded, top, left, parts)
