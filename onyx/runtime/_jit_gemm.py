@@ -476,12 +476,13 @@ def transpose_eight(typingctx, target, step, source, stride):
         even, odd = (0, 1, 8, 9, 4, 5, 12, 13), (2, 3, 10, 11, 6, 7, 14, 15)
         quads = []
         for i in (0, 4):  # (rows 0-3, then 4-7)
-            for half in (0, 1):  # (columns 0, 4 and 2, 6; then 1, 5 and 3, 7)
+            for half in (0, 1):  # (columns 0|4 and 1|5 from the low pairs; 2|6, 3|7 the high)
                 a, b = pairs[i + half], pairs[i + half + 2]
                 quads += [_shuffle(builder, a, b, even), _shuffle(builder, a, b, odd)]
         # quads[k]: columns k and k + 4 of rows 0-3 (k < 4), of rows 4-7 (k >= 4)
+        first, second = (0, 1, 2, 3, 8, 9, 10, 11), (4, 5, 6, 7, 12, 13, 14, 15)
         for k in range(4):
-            for j, lanes in ((k, (0, 1, 2, 3, 8, 9, 10, 11)), (k + 4, (4, 5, 6, 7, 12, 13, 14, 15))):
+            for j, lanes in ((k, first), (k + 4, second)):
                 v = _shuffle(builder, quads[k], quads[k + 4], lanes)
                 _store_at(builder, v, builder.add(target, builder.mul(step, step.type(j))))
         return context.get_dummy_value()

@@ -404,8 +404,8 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 # inception v1's 64 at 55x55 and 96 at 27x27: 0.68-0.85x Winograd's time); deeper ones stay
 # Winograd's (ResNet-50's 128 at 28x28 and 256 at 14x14: 1.15-1.3x as long this way).
 # Later (AVX2, a Zen 3, 2026-12-07) the 3x3 stems of 3 channels ran faster by im2col's columns
-# again (MobileNetV2's 0.75x this path's time, squeezenet's 0.90x; part 2), hence 28 terms, past
-# their 27 (whole models: see ``_PLANES``). And there Winograd's layers under 128 channels ran
+# again (0.75x this path's time on MobileNetV2's, 0.90x on squeezenet's; part 2), hence 28
+# terms, past their 27 (whole models: see ``_PLANES``). And there Winograd's layers under 128 channels ran
 # faster by Winograd (ResNet-50's 64 at 56x56 1,345 against 1,723 us, inception v1's 96 at 28x28
 # 1,410 against 1,697; part 2), and bench_switch.py kernels.conv._OVER_WINOGRAD=0 (2 threads,
 # three runs of 30-100 alternating) took ResNet-50 0.968-0.987x its time, inception v1
