@@ -469,7 +469,7 @@ def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
         return None
     xl = channels_last(x)
     moved = xl is None and (
-        not pool.native.kernels.WIDE if _LAST_PATCHES is None else _LAST_PATCHES
+        not _wide_host() if _LAST_PATCHES is None else _LAST_PATCHES
     )
     last = xl is not None or moved
     images = xl if xl is not None else np.ascontiguousarray(x)
