@@ -249,10 +249,11 @@ def test_packed_columns_convolution_matches_float64(
 
 def test_packed_columns_take_the_shift_and_add_layers_and_stems_not_winograd(taken):
     """With the compiled kernels (where Winograd runs), Winograd's layer of 128 channels
-    (ResNet-50's at 28x28) keeps its path, and so does a 3x3 stem of 3 channels (27 terms:
-    im2col's, below _PACKED_COLUMNS_DEPTH); one of 64 (ResNet-50's at 56x56) takes the packed
-    one on AVX-512 hosts (``_OVER_WINOGRAD``); squeezenet's 32 -> 128 and the shift-and-add's
-    densenet121 128 -> 32 take it everywhere, and its outputs agree."""
+    (ResNet-50's at 28x28) keeps its path; a 3x3 stem of 3 channels (27 terms) and Winograd's
+    layer of 64 (ResNet-50's at 56x56) take the packed one on AVX-512 hosts only
+    (``_PACKED_COLUMNS_DEPTH``, ``_OVER_WINOGRAD``; im2col's and Winograd's on AVX2);
+    squeezenet's 32 -> 128 and the shift-and-add's densenet121 128 -> 32 take it everywhere,
+    and its outputs agree."""
     pays = conv_module.packed_columns_pay
     conv = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     layers = [((1, 128, 28, 28), (128, 128, 3, 3)), ((1, 64, 56, 56), (64, 64, 3, 3)),
@@ -262,8 +263,8 @@ def test_packed_columns_take_the_shift_and_add_layers_and_stems_not_winograd(tak
         for x_shape, w_shape in layers:
             plan = conv.geom.plan(x_shape, w_shape)
             route = conv._route(plan, x_shape, w_shape, np.float32)
-            kept = w_shape in ((128, 128, 3, 3), (16, 3, 3, 3))  # (Winograd's, im2col's)
-            if w_shape == (64, 64, 3, 3):  # (Winograd's where the host has AVX2)
+            kept = w_shape == (128, 128, 3, 3)  # (Winograd's)
+            if w_shape in ((64, 64, 3, 3), (16, 3, 3, 3)):  # (Winograd's, im2col's on AVX2)
                 kept = not (threads.native() is not None and threads.native().kernels.WIDE)
             assert pays(route, plan, 1, w_shape, np.float32) == (not kept), route
     g = GraphBuilder(opset=24)

@@ -33,9 +33,11 @@ def _weight(*shape, scale=0.1):
 
 @pytest.fixture(autouse=True)
 def pointwise_planes(monkeypatch):
-    """The pointwise planes path on whatever the host (by default, AVX-512 hosts only:
-    ``conv._PLANES``), so that its tests run everywhere."""
+    """The planes paths on whatever the host (by default the pointwise one runs on AVX-512
+    hosts only, ``conv._PLANES``, and the gathered patches nowhere, ``_PLANES_PATCH_DEPTH``),
+    so that their tests run everywhere: patches of up to 32 terms."""
     monkeypatch.setattr(conv_module, "_PLANES", True)
+    monkeypatch.setattr(conv_module, "_PLANES_PATCH_DEPTH", 32)
 
 
 @pytest.fixture

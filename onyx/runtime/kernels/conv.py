@@ -411,7 +411,14 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 # three runs of 30-100 alternating) took ResNet-50 0.968-0.987x its time, inception v1
 # 0.942-1.007x, densenet121 and squeezenet 0.98-1.03x. None: 128 on AVX-512 hosts, 0 (Winograd's
 # layers all Winograd's) on AVX2; a number: that.
-_PACKED_COLUMNS_DEPTH = 28
+# On a Zen 5 (AVX-512, 2026-12-07) the 3x3 stems ran fastest this way again, read in place:
+# MobileNetV2's 3 -> 32 at 224x224 105-112 us against 155-163 by ``conv_planes_patches`` and
+# 157 by im2col's columns (conv_blocked), squeezenet's 3 -> 64 156-159 against 188-190 and 260
+# (moved channel-last first: 139-143 and 204; one-node models, 2 threads). Whole models,
+# bench_switch.py (60 alternating runs, 2 threads), stems this way: squeezenet 0.987x,
+# MobileNetV2 0.985x, EfficientNet-B0 0.993x, MobileViT 0.995x, Segformer 1.002x.
+# None: 16 terms on AVX-512 hosts, 28 on AVX2; a number: that.
+_PACKED_COLUMNS_DEPTH: int | None = None
 _OVER_WINOGRAD: int | None = None
 
 
@@ -444,9 +451,16 @@ def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
         and not pointwise
         and group == 1
         and dtype == np.float32
-        and math.prod(w_shape[1:]) >= _PACKED_COLUMNS_DEPTH
+        and math.prod(w_shape[1:]) >= _packed_columns_depth()
         and math.prod(out) >= 32
     )
+
+
+def _packed_columns_depth() -> int:
+    """The fewest terms a convolution takes ``conv_packed_columns`` with: _PACKED_COLUMNS_DEPTH."""
+    if _PACKED_COLUMNS_DEPTH is None:
+        return 16 if _wide_host() else 28
+    return _PACKED_COLUMNS_DEPTH
 
 
 def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
@@ -662,7 +676,10 @@ def _image_finish(finish, i, m, transposed=False):
 # it lies. A 3x3 stem of 64 channels 0.82x its time, MobileNetV2's of 32 0.96x; deeper layers
 # took 1.05-1.8x as long (benchmarks/bench_packed_convs.py part 2, 2 threads). Whole models
 # (bench_switch): squeezenet 0.97x, MobileNetV2 and EfficientNet-B0 0.99x.
-_PLANES_PATCH_DEPTH = 32
+# Neither host measured since took the stems faster this way: an AVX2 Zen 3 by im2col's columns
+# (see ``_PLANES``), an AVX-512 Zen 5 by ``conv_packed_columns`` (0.69-0.83x; see
+# ``_PACKED_COLUMNS_DEPTH``). So 0: taken nowhere unless set (32: the few terms it paid for).
+_PLANES_PATCH_DEPTH = 0
 
 
 def planes_patches_pay(route, plan, group, w_shape, dtype) -> bool:
