@@ -146,14 +146,14 @@ def test_large_planes_stay_nchw(both_paths, monkeypatch):
     calls: dict[str, int] = {}
     got, want, _ = _run_both(model, x, 0, monkeypatch, calls)
     np.testing.assert_array_equal(got, want)  # (the same kernels)
-    # (the expansion and the projection, 32 and 192 deep, from their NCHW inputs: by their
-    # weights packed in tiles of rows on numba's threads where the host takes that path
-    # (conv._PLANES: AVX-512); else the projection by its packed weight, transposed,
-    # and the expansion by BLAS)
+    # (the expansion and the projection, 32 and 192 deep, from their NCHW inputs: the
+    # expansion by its weight packed in tiles of rows on numba's threads where the host takes
+    # that path (conv._PLANES: AVX-512), else by BLAS; the projection, narrowing, by its
+    # packed weight, transposed: conv._PLANES_NARROWING)
     if both_paths != "compiled":
         assert calls == {}
     elif native_threads().kernels.WIDE:
-        assert calls == {"conv_planes": 4}
+        assert calls == {"conv_planes": 2, "conv_packed_pointwise": 2}
     else:
         assert calls == {"conv_packed_pointwise": 2}
 

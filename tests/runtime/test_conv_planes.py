@@ -292,8 +292,8 @@ def test_planes_pay_only_where_they_should():
     assert not pays(shallow, 2, (64, 8, 1, 1), np.float32)  # groups
     deep_small = one.geom.plan((1, 512, 14, 14), (128, 512, 1, 1))
     assert not pays(deep_small, 1, (128, 512, 1, 1), np.float32)  # 196 pixels
-    deep_large = one.geom.plan((1, 512, 28, 28), (128, 512, 1, 1))
-    assert pays(deep_large, 1, (128, 512, 1, 1), np.float32)  # 784 pixels
+    deep_large = one.geom.plan((1, 512, 28, 28), (1024, 512, 1, 1))
+    assert pays(deep_large, 1, (1024, 512, 1, 1), np.float32)  # 784 pixels
     tiny = one.geom.plan((1, 16, 5, 5), (64, 16, 1, 1))
     assert not pays(tiny, 1, (64, 16, 1, 1), np.float32)  # 25 pixels
     strided = conv_module.Conv(kernel_shape=[1, 1], strides=[2, 2])
@@ -302,6 +302,42 @@ def test_planes_pay_only_where_they_should():
     three = conv_module.Conv(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     assert not pays(three.geom.plan((1, 16, 55, 55), (64, 16, 3, 3)), 1, (64, 16, 3, 3),
                     np.float32)  # fmt: skip
+
+
+def test_narrowing_layers_go_to_the_packed_product(monkeypatch):
+    """A 1x1 layer of fewer output channels than input ones (M <= C), M a multiple of 16, 64
+    to 512 deep, at most 4096 pixels, is the packed product's (``_PLANES_NARROWING``): not
+    MobileNetV2's 144 -> 24, Segformer's 1024 -> 256 or EfficientNet-B0's 32 -> 16 at 112x112."""
+    pays = conv_module.planes_pay
+    one = conv_module.Conv(kernel_shape=[1, 1])
+
+    def planes(c, m, size):
+        return pays(one.geom.plan((1, c, size, size), (m, c, 1, 1)), 1, (m, c, 1, 1), np.float32)
+
+    assert not planes(256, 64, 56)  # ResNet-50's reduction at 56x56
+    assert not planes(512, 128, 28)
+    assert not planes(64, 64, 56)  # as many channels out as in
+    assert not planes(64, 16, 55)  # squeezenet's squeeze
+    assert planes(64, 256, 56)  # widening
+    assert planes(144, 24, 56)  # 24 channels: a panel and a half
+    assert planes(1024, 256, 56)  # deeper than 512
+    assert planes(32, 16, 112)  # shallower than the packed product takes; 12,544 pixels
+    assert planes(256, 64, 112)  # 12,544 pixels
+    monkeypatch.setattr(conv_module, "_PLANES_NARROWING", True)
+    assert planes(256, 64, 56)
+
+
+def test_a_narrowing_layer_in_a_session_takes_the_packed_product(taken):
+    """ResNet-50's 256 -> 64 reduction, at 20x20: by ``conv_packed_pointwise`` where the
+    packed paths run, its outputs as the float64 reference's."""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 256, 20, 20])
+    w, b = _weight(64, 256, 1, 1), _weight(64)
+    g.output(g.op.Relu(g.op.Conv(x, w, b)), "y")
+    feed = RNG.standard_normal((1, 256, 20, 20)).astype(np.float32)
+    close(new_session(g.model()).run(None, {"x": feed})[0], after(reference(feed, w, b), "relu"))
+    assert taken["planes"] == 0
+    assert taken["pointwise"] == (1 if taken["possible"] else 0)
 
 
 def test_gathered_patches_pay_only_for_few_terms():

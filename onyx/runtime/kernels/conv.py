@@ -556,11 +556,23 @@ def _patch_offsets(k, s, d, out, c, hp, wp, last) -> tuple[np.ndarray, np.ndarra
 # the time of im2col's BLAS product, squeezenet's 1.13x (part 2), and whole models with the stems
 # by im2col (``_PLANES_PATCH_DEPTH=0`` and ``_PACKED_COLUMNS_DEPTH=28``, two runs): squeezenet
 # 0.96x, MobileNetV2 0.97x, EfficientNet-B0 0.98-0.99x, MobileViT 0.98x, inception 1.00x.
-# None: the planes paths on AVX-512 hosts only (not measured again there); True, False: always,
-# never.
+# None: the planes paths on AVX-512 hosts only; True, False: always, never.
+# On a Zen 5 (AVX-512, 2026-12-07), node by node in the models (one profiled session, runs
+# alternating with and without, 2 threads), the narrowing layers (M <= C) ran faster by
+# ``conv_packed_pointwise``: ResNet-50's 256 -> 64 at 56x56 283 against 334 us, its 64 -> 64
+# 114 against 153, 512 -> 128 at 28x28 266-269 against 298-303, where its widening ones kept
+# this path (64 -> 256 at 56x56 285-312 against 331-413 by the packed one). Those with M not a
+# multiple of 16 (the packed panels' width: MobileNetV2's 144 -> 24), deeper than 512
+# (Segformer's 1024 -> 256 at 56x56: 4.47 against 4.33 ms) or of more than 4096 pixels
+# (EfficientNet-B0's 32 -> 16 at 112x112: 154 against 128 us) stay here. Whole models
+# (bench_switch.py kernels.conv._PLANES_NARROWING=True against this, 40 alternating runs, two
+# rounds): inception v1 0.91-0.97x its time, squeezenet 0.96x, densenet121 0.97x, ResNet-50
+# 0.98x, MobileViT 0.98-0.99x; MobileNetV2, EfficientNet-B0, Segformer and ConvNeXt
+# 0.99-1.00x. (A switch: True, the narrowing layers here too.)
 _PLANES: bool | None = None
 _PLANES_DEPTH = 256
 _PLANES_PIXELS = 512
+_PLANES_NARROWING = False
 
 
 def _planes_taken() -> bool:
@@ -579,17 +591,25 @@ def _wide_host() -> bool:
 def planes_pay(plan, group, w_shape, dtype) -> bool:
     """Whether a convolution takes ``conv_planes``: 2-D, pointwise (1x1, stride 1, no padding),
     float32, one group, at least 32 output pixels, at most _PLANES_DEPTH deep or with at least
-    _PLANES_PIXELS of them, where ``_planes_taken``."""
+    _PLANES_PIXELS of them, not a narrowing one that the packed product takes (see
+    _PLANES_NARROWING), where ``_planes_taken``."""
     k, s, _, _, _, out, pointwise = plan
     if len(k) != 2 or not pointwise or group != 1 or dtype != np.float32:
         return False
     if not _planes_taken():
         return False
-    depth, pixels = w_shape[1], math.prod(out)
+    depth, pixels, m = w_shape[1], math.prod(out), w_shape[0]
+    narrowing = (
+        m <= depth
+        and m % 16 == 0
+        and _PACKED_POINTWISE_DEPTH <= depth <= 512
+        and pixels <= 4096
+    )
     return (
         all(v == 1 for v in s)
         and pixels >= 32
         and (depth <= _PLANES_DEPTH or pixels >= _PLANES_PIXELS)
+        and (_PLANES_NARROWING or not narrowing)
     )
 
 
