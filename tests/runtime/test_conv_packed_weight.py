@@ -247,6 +247,37 @@ def test_packed_columns_convolution_matches_float64(
     np.testing.assert_array_equal(session.run(None, {"x": feed})[0], got)
 
 
+@pytest.mark.parametrize("c", [3, 16])
+def test_packed_columns_move_an_image_channel_last_unless_a_stem_on_avx512(c, taken, monkeypatch):
+    """``_LAST_PATCHES`` None: an NCHW image is moved channel-last into its border before its
+    patches are read (``pad_last_bands``), but on AVX-512 hosts one of fewer than
+    _LAST_PATCHES_DEPTH channels (a stem of 3) is read in place (``pad_bands``)."""
+    native = threads.native()
+    calls = {"pad_last_bands": 0, "pad_bands": 0}
+    if native is not None:
+        for name in calls:
+            original = getattr(native.kernels, name)
+
+            def counted(*args, _original=original, _name=name):
+                calls[_name] += 1
+                return _original(*args)
+
+            monkeypatch.setattr(native.kernels, name, counted)
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, c, 20, 20])
+    w, b = _weight(32, c, 3, 3), _weight(32)
+    g.output(g.op.Relu(g.op.Conv(x, w, b, pads=[1, 1, 1, 1])), "y")
+    feed = RNG.standard_normal((1, c, 20, 20)).astype(np.float32)
+    close(new_session(g.model()).run(None, {"x": feed})[0],
+          after(reference(feed, w, b, [1, 1, 1, 1]), "relu"))  # fmt: skip
+    wide = native is not None and native.kernels.WIDE
+    moved = taken["columns"] == 1 and (not wide or c >= conv_module._LAST_PATCHES_DEPTH)
+    assert calls["pad_last_bands"] == (1 if moved else 0)
+    assert calls["pad_bands"] == (1 if taken["columns"] == 1 and not moved else 0)
+    if wide and taken["possible"]:  # (AVX2 hosts take the stem by im2col's columns)
+        assert taken["columns"] == 1
+
+
 def test_packed_columns_take_the_shift_and_add_layers_and_stems_not_winograd(taken):
     """With the compiled kernels (where Winograd runs), Winograd's layer of 128 channels
     (ResNet-50's at 28x28) keeps its path; a 3x3 stem of 3 channels (27 terms) and Winograd's

@@ -429,8 +429,19 @@ _OVER_WINOGRAD: int | None = None
 # 256 at 14x14 4.2 against 5.4, 64 at 56x56 3.0 against 3.7; whole models, 2 threads,
 # benchmarks/bench_switch.py kernels.conv._LAST_PATCHES=False: ResNet-50 1.10x its time read in
 # place, densenet121 1.055x, inception v1 1.02x, squeezenet, EfficientNet-B0 and ConvNeXt 1.0x.
-# None: moved on AVX2 hosts only (AVX-512's were not measured); True or False: always, never.
+# With AVX-512 (a Zen 5, node by node in the models, runs alternating in one profiled session,
+# 2 threads) the layers of 16 channels and more ran faster moved too (ResNet-50's 3x3 of 128
+# to 512 channels 0.82-0.88x their time, squeezenet's of 16 to 64 0.88-0.98x), the stems of 3
+# channels slower (ResNet-50's 7x7 673 -> 791 us, squeezenet's 3x3 352 -> 496). Whole models,
+# bench_switch.py kernels.conv._LAST_PATCHES=True against reading all in place (30 runs):
+# densenet121 0.955x, ResNet-50 0.978x, inception v1 0.992x, squeezenet 1.016x (its stem);
+# with the stems in place (this default) against all in place (``_LAST_PATCHES=False``):
+# densenet121 0.957x, squeezenet 0.974x, ResNet-50 0.978x, inception v1 0.988x, MobileNetV2,
+# EfficientNet-B0 and ConvNeXt 0.99-1.00x.
+# None: moved on AVX2 hosts, and on AVX-512 ones where the image has _LAST_PATCHES_DEPTH
+# channels or more; True or False: always, never.
 _LAST_PATCHES: bool | None = None
+_LAST_PATCHES_DEPTH = 16
 
 
 def packed_columns_pay(route, plan, group, w_shape, dtype) -> bool:
@@ -482,9 +493,10 @@ def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
     if panels is None:
         return None
     xl = channels_last(x)
-    moved = xl is None and (
-        not _wide_host() if _LAST_PATCHES is None else _LAST_PATCHES
-    )
+    if _LAST_PATCHES is None:
+        moved = xl is None and (not _wide_host() or c >= _LAST_PATCHES_DEPTH)
+    else:
+        moved = xl is None and _LAST_PATCHES
     last = xl is not None or moved
     images = xl if xl is not None else np.ascontiguousarray(x)
     hp, wp = h + pb[0] + pe[0], w + pb[1] + pe[1]
