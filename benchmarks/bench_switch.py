@@ -3,8 +3,11 @@
 bench_revisions.py compares two revisions in processes of their own; on this project's shared
 2-core machine their times drift by 10-20% between processes a minute apart, which hides
 changes of a few percent (or turns them around). Here one session runs the model with the
-setting as shipped and as given, alternating run by run (ABBA), so both see the same machine,
-the same process and the same warmed caches; the table gives each median and their ratio.
+setting as shipped and as given, alternating (ABBA), so both see the same machine, the same
+process and the same warmed caches; the table gives each median and their ratio. After each
+switch one run goes untimed: the convolutions' kept paths (conv.py's ``_Replay``) are forgotten
+there and made again, as a session's first run makes them (before 2026-12-07 every timed run
+here was such a first run, and the kept paths went unmeasured).
 Both paths' data stay in the process, so the absolute times run higher than bench_models'
 (more cache pressure); the ratio is what this measures.
 
@@ -77,18 +80,25 @@ def compare(name: str, settings: list[tuple[object, str, object]], runs: int,
             sessions = dict.fromkeys((False, True), onyx.InferenceSession(path))
         feeds = feeds_for(sessions[False])
         times: dict[bool, list[float]] = {False: [], True: []}
+        current: list[bool | None] = [None]
 
-        def run(changed: bool) -> None:
-            if not build:
-                choose(changed)
+        def switch(changed: bool) -> None:
+            if build or current[0] is changed:
+                return
+            choose(changed)
+            current[0] = changed
+            # (untimed: after the switch each convolution takes its full path once and keeps
+            # it, as every run after a session's first does)
             sessions[changed].run(None, feeds)
 
         for changed in (False, True, False, True):  # warm-up: each path once or twice
-            run(changed)
+            switch(changed)
+            sessions[changed].run(None, feeds)
         for i in range(runs):
             for changed in (False, True) if i % 2 else (True, False):
+                switch(changed)
                 start = time.perf_counter()
-                run(changed)
+                sessions[changed].run(None, feeds)
                 times[changed].append(time.perf_counter() - start)
     finally:
         choose(False)
