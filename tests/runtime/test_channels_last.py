@@ -73,20 +73,24 @@ def _run_both(model, x, threads, monkeypatch, calls):
             return result
 
         monkeypatch.setattr(conv_module, name, counted)
-    lean = conv_module.planes_replay
+    # (the planes and packed pointwise paths made again with their arguments fixed: counted
+    # as the paths)
+    leans = {"planes_replay": "conv_planes", "packed_pointwise_replay": "conv_packed_pointwise"}
+    lean_originals = {name: getattr(conv_module, name) for name in leans}
+    for name, original in lean_originals.items():
 
-    def counted_replay(*args):  # (conv_planes made again with its arguments fixed: counted so)
-        replay = lean(*args)
-        if replay is None:
-            return None
+        def counted_replay(*args, _original=original, _path=leans[name]):
+            replay = _original(*args)
+            if replay is None:
+                return None
 
-        def run(*inputs):
-            calls["conv_planes"] = calls.get("conv_planes", 0) + 1
-            return replay(*inputs)
+            def run(*inputs):
+                calls[_path] = calls.get(_path, 0) + 1
+                return replay(*inputs)
 
-        return run
+            return run
 
-    monkeypatch.setattr(conv_module, "planes_replay", counted_replay)
+        monkeypatch.setattr(conv_module, name, counted_replay)
     options = SessionOptions(intra_op_num_threads=threads)
     with_last = onyx.InferenceSession(model, options)
     assert len(_marked(with_last)) == 2  # the expansion and the depthwise convolution
@@ -94,7 +98,8 @@ def _run_both(model, x, threads, monkeypatch, calls):
     again = with_last.run(None, {"x": x})[0]
     for name, original in originals.items():  # (count the first session's calls only)
         monkeypatch.setattr(conv_module, name, original)
-    monkeypatch.setattr(conv_module, "planes_replay", lean)
+    for name, original in lean_originals.items():
+        monkeypatch.setattr(conv_module, name, original)
     monkeypatch.setattr(plan_module, "mark_channels_last", lambda *args: None)
     without = onyx.InferenceSession(model, options)
     assert _marked(without) == []

@@ -141,3 +141,43 @@ def test_a_weight_fed_at_run_time_is_never_replayed(paths):
         want = np.einsum("nchw,mc->nmhw", feed, weight[:, :, 0, 0])
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert paths["again"] == 0
+
+
+def test_the_packed_products_replays_read_this_runs_input(paths, monkeypatch):
+    """The packed products made again with their arguments fixed (``transposed_replay``): a
+    narrowing 1x1 layer on NCHW planes, a padded 3x3 layer (its image moved into a border), an
+    unpadded one read in place with a Swish, two 3x3 layers into a Concat's buffer. Each run
+    after the first gives the bits a fresh session gives for that run's input."""
+    from onyx.runtime import compiled, threads
+
+    made = []
+    original = conv_module.transposed_replay
+
+    def counted(*args, **kwargs):
+        replay = original(*args, **kwargs)
+        if replay is not None:
+            made.append(replay)
+        return replay
+
+    monkeypatch.setattr(conv_module, "transposed_replay", counted)
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 256, 12, 12])
+    y = g.op.Relu(g.op.Conv(x, _weight(64, 256, 1, 1), _weight(64)))
+    y = g.op.Relu(g.op.Conv(y, _weight(32, 64, 3, 3), _weight(32), pads=[1, 1, 1, 1]))
+    s = g.op.Conv(y, _weight(32, 32, 3, 3), _weight(32))
+    y = g.op.Mul(s, g.op.Sigmoid(s))
+    left = g.op.Relu(g.op.Conv(y, _weight(16, 32, 3, 3), _weight(16), pads=[1, 1, 1, 1]))
+    right = g.op.Relu(g.op.Conv(y, _weight(16, 32, 3, 3), _weight(16), pads=[1, 1, 1, 1]))
+    g.output(g.op.Concat(left, right, axis=1), "y")
+    model = g.model()
+    session = _session(model)
+    a, b, c = (RNG.standard_normal((1, 256, 12, 12)).astype(np.float32) for _ in range(3))
+    session.run(None, {"x": a})
+    possible = compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
+    assert len(made) == (5 if possible else 0)
+    for feed in (b, c):
+        got = session.run(None, {"x": feed})[0]
+        np.testing.assert_array_equal(got, _session(model).run(None, {"x": feed})[0])
+    assert paths["again"] == 2 * 5
+    plain = onyx.InferenceSession(model, graph_optimization_level=0)
+    np.testing.assert_allclose(got, plain.run(None, {"x": c})[0], rtol=1e-4, atol=1e-4)

@@ -390,6 +390,23 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
     return _transposed_products(pool, lambda i: images[i], panels, y, epilogue)
 
 
+def packed_pointwise_replay(x, w_last, packed, plan, epilogue):
+    """``conv_packed_pointwise`` again for calls like this one (see ``transposed_replay``):
+    a function (x, out) -> Y; None where this call is not such."""
+    c = x.shape[1]
+    pixels = math.prod(plan[5])
+    weight = w_last().reshape(c, -1)
+    last = channels_last(x) is not None
+    if not (last or x.flags.c_contiguous):
+        return None
+
+    def rows(x):  # (X^T: as in conv_packed_pointwise, of the one image)
+        return x.transpose(0, 2, 3, 1).reshape(pixels, c) if last else x.reshape(c, pixels).T
+
+    y_shape = (x.shape[0], weight.shape[1], *plan[5])  # (one image only: transposed_replay)
+    return transposed_replay(packed.get(weight), y_shape, epilogue, rows, transposed=not last)
+
+
 # Other convolutions of one group at least this deep (C*kh*kw) that neither Winograd's nor the
 # batched paths take multiply their patches so: Y^T = R W^T, R (Ho*Wo, kh*kw*C) each output
 # pixel's patch, read where it lies in the input (no im2col or im2row matrix: its terms are
@@ -478,52 +495,116 @@ def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
     """Y (N, M, *O) of a convolution that ``packed_columns_pay`` for, into ``y`` where given:
     Y^T = R W^T per image (``_transposed_products``; W as (kh*kw*C, M) from ``w_last()``,
     packed in ``packed``), the ``epilogue`` applied, R's terms read where they lie in the
-    image (x as it is laid out, NCHW or channel-last, copied into a zero border where the
-    convolution pads; an NCHW one moved channel-last where ``_LAST_PATCHES`` says):
-    R[i, t] = x[pixels[i] + terms[t]] (``_patch_offsets``; ``_jit_gemm._term_of``). None where
-    the session's pool does not run onyx's GEMM on packed weights."""
+    image (``_patch_reader``). None where the session's pool does not run onyx's GEMM on
+    packed weights."""
     pool = _packing_pool()
     if pool is None:
         return None
-    k, s, d, pb, pe, out, _ = plan
-    n, c, h, w = x.shape
     weight = w_last()
     weight = weight.reshape(-1, weight.shape[-1])
     panels = packed.get(weight)
     if panels is None:
         return None
-    xl = channels_last(x)
+    last = channels_last(x) is not None
+    if not last:
+        x = np.ascontiguousarray(x)
+    read = _patch_reader(pool, x, plan, last)
+    if read is None:
+        return None
+    y = np.empty((x.shape[0], weight.shape[1], *plan[5]), np.float32) if y is None else y
+    return _transposed_products(pool, lambda i: read(x, i), panels, y, epilogue)
+
+
+def packed_columns_replay(x, w_last, packed, plan, epilogue):
+    """``conv_packed_columns`` again for calls like this one (see ``transposed_replay``): a
+    function (x, out) -> Y; None where this call is not such."""
+    pool = _packing_pool()
+    last = channels_last(x) is not None
+    if pool is None or not (last or x.flags.c_contiguous):
+        return None
+    read = _patch_reader(pool, x, plan, last)
+    if read is None:
+        return None
+    weight = w_last()
+    weight = weight.reshape(-1, weight.shape[-1])
+    y_shape = (x.shape[0], weight.shape[1], *plan[5])  # (one image only: transposed_replay)
+    return transposed_replay(packed.get(weight), y_shape, epilogue, lambda x: read(x, 0),
+                             transposed=False)  # fmt: skip
+
+
+def _patch_reader(pool, x, plan, last):
+    """How ``conv_packed_columns`` reads the patches of images laid out as x (NCHW and
+    C-contiguous, or, ``last``, channel-last): a function (x, i) -> (image i's values, pixels, terms) for
+    ``_jit_gemm._term_of``, R[p, t] = values[pixels[p] + terms[t]] (``_patch_offsets``), the
+    image copied into a zero border first where the convolution pads, an NCHW one moved
+    channel-last there where ``_LAST_PATCHES`` says; None where the geometry would read past
+    the image (the kernel reads unchecked)."""
+    k, s, d, pb, pe, out, _ = plan
+    c, h, w = x.shape[1:]
     if _LAST_PATCHES is None:
-        moved = xl is None and (not _wide_host() or c >= _LAST_PATCHES_DEPTH)
+        moved = not last and (not _wide_host() or c >= _LAST_PATCHES_DEPTH)
     else:
-        moved = xl is None and _LAST_PATCHES
-    last = xl is not None or moved
-    images = xl if xl is not None else np.ascontiguousarray(x)
+        moved = not last and _LAST_PATCHES
     hp, wp = h + pb[0] + pe[0], w + pb[1] + pe[1]
     pixels, terms, reach = _patch_offsets(tuple(k), tuple(s), tuple(d), tuple(out), c, hp, wp,
-                                          last)  # fmt: skip
-    if reach > hp * wp * c:  # (the kernel reads unchecked: a geometry that reads past, declined)
+                                          last or moved)  # fmt: skip
+    if reach > hp * wp * c:
         return None
-    padded = None
-    if moved:
-        padded = scratch("conv.padded", (hp, wp, c))
-    elif any(pb) or any(pe):
-        # (as planes of rows: a channel-last image is one plane of rows of W*C)
-        padded = scratch("conv.padded", (1, hp, wp * c) if last else (c, hp, wp))
-        source = images.reshape(n, 1, h, w * c) if last else images
-        left = pb[1] * c if last else pb[1]
+    kernels, parts = pool.native.kernels, pool.size
+    # (a channel-last image is bordered as one plane of rows of W*C)
+    border = (hp, wp, c) if moved else (1, hp, wp * c) if last else (c, hp, wp)
+    left = pb[1] * c if last else pb[1]
+    bordered = moved or any(pb) or any(pe)
 
-    def rows(i):
+    def read(x, i):
+        image = x.transpose(0, 2, 3, 1)[i] if last else x[i]  # (H, W, C) or (C, H, W)
+        if not bordered:
+            return image.reshape(-1), pixels, terms
+        padded = scratch("conv.padded", border)
         if moved:
-            pool.native.kernels.pad_last_bands(images[i], padded, pb[0], pb[1], pool.size)
-        elif padded is None:
-            return images[i].reshape(-1), pixels, terms
+            kernels.pad_last_bands(image, padded, pb[0], pb[1], parts)
         else:
-            pool.native.kernels.pad_bands(source[i], padded, pb[0], left, pool.size)
+            source = image.reshape(1, h, w * c) if last else image
+            kernels.pad_bands(source, padded, pb[0], left, parts)
         return padded.reshape(-1), pixels, terms
 
-    y = np.empty((n, weight.shape[1], *out), np.float32) if y is None else y
-    return _transposed_products(pool, rows, panels, y, epilogue)
+    return read
+
+
+def transposed_replay(panels, y_shape, epilogue, operand, transposed):
+    """``_transposed_products`` again for calls like the one now (one image; an ``epilogue``
+    all in the store, no residual, no run-time operand): a function (x, out) -> Y calling the
+    packed GEMM with what it takes fixed now (the panels, bias, bounds, shapes, split), its
+    left operand from ``operand(x)`` (an image's pixels by channels, ``transposed`` where a
+    view of NCHW planes, or its patches where they lie), none of the path's checks made
+    again; None where the call is not such, or where ``Native.packed_matmul`` would do more
+    than call the kernel (a product of few pixels; a transposed operand copied into rows
+    first, with AVX2). A chain of 64-channel 8x8 1x1 layers (benchmarks/bench_engine.py's
+    part 2's shape, scratch timings) took 9.8 us a layer by the packed product without it, 6.3
+    with it; whole models on a Zen 5 without it (bench_switch.py, 40 runs, 2 threads):
+    densenet121 1.057x their time, squeezenet 1.053x, inception v1 1.031x, ResNet-50 1.011x
+    (its 3x3 and narrowing layers; those with a residual are not replayed so)."""
+    pool = _packing_pool()
+    if pool is None or panels is None or y_shape[0] != 1 or epilogue.extras:
+        return None
+    kernels, parts = pool.native.kernels, pool.size
+    m, pixels = y_shape[1], math.prod(y_shape[2:])
+    finish, swish = epilogue.store_finish(y_shape)
+    if finish is None or finish.residual is not None or pixels <= kernels.FEW:
+        return None
+    if transposed and not kernels.WIDE and panels.shape[0] >= threads.COPY_ROWS_PANELS:
+        return None
+    bias = _NO_BIAS[np.dtype(np.float32)] if finish.bias is None else finish.bias
+    lo, hi = np.float32(finish.lo), np.float32(finish.hi)
+    by_rows = pixels >= m  # (as Native.packed_matmul splits)
+
+    def replay(x, y):
+        y = np.empty(y_shape, np.float32) if y is None else y
+        kernels.packed_gemm(operand(x), panels, y.reshape(m, pixels).T, m, bias, lo, hi, parts,
+                            by_rows, False, None)  # fmt: skip
+        return _swish(y) if swish else y  # (after the store, as _transposed_products)
+
+    return replay
 
 
 @functools.lru_cache(maxsize=256)
@@ -612,10 +693,7 @@ def planes_pay(plan, group, w_shape, dtype) -> bool:
         return False
     depth, pixels, m = w_shape[1], math.prod(out), w_shape[0]
     narrowing = (
-        m <= depth
-        and m % 16 == 0
-        and _PACKED_POINTWISE_DEPTH <= depth <= 512
-        and pixels <= 4096
+        m <= depth and m % 16 == 0 and _PACKED_POINTWISE_DEPTH <= depth <= 512 and pixels <= 4096
     )
     return (
         all(v == 1 for v in s)
@@ -1445,7 +1523,8 @@ _replays = _Replays()
 forget_replays = _replays.forget
 _KEEP_PATHS = True  # Convs keep their last call's path (_Replay); a switch for bench_switch.py
 _SAMPLE_STRIDED = True  # strided 1x1 convolutions by their sampled pixels; a switch
-_LEAN = True  # paths kept with their arguments fixed where they can be (planes_replay); a switch
+_LEAN = True  # paths kept with their arguments fixed where they can be (planes_replay,
+# transposed_replay); a switch
 
 
 class _Replay(NamedTuple):
@@ -1636,6 +1715,13 @@ class Conv:
         ):  # (W packed only where it is the session's: a writeable W may change in place)
             y = conv_packed_pointwise(xw, w_last, self.packed, plan, epilogue, out)
             if y is not None:
+                lean = (
+                    packed_pointwise_replay(xw, w_last, self.packed, plan, epilogue)
+                    if _LEAN
+                    else None
+                )
+                if lean is not None:
+                    return y.astype(x.dtype, copy=False), kept(lambda x, ep, out: lean(x, out))
                 return y.astype(x.dtype, copy=False), kept(
                     lambda x, ep, out: conv_packed_pointwise(x, w_last, self.packed, plan, ep, out)
                 )
@@ -1672,6 +1758,13 @@ class Conv:
         if not w.flags.writeable and packed_columns_pay(route, plan, group, w.shape, dtype):
             y = conv_packed_columns(xw, w_last, self.packed, plan, epilogue, out)
             if y is not None:  # (W packed only where it is the session's, as above)
+                lean = (
+                    packed_columns_replay(xw, w_last, self.packed, plan, epilogue)
+                    if _LEAN
+                    else None
+                )
+                if lean is not None:
+                    return y.astype(x.dtype, copy=False), kept(lambda x, ep, out: lean(x, out))
                 return y.astype(x.dtype, copy=False), kept(
                     lambda x, ep, out: conv_packed_columns(x, w_last, self.packed, plan, ep, out)
                 )
@@ -1749,7 +1842,9 @@ class Conv:
                 route = "winograd-batched"
             elif batched_pays(plan, group, w_shape, n, dtype):
                 route = "batched"
-            elif group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w_shape):
+            elif (
+                group == 1 and len(plan[0]) == 2 and dtype == np.float32 and _blocked_pays(w_shape)
+            ):
                 route = "blocked"
             else:
                 route = "other"
