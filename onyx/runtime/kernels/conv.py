@@ -432,8 +432,9 @@ def packed_pointwise_replay(x, w_last, packed, plan, epilogue):
 # MobileNetV2's 3 -> 32 at 224x224 105-112 us against 155-163 by ``conv_planes_patches`` and
 # 157 by im2col's columns (conv_blocked), squeezenet's 3 -> 64 156-159 against 188-190 and 260
 # (moved channel-last first: 139-143 and 204; one-node models, 2 threads). Whole models,
-# bench_switch.py (60 alternating runs, 2 threads), stems this way: squeezenet 0.987x,
-# MobileNetV2 0.985x, EfficientNet-B0 0.993x, MobileViT 0.995x, Segformer 1.002x.
+# bench_switch.py (40 alternating runs, 2 threads), the stems by ``conv_planes_patches``
+# against this: MobileNetV2 1.028x its time, squeezenet 1.017x, EfficientNet-B0 1.011x,
+# ResNet-50, densenet121, inception v1 and MobileViT 1.00x.
 # None: 16 terms on AVX-512 hosts, 28 on AVX2; a number: that.
 _PACKED_COLUMNS_DEPTH: int | None = None
 _OVER_WINOGRAD: int | None = None
@@ -450,11 +451,9 @@ _OVER_WINOGRAD: int | None = None
 # 2 threads) the layers of 16 channels and more ran faster moved too (ResNet-50's 3x3 of 128
 # to 512 channels 0.82-0.88x their time, squeezenet's of 16 to 64 0.88-0.98x), the stems of 3
 # channels slower (ResNet-50's 7x7 673 -> 791 us, squeezenet's 3x3 352 -> 496). Whole models,
-# bench_switch.py kernels.conv._LAST_PATCHES=True against reading all in place (30 runs):
-# densenet121 0.955x, ResNet-50 0.978x, inception v1 0.992x, squeezenet 1.016x (its stem);
-# with the stems in place (this default) against all in place (``_LAST_PATCHES=False``):
-# densenet121 0.957x, squeezenet 0.974x, ResNet-50 0.978x, inception v1 0.988x, MobileNetV2,
-# EfficientNet-B0 and ConvNeXt 0.99-1.00x.
+# bench_switch.py (40 runs), all read in place (``_LAST_PATCHES=False``) against this default:
+# densenet121 1.038x its time, ResNet-50 1.027x, squeezenet, inception v1 and MobileNetV2
+# 1.012x, EfficientNet-B0 and MobileViT 1.00x.
 # None: moved on AVX2 hosts, and on AVX-512 ones where the image has _LAST_PATCHES_DEPTH
 # channels or more; True or False: always, never.
 _LAST_PATCHES: bool | None = None
@@ -658,10 +657,10 @@ def _patch_offsets(k, s, d, out, c, hp, wp, last) -> tuple[np.ndarray, np.ndarra
 # multiple of 16 (the packed panels' width: MobileNetV2's 144 -> 24), deeper than 512
 # (Segformer's 1024 -> 256 at 56x56: 4.47 against 4.33 ms) or of more than 4096 pixels
 # (EfficientNet-B0's 32 -> 16 at 112x112: 154 against 128 us) stay here. Whole models
-# (bench_switch.py kernels.conv._PLANES_NARROWING=True against this, 40 alternating runs, two
-# rounds): inception v1 0.91-0.97x its time, squeezenet 0.96x, densenet121 0.97x, ResNet-50
-# 0.98x, MobileViT 0.98-0.99x; MobileNetV2, EfficientNet-B0, Segformer and ConvNeXt
-# 0.99-1.00x. (A switch: True, the narrowing layers here too.)
+# (bench_switch.py kernels.conv._PLANES_NARROWING=True against this, 40 alternating runs):
+# MobileNetV2 1.027x its time, squeezenet 1.019x, densenet121 1.018x, ResNet-50 1.013x,
+# inception v1 1.012x, EfficientNet-B0, MobileViT, Segformer and ConvNeXt 1.00x. (A switch:
+# True, the narrowing layers here too.)
 _PLANES: bool | None = None
 _PLANES_DEPTH = 256
 _PLANES_PIXELS = 512
