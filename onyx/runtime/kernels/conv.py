@@ -533,11 +533,11 @@ def packed_columns_replay(x, w_last, packed, plan, epilogue):
 
 def _patch_reader(pool, x, plan, last):
     """How ``conv_packed_columns`` reads the patches of images laid out as x (NCHW and
-    C-contiguous, or, ``last``, channel-last): a function (x, i) -> (image i's values, pixels, terms) for
-    ``_jit_gemm._term_of``, R[p, t] = values[pixels[p] + terms[t]] (``_patch_offsets``), the
-    image copied into a zero border first where the convolution pads, an NCHW one moved
-    channel-last there where ``_LAST_PATCHES`` says; None where the geometry would read past
-    the image (the kernel reads unchecked)."""
+    C-contiguous, or, ``last``, channel-last): a function (x, i) -> (image i's values, pixels,
+    terms) for ``_jit_gemm._term_of``, R[p, t] = values[pixels[p] + terms[t]]
+    (``_patch_offsets``), the image copied into a zero border first where the convolution
+    pads, an NCHW one moved channel-last there where ``_LAST_PATCHES`` says; None where the
+    geometry would read past the image (the kernel reads unchecked)."""
     k, s, d, pb, pe, out, _ = plan
     c, h, w = x.shape[1:]
     if _LAST_PATCHES is None:
