@@ -1526,6 +1526,14 @@ _LEAN = True  # paths kept with their arguments fixed where they can be (planes_
 # transposed_replay); a switch
 
 
+def _kept_path(lean, full):
+    """A path for ``_Replay`` to take again, (x, epilogue, out) -> Y: the ``lean`` replay,
+    (x, out) -> Y with its arguments fixed, where one was made; else ``full``."""
+    if lean is None:
+        return full
+    return lambda x, epilogue, out: lean(x, out)
+
+
 class _Replay(NamedTuple):
     """A Conv's last call, kept to be made again: while a call's X is laid out as this one's
     (shape, strides, dtype), with the same W and bias (read-only: the session's initializers),
@@ -1703,9 +1711,9 @@ class Conv:
             if y is not None:
                 lean = planes_replay(xw, weight, tiles, plan, epilogue) if _LEAN else None
                 return y.astype(x.dtype, copy=False), kept(
-                    (lambda x, ep, out: lean(x, out))
-                    if lean is not None
-                    else (lambda x, ep, out: conv_planes(x, weight, tiles, plan, ep, out))
+                    _kept_path(
+                        lean, lambda x, ep, out: conv_planes(x, weight, tiles, plan, ep, out)
+                    )
                 )
         if (
             not w.flags.writeable
@@ -1719,11 +1727,11 @@ class Conv:
                     if _LEAN
                     else None
                 )
-                if lean is not None:
-                    return y.astype(x.dtype, copy=False), kept(lambda x, ep, out: lean(x, out))
-                return y.astype(x.dtype, copy=False), kept(
-                    lambda x, ep, out: conv_packed_pointwise(x, w_last, self.packed, plan, ep, out)
-                )
+
+                def full(x, ep, out):
+                    return conv_packed_pointwise(x, w_last, self.packed, plan, ep, out)
+
+                return y.astype(x.dtype, copy=False), kept(_kept_path(lean, full))
         if want_last or w_dw is not None or not xw.flags.c_contiguous:  # (else none applies)
             # (as above)
             packed = None if w.flags.writeable else self.packed
@@ -1762,11 +1770,11 @@ class Conv:
                     if _LEAN
                     else None
                 )
-                if lean is not None:
-                    return y.astype(x.dtype, copy=False), kept(lambda x, ep, out: lean(x, out))
-                return y.astype(x.dtype, copy=False), kept(
-                    lambda x, ep, out: conv_packed_columns(x, w_last, self.packed, plan, ep, out)
-                )
+
+                def full(x, ep, out):
+                    return conv_packed_columns(x, w_last, self.packed, plan, ep, out)
+
+                return y.astype(x.dtype, copy=False), kept(_kept_path(lean, full))
         if route in ("winograd", "winograd-batched"):
             weights = self.winograd_cache.get(w, lambda: WinogradWeights(w, dtype))
             if route == "winograd":
