@@ -77,6 +77,30 @@ def test_im2col_matches_the_strided_view(jit, c, hw, kernel, strides, dilations,
     np.testing.assert_array_equal(band, expected[:, r0 * out[1] : r1 * out[1]])
 
 
+@pytest.mark.parametrize(
+    "n, c, h, w",
+    [
+        (1, 40, 5, 7),  # fewer channels than pixels: by 16 pixels, 8 x 8 blocks, the edges
+        (2, 24, 4, 4),  # two images, pixels in one block of 16 only
+        (1, 3, 5, 5),  # fewer than 8 channels: value by value
+        (1, 96, 3, 5),  # more channels than pixels: by 16 channels, the last block of 8
+        (1, 33, 6, 6),  # as many of each but one, remainders on both sides
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layout_moves_put_every_value_in_place(jit, n, c, h, w, dtype):
+    """``to_channels_last`` and ``from_channels_last`` (``_jit.transpose_into``: 8 x 8 blocks
+    in registers, two side by side where they fit, the edges value by value): every value of
+    the buffer written (it starts as NaN), where numpy's transpose puts it."""
+    x = RNG.standard_normal((n, c, h, w)).astype(dtype)
+    xl = np.full((n, h, w, c), np.nan, dtype)
+    jit.to_channels_last(x, xl)
+    np.testing.assert_array_equal(xl, x.transpose(0, 2, 3, 1))
+    back = np.full_like(x, np.nan)
+    jit.from_channels_last(xl, back)
+    np.testing.assert_array_equal(back, x)
+
+
 def test_im2col_matches_the_strided_view_on_random_geometries(jit):
     # the special cases (one run per offset, the even/odd split) against every kind of geometry
     rng = np.random.default_rng(5)
