@@ -911,6 +911,53 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     return out
 
 
+def packed_replay(a: np.ndarray, b: np.ndarray, out: np.ndarray, finish: Finish | None = None,
+                  by_rows: bool | None = None, packed: PackedWeight | None = None,
+                  swish: bool = False) -> Callable[[np.ndarray, np.ndarray], None] | None:  # fmt: skip
+    """``matmul(a, b, out, finish, by_rows, packed, swish)`` again for operands laid out as
+    these, in the current pool: a function (a, out) -> None calling onyx's packed GEMM with
+    what it takes fixed now (the panels, bias, bounds, split), for a convolution's kept path
+    (kernels/conv.py, ``_Replay``); None where ``matmul`` would take another way (no packed
+    weight, few rows, a residual, AVX2's copy of a transposed ``a`` into rows)."""
+    found = current()
+    if (
+        found is None
+        or found.native is None
+        or not splits_gemms()
+        or packed is None
+        or not found.prepack_weights
+        or (finish is not None and finish.residual is not None)
+    ):
+        return None
+    m, k = a.shape
+    n = b.shape[1]
+    kernels = found.native.kernels
+    if (
+        k < PACKED_DEPTH
+        or not a.dtype == b.dtype == out.dtype == np.float32
+        or b.flags.writeable
+        or out.strides[1] != out.itemsize
+        or m <= kernels.FEW
+    ):
+        return None
+    panels = packed.get(b)
+    if panels is None or (
+        not kernels.WIDE and a.strides[1] != a.itemsize and panels.shape[0] >= COPY_ROWS_PANELS
+    ):
+        return None
+    small = m * k * n < NATIVE_MIN_FLOPS * 2 and k * n < MIN_ELEMENTS * 4  # (as matmul)
+    parts = 1 if small else found.size
+    bias = _NO_BIAS[out.dtype] if finish is None or finish.bias is None else finish.bias
+    lo, hi = (-np.inf, np.inf) if finish is None else (finish.lo, finish.hi)
+    lo, hi = np.float32(lo), np.float32(hi)
+    rows = m >= n if by_rows is None else by_rows
+
+    def again(a: np.ndarray, out: np.ndarray) -> None:
+        kernels.packed_gemm(a, panels, out, n, bias, lo, hi, parts, rows, swish, None)
+
+    return again
+
+
 def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, packed: bool = False
                    ) -> np.ndarray:  # fmt: skip
     """``np.matmul(a, b, out=out)`` for ``a`` and ``out`` stacked on their first axis (b
@@ -946,17 +993,26 @@ def rows(
     """``fn(r0, r1)`` over ``count`` rows, split in bands over the current pool when ``work``
     (elements touched in all) is worth it. ``native(kernels, parts)``: the same over numba's
     threads (a kernel of _jit_par.py, in ``parts`` bands), where the pool has them."""
-    found = current()
-    if found is not None and found.native is not None and native is not None:
-        minimum = min(minimum, NATIVE_MIN_ELEMENTS)
-    if found is None or found.size == 1 or count < 2 or work < minimum * 2:
+    parts = row_parts(count, work, minimum, native is not None)
+    if parts == 1:
         fn(0, count)
         return
-    parts = min(found.size, work // minimum, count)
+    found = current()
     if found.native is not None and native is not None:
         native(found.native.kernels, parts)
         return
     found.run(fn, bands(count, parts))
+
+
+def row_parts(count: int, work: int, minimum: int = MIN_ELEMENTS, native: bool = True) -> int:
+    """The bands ``rows`` splits ``count`` rows of ``work`` into on the current pool (1: it
+    runs them on this thread), with a ``native`` kernel where it has one."""
+    found = current()
+    if native and found is not None and found.native is not None:
+        minimum = min(minimum, NATIVE_MIN_ELEMENTS)
+    if found is None or found.size == 1 or count < 2 or work < minimum * 2:
+        return 1
+    return min(found.size, work // minimum, count)
 
 
 # a part of a copy (195 KB took 4 us on one thread as on two, 781 KB 18 and 10.5)

@@ -73,9 +73,13 @@ def _run_both(model, x, threads, monkeypatch, calls):
             return result
 
         monkeypatch.setattr(conv_module, name, counted)
-    # (the planes and packed pointwise paths made again with their arguments fixed: counted
-    # as the paths)
-    leans = {"planes_replay": "conv_planes", "packed_pointwise_replay": "conv_packed_pointwise"}
+    # (the paths made again with their arguments fixed: counted as the paths)
+    leans = {
+        "planes_replay": "conv_planes",
+        "packed_pointwise_replay": "conv_packed_pointwise",
+        "pointwise_last_replay": "_pointwise_last",
+        "depthwise_last_replay": "_depthwise_last",
+    }
     lean_originals = {name: getattr(conv_module, name) for name in leans}
     for name, original in lean_originals.items():
 

@@ -290,13 +290,11 @@ def last_weight(w, dtype) -> np.ndarray:
     return last
 
 
-def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packed=None):
-    """Y of a pointwise (1x1, stride 1, one group) or depthwise (one input channel per output
-    channel) 2-D convolution, as (y, whether the ``epilogue`` was applied), where its input is
-    channel-last or its output may be (``want_last``: where the planes are small and the
-    epilogue is a bias, bounds and a Swish, each optional, it is); None where neither holds or
-    the convolution is neither kind. ``w_last()``: W as (kh, kw, C/group, M), C-contiguous
-    (``last_weight``); ``packed``: a pointwise W's cache for onyx's own GEMM (or None)."""
+def _channels_last_route(x, w_gemm, w_dw, plan, epilogue, want_last):
+    """How ``conv_channels_last`` takes this call: (kind, xl, steps, want_last) with kind
+    "pointwise" or "depthwise", xl the channel-last array x is a view of (or None), steps the
+    epilogue's ``channel_steps`` and want_last whether the result is written channel-last;
+    None where it does not take it."""
     k, s, _, _, _, out, pointwise = plan
     if len(k) != 2 or x.dtype not in compiled.DTYPES:
         return None
@@ -305,7 +303,6 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packe
     if xl is None and not want_last and not narrow:
         return None
     steps = epilogue.channel_steps()
-    finish = None if steps is None else threads.Finish(*steps[:3])
     # (a large NCHW input is not transposed for it: 0.3 ms on MobileNetV2's 56x56 layers)
     small = xl is not None or math.prod(x.shape[2:]) <= _LAST_PLANE
     want_last = (
@@ -316,27 +313,135 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packe
         and compiled.kernels(compiled.MIN_SIZE) is not None  # (the depthwise kernel's)
     )
     if pointwise and all(v == 1 for v in s) and w_gemm.shape[0] == 1:
+        if not want_last and (xl is None or compiled.kernels(x.size) is None):
+            return None
+        return "pointwise", xl, steps, want_last
+    if w_dw is None or w_gemm.shape[1] != 1 or x.dtype != w_dw.dtype:
+        return None
+    if compiled.kernels(math.prod(out) * w_dw.size) is None:
+        return None
+    if not (xl is not None or want_last or narrow):
+        return None
+    return "depthwise", xl, steps, want_last
+
+
+def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packed=None):
+    """Y of a pointwise (1x1, stride 1, one group) or depthwise (one input channel per output
+    channel) 2-D convolution, as (y, whether the ``epilogue`` was applied), where its input is
+    channel-last or its output may be (``want_last``: where the planes are small and the
+    epilogue is a bias, bounds and a Swish, each optional, it is); None where neither holds or
+    the convolution is neither kind. ``w_last()``: W as (kh, kw, C/group, M), C-contiguous
+    (``last_weight``); ``packed``: a pointwise W's cache for onyx's own GEMM (or None)."""
+    route = _channels_last_route(x, w_gemm, w_dw, plan, epilogue, want_last)
+    if route is None:
+        return None
+    kind, xl, steps, want_last = route
+    finish = None if steps is None else threads.Finish(*steps[:3])
+    out = plan[5]
+    if kind == "pointwise":
         if want_last:
             y = _pointwise_last(x, xl, w_last, plan, finish, packed, steps[3])
             return y.transpose(0, 3, 1, 2), True
-        jit = compiled.kernels(x.size)
-        if xl is None or jit is None:
-            return None
         # (channel-last, then moved: cheaper than a GEMM reading it transposed)
         yl = _pointwise_last(x, xl, w_last, plan, None, packed)
         y = np.empty((yl.shape[0], yl.shape[3], *out), x.dtype)
-        jit.from_channels_last(yl, y)
+        compiled.kernels(x.size).from_channels_last(yl, y)
         return y, False
-    if w_dw is None or w_gemm.shape[1] != 1 or x.dtype != w_dw.dtype:
-        return None
     jit = compiled.kernels(math.prod(out) * w_dw.size)
-    if jit is None or not (xl is not None or want_last or narrow):
-        return None
     swish = finish is not None and steps[3] and x.dtype == np.float32  # (in the kernel)
     y = _depthwise_last(jit, x, xl, w_last, plan, finish, want_last, swish)
     if finish is None:
         return y, False
     return (_swish(y) if steps[3] and not swish else y), True
+
+
+def channels_last_replay(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packed=None):
+    """``conv_channels_last`` again for calls like this one (one image; the epilogue all in
+    the kernel): a function (x, out) -> Y that makes the kernel's call with what it takes fixed
+    now (``pointwise_last_replay``, ``depthwise_last_replay``); None where the call is not
+    such (an epilogue applied after, a result moved to NCHW after the product, an NCHW input
+    moved channel-last first)."""
+    route = _channels_last_route(x, w_gemm, w_dw, plan, epilogue, want_last)
+    if route is None or route[2] is None or x.shape[0] != 1:
+        return None
+    kind, xl, steps, want_last = route
+    finish = threads.Finish(*steps[:3])
+    if kind == "pointwise":
+        if not want_last:
+            return None
+        return pointwise_last_replay(x, xl, w_last, plan, finish, packed, steps[3])
+    swish = steps[3] and x.dtype == np.float32
+    if xl is None or (steps[3] and not swish):
+        return None
+    jit = compiled.kernels(math.prod(plan[5]) * w_dw.size)
+    return depthwise_last_replay(jit, x, xl, w_last, plan, finish, want_last, swish)
+
+
+def pointwise_last_replay(x, xl, w_last, plan, finish, packed, swish):
+    """``_pointwise_last`` again for calls like this one (one image, x laid out as now): a
+    function (x, out) -> Y (a channel-last view) calling onyx's packed GEMM with what it takes
+    fixed now (``threads.packed_replay``); None where that product is not how it goes. Each
+    of MobileNetV2's 34 channel-last layers spent some 8 us in Python on its way there."""
+    c = x.shape[1]
+    out = plan[5]
+    weight = w_last()
+    pixels, m = math.prod(out), weight.shape[-1]
+    last = xl is not None
+    if not (last or x.flags.c_contiguous):
+        return None
+
+    def rows(x):  # (the image's pixels by channels: as in _pointwise_last)
+        return x.transpose(0, 2, 3, 1).reshape(pixels, c) if last else x.reshape(c, pixels).T
+
+    shape = (1, *out, m)
+    again = threads.packed_replay(rows(x), weight.reshape(c, m), np.empty((pixels, m), x.dtype),
+                                  finish, 4 * pixels >= m, packed, swish)  # fmt: skip
+    if again is None:
+        return None
+
+    def replay(x, y):  # (``y``, a buffer for NCHW results, unused: as channel_last)
+        yl = np.empty(shape, np.float32)
+        again(rows(x), yl.reshape(pixels, m))
+        return yl.transpose(0, 3, 1, 2)
+
+    return replay
+
+
+def depthwise_last_replay(jit, x, xl, w_last, plan, finish, want_last, swish):
+    """``_depthwise_last`` again for calls like this one (x channel-last, laid out as now, its
+    ``finish`` given): a function (x, out) -> Y calling the kernel ``_depthwise_last`` calls
+    with what it takes fixed now, on numba's threads as ``threads.rows`` splits it; None
+    where the pool would split it otherwise."""
+    k, s, d, pb, _, out, _ = plan
+    n, c = x.shape[:2]
+    rows = n * out[0]
+    parts = threads.row_parts(rows, n * math.prod(out) * c * math.prod(k))
+    pool = threads.current()
+    if parts > 1 and (pool is None or pool.native is None):
+        return None
+    par = pool.native.kernels if parts > 1 else None
+    wl = w_last().reshape(*k, c)
+    kind = x.dtype.type
+    bias = _NO_BIAS[x.dtype] if finish.bias is None else finish.bias
+    lo, hi = kind(finish.lo), kind(finish.hi)
+    tiles = x.dtype == np.float32 and jit.tiles_fit(k, s, d, out[1])
+    y_shape, yl_shape = (n, c, *out), (n, *out, c)
+
+    def replay(x, _out):  # (no ``out``: as channel_last)
+        xl = x.transpose(0, 2, 3, 1)
+        yl = np.empty(yl_shape, x.dtype)
+        y = _NO_OUTPUT[x.dtype] if want_last else np.empty(y_shape, x.dtype)
+        if tiles and par is None:
+            jit.depthwise_last_tiles(xl, wl, yl, 0, rows, 0, c, *pb, bias, lo, hi, y, swish)
+        elif tiles:
+            par.depthwise_tiles_bands(xl, wl, yl, *pb, bias, lo, hi, y, parts, swish)
+        elif par is None:
+            jit.depthwise_channels_last(xl, wl, yl, 0, rows, *s, *d, *pb, bias, lo, hi, y, swish)
+        else:
+            par.depthwise_last_bands(xl, wl, yl, *s, *d, *pb, bias, lo, hi, y, parts, swish)
+        return yl.transpose(0, 3, 1, 2) if want_last else y
+
+    return replay
 
 
 # A 1x1 convolution at least this deep (C) runs on the session's pool of numba's threads as
@@ -1745,7 +1850,13 @@ class Conv:
 
             y = channel_last(xw, epilogue)
             if y is not None:
-                return y.astype(x.dtype, copy=False), kept(channel_last)
+                lean = (
+                    channels_last_replay(xw, w_gemm, w_dw, w_last, plan, epilogue, want_last,
+                                         packed)  # fmt: skip
+                    if _LEAN
+                    else None
+                )
+                return y.astype(x.dtype, copy=False), kept(_kept_path(lean, channel_last))
         route = self._route(plan, x.shape, w.shape, dtype)
         # (checked per call, not in ``_route``: bench_switch.py may change their depths)
         if (
