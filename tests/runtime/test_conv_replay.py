@@ -181,3 +181,49 @@ def test_the_packed_products_replays_read_this_runs_input(paths, monkeypatch):
     assert paths["again"] == 2 * 5
     plain = onyx.InferenceSession(model, graph_optimization_level=0)
     np.testing.assert_allclose(got, plain.run(None, {"x": c})[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["clip", "swish"])
+def test_the_channel_last_replays_read_this_runs_input(paths, monkeypatch, kind):
+    """An inverted residual on a 14x14 plane (its expansion written channel-last by the
+    packed product, its depthwise convolution reading and writing that layout: the epilogue,
+    a Clip or a Swish, in the kernels) made again with the kernels' arguments fixed
+    (``pointwise_last_replay``, ``depthwise_last_replay``): each run after the first gives the
+    bits a fresh session gives for that run's input."""
+    from onyx.runtime import compiled, threads
+
+    made = []
+    for name in ("pointwise_last_replay", "depthwise_last_replay"):
+        original = getattr(conv_module, name)
+
+        def counted(*args, _original=original, _name=name):
+            replay = _original(*args)
+            if replay is not None:
+                made.append(_name)
+            return replay
+
+        monkeypatch.setattr(conv_module, name, counted)
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 64, 14, 14])
+
+    def act(y):
+        if kind == "swish":
+            return g.op.Mul(y, g.op.Sigmoid(y))
+        return g.op.Clip(y, np.array(0, np.float32), np.array(6, np.float32))
+
+    y = act(g.op.Conv(x, _weight(384, 64, 1, 1), _weight(384)))
+    y = act(g.op.Conv(y, _weight(384, 1, 3, 3), _weight(384), group=384, pads=[1, 1, 1, 1]))
+    g.output(g.op.Conv(y, _weight(64, 384, 1, 1), _weight(64)), "y")
+    model = g.model()
+    session = _session(model)
+    a, b, c = (RNG.standard_normal((1, 64, 14, 14)).astype(np.float32) for _ in range(3))
+    session.run(None, {"x": a})
+    possible = compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
+    want = ["pointwise_last_replay", "depthwise_last_replay"] if possible else []
+    assert made == want
+    for feed in (b, c):
+        got = session.run(None, {"x": feed})[0]
+        np.testing.assert_array_equal(got, _session(model).run(None, {"x": feed})[0])
+    assert paths["again"] == 2 * 3
+    plain = onyx.InferenceSession(model, graph_optimization_level=0)
+    np.testing.assert_allclose(got, plain.run(None, {"x": c})[0], rtol=1e-4, atol=1e-4)
