@@ -911,9 +911,15 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     return out
 
 
-def packed_replay(a: np.ndarray, b: np.ndarray, out: np.ndarray, finish: Finish | None = None,
-                  by_rows: bool | None = None, packed: PackedWeight | None = None,
-                  swish: bool = False) -> Callable[[np.ndarray, np.ndarray], None] | None:  # fmt: skip
+def packed_replay(
+    a: np.ndarray,
+    b: np.ndarray,
+    out: np.ndarray,
+    finish: Finish | None = None,
+    by_rows: bool | None = None,
+    packed: PackedWeight | None = None,
+    swish: bool = False,
+) -> Callable[[np.ndarray, np.ndarray], None] | None:
     """``matmul(a, b, out, finish, by_rows, packed, swish)`` again for operands laid out as
     these, in the current pool: a function (a, out) -> None calling onyx's packed GEMM with
     what it takes fixed now (the panels, bias, bounds, split), for a convolution's kept path

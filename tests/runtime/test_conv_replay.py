@@ -227,3 +227,44 @@ def test_the_channel_last_replays_read_this_runs_input(paths, monkeypatch, kind)
     assert paths["again"] == 2 * 3
     plain = onyx.InferenceSession(model, graph_optimization_level=0)
     np.testing.assert_allclose(got, plain.run(None, {"x": c})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_replays_with_a_residual_read_this_runs_operand(paths, monkeypatch):
+    """A residual connection's Add fused into a 1x1 layer's store, on the packed product (a
+    narrowing layer: ``transposed_replay``) and on planes (a widening one: ``planes_replay``):
+    the replay reads each run's residual from the epilogue the run prepared, so each run after
+    the first gives the bits a fresh session gives for that run's input."""
+    from onyx.runtime import compiled, threads
+
+    made = []
+    for name in ("transposed_replay", "planes_replay"):
+        original = getattr(conv_module, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            replay = _original(*args, **kwargs)
+            if replay is not None:
+                made.append(_name)
+            return replay
+
+        monkeypatch.setattr(conv_module, name, counted)
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 256, 14, 14])
+    y = g.op.Relu(g.op.Conv(x, _weight(64, 256, 1, 1), _weight(64)))
+    y = g.op.Relu(g.op.Conv(y, _weight(64, 64, 1, 1), _weight(64)))
+    y = g.op.Relu(g.op.Add(g.op.Conv(y, _weight(256, 64, 1, 1), _weight(256)), x))
+    g.output(g.op.Add(g.op.Conv(y, _weight(256, 256, 1, 1), _weight(256)), y), "y")
+    model = g.model()
+    session = _session(model)
+    a, b, c = (RNG.standard_normal((1, 256, 14, 14)).astype(np.float32) for _ in range(3))
+    session.run(None, {"x": a})
+    possible = compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
+    if possible:  # (the first two and the last narrow or keep the depth; the third widens)
+        assert sorted(made) == ["planes_replay"] + ["transposed_replay"] * 3
+    else:
+        assert made == []
+    for feed in (b, c):
+        got = session.run(None, {"x": feed})[0]
+        np.testing.assert_array_equal(got, _session(model).run(None, {"x": feed})[0])
+    assert paths["again"] == 2 * 4
+    plain = onyx.InferenceSession(model, graph_optimization_level=0)
+    np.testing.assert_allclose(got, plain.run(None, {"x": c})[0], rtol=1e-4, atol=1e-4)

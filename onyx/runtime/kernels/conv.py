@@ -356,9 +356,9 @@ def conv_channels_last(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packe
 
 
 def channels_last_replay(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, packed=None):
-    """``conv_channels_last`` again for calls like this one (one image; the epilogue all in
-    the kernel): a function (x, out) -> Y that makes the kernel's call with what it takes fixed
-    now (``pointwise_last_replay``, ``depthwise_last_replay``); None where the call is not
+    """``conv_channels_last`` again for calls like this one (one image; the epilogue all in the
+    kernel): a function (x, out, epilogue) -> Y that makes the kernel's call with what it takes
+    fixed now (``pointwise_last_replay``, ``depthwise_last_replay``); None where the call is not
     such (an epilogue applied after, a result moved to NCHW after the product, an NCHW input
     moved channel-last first). MobileNetV2 and EfficientNet-B0 have 20 layers each that take
     these: with them they took 0.94x and 0.95x their time (bench_revisions.py, 5 rounds, 2
@@ -381,8 +381,9 @@ def channels_last_replay(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, pac
 
 def pointwise_last_replay(x, xl, w_last, plan, finish, packed, swish):
     """``_pointwise_last`` again for calls like this one (one image, x laid out as now): a
-    function (x, out) -> Y (a channel-last view) calling onyx's packed GEMM with what it takes
-    fixed now (``threads.packed_replay``); None where that product is not how it goes."""
+    function (x, out, epilogue) -> Y (a channel-last view) calling onyx's packed GEMM with what
+    it takes fixed now (``threads.packed_replay``); None where that product is not how it
+    goes."""
     c = x.shape[1]
     out = plan[5]
     weight = w_last()
@@ -400,7 +401,7 @@ def pointwise_last_replay(x, xl, w_last, plan, finish, packed, swish):
     if again is None:
         return None
 
-    def replay(x, y):  # (``y``, a buffer for NCHW results, unused: as channel_last)
+    def replay(x, y, epilogue):  # (``y``, a buffer for NCHW results, unused: as channel_last)
         yl = np.empty(shape, np.float32)
         again(rows(x), yl.reshape(pixels, m))
         return yl.transpose(0, 3, 1, 2)
@@ -410,8 +411,8 @@ def pointwise_last_replay(x, xl, w_last, plan, finish, packed, swish):
 
 def depthwise_last_replay(jit, x, xl, w_last, plan, finish, want_last, swish):
     """``_depthwise_last`` again for calls like this one (x channel-last, laid out as now, its
-    ``finish`` given): a function (x, out) -> Y calling the kernel ``_depthwise_last`` calls
-    with what it takes fixed now, on numba's threads as ``threads.rows`` splits it; None
+    ``finish`` given): a function (x, out, epilogue) -> Y calling the kernel ``_depthwise_last``
+    calls with what it takes fixed now, on numba's threads as ``threads.rows`` splits it; None
     where the pool would split it otherwise."""
     k, s, d, pb, _, out, _ = plan
     n, c = x.shape[:2]
@@ -428,7 +429,7 @@ def depthwise_last_replay(jit, x, xl, w_last, plan, finish, want_last, swish):
     tiles = x.dtype == np.float32 and jit.tiles_fit(k, s, d, out[1])
     y_shape, yl_shape = (n, c, *out), (n, *out, c)
 
-    def replay(x, _out):  # (no ``out``: as channel_last)
+    def replay(x, _out, _epilogue):  # (no ``out``: as channel_last)
         xl = x.transpose(0, 2, 3, 1)
         yl = np.empty(yl_shape, x.dtype)
         y = _NO_OUTPUT[x.dtype] if want_last else np.empty(y_shape, x.dtype)
@@ -498,7 +499,7 @@ def conv_packed_pointwise(x, w_last, packed, plan, epilogue, y=None):
 
 def packed_pointwise_replay(x, w_last, packed, plan, epilogue):
     """``conv_packed_pointwise`` again for calls like this one (see ``transposed_replay``):
-    a function (x, out) -> Y; None where this call is not such."""
+    a function (x, out, epilogue) -> Y; None where this call is not such."""
     c = x.shape[1]
     pixels = math.prod(plan[5])
     weight = w_last().reshape(c, -1)
@@ -622,7 +623,7 @@ def conv_packed_columns(x, w_last, packed, plan, epilogue, y=None):
 
 def packed_columns_replay(x, w_last, packed, plan, epilogue):
     """``conv_packed_columns`` again for calls like this one (see ``transposed_replay``): a
-    function (x, out) -> Y; None where this call is not such."""
+    function (x, out, epilogue) -> Y; None where this call is not such."""
     pool = _packing_pool()
     last = channels_last(x) is not None
     if pool is None or not (last or x.flags.c_contiguous):
@@ -677,39 +678,67 @@ def _patch_reader(pool, x, plan, last):
 
 
 def transposed_replay(panels, y_shape, epilogue, operand, transposed):
-    """``_transposed_products`` again for calls like the one now (one image; an ``epilogue``
-    all in the store, no residual, no run-time operand): a function (x, out) -> Y calling the
-    packed GEMM with what it takes fixed now (the panels, bias, bounds, shapes, split), its
-    left operand from ``operand(x)`` (an image's pixels by channels, ``transposed`` where a
-    view of NCHW planes, or its patches where they lie), none of the path's checks made
-    again; None where the call is not such, or where ``Native.packed_matmul`` would do more
-    than call the kernel (a product of few pixels; a transposed operand copied into rows
-    first, with AVX2). A chain of 64-channel 8x8 1x1 layers (benchmarks/bench_engine.py's
-    part 2's shape, scratch timings) took 9.8 us a layer by the packed product without it, 6.3
-    with it; whole models on a Zen 5 without it (bench_switch.py, 40 runs, 2 threads):
-    densenet121 1.057x their time, squeezenet 1.053x, inception v1 1.031x, ResNet-50 1.011x
-    (its 3x3 and narrowing layers; those with a residual are not replayed so)."""
+    """``_transposed_products`` again for calls like the one now (one image; an ``epilogue`` all
+    in the store, with no run-time operand but a residual connection's, read anew each run from
+    the run's epilogue): a function (x, out, epilogue) -> Y calling the packed GEMM with what it
+    takes fixed now (the panels, bias, bounds, shapes, split), its left operand from
+    ``operand(x)`` (an image's pixels by channels, ``transposed`` where a view of NCHW planes,
+    or its patches where they lie), none of the path's checks made again; None where the call is
+    not such, or where ``Native.packed_matmul`` would do more than call the kernel (a product of
+    few pixels; a transposed operand copied into rows first, with AVX2). A chain of 64-channel
+    8x8 1x1 layers (benchmarks/bench_engine.py's part 2's shape, scratch timings) took 9.8 us a
+    layer by the packed product without it, 6.3 with it; whole models on a Zen 5 without it
+    (bench_switch.py, 40 runs, 2 threads): densenet121 1.057x their time, squeezenet 1.053x,
+    inception v1 1.031x, ResNet-50 1.011x (its 3x3 and narrowing layers; those with a residual
+    took their full path until the residual was read from the run's epilogue here: MobileNetV2's
+    nine)."""
     pool = _packing_pool()
-    if pool is None or panels is None or y_shape[0] != 1 or epilogue.extras:
+    if pool is None or panels is None or y_shape[0] != 1:
         return None
     kernels, parts = pool.native.kernels, pool.size
     m, pixels = y_shape[1], math.prod(y_shape[2:])
     finish, swish = epilogue.store_finish(y_shape)
-    if finish is None or finish.residual is not None or pixels <= kernels.FEW:
+    if finish is None or not _fixed_but_residual(epilogue, finish, y_shape):
+        return None
+    if pixels <= kernels.FEW:
         return None
     if transposed and not kernels.WIDE and panels.shape[0] >= threads.COPY_ROWS_PANELS:
         return None
     bias = _NO_BIAS[np.dtype(np.float32)] if finish.bias is None else finish.bias
     lo, hi = np.float32(finish.lo), np.float32(finish.hi)
     by_rows = pixels >= m  # (as Native.packed_matmul splits)
+    summed = finish.residual is not None
 
-    def replay(x, y):
+    def replay(x, y, epilogue):
+        residual = _residual_now(epilogue, y_shape) if summed else None
+        if summed and residual is None:
+            return None
         y = np.empty(y_shape, np.float32) if y is None else y
         kernels.packed_gemm(operand(x), panels, y.reshape(m, pixels).T, m, bias, lo, hi, parts,
-                            by_rows, False, None)  # fmt: skip
+                            by_rows, False, None if residual is None
+                            else residual.reshape(m, pixels).T)  # fmt: skip
         return _swish(y) if swish else y  # (after the store, as _transposed_products)
 
     return replay
+
+
+def _fixed_but_residual(epilogue, finish, y_shape) -> bool:
+    """Whether the steps in ``finish`` (``Epilogue.store_finish``) stay the same from run to
+    run but for a residual connection's operand, a lean replay reading that one anew
+    (``_residual_now``): no run-time operand, or one, the residual (the result's shape)."""
+    extras = epilogue.extras
+    if not extras:
+        return True
+    return (
+        finish.residual is not None and len(extras) == 1 and np.shape(extras[0]) == tuple(y_shape)
+    )
+
+
+def _residual_now(epilogue, y_shape):
+    """This run's residual operand, laid out as Y, from the ``epilogue`` the run prepared
+    (``_Replay.run``); None where its steps no longer fit a store."""
+    finish = epilogue.store_finish(y_shape)[0]
+    return None if finish is None else finish.residual
 
 
 @functools.lru_cache(maxsize=256)
@@ -829,30 +858,36 @@ def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
 
 def planes_replay(x, w2d, tiles, plan, epilogue):
     """``conv_planes`` again for calls like this one (one image, X laid out as x, the same
-    ``epilogue`` all in the store, no run-time operand): a function (x, out) -> Y calling the
+    ``epilogue`` all in the store, a residual read anew as ``transposed_replay`` reads it): a
+    function (x, out, epilogue) -> Y calling the
     kernel with what it takes fixed now (the packed weight, bias, bounds, shapes), none of the
     path's steps made again (a chain of 64-channel 8x8 1x1 layers, benchmarks/bench_engine.py
     part 2: 12.9 -> 10.7 us a layer, the two alternating in one process; whole models within
     1%); None where this call is not such."""
     pool = _packing_pool()
-    if pool is None or x.shape[0] != 1 or not x.flags.c_contiguous or epilogue.extras:
+    if pool is None or x.shape[0] != 1 or not x.flags.c_contiguous:
         return None
     packed = tiles.get(w2d)
     m, c = w2d.shape
     out = plan[5]
     y_shape = (1, m, *out)
     finish, swish = epilogue.store_finish(y_shape)
-    if packed is None or finish is None or finish.residual is not None:
+    if packed is None or finish is None or not _fixed_but_residual(epilogue, finish, y_shape):
         return None
     kernels, parts, pixels = pool.native.kernels, pool.size, math.prod(out)
     bias = _NO_BIAS[np.dtype(np.float32)] if finish.bias is None else finish.bias
     lo, hi = np.float32(finish.lo), np.float32(finish.hi)
     blocks = (parts, kernels.span_blocks(c), c, kernels.BLOCK)
+    summed = finish.residual is not None
 
-    def replay(x, y):
+    def replay(x, y, epilogue):
+        residual = _residual_now(epilogue, y_shape) if summed else None
+        if summed and residual is None:
+            return None
         y = np.empty(y_shape, np.float32) if y is None else y
         kernels.planes_gemm(packed, x.reshape(c, pixels), y.reshape(m, pixels), m, bias, lo, hi,
-                            parts, scratch("conv.blocks", blocks), swish, None)  # fmt: skip
+                            parts, scratch("conv.blocks", blocks), swish,
+                            None if residual is None else residual.reshape(m, pixels))  # fmt: skip
         return y
 
     return replay
@@ -1634,10 +1669,10 @@ _LEAN = True  # paths kept with their arguments fixed where they can be (planes_
 
 def _kept_path(lean, full):
     """A path for ``_Replay`` to take again, (x, epilogue, out) -> Y: the ``lean`` replay,
-    (x, out) -> Y with its arguments fixed, where one was made; else ``full``."""
+    (x, out, epilogue) -> Y with its arguments fixed, where one was made; else ``full``."""
     if lean is None:
         return full
-    return lambda x, epilogue, out: lean(x, out)
+    return lambda x, epilogue, out: lean(x, out, epilogue)
 
 
 class _Replay(NamedTuple):
@@ -1851,12 +1886,10 @@ class Conv:
 
             y = channel_last(xw, epilogue)
             if y is not None:
-                lean = (
-                    channels_last_replay(xw, w_gemm, w_dw, w_last, plan, epilogue, want_last,
-                                         packed)  # fmt: skip
-                    if _LEAN
-                    else None
-                )
+                lean = None
+                if _LEAN:
+                    lean = channels_last_replay(xw, w_gemm, w_dw, w_last, plan, epilogue,
+                                                want_last, packed)  # fmt: skip
                 return y.astype(x.dtype, copy=False), kept(_kept_path(lean, channel_last))
         route = self._route(plan, x.shape, w.shape, dtype)
         # (checked per call, not in ``_route``: bench_switch.py may change their depths)
