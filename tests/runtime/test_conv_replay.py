@@ -268,3 +268,26 @@ def test_replays_with_a_residual_read_this_runs_operand(paths, monkeypatch):
     assert paths["again"] == 2 * 4
     plain = onyx.InferenceSession(model, graph_optimization_level=0)
     np.testing.assert_allclose(got, plain.run(None, {"x": c})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_a_channel_last_layer_with_a_run_time_operand_reads_each_runs(paths):
+    """An inverted residual whose depthwise layer's fused steps add a per-channel vector fed at
+    run time: the kept paths read each run's vector (no replay fixes it as a bias), so each
+    run gives a fresh session's bits."""
+    g = GraphBuilder(opset=24)
+    x = g.input("x", "float", [1, 64, 14, 14])
+    shift = g.input("shift", "float", [1, 384, 1, 1])
+    lo, hi = np.array(0, np.float32), np.array(6, np.float32)
+    y = g.op.Clip(g.op.Conv(x, _weight(384, 64, 1, 1), _weight(384)), lo, hi)
+    y = g.op.Conv(y, _weight(384, 1, 3, 3), _weight(384), group=384, pads=[1, 1, 1, 1])
+    y = g.op.Clip(g.op.Add(y, shift), lo, hi)
+    g.output(g.op.Conv(y, _weight(64, 384, 1, 1), _weight(64)), "y")
+    model = g.model()
+    session = _session(model)
+    feed = RNG.standard_normal((1, 64, 14, 14)).astype(np.float32)
+    for scale in (0.0, 3.0, -2.0):
+        shifts = {"shift": np.full((1, 384, 1, 1), scale, np.float32)}
+        got = session.run(None, {"x": feed, **shifts})[0]
+        want = _session(model).run(None, {"x": feed, **shifts})[0]
+        np.testing.assert_array_equal(got, want)
+    assert paths["again"] > 0

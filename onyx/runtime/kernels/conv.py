@@ -363,8 +363,10 @@ def channels_last_replay(x, w_gemm, w_dw, w_last, plan, epilogue, want_last, pac
     moved channel-last first). MobileNetV2 and EfficientNet-B0 have 20 layers each that take
     these: with them they took 0.94x and 0.95x their time (bench_revisions.py, 5 rounds, 2
     threads, a Zen 5; 3.1 -> 2.9 and 4.8 -> 4.5 ms)."""
+    if epilogue.extras or x.shape[0] != 1:  # (its steps fixed now: none bound at run time)
+        return None
     route = _channels_last_route(x, w_gemm, w_dw, plan, epilogue, want_last)
-    if route is None or route[2] is None or x.shape[0] != 1:
+    if route is None or route[2] is None:
         return None
     kind, xl, steps, want_last = route
     finish = threads.Finish(*steps[:3])
@@ -859,11 +861,10 @@ def conv_planes(x, w2d, tiles, plan, epilogue, y=None):
 def planes_replay(x, w2d, tiles, plan, epilogue):
     """``conv_planes`` again for calls like this one (one image, X laid out as x, the same
     ``epilogue`` all in the store, a residual read anew as ``transposed_replay`` reads it): a
-    function (x, out, epilogue) -> Y calling the
-    kernel with what it takes fixed now (the packed weight, bias, bounds, shapes), none of the
-    path's steps made again (a chain of 64-channel 8x8 1x1 layers, benchmarks/bench_engine.py
-    part 2: 12.9 -> 10.7 us a layer, the two alternating in one process; whole models within
-    1%); None where this call is not such."""
+    function (x, out, epilogue) -> Y calling the kernel with what it takes fixed now (the packed
+    weight, bias, bounds, shapes), none of the path's steps made again (a chain of 64-channel
+    8x8 1x1 layers, benchmarks/bench_engine.py part 2: 12.9 -> 10.7 us a layer, the two
+    alternating in one process; whole models within 1%); None where this call is not such."""
     pool = _packing_pool()
     if pool is None or x.shape[0] != 1 or not x.flags.c_contiguous:
         return None
