@@ -66,6 +66,23 @@ def paths(monkeypatch):
     return counts
 
 
+def _made_replays(monkeypatch, *names):
+    """The names of the lean replay builders (``names``, of kernels/conv.py) in the order
+    they made a replay (returned something), as the list they fill."""
+    made = []
+    for name in names:
+        original = getattr(conv_module, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            replay = _original(*args, **kwargs)
+            if replay is not None:
+                made.append(_name)
+            return replay
+
+        monkeypatch.setattr(conv_module, name, counted)
+    return made
+
+
 def test_replayed_runs_give_the_first_runs_bits(paths):
     model = inverted_residual()
     session = _session(model)
@@ -150,16 +167,7 @@ def test_the_packed_products_replays_read_this_runs_input(paths, monkeypatch):
     after the first gives the bits a fresh session gives for that run's input."""
     from onyx.runtime import compiled, threads
 
-    made = []
-    original = conv_module.transposed_replay
-
-    def counted(*args, **kwargs):
-        replay = original(*args, **kwargs)
-        if replay is not None:
-            made.append(replay)
-        return replay
-
-    monkeypatch.setattr(conv_module, "transposed_replay", counted)
+    made = _made_replays(monkeypatch, "transposed_replay")
     g = GraphBuilder(opset=24)
     x = g.input("x", "float", [1, 256, 12, 12])
     y = g.op.Relu(g.op.Conv(x, _weight(64, 256, 1, 1), _weight(64)))
@@ -192,17 +200,7 @@ def test_the_channel_last_replays_read_this_runs_input(paths, monkeypatch, kind)
     bits a fresh session gives for that run's input."""
     from onyx.runtime import compiled, threads
 
-    made = []
-    for name in ("pointwise_last_replay", "depthwise_last_replay"):
-        original = getattr(conv_module, name)
-
-        def counted(*args, _original=original, _name=name):
-            replay = _original(*args)
-            if replay is not None:
-                made.append(_name)
-            return replay
-
-        monkeypatch.setattr(conv_module, name, counted)
+    made = _made_replays(monkeypatch, "pointwise_last_replay", "depthwise_last_replay")
     g = GraphBuilder(opset=24)
     x = g.input("x", "float", [1, 64, 14, 14])
 
@@ -236,17 +234,7 @@ def test_replays_with_a_residual_read_this_runs_operand(paths, monkeypatch):
     the first gives the bits a fresh session gives for that run's input."""
     from onyx.runtime import compiled, threads
 
-    made = []
-    for name in ("transposed_replay", "planes_replay"):
-        original = getattr(conv_module, name)
-
-        def counted(*args, _original=original, _name=name, **kwargs):
-            replay = _original(*args, **kwargs)
-            if replay is not None:
-                made.append(_name)
-            return replay
-
-        monkeypatch.setattr(conv_module, name, counted)
+    made = _made_replays(monkeypatch, "transposed_replay", "planes_replay")
     g = GraphBuilder(opset=24)
     x = g.input("x", "float", [1, 256, 14, 14])
     y = g.op.Relu(g.op.Conv(x, _weight(64, 256, 1, 1), _weight(64)))
