@@ -83,6 +83,18 @@ def _made_replays(monkeypatch, *names):
     return made
 
 
+def _later_runs_match_fresh_sessions(model, session, feeds, convs, paths):
+    """Each of ``feeds`` run by ``session`` (after its first run) gives the bits a fresh
+    session gives for it, all ``convs`` replayed each run; the last agrees with the graph
+    run unoptimized (to rounding)."""
+    for feed in feeds:
+        got = session.run(None, {"x": feed})[0]
+        np.testing.assert_array_equal(got, _session(model).run(None, {"x": feed})[0])
+    assert paths["again"] == len(feeds) * convs
+    plain = onyx.InferenceSession(model, graph_optimization_level=0)
+    np.testing.assert_allclose(got, plain.run(None, {"x": feeds[-1]})[0], rtol=1e-4, atol=1e-4)
+
+
 def test_replayed_runs_give_the_first_runs_bits(paths):
     model = inverted_residual()
     session = _session(model)
@@ -183,12 +195,7 @@ def test_the_packed_products_replays_read_this_runs_input(paths, monkeypatch):
     session.run(None, {"x": a})
     possible = compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
     assert len(made) == (5 if possible else 0)
-    for feed in (b, c):
-        got = session.run(None, {"x": feed})[0]
-        np.testing.assert_array_equal(got, _session(model).run(None, {"x": feed})[0])
-    assert paths["again"] == 2 * 5
-    plain = onyx.InferenceSession(model, graph_optimization_level=0)
-    np.testing.assert_allclose(got, plain.run(None, {"x": c})[0], rtol=1e-4, atol=1e-4)
+    _later_runs_match_fresh_sessions(model, session, (b, c), 5, paths)
 
 
 @pytest.mark.parametrize("kind", ["clip", "swish"])
@@ -219,12 +226,7 @@ def test_the_channel_last_replays_read_this_runs_input(paths, monkeypatch, kind)
     possible = compiled.enabled and threads._BLAS.controllable() and threads.native() is not None
     want = ["pointwise_last_replay", "depthwise_last_replay"] if possible else []
     assert made == want
-    for feed in (b, c):
-        got = session.run(None, {"x": feed})[0]
-        np.testing.assert_array_equal(got, _session(model).run(None, {"x": feed})[0])
-    assert paths["again"] == 2 * 3
-    plain = onyx.InferenceSession(model, graph_optimization_level=0)
-    np.testing.assert_allclose(got, plain.run(None, {"x": c})[0], rtol=1e-4, atol=1e-4)
+    _later_runs_match_fresh_sessions(model, session, (b, c), 3, paths)
 
 
 def test_replays_with_a_residual_read_this_runs_operand(paths, monkeypatch):
@@ -250,12 +252,7 @@ def test_replays_with_a_residual_read_this_runs_operand(paths, monkeypatch):
         assert sorted(made) == ["planes_replay"] + ["transposed_replay"] * 3
     else:
         assert made == []
-    for feed in (b, c):
-        got = session.run(None, {"x": feed})[0]
-        np.testing.assert_array_equal(got, _session(model).run(None, {"x": feed})[0])
-    assert paths["again"] == 2 * 4
-    plain = onyx.InferenceSession(model, graph_optimization_level=0)
-    np.testing.assert_allclose(got, plain.run(None, {"x": c})[0], rtol=1e-4, atol=1e-4)
+    _later_runs_match_fresh_sessions(model, session, (b, c), 4, paths)
 
 
 def test_a_channel_last_layer_with_a_run_time_operand_reads_each_runs(paths):
