@@ -741,6 +741,122 @@ def _five_taps(target, at, source, taps, start, weights, first, e, n):
 _DEPTHWISE_CHUNK = 2048  # outputs whose taps are all summed while they stay in L1
 
 
+@njit(inline="always")
+def _side_taps(source, up, mid, down, right, weights, first):
+    """A 3x3 stride-1 output in the first (``right`` False) or last column of a plane padded
+    by one: its nine taps in tap order, the border's three as zero products (as the padded
+    kernel sums them: the same bits); ``up``, ``mid``, ``down``: where the rows it reads
+    start (its own column in each)."""
+    z = source.dtype.type(0)
+    w0, w1, w2 = weights[first], weights[first + 1], weights[first + 2]
+    w3, w4, w5 = weights[first + 3], weights[first + 4], weights[first + 5]
+    w6, w7, w8 = weights[first + 6], weights[first + 7], weights[first + 8]
+    one = np.uint64(1)
+    if right:
+        v = source[up - one] * w0 + source[up] * w1 + z * w2
+        v = v + source[mid - one] * w3 + source[mid] * w4 + z * w5
+        return v + source[down - one] * w6 + source[down] * w7 + z * w8
+    v = z * w0 + source[up] * w1 + source[up + one] * w2
+    v = v + z * w3 + source[mid] * w4 + source[mid + one] * w5
+    return v + z * w6 + source[down] * w7 + source[down + one] * w8
+
+
+@njit(inline="always")
+def _row_taps(target, out, up, u, mid, m, down, d, weights, first, width):
+    """A first or last output row of a 3x3 stride-1 depthwise convolution padded by one, into
+    target[out:], from the input rows at up[u:], mid[m:], down[d:] (a line of zeros for the
+    border's; each read one column before and after the row, where the border is zero): the
+    nine taps in tap order, as ``_nine_taps`` sums them."""
+    z = mid.dtype.type(0)
+    w0, w1, w2 = weights[first], weights[first + 1], weights[first + 2]
+    w3, w4, w5 = weights[first + 3], weights[first + 4], weights[first + 5]
+    w6, w7, w8 = weights[first + 6], weights[first + 7], weights[first + 8]
+    one, last = np.uint64(1), np.uint64(width - 1)
+    for q in range(np.uint64(width)):
+        left, right = q > 0, q < last
+        a0 = up[u + q - one] if left else z
+        a2 = up[u + q + one] if right else z
+        b0 = mid[m + q - one] if left else z
+        b2 = mid[m + q + one] if right else z
+        c0 = down[d + q - one] if left else z
+        c2 = down[d + q + one] if right else z
+        v = a0 * w0 + up[u + q] * w1 + a2 * w2
+        v = v + b0 * w3 + mid[m + q] * w4 + b2 * w5
+        target[out + q] = v + c0 * w6 + down[d + q] * w7 + c2 * w8
+
+
+@njit(**_OPTIONS)
+def depthwise_direct(x, w, y, c0, c1, mult, bias, lo, hi, swish):
+    """``depthwise`` for float32 3x3 kernels of stride 1 padded by one all round (the output
+    as large as the input), read where the input lies: no padded copy of each plane first.
+    Each plane as one flat run, output p = the taps at p + (i - 1) * W + j - 1, 64 outputs at a
+    time by ``nine_taps_vectors`` (which reads a vector past the last), the rest one by one;
+    the first and last rows (``_row_taps``) and columns (``_side_taps``), where that run wraps
+    across rows, computed again with the border's zeros; then the bias and bounds over the
+    plane, in cache, and the Swish. The same sums, in the same order, as ``depthwise``. Its
+    padded copy read each plane from the last-level cache before the taps read it again:
+    MobileNetV2's layers alone (one thread, ReLU6, scratch timings, the two alternating) took
+    0.67x their time at 32 channels of 112x112, 0.91x at 144 of 56x56, 0.86x at 192 of 28x28."""
+    n, channels, h, wd = x.shape
+    m = w.shape[0]
+    source, target, weights = x.reshape(-1), y.reshape(-1), w.reshape(-1)
+    plane_size = np.uint64(h * wd)
+    width = np.uint64(wd)
+    one, four = np.uint64(1), np.uint64(4)
+    block = np.uint64(16 * TAP_VECTORS)
+    taps = np.empty(9, np.uint64)
+    for e in range(9):
+        taps[e] = np.uint64(e // 3) * width + np.uint64(e % 3)
+    first_p, end_p = width + one, plane_size - width - one  # (outputs whose taps all lie inside)
+    readable = np.uint64(source.shape[0])
+    zeros = np.zeros(wd + 2, x.dtype)  # (the border's rows, read from column -1 to W)
+    zero_at = one
+    biased, bounded = bias.shape[0] > 0, lo > -np.inf or hi < np.inf
+    for b in range(n):
+        for c in range(c0, c1):
+            plane = np.uint64((b * channels + c // mult) * h * wd)
+            out = np.uint64((b * m + c) * h * wd)
+            first = c * 9
+            by = np.uint64(weights.ctypes.data) + np.uint64(first) * four
+            into, read = np.uint64(target.ctypes.data), np.uint64(source.ctypes.data)
+            p = first_p
+            # (the run's vectors read 16 floats past their last tap: kept inside the array)
+            while p + block <= end_p and plane + p + width + one + block + np.uint64(16) <= readable:
+                at = read + (plane + p - width - one) * four
+                rows = (at, at, at + width * four, at, at + np.uint64(2) * width * four, at)
+                nine_taps_vectors(into + (out + p) * four, rows, by, 1)
+                p += block
+            if p < end_p:
+                _nine_taps(target, out + p, source, taps, plane + p - width - one, weights, first,
+                           end_p - p)  # fmt: skip
+            # the first and last rows through a line of zeros, then the first and last columns
+            for r in (0, h - 1):
+                up = zeros if r == 0 else source
+                down = zeros if r == h - 1 else source
+                u = zero_at if r == 0 else plane + np.uint64((r - 1) * wd)
+                d = zero_at if r == h - 1 else plane + np.uint64((r + 1) * wd)
+                _row_taps(target, out + np.uint64(r * wd), up, u, source,
+                          plane + np.uint64(r * wd), down, d, weights, first, wd)  # fmt: skip
+            for r in range(1, h - 1):
+                row = np.uint64(r * wd)
+                mid = plane + row
+                target[out + row] = _side_taps(source, mid - width, mid, mid + width, False,
+                                               weights, first)  # fmt: skip
+                mid += width - one
+                target[out + row + width - one] = _side_taps(source, mid - width, mid,
+                                                             mid + width, True, weights, first)  # fmt: skip
+            if biased or bounded:
+                add = bias[c] if biased else target.dtype.type(0)
+                for t in range(plane_size):
+                    v = target[out + t] + add if biased else target[out + t]
+                    if bounded:
+                        v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
+                        v = hi if v > hi else v  # noqa: FURB136
+                    target[out + t] = v
+            if swish:
+                swish_vectors(target, target, out, h * wd)
+
+
 @njit(**_OPTIONS)
 def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, swish):
     """Output channels c0..c1 of a depthwise 2-D convolution: y (N, M, Ho, Wo) of ``x``
@@ -774,6 +890,10 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
     n, channels, h, wd = x.shape
     m, kh, kw = w.shape
     ho, wo = y.shape[2], y.shape[3]
+    if (kh == kw == 3 and sh == sw == dh == dw == top == left == 1 and ho == h >= 3
+            and wo == wd >= 3 and x.itemsize == 4):  # fmt: skip
+        depthwise_direct(x, w, y, c0, c1, mult, bias, lo, hi, swish)
+        return
     pitch = wo + (kw - 1) * dw // sw
     lines = ho + (kh - 1) * dh // sh
     size = (lines + 1) * pitch  # a phase (a row of slack: the last row's extra columns read on)

@@ -296,6 +296,14 @@ def test_convolution_leaves_an_epilogue_that_does_not_fit_to_its_caller():
     "n, c, mult, hw, kernel, strides, pads, dilations, dtype",
     [
         (1, 32, 1, 40, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
+        # 3x3, stride 1, padded by one all round: read in place (_jit.depthwise_direct), from
+        # the smallest plane it takes to one whose last plane's runs stop short of the array's
+        # end, with a multiplier; stride 1 padded otherwise: through the padded phases
+        (1, 3, 1, 3, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
+        (2, 5, 1, 12, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
+        (1, 4, 3, 23, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
+        (1, 6, 1, 30, (3, 3), [1, 1], [0, 0, 0, 0], [1, 1], np.float32),
+        (1, 6, 1, 30, (3, 3), [1, 1], [1, 0, 1, 0], [1, 1], np.float32),
         # 3x3 taps by whole vectors (_jit_gemm.nine_taps_vectors), stride 1 and 2, and the
         # sums past the last 64 outputs of a chunk by the loop
         (2, 12, 2, 57, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
