@@ -857,6 +857,89 @@ def depthwise_direct(x, w, y, c0, c1, mult, bias, lo, hi, swish):
                 swish_vectors(target, target, out, h * wd)
 
 
+@njit(inline="always")
+def _strided_taps(source, plane, r, q, height, width, weights, first):
+    """Output (r, q) of a 3x3 stride-2 depthwise convolution padded by one at the top and
+    left: its nine taps (input row 2r + i - 1, column 2q + j - 1) summed in tap order, those
+    outside the plane (at ``plane`` in ``source``) as zero products (the padded kernel's
+    sums: the same bits)."""
+    zero = source.dtype.type(0)
+    v = zero
+    for e in range(9):
+        rr, qq = 2 * r + e // 3 - 1, 2 * q + e % 3 - 1
+        value = zero
+        if 0 <= rr < height and 0 <= qq < width:
+            value = source[plane + np.uint64(rr * width + qq)]
+        v = value * weights[first + e] if e == 0 else v + value * weights[first + e]
+    return v
+
+
+@njit(**_OPTIONS)
+def depthwise_strided(x, w, y, c0, c1, mult, bias, lo, hi, swish):
+    """``depthwise`` for float32 3x3 kernels of stride 2 padded by one at the top and left,
+    read where the input lies, row by row: each output row's columns from 1 on, whose taps all
+    lie in their input rows (a row past the plane: a line of zeros), 64 at a time by
+    ``nine_taps_vectors`` (kind 3: the stride's even and odd columns cut by shuffles) into a
+    line, the first column and any past those one by one (``_strided_taps``), then the line
+    into the output with the bias and bounds, and the plane's Swish. The same sums, in the
+    same order, as ``depthwise``, whose padded phases read each plane from the last-level
+    cache before its taps read them again."""
+    n, channels, h, wd = x.shape
+    m, ho, wo = w.shape[0], y.shape[2], y.shape[3]
+    source, target, weights = x.reshape(-1), y.reshape(-1), w.reshape(-1)
+    four = np.uint64(4)
+    block = 16 * TAP_VECTORS
+    # outputs 1 .. inside - 1 of a row read columns 1 .. 2 * inside - 1 < wd
+    inside = max(1, min(wo, (wd - 2) // 2 + 1))
+    blocks = (inside - 1 + block - 1) // block
+    reach = np.uint64(2 * block * blocks + 16)  # (floats a row's blocks read from column 1)
+    line = np.empty(max(wo, 1 + block * blocks), y.dtype)
+    zeros = np.zeros(2 * block * blocks + 32, x.dtype)
+    readable = np.uint64(source.shape[0])
+    into, read = np.uint64(line.ctypes.data), np.uint64(source.ctypes.data)
+    nothing = np.uint64(zeros.ctypes.data)
+    step = np.uint64(2 * block) * four
+    biased, bounded = bias.shape[0] > 0, lo > -np.inf or hi < np.inf
+    for b in range(n):
+        for c in range(c0, c1):
+            plane = np.uint64((b * channels + c // mult) * h * wd)
+            out = np.uint64((b * m + c) * ho * wo)
+            first = c * 9
+            by = np.uint64(weights.ctypes.data) + np.uint64(first) * four
+            for r in range(ho):
+                # where the three input rows' column 1 lies (a row past the plane: the zeros)
+                s0, s1, s2 = nothing, nothing, nothing
+                last = plane + np.uint64(0 if r == 0 else (2 * r - 1) * wd + 1)
+                if r > 0:
+                    s0 = read + last * four
+                if 2 * r < h:
+                    last = plane + np.uint64(2 * r * wd + 1)
+                    s1 = read + last * four
+                if 2 * r + 1 < h:
+                    last = plane + np.uint64((2 * r + 1) * wd + 1)
+                    s2 = read + last * four
+                done = 1
+                if blocks > 0 and last + reach <= readable:
+                    for k in range(blocks):
+                        shift = np.uint64(k) * step
+                        rows = (s0 + shift, s0, s1 + shift, s1, s2 + shift, s2)
+                        nine_taps_vectors(into + np.uint64(1 + block * k) * four, rows, by, 3)
+                    done = inside
+                line[0] = _strided_taps(source, plane, r, 0, h, wd, weights, first)
+                for q in range(done, wo):
+                    line[q] = _strided_taps(source, plane, r, q, h, wd, weights, first)
+                row = out + np.uint64(r * wo)
+                add = bias[c] if biased else y.dtype.type(0)
+                for q in range(np.uint64(wo)):
+                    v = line[q] + add if biased else line[q]
+                    if bounded:
+                        v = lo if v < lo else v  # noqa: FURB136 (a select LLVM vectorizes)
+                        v = hi if v > hi else v  # noqa: FURB136
+                    target[row + q] = v
+            if swish:
+                swish_vectors(target, target, out, ho * wo)
+
+
 @njit(**_OPTIONS)
 def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, swish):
     """Output channels c0..c1 of a depthwise 2-D convolution: y (N, M, Ho, Wo) of ``x``
@@ -864,7 +947,9 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
     far as the output needs), by ``w`` (M, kh, kw), output channel c reading input channel
     c // mult; each output then + ``bias`` (M,) (where not empty), clamped to [lo, hi] (as
     numpy's maximum and minimum: NaN kept) and, where ``swish`` (float32), through the
-    epilogue's Swish, each plane as it is copied out.
+    epilogue's Swish, each plane as it is copied out. float32 3x3 kernels padded by one at
+    the top and left read the input in place instead: stride 1, output as large as the input,
+    ``depthwise_direct``; stride 2, ``depthwise_strided``.
 
     Each input plane is copied, padded, into sh x sw phases (phase (a, b) holds the padded rows
     a, a + sh, ... and columns b, b + sw, ...), each a grid of the output's row pitch: tap
@@ -893,6 +978,9 @@ def depthwise(x, w, y, c0, c1, mult, sh, sw, dh, dw, top, left, bias, lo, hi, sw
     if (kh == kw == 3 and sh == sw == dh == dw == top == left == 1 and ho == h >= 3
             and wo == wd >= 3 and x.itemsize == 4):  # fmt: skip
         depthwise_direct(x, w, y, c0, c1, mult, bias, lo, hi, swish)
+        return
+    if kh == kw == 3 and sh == sw == 2 and dh == dw == top == left == 1 and x.itemsize == 4:
+        depthwise_strided(x, w, y, c0, c1, mult, bias, lo, hi, swish)
         return
     pitch = wo + (kw - 1) * dw // sw
     lines = ho + (kh - 1) * dh // sh

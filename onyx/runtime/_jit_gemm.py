@@ -378,7 +378,10 @@ def nine_taps_vectors(typingctx, target, rows, weights, kind):
     start, ``rows[2i]`` and ``rows[2i + 1]``; ``kind`` (a literal) says where each tap lies:
     1, stride 1: taps (i, 0), (i, 1), (i, 2) at rows[2i] + 0, 1, 2 floats; 2, stride 2 over
     two column phases: (i, 0) at rows[2i] (the even phase), (i, 1) at rows[2i + 1] (the odd),
-    (i, 2) at rows[2i] + 1.
+    (i, 2) at rows[2i] + 1; 3, stride 2 in the input row itself: output k's taps (i, 0),
+    (i, 1), (i, 2) at rows[2i] + 2k, 2k + 1, 2k + 2 floats, cut from pairs of vectors by
+    shuffles (their even lanes, their odd ones, the even ones one on), which reads 2 * 64 + 16
+    floats from rows[2i] on.
 
     A tap one or two floats on from another is not loaded again: it is cut from the two
     vectors that hold it by a shuffle, so each kernel row costs one aligned-or-not load per
@@ -399,14 +402,20 @@ def nine_taps_vectors(typingctx, target, rows, weights, kind):
         sums = [None] * count
         for i in range(3):
             first, other = bases[2 * i], bases[2 * i + 1]
+            loaded = 2 * count + 1 if stride == 3 else count + 1
             runs = [_load(builder, builder.add(first, first.type(4 * _LANES * k)), _LANES)
-                    for k in range(count + 1)]  # fmt: skip
-            odd = [] if stride == 1 else [
+                    for k in range(loaded)]  # fmt: skip
+            odd = [] if stride != 2 else [
                 _load(builder, builder.add(other, other.type(4 * _LANES * k)), _LANES)
                 for k in range(count)]  # fmt: skip
             for v in range(count):
                 a, b = runs[v], runs[v + 1]
-                if stride == 1:
+                if stride == 3:
+                    a, b = runs[2 * v], runs[2 * v + 1]
+                    even = _shuffle(builder, a, b, range(0, 32, 2))
+                    taps = (even, _shuffle(builder, a, b, range(1, 32, 2)),
+                            _shuffle(builder, even, runs[2 * v + 2], [*range(1, 16), 16]))  # fmt: skip
+                elif stride == 1:
                     taps = (a, _shuffle(builder, a, b, range(1, 17)),
                             _shuffle(builder, a, b, range(2, 18)))  # fmt: skip
                 else:

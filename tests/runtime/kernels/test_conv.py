@@ -304,6 +304,13 @@ def test_convolution_leaves_an_epilogue_that_does_not_fit_to_its_caller():
         (1, 4, 3, 23, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
         (1, 6, 1, 30, (3, 3), [1, 1], [0, 0, 0, 0], [1, 1], np.float32),
         (1, 6, 1, 30, (3, 3), [1, 1], [1, 0, 1, 0], [1, 1], np.float32),
+        # 3x3, stride 2, padded by one at the top and left: read in place, row by row
+        # (_jit.depthwise_strided): rows of two blocks of 64 outputs, few columns, a
+        # multiplier, an end pad
+        (1, 3, 1, 150, (3, 3), [2, 2], [1, 1, 1, 1], [1, 1], np.float32),
+        (2, 4, 1, 4, (3, 3), [2, 2], [1, 1, 1, 1], [1, 1], np.float32),
+        (1, 5, 2, 19, (3, 3), [2, 2], [1, 1, 0, 0], [1, 1], np.float32),
+        (1, 3, 1, 20, (3, 3), [2, 2], [1, 1, 2, 2], [1, 1], np.float32),
         # 3x3 taps by whole vectors (_jit_gemm.nine_taps_vectors), stride 1 and 2, and the
         # sums past the last 64 outputs of a chunk by the loop
         (2, 12, 2, 57, (3, 3), [1, 1], [1, 1, 1, 1], [1, 1], np.float32),
