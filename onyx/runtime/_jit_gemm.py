@@ -369,6 +369,20 @@ def _swish_from(typingctx, target, source):
 TAP_VECTORS = 4  # output vectors per call of ``nine_taps_vectors``: 64 outputs
 
 
+def _kernel_row_taps(builder, stride, runs, odd, v):
+    """Output vector v's three taps of one kernel row for ``nine_taps_vectors`` (its ``kind``
+    as ``stride``), from the row's loaded vectors ``runs`` (and ``odd``, the odd phase's)."""
+    if stride == 3:
+        a, b = runs[2 * v], runs[2 * v + 1]
+        even = _shuffle(builder, a, b, range(0, 32, 2))
+        return (even, _shuffle(builder, a, b, range(1, 32, 2)),
+                _shuffle(builder, even, runs[2 * v + 2], [*range(1, 16), 16]))  # fmt: skip
+    a, b = runs[v], runs[v + 1]
+    if stride == 1:
+        return a, _shuffle(builder, a, b, range(1, 17)), _shuffle(builder, a, b, range(2, 18))
+    return a, odd[v], _shuffle(builder, a, b, range(1, 17))
+
+
 @intrinsic
 def nine_taps_vectors(typingctx, target, rows, weights, kind):
     """64 outputs of a 3x3 depthwise convolution at address ``target``: each the sum over its
@@ -409,18 +423,7 @@ def nine_taps_vectors(typingctx, target, rows, weights, kind):
                 _load(builder, builder.add(other, other.type(4 * _LANES * k)), _LANES)
                 for k in range(count)]  # fmt: skip
             for v in range(count):
-                a, b = runs[v], runs[v + 1]
-                if stride == 3:
-                    a, b = runs[2 * v], runs[2 * v + 1]
-                    even = _shuffle(builder, a, b, range(0, 32, 2))
-                    taps = (even, _shuffle(builder, a, b, range(1, 32, 2)),
-                            _shuffle(builder, even, runs[2 * v + 2], [*range(1, 16), 16]))  # fmt: skip
-                elif stride == 1:
-                    taps = (a, _shuffle(builder, a, b, range(1, 17)),
-                            _shuffle(builder, a, b, range(2, 18)))  # fmt: skip
-                else:
-                    taps = (a, odd[v], _shuffle(builder, a, b, range(1, 17)))
-                for j, tap in enumerate(taps):
+                for j, tap in enumerate(_kernel_row_taps(builder, stride, runs, odd, v)):
                     product = builder.fmul(tap, scale[3 * i + j])
                     sums[v] = product if sums[v] is None else builder.fadd(sums[v], product)
         for v in range(count):
