@@ -201,10 +201,11 @@ def test_top_k_errors():
         _run("TopK", 11, x, np.array([1, 2]))
 
 
-@pytest.mark.parametrize("shape", [(64, 4, 32, 32), (3, 128, 200), (5, 70000)])
+@pytest.mark.parametrize("shape", [(64, 4, 32, 32), (3, 128, 200), (5, 70000), (9, 37)])
 def test_compiled_softmax_agrees_with_numpys(shape, monkeypatch):
     """The compiled float32 Softmax (its own exponential) within 1e-6 of numpy's, special values
-    included: masked (-inf) entries exactly 0, rows with a NaN or an infinity all NaN."""
+    included: masked (-inf) entries exactly 0, rows with a NaN or an infinity all NaN (a NaN
+    in the first vector of a row, in a later one, past the whole vectors)."""
     pytest.importorskip("numba")
     from onyx.runtime import compiled
 
@@ -217,6 +218,9 @@ def test_compiled_softmax_agrees_with_numpys(shape, monkeypatch):
     flat[2, 1] = np.inf
     flat[3, :] = -np.inf
     flat[4, 0] = 80  # the others' exponentials fall below float32's normal range
+    if flat.shape[0] > 6:
+        flat[5, -1] = np.nan
+        flat[6, 17] = np.nan
     assert compiled.kernels(x.size) is not None
     got = _run("Softmax", 13, x)
     monkeypatch.setattr(compiled, "enabled", False)
@@ -224,6 +228,7 @@ def test_compiled_softmax_agrees_with_numpys(shape, monkeypatch):
     assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     assert np.isnan(got.reshape(-1, shape[-1])[1:4]).all()
+    assert flat.shape[0] <= 6 or np.isnan(got.reshape(-1, shape[-1])[5:7]).all()
     assert (got.reshape(-1, shape[-1])[0, :3] == 0).all()
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=0, atol=1e-6)
     assert np.abs(got.sum(axis=-1)[~np.isnan(got).any(axis=-1)] - 1).max() < 1e-5
