@@ -109,7 +109,8 @@ def _row_peak(x, at, width, lanes):
     peak, nans = x[at], 0
     whole = width // np.uint64(_PEAK_LANES) * np.uint64(_PEAK_LANES)
     if whole:
-        _lane_peaks(lanes.ctypes.data, x.ctypes.data + at * np.uint64(4), whole // np.uint64(16))
+        _lane_peaks(lanes.ctypes.data, x.ctypes.data + at * np.uint64(4),
+                    whole // np.uint64(_PEAK_LANES))  # fmt: skip
         peak = lanes[0]
         for j in range(_PEAK_LANES):
             v = lanes[j]
