@@ -1508,6 +1508,19 @@ def from_channels_last(yl, y):
 
 
 @njit(**_OPTIONS)
+def gather(x, y, r0, r1):
+    """y[r0:r1] = x[r0:r1] for 4-D arrays of one shape, ``x`` of any strides (its last axis of
+    unit stride), ``y`` C-contiguous: a view's copy for threads.gathered, whose runs along the
+    last axis are short (numpy's strided copy pays its inner loop's setup per run)."""
+    n1, n2, n3 = x.shape[1], x.shape[2], x.shape[3]
+    for i0 in range(r0, r1):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                for i3 in range(n3):
+                    y[i0, i1, i2, i3] = x[i0, i1, i2, i3]
+
+
+@njit(**_OPTIONS)
 def squeeze_excite_gates(means, w1, b1, w2, b2, swish, hard, alpha, beta, cap, gates):
     """gates (N, C) of a squeeze-excite block from its squeezed ``means`` (N, C): the gate of
     act(means @ w1 + b1) @ w2 + b2, ``w1`` (C, R) and ``w2`` (R, C) C-contiguous, each bias

@@ -33,6 +33,7 @@ from onyx.runtime._jit import (
     depthwise_channels_last,
     depthwise_last_tiles,
     elementwise,
+    gather,
     im2col,
     im2col_images,
     layer_norm,
@@ -569,6 +570,15 @@ def copy_bands(src, dst, parts):
     for p in prange(parts):
         a, b = _band(src.shape[0], parts, p)
         dst[a:b] = src[a:b]
+
+
+@njit(**_PARALLEL)
+def gather_bands(x, y, parts):
+    """``gather`` over ``parts`` bands of the first axis."""
+    for p in prange(parts):
+        r0, r1 = _band(x.shape[0], parts, p)
+        if r1 > r0:
+            gather(x, y, r0, r1)
 
 
 @njit(**_PARALLEL)

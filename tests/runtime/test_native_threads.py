@@ -328,6 +328,21 @@ def test_planes_transposed_into_rows(native, channels, pixels, parts):
     np.testing.assert_array_equal(rows, x.T)
 
 
+@pytest.mark.parametrize("parts", [2, 3])
+def test_views_gathered_by_bands_of_their_first_axis(native, parts):
+    """``gather_bands``: a view of runs of 2 values (MobileViT's patches), every value where
+    it belongs (the buffer starts as NaN), in bands, as the Reshape that takes it on the pool
+    (``_same``: one thread, two, the same bits)."""
+    image = RNG.standard_normal((1, 144, 28, 28)).astype(np.float32)
+    view = image.reshape(2016, 2, 14, 2).transpose(0, 2, 1, 3)
+    out = np.full(view.shape, np.nan, np.float32)
+    threads.native().kernels.gather_bands(view, out, parts)
+    np.testing.assert_array_equal(out, view)
+    native.calls.clear()
+    reshape = lookup("", "Reshape", 14)
+    _same(native, lambda: reshape(view, np.array([1, 144, 196, 4])))
+
+
 def test_products_of_nchw_planes_copy_them_into_rows_by_the_pools_transpose(native, monkeypatch):
     """Where onyx's GEMM reads an NCHW image's pixels by channels and B is wide enough
     (``COPY_ROWS_PANELS``, AVX2), the rows come from ``transpose_bands`` (or numpy's copy,

@@ -229,6 +229,10 @@ def _reshape(data, dims: list[int], allowzero: int):
                 f"Reshape: target shape {dims} copies a dimension (0) beyond the rank of the "
                 f"data shape {list(data.shape)}"
             ) from None
+    if not data.flags.c_contiguous and data.size >= threads.GATHER_MIN:
+        moved = _copied_for(data, dims)
+        if moved is not None:
+            data = moved
     try:
         return data.reshape(dims)
     except ValueError:
@@ -250,6 +254,29 @@ def _reshape(data, dims: list[int], allowzero: int):
         f"Reshape: cannot reshape data of shape {list(data.shape)} ({data.size} elements) "
         f"into target shape {dims}"
     )
+
+
+def _copied_for(data, dims: list[int]):
+    """``data`` copied into C order by the compiled gather (threads.gathered) where reshaping
+    it to ``dims`` needs a copy (numpy's would be slower); else None (a view will do, or the
+    gather does not apply, or ``dims`` is not a valid target: numpy then says so)."""
+    known = math.prod(d for d in dims if d != -1)
+    if dims.count(-1) > 1 or any(d < -1 for d in dims) or not known or data.size % known:
+        return None
+    target = [data.size // known if d == -1 else d for d in dims]
+    if math.prod(target) != data.size:
+        return None
+    # a view where every boundary between the runs of the data's memory is one of the target's
+    ends, edge = set(), 1
+    for d in target:
+        edge *= d
+        ends.add(edge)
+    edge = 1
+    for n, _ in threads.strided_runs(data.shape, data.strides)[:-1]:
+        edge *= n
+        if edge not in ends:
+            return threads.gathered(data)
+    return None
 
 
 @kernel("Reshape", 1)

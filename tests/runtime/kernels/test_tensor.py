@@ -358,3 +358,45 @@ def test_concat_in_a_session_with_threads_copies_each_block_over_them(compiled_c
     (got,) = session.run(None, feeds)
     assert got.tobytes() == np.concatenate(list(feeds.values()), axis=1).tobytes()
     assert copied == ["copy_bands"] * 2  # (the third input, 16 KB: one thread)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reshape_of_a_view_with_short_runs_gathers_it_with_numpys_result(
+    compiled_calls, monkeypatch, dtype
+):
+    """A Reshape that must copy a view whose last axis steps by one element (MobileViT's
+    unfolding and folding of patches: runs of 2 values) copies it by the compiled gather; the
+    result is numpy's reshape, bit for bit. A reshape numpy makes as a view stays one, and a
+    view read across its last axis (a transpose), of more than 4 distinct axes or of integers
+    goes through numpy's copy."""
+    pytest.importorskip("numba")
+    from onyx.runtime import _jit, threads
+
+    monkeypatch.setattr(threads, "GATHER_MIN", 0)
+    gathered = compiled_calls((_jit, "gather"))
+    rng = np.random.default_rng(7)
+    image = rng.standard_normal((1, 12, 8, 6)).astype(dtype)
+    unfold = image.reshape(48, 2, 3, 2).transpose(0, 2, 1, 3)  # (48, 3, 2, 2)
+    fold = np.ascontiguousarray(unfold).transpose(0, 2, 1, 3)  # back, as a view
+    sliced = rng.standard_normal((5, 9, 4)).astype(dtype)[::2, 1:, :3]
+    for view, target in [(unfold, [1, 12, 24, 2]), (fold, [1, 12, 8, 6]),
+                         (unfold, [-1]), (sliced, [3, -1]), (sliced[None], [0, 0, 24])]:  # fmt: skip
+        got = op("Reshape", 14)(view, np.array(target))
+        want = view.reshape([d if d else view.shape[i] for i, d in enumerate(target)])
+        assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
+        assert got.tobytes() == np.ascontiguousarray(want).tobytes()
+    assert gathered == ["gather"] * 5
+    gathered.clear()
+    # a view will do: the data's runs end where the target's axes do
+    heads = rng.standard_normal((4, 6, 8)).astype(dtype).transpose(1, 0, 2)  # (6, 4, 8)
+    assert np.shares_memory(op("Reshape", 14)(heads[None], np.array([6, 4, 8])), heads)
+    # not gathered: a transpose, more than 4 distinct axes, integers
+    many = rng.standard_normal((2, 3, 3, 3, 3, 4)).astype(dtype)[:, :2, :2, :2, :2, :3]
+    ints = np.arange(96).reshape(4, 6, 4).transpose(1, 0, 2)
+    for view in (image[0].transpose(2, 1, 0), many, ints):
+        got = op("Reshape", 14)(view, np.array([-1]))
+        assert got.tobytes() == np.ascontiguousarray(view).reshape(-1).tobytes()
+    assert gathered == []
+    # an invalid target still gets the Reshape's own error
+    with pytest.raises(KernelError, match="cannot reshape"):
+        op("Reshape", 14)(unfold, np.array([5, -1]))
