@@ -1508,16 +1508,21 @@ def from_channels_last(yl, y):
 
 
 @njit(**_OPTIONS)
-def gather(x, y, r0, r1):
-    """y[r0:r1] = x[r0:r1] for 4-D arrays of one shape, ``x`` of any strides (its last axis of
-    unit stride), ``y`` C-contiguous: a view's copy for threads.gathered, whose runs along the
-    last axis are short (numpy's strided copy pays its inner loop's setup per run)."""
-    n1, n2, n3 = x.shape[1], x.shape[2], x.shape[3]
+def gather(src, src_steps, dst, dst_steps, shape, r0, r1):
+    """dst = src for two layouts of one 4-D ``shape`` in the flat buffers ``src`` and ``dst``
+    (each axis's step in elements in ``src_steps``, ``dst_steps``; the last axis's 1 in both),
+    indices r0..r1 of the first axis: the copy of a view (threads.gather_into), run by run
+    along the last axis, however short (numpy's strided copy pays its inner loop's setup per
+    run)."""
+    n1, n2, n3 = shape[1], shape[2], np.uint64(shape[3])
     for i0 in range(r0, r1):
         for i1 in range(n1):
             for i2 in range(n2):
+                # (unsigned: no check for negative indices in the loop, which then vectorizes)
+                at = np.uint64(i0 * src_steps[0] + i1 * src_steps[1] + i2 * src_steps[2])
+                to = np.uint64(i0 * dst_steps[0] + i1 * dst_steps[1] + i2 * dst_steps[2])
                 for i3 in range(n3):
-                    y[i0, i1, i2, i3] = x[i0, i1, i2, i3]
+                    dst[to + i3] = src[at + i3]
 
 
 @njit(**_OPTIONS)

@@ -573,12 +573,12 @@ def copy_bands(src, dst, parts):
 
 
 @njit(**_PARALLEL)
-def gather_bands(x, y, parts):
+def gather_bands(src, src_steps, dst, dst_steps, shape, parts):
     """``gather`` over ``parts`` bands of the first axis."""
     for p in prange(parts):
-        r0, r1 = _band(x.shape[0], parts, p)
+        r0, r1 = _band(shape[0], parts, p)
         if r1 > r0:
-            gather(x, y, r0, r1)
+            gather(src, src_steps, dst, dst_steps, shape, r0, r1)
 
 
 @njit(**_PARALLEL)

@@ -1044,51 +1044,78 @@ def copy(src: np.ndarray, dst: np.ndarray) -> None:
         found.run(lambda i0, i1: np.copyto(b[i0:i1], a[i0:i1]), bands(a.shape[0], parts))
 
 
-# Views of at least this many elements that must be copied into C order (a Reshape of one)
-# go through the compiled gather where their last axis steps by one element (2 threads, runs
-# of 2 values, numpy's copy against ``gathered``: 4,096 values 8.4 against 10.3 us, 15,360
-# 30 against 14.5, 112,896 239 against 54; scratch timings, Zen 5)
-GATHER_MIN = 1 << 13
+# Copies of views of at least this many values go through the compiled gather where their
+# runs (along the last axis, stepping by one value) are at most GATHER_RUN long. MobileViT's
+# patches (runs of 2), 2 threads, in the model: numpy's copy against ``gathered``, 451,584
+# values 235-357 against 98-148 us, 37,632 75 against 70-76, 15,360 33 against 53-57 (more
+# than alone: 112,896 239 against 54, 15,360 30 against 14.5). The first C values of each
+# pixel of a channel-last image (300,000 values), one thread, alone, np.copyto against
+# ``gather_into``: C = 2 442 against 404 us, 4 289 against 241, 8 137 against 142, 16 74
+# against 95, 64 24 against 46. (Zen 5.)
+GATHER_MIN = 1 << 16
+GATHER_RUN = 4
 
 
 def gathered(x: np.ndarray) -> np.ndarray | None:
-    """A C-contiguous copy of the view ``x`` by the compiled gather (_jit.gather), split over
-    the current pool by its first axis where worth it; None where it does not apply (compiled
-    kernels absent, another dtype, fewer than GATHER_MIN elements, more than 4 axes of
-    distinct steps, a last axis read across: a transpose, which numpy's copy takes in blocks).
-    MobileViT's unfolding and folding of patches copy views whose runs are 2 values long: its
-    two largest Reshapes (451,584 values) took 235 and 207 us a run by numpy's copy, 98 and 66
-    by the gather (2 threads, in the model)."""
-    if x.dtype not in compiled.DTYPES or x.size < GATHER_MIN or x.flags.c_contiguous:
+    """A C-contiguous copy of the view ``x`` by ``gather_into``; None where that does not
+    apply. MobileViT's unfolding and folding of patches copy views whose runs are 2 values
+    long: its two largest Reshapes (451,584 values) took 235 and 207 us a run by numpy's copy,
+    98 and 66 by the gather (2 threads, in the model)."""
+    if x.flags.c_contiguous or x.size < GATHER_MIN:
         return None
-    runs = strided_runs(x.shape, x.strides)
-    if len(runs) > 4 or runs[-1][1] != x.itemsize:
-        return None
-    jit = compiled.kernels(x.size)
+    out = np.empty(x.shape, x.dtype)
+    return out if gather_into(x, out) else None
+
+
+def gather_into(src: np.ndarray, dst: np.ndarray) -> bool:
+    """dst[...] = src for two arrays of one shape and dtype laid out any way, by the compiled
+    gather (_jit.gather), split over the current pool by bands of the first axis where worth
+    it; False, nothing written, where it does not apply: compiled kernels absent, another
+    dtype, fewer than GATHER_MIN values, more than 4 axes of distinct steps, a last axis that
+    does not step by one value in both (a transpose, which numpy's copy takes in blocks) or
+    runs longer than GATHER_RUN (numpy's copy moves them faster), a negative step."""
+    if src.dtype not in compiled.DTYPES or dst.dtype != src.dtype or src.shape != dst.shape:
+        return False
+    if src.size < GATHER_MIN or min(src.strides + dst.strides, default=0) < 0:
+        return False
+    runs = strided_runs(src.shape, src.strides, dst.strides)
+    size = src.itemsize
+    if len(runs) > 4 or runs[-1][0] > GATHER_RUN or runs[-1][1:] != (size, size) or any(
+        step % size for _, *steps in runs for step in steps
+    ):
+        return False
+    jit = compiled.kernels(src.size)
     if jit is None:
-        return None
-    pad = [(1, 0)] * (4 - len(runs))
-    shape = tuple(n for n, _ in pad + runs)
-    source = np.lib.stride_tricks.as_strided(x, shape, tuple(s for _, s in pad + runs),
-                                             writeable=False)  # fmt: skip
-    out = np.empty(shape, x.dtype)
-    rows(shape[0], x.size, lambda r0, r1: jit.gather(source, out, r0, r1),
-         native=lambda par, parts: par.gather_bands(source, out, parts))  # fmt: skip
-    return out.reshape(x.shape)
+        return False
+    runs = runs[:1] + [(1, 0, 0)] * (4 - len(runs)) + runs[1:]  # (split by the first run)
+    shape = np.array([n for n, _, _ in runs], np.int64)
+    src_steps = np.array([a // size for _, a, _ in runs], np.int64)
+    dst_steps = np.array([b // size for _, _, b in runs], np.int64)
+    # each a flat buffer from the array's first value to its last
+    reach = 1 + sum((n - 1) * a for n, a, _ in runs) // size
+    source = np.lib.stride_tricks.as_strided(src, (reach,), (size,), writeable=False)
+    reach = 1 + sum((n - 1) * b for n, _, b in runs) // size
+    target = np.lib.stride_tricks.as_strided(dst, (reach,), (size,))
+    args = (source, src_steps, target, dst_steps, shape)
+    rows(int(shape[0]), src.size, lambda r0, r1: jit.gather(*args, r0, r1),
+         native=lambda par, parts: par.gather_bands(*args, parts))  # fmt: skip
+    return True
 
 
-def strided_runs(shape: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
-    """(size, stride) of each axis of a view in C order, size-1 axes left out and each axis
-    merged into the one before it where the two step through memory as one axis would."""
-    runs: list[tuple[int, int]] = []
-    for n, step in zip(shape, strides):
+def strided_runs(shape: Sequence[int], *strides: Sequence[int]) -> list[tuple[int, ...]]:
+    """(size, then the step in each of ``strides``) of each axis of views of one ``shape``, in
+    C order, size-1 axes left out and each axis merged into the one before it where the two
+    step through memory as one axis would, in every view."""
+    runs: list[tuple[int, ...]] = []
+    for axis, n in enumerate(shape):
         if n == 1:
             continue
-        if runs and runs[-1][1] == n * step:
-            runs[-1] = (runs[-1][0] * n, step)
+        steps = tuple(s[axis] for s in strides)
+        if runs and all(last == n * step for last, step in zip(runs[-1][1:], steps)):
+            runs[-1] = (runs[-1][0] * n, *steps)
         else:
-            runs.append((n, step))
-    return runs or [(1, 0)]
+            runs.append((n, *steps))
+    return runs or [(1, *(0 for _ in strides))]
 
 
 def elementwise(

@@ -328,17 +328,23 @@ def test_planes_transposed_into_rows(native, channels, pixels, parts):
     np.testing.assert_array_equal(rows, x.T)
 
 
-@pytest.mark.parametrize("parts", [2, 3])
-def test_views_gathered_by_bands_of_their_first_axis(native, parts):
-    """``gather_bands``: a view of runs of 2 values (MobileViT's patches), every value where
-    it belongs (the buffer starts as NaN), in bands, as the Reshape that takes it on the pool
-    (``_same``: one thread, two, the same bits)."""
+def test_views_gathered_by_bands_of_their_first_axis(native):
+    """``gather_bands``: a view of runs of 2 values (MobileViT's patches) into a C-contiguous
+    array and into a part of a wider one, every value where it belongs and none elsewhere
+    (the buffers start as NaN); the Reshape that takes such a view gives the same bits on one
+    thread as on two (``_same``)."""
     image = RNG.standard_normal((1, 144, 28, 28)).astype(np.float32)
     view = image.reshape(2016, 2, 14, 2).transpose(0, 2, 1, 3)
     out = np.full(view.shape, np.nan, np.float32)
-    threads.native().kernels.gather_bands(view, out, parts)
-    np.testing.assert_array_equal(out, view)
+    wide = np.full((2016, 14, 3, 2), np.nan, np.float32)
+    with native():
+        assert threads.gather_into(view, out)
+        assert threads.gather_into(view, wide[:, :, 1:])
+    assert native.calls == ["gather_bands"] * 2
     native.calls.clear()
+    np.testing.assert_array_equal(out, view)
+    np.testing.assert_array_equal(wide[:, :, 1:], view)
+    assert np.isnan(wide[:, :, 0]).all()
     reshape = lookup("", "Reshape", 14)
     _same(native, lambda: reshape(view, np.array([1, 144, 196, 4])))
 

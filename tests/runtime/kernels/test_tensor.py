@@ -400,3 +400,34 @@ def test_reshape_of_a_view_with_short_runs_gathers_it_with_numpys_result(
     # an invalid target still gets the Reshape's own error
     with pytest.raises(KernelError, match="cannot reshape"):
         op("Reshape", 14)(unfold, np.array([5, -1]))
+
+
+def test_concat_of_strided_views_copies_each_whole_into_its_part(compiled_calls, monkeypatch):
+    """Views joined (Swin's roll: column slices of a channel-last image; its patch merging:
+    every other row and column; views of runs of 2 values) are each copied whole into their
+    part of the result, whatever the axis and however many blocks they make: by the compiled
+    gather where their runs are short, else by numpy (a transposed view too). The result is
+    np.concatenate's."""
+    pytest.importorskip("numba")
+    from onyx.runtime import _jit, threads
+    from onyx.runtime.kernels import tensor
+
+    monkeypatch.setattr(threads, "GATHER_MIN", 0)
+    monkeypatch.setattr(tensor, "_BLOCKS_MIN", 0)
+    gathered = compiled_calls((_jit, "gather"))
+    rng = np.random.default_rng(11)
+    image = rng.standard_normal((1, 16, 16, 24)).astype(np.float32)  # (N, H, W, C)
+    rolled = (image[:, :, 13:], image[:, :, :13])
+    merged = tuple(image[:, i::2, j::2] for i in (0, 1) for j in (0, 1))
+    across = rng.standard_normal((1, 24, 16, 16)).astype(np.float32).transpose(0, 2, 3, 1)
+    patches = image.reshape(192, 2, 8, 2).transpose(0, 2, 1, 3)  # runs of 2
+    for inputs, axis in [(rolled, 2), (merged, -1), ((image[:, :, :5], across[:, :, :7]), 2)]:
+        got = op("Concat", axis=axis)(*inputs)
+        want = np.concatenate(inputs, axis=axis)
+        assert got.shape == want.shape and got.tobytes() == want.tobytes()
+    assert gathered == []
+    for inputs, axis in [((patches, patches[:, :3]), 1), ((patches[:7], patches), 0)]:
+        got = op("Concat", axis=axis)(*inputs)
+        want = np.concatenate(inputs, axis=axis)
+        assert got.shape == want.shape and got.tobytes() == want.tobytes()
+    assert gathered == ["gather"] * 4
