@@ -459,9 +459,9 @@ class Native:
         self.kernels.activation_gemm(a, b, panels, out, _NO_BIAS[out.dtype], lo, hi, parts)
 
     def packed_stack(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
-        """out[i] = a[i] @ b[i] for float32 stacks, b at least 32 deep, by onyx's own GEMM
-        over numba's threads, each b[i] packed as it goes (any strides: head views); False
-        where the operands are not such."""
+        """out[i] = a[i] @ b[i] for float32 stacks, b at least STACK_DEPTH deep, by onyx's own
+        GEMM over numba's threads, each b[i] packed as it goes (any strides: head views);
+        False where the operands are not such."""
         if not (a.ndim == b.ndim == 3 and b.shape[0] == a.shape[0] and b.shape[1] >= STACK_DEPTH
                 and a.dtype == b.dtype == out.dtype == np.float32
                 and out.flags.c_contiguous):  # fmt: skip
