@@ -87,8 +87,10 @@ PACKED_DEPTH = 64
 # convolution kernels beside it); shallower, BLAS's.
 ACTIVATION_DEPTH = 128
 # Stacked products (attention's heads) run onyx's own GEMM, packing each b[i] as they go, from
-# this depth of b; shallower, BLAS's per-matrix calls.
-STACK_DEPTH = 32
+# this depth of b; shallower, BLAS's per-matrix calls. (Heads of 16, the 2-layer BERT and GPT-2:
+# 0.97-0.99x their time at 16 against 32, alternating runs of bench_switch.py, 3,000 each, four
+# times; scratch timings of 4-8 heads of 128 by 2-8 deep were even or went either way.)
+STACK_DEPTH = 16
 
 
 @functools.cache

@@ -628,11 +628,13 @@ def test_stacked_matmul_of_head_views(native):
         np.testing.assert_allclose(run(), np.matmul(a, b), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("heads, seq, depth", [(12, 128, 64), (6, 197, 64), (4, 96, 32)])
+@pytest.mark.parametrize(
+    "heads, seq, depth", [(12, 128, 64), (6, 197, 64), (4, 96, 32), (4, 128, 16)]
+)
 def test_attention_products_by_onyx_gemm_on_head_views(native, heads, seq, depth):
     """``packed=True`` (attention's two products): onyx's own GEMM, Kᵀ's and V's head views
     packed as it goes; against float64, and the same bits run after run. Too shallow a b
-    (under 32) stays on BLAS."""
+    (under threads.STACK_DEPTH, 16) stays on BLAS."""
     q = RNG.standard_normal((1, seq, heads, depth)).astype(np.float32).transpose(0, 2, 1, 3)
     k = RNG.standard_normal((1, seq, heads, depth)).astype(np.float32).transpose(0, 2, 3, 1)
     v = RNG.standard_normal((1, seq, heads, depth)).astype(np.float32).transpose(0, 2, 1, 3)
@@ -649,9 +651,9 @@ def test_attention_products_by_onyx_gemm_on_head_views(native, heads, seq, depth
             again = threads.batched_matmul(a, b, np.empty_like(got), packed=True)
         np.testing.assert_array_equal(again, got)
         native.calls.clear()
-    shallow = RNG.standard_normal((heads, 16, seq)).astype(np.float32)
+    shallow = RNG.standard_normal((heads, 8, seq)).astype(np.float32)
     with native():
-        threads.batched_matmul(qs[:, :, :16], shallow, np.empty((heads, seq, seq), np.float32),
+        threads.batched_matmul(qs[:, :, :8], shallow, np.empty((heads, seq, seq), np.float32),
                                packed=True)  # fmt: skip
     assert "packed_stack" not in native.calls
 
