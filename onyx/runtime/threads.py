@@ -1000,11 +1000,13 @@ def rows(
     fn: Callable[[int, int], None],
     minimum: int = MIN_ELEMENTS,
     native: Callable[[Any, int], None] | None = None,
+    native_minimum: int = NATIVE_MIN_ELEMENTS,
 ) -> None:
     """``fn(r0, r1)`` over ``count`` rows, split in bands over the current pool when ``work``
     (elements touched in all) is worth it. ``native(kernels, parts)``: the same over numba's
-    threads (a kernel of _jit_par.py, in ``parts`` bands), where the pool has them."""
-    parts = row_parts(count, work, minimum, native is not None)
+    threads (a kernel of _jit_par.py, in ``parts`` bands), where the pool has them, each part
+    then of ``native_minimum`` elements at least."""
+    parts = row_parts(count, work, minimum, native is not None, native_minimum)
     if parts == 1:
         fn(0, count)
         return
@@ -1015,12 +1017,13 @@ def rows(
     found.run(fn, bands(count, parts))
 
 
-def row_parts(count: int, work: int, minimum: int = MIN_ELEMENTS, native: bool = True) -> int:
+def row_parts(count: int, work: int, minimum: int = MIN_ELEMENTS, native: bool = True,
+              native_minimum: int = NATIVE_MIN_ELEMENTS) -> int:  # fmt: skip
     """The bands ``rows`` splits ``count`` rows of ``work`` into on the current pool (1: it
     runs them on this thread), with a ``native`` kernel where it has one."""
     found = current()
     if native and found is not None and found.native is not None:
-        minimum = min(minimum, NATIVE_MIN_ELEMENTS)
+        minimum = min(minimum, native_minimum)
     if found is None or found.size == 1 or count < 2 or work < minimum * 2:
         return 1
     return min(found.size, work // minimum, count)

@@ -658,6 +658,20 @@ def test_attention_products_by_onyx_gemm_on_head_views(native, heads, seq, depth
     assert "packed_stack" not in native.calls
 
 
+def test_normalizations_split_from_two_parts_of_their_bound(native):
+    """A Layer/RMS normalization splits over numba's threads from 2 x norm._NATIVE_ROWS values
+    (8,192 per part): the 2-layer transformers' 128 x 64 stays on the calling thread."""
+    for rows, split in ((128, False), (256, True)):
+        x = RNG.standard_normal((1, rows, 64)).astype(np.float32)
+        scale = RNG.standard_normal(64).astype(np.float32)
+        with native():
+            LayerNormalization(axis=-1)(x, scale)
+            RMSNormalization(axis=-1)(x, scale)
+        assert (native.calls == ["layer_norm_bands", "rms_norm_bands"]) == split
+        assert split or not native.calls
+        native.calls.clear()
+
+
 def test_rows_elementwise_and_pooling(native):
     x = RNG.standard_normal((4, 128, 768)).astype(np.float32)
     x[0, 0, :3] = [np.nan, np.inf, -np.inf]
