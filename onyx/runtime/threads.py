@@ -33,6 +33,7 @@ import contextvars
 import functools
 import itertools
 import logging
+import operator
 import os
 import queue
 import threading
@@ -1066,32 +1067,52 @@ def gathered(x: np.ndarray) -> np.ndarray | None:
     apply. MobileViT's unfolding and folding of patches copy views whose runs are 2 values
     long: its two largest Reshapes (451,584 values) took 235 and 207 us a run by numpy's copy,
     98 and 66 by the gather (2 threads, in the model)."""
-    if x.flags.c_contiguous or x.size < GATHER_MIN:
+    if x.flags.c_contiguous:
+        return None
+    c_order = list(itertools.accumulate(reversed(x.shape[1:]), operator.mul, initial=x.itemsize))
+    runs = _gather_runs(x, c_order[::-1])
+    if runs is None:  # (before the result is made: a large one costs a mapping of memory)
         return None
     out = np.empty(x.shape, x.dtype)
-    return out if gather_into(x, out) else None
+    _gather(x, out, runs)
+    return out
 
 
 def gather_into(src: np.ndarray, dst: np.ndarray) -> bool:
     """dst[...] = src for two arrays of one shape and dtype laid out any way, by the compiled
     gather (_jit.gather), split over the current pool by bands of the first axis where worth
-    it; False, nothing written, where it does not apply: compiled kernels absent, another
+    it; False, nothing written, where it does not apply (``_gather_runs``)."""
+    if dst.dtype != src.dtype or src.shape != dst.shape:
+        return False
+    runs = _gather_runs(src, dst.strides)
+    if runs is None:
+        return False
+    _gather(src, dst, runs)
+    return True
+
+
+def _gather_runs(src: np.ndarray, dst_strides: Sequence[int]) -> list[tuple[int, ...]] | None:
+    """The runs (``strided_runs``) of ``src`` and a destination of ``dst_strides`` where the
+    compiled gather takes the copy; None where it does not: compiled kernels absent, another
     dtype, fewer than GATHER_MIN values, more than 4 axes of distinct steps, a last axis that
     does not step by one value in both (a transpose, which numpy's copy takes in blocks) or
     runs longer than GATHER_RUN (numpy's copy moves them faster), a negative step."""
-    if src.dtype not in compiled.DTYPES or dst.dtype != src.dtype or src.shape != dst.shape:
-        return False
-    if src.size < GATHER_MIN or min(src.strides + dst.strides, default=0) < 0:
-        return False
-    runs = strided_runs(src.shape, src.strides, dst.strides)
+    if src.dtype not in compiled.DTYPES or src.size < GATHER_MIN or not short_runs(src):
+        return None
+    if min(*src.strides, *dst_strides) < 0:
+        return None
+    runs = strided_runs(src.shape, src.strides, dst_strides)
     size = src.itemsize
     if len(runs) > 4 or runs[-1][0] > GATHER_RUN or runs[-1][1:] != (size, size) or any(
         step % size for _, *steps in runs for step in steps
     ):
-        return False
+        return None
+    return runs if compiled.kernels(src.size) is not None else None
+
+
+def _gather(src: np.ndarray, dst: np.ndarray, runs: list[tuple[int, ...]]) -> None:
     jit = compiled.kernels(src.size)
-    if jit is None:
-        return False
+    size = src.itemsize
     runs = runs[:1] + [(1, 0, 0)] * (4 - len(runs)) + runs[1:]  # (split by the first run)
     shape = np.array([n for n, _, _ in runs], np.int64)
     src_steps = np.array([a // size for _, a, _ in runs], np.int64)
@@ -1104,7 +1125,24 @@ def gather_into(src: np.ndarray, dst: np.ndarray) -> bool:
     args = (source, src_steps, target, dst_steps, shape)
     rows(int(shape[0]), src.size, lambda r0, r1: jit.gather(*args, r0, r1),
          native=lambda par, parts: par.gather_bands(*args, parts))  # fmt: skip
-    return True
+
+
+def short_runs(x: np.ndarray) -> bool:
+    """Whether the last run of the view ``x`` (its trailing axes stepping through memory as one
+    axis, the last by one value) is at most GATHER_RUN values long: the gather's first test,
+    cheap beside ``strided_runs`` (a Reshape of Swin's windows pays it on every run)."""
+    run = 0
+    for n, step in zip(reversed(x.shape), reversed(x.strides)):
+        if n == 1:
+            continue
+        if run == 0 and step != x.itemsize:
+            return False
+        if run and step != run * x.itemsize:
+            break
+        run = n if run == 0 else run * n
+        if run > GATHER_RUN:
+            return False
+    return run > 0
 
 
 def strided_runs(shape: Sequence[int], *strides: Sequence[int]) -> list[tuple[int, ...]]:

@@ -229,7 +229,7 @@ def _reshape(data, dims: list[int], allowzero: int):
                 f"Reshape: target shape {dims} copies a dimension (0) beyond the rank of the "
                 f"data shape {list(data.shape)}"
             ) from None
-    if not data.flags.c_contiguous and data.size >= threads.GATHER_MIN:
+    if not data.flags.c_contiguous and data.size >= threads.GATHER_MIN and threads.short_runs(data):
         moved = _copied_for(data, dims)
         if moved is not None:
             data = moved
