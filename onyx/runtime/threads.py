@@ -443,7 +443,7 @@ class Native:
         residual = None if finish is None else finish.residual
         depth = b[2].shape[0] if type(b) is tuple else b.shape[0]
         spans = self.kernels.span_blocks(depth)
-        blocks = memory.aligned_empty((parts, spans, depth, self.kernels.BLOCK))
+        blocks = memory.scratch("gemm.blocks", (parts, spans, depth, self.kernels.BLOCK))
         self.kernels.planes_gemm(tiles, b, out, out.shape[0], bias, np.float32(lo),
                                  np.float32(hi), parts, blocks, swish, residual)  # fmt: skip
 
@@ -457,7 +457,7 @@ class Native:
         n = b.shape[1]
         count = -(-n // 16)
         parts = min(count, parts) if m * k * n >= NATIVE_MIN_FLOPS else 1
-        panels = memory.aligned_empty((count, k, 16))
+        panels = memory.scratch("gemm.activation_panels", (count, k, 16))
         lo, hi = np.float32(-np.inf), np.float32(np.inf)
         self.kernels.activation_gemm(a, b, panels, out, _NO_BIAS[out.dtype], lo, hi, parts)
 
@@ -471,7 +471,7 @@ class Native:
             return False
         parts = min(parts, a.shape[0])
         k, n = b.shape[1], b.shape[2]
-        panels = memory.aligned_empty((parts, -(-n // 16), k, 16))
+        panels = memory.scratch("gemm.stack_panels", (parts, -(-n // 16), k, 16))
         self.kernels.packed_stack(a, b, out, panels, parts)
         return True
 
