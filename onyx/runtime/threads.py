@@ -463,11 +463,11 @@ class Native:
 
     def packed_stack(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> bool:
         """out[i] = a[i] @ b[i] for float32 stacks, b at least STACK_DEPTH deep, by onyx's own
-        GEMM over numba's threads, each b[i] packed as it goes (any strides: head views);
-        False where the operands are not such."""
+        GEMM over numba's threads, each b[i] packed as it goes (any strides: head views; out's
+        rows of unit stride); False where the operands are not such."""
         if not (a.ndim == b.ndim == 3 and b.shape[0] == a.shape[0] and b.shape[1] >= STACK_DEPTH
                 and a.dtype == b.dtype == out.dtype == np.float32
-                and out.flags.c_contiguous):  # fmt: skip
+                and out.strides[2] == out.itemsize):  # fmt: skip
             return False
         parts = min(parts, a.shape[0])
         k, n = b.shape[1], b.shape[2]
@@ -974,16 +974,25 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, packed: bool =
                    ) -> np.ndarray:  # fmt: skip
     """``np.matmul(a, b, out=out)`` for ``a`` and ``out`` stacked on their first axis (b
     stacked too, or 2-D), split over the current pool by that axis when it is worth it.
-    ``packed``: on numba's threads, float32 stacks of b at least 32 deep go through onyx's
-    own GEMM, each b[i] packed as it goes (attention's heads; docs/runtime.md, "Threads")."""
+    ``packed``: on numba's threads, float32 stacks of b at least STACK_DEPTH deep go through
+    onyx's own GEMM, each b[i] packed as it goes (attention's heads; docs/runtime.md,
+    "Threads"), which stores into an ``out`` of any row stride (attention's heads written
+    straight into their (S, H*D) rows); the other paths make such an ``out`` in C order first
+    and copy it over."""
     found = current()
     count = a.shape[0]
     flops = a.size * b.shape[-1]
     least = NATIVE_MIN_FLOPS if found is not None and found.native is not None else MIN_FLOPS
-    if found is None or found.size == 1 or count < 2 or flops < least * 2 or not splits_gemms():
-        return np.matmul(a, b, out=out)
-    if packed and found.native is not None and found.native.packed_stack(a, b, out, found.size):
+    split = not (found is None or found.size == 1 or count < 2 or flops < least * 2
+                 or not splits_gemms())  # fmt: skip
+    if (split and packed and found.native is not None
+            and found.native.packed_stack(a, b, out, found.size)):  # fmt: skip
         return out
+    if not out.flags.c_contiguous:
+        np.copyto(out, batched_matmul(a, b, np.empty(out.shape, out.dtype)))
+        return out
+    if not split:
+        return np.matmul(a, b, out=out)
     if found.native is not None and found.native.stacked_matmul(a, b, out, found.size):
         return out
     stacked = b.ndim == a.ndim and b.shape[0] == count

@@ -4,6 +4,7 @@ forked from one that started numba's threads falls back to Python threads."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 
 import numpy as np
@@ -670,6 +671,50 @@ def test_normalizations_split_from_two_parts_of_their_bound(native):
         assert (native.calls == ["layer_norm_bands", "rms_norm_bands"]) == split
         assert split or not native.calls
         native.calls.clear()
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_stacked_products_into_rows_of_any_stride(native, packed):
+    """``batched_matmul`` into an ``out`` whose rows are strided (attention's heads written
+    straight into their columns of (S, H*D)): onyx's packed GEMM stores there; every other
+    path (BLAS's stacked calls, one thread) computes in C order and copies over. Each gives
+    np.matmul's product, and nothing lands outside the heads' columns."""
+    heads, seq, depth = 4, 96, 32
+    a = RNG.standard_normal((heads, seq, seq)).astype(np.float32)
+    b = RNG.standard_normal((heads, seq, depth)).astype(np.float32)
+    want = np.matmul(a.astype(np.float64), b)
+    for pooled in (True, False):
+        rows = np.full((seq, heads + 1, depth), np.nan, np.float32)  # a spare head of NaN
+        heads_view = rows[:, :heads].transpose(1, 0, 2)
+        if pooled:
+            with native():
+                threads.batched_matmul(a, b, heads_view, packed=packed)
+            assert ("packed_stack" in native.calls) == packed
+            native.calls.clear()
+        else:
+            threads.batched_matmul(a, b, heads_view, packed=packed)
+        np.testing.assert_allclose(heads_view, want, rtol=0, atol=5e-6 * np.abs(want).max())
+        assert np.isnan(rows[:, heads]).all()
+
+
+@pytest.mark.parametrize("depth", [16, 64])
+def test_attention_writes_each_head_into_its_columns(native, depth):
+    """Attention of one sequence in 3-D, as many K/V heads as Q's (the models' case): on numba's
+    threads each head's product by V is stored straight into its columns of Y. Y is the 4-D
+    inputs' Y laid out (S, H*D), and the one-thread Y to rounding, the same bits run after run."""
+    attention = lookup("", "Attention", 23)
+    heads, seq = 4, 128
+    q, k, v = (RNG.standard_normal((1, seq, heads * depth)).astype(np.float32) for _ in "qkv")
+    flat = attention(q_num_heads=heads, kv_num_heads=heads, _outputs=1)
+    _close(native, lambda: flat(q, k, v)[0])
+    by_heads = [x.reshape(1, seq, heads, depth).transpose(0, 2, 1, 3) for x in (q, k, v)]
+    for pooled in (False, True):
+        with native() if pooled else contextlib.nullcontext():
+            y3 = flat(q, k, v)[0]
+            y4 = attention(_outputs=1)(*by_heads)[0]
+        assert native.calls.count("packed_stack") == (4 if pooled else 0)
+        native.calls.clear()
+        np.testing.assert_array_equal(y3, y4.transpose(0, 2, 1, 3).reshape(1, seq, heads * depth))
 
 
 def test_rows_elementwise_and_pooling(native):

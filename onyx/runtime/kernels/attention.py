@@ -236,6 +236,11 @@ class _Attention:
                 self._causal[key] = causal
             np.add(scores, causal, out=scores)
         probs = _softmax_rows(scores, guard).reshape(b * hkv, group * sq, total)
+        if rank == 3 and b == 1 and group == 1:  # each head straight into its columns of Y
+            y = np.empty((1, sq, hq * dv), qh.dtype)
+            heads = y.reshape(sq, hq, dv).transpose(1, 0, 2)
+            threads.batched_matmul(probs, _stack(vh, total, dv), heads, packed=True)
+            return y
         y = np.empty((b * hkv, group * sq, dv), qh.dtype)
         threads.batched_matmul(probs, _stack(vh, total, dv), y, packed=True)
         y = y.reshape(b, hq, sq, dv)
