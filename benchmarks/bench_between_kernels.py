@@ -12,10 +12,19 @@ kernels' calls replayed alone from a loop would not measure the floor: each woul
 buffer it wrote a whole run earlier, colder than the block malloc hands a run's step (on
 MobileNetV2 at one thread such a replay ran slower than the runs themselves).
 
+With ``--replay``, one run's kernel calls are then recorded with their arguments and made
+again on those same arrays, alternating with runs of the session (a phase of its own): from a
+plain Python loop, and from one numba function generated to call them all (its compile time
+shown). Both write each step's
+buffer of the recorded run, so they bound what an executor of calls bound once would take, cold
+buffers included; the two together tell whether the calls themselves cost (the function would
+win) or the steps' work around them (both equal, under the runs).
+
 onnxruntime's time is measured as bench_models.py measures it, in a process of its own, at the
 same thread count.
 
 Run: python benchmarks/bench_between_kernels.py [--models ...] [--threads 1 2] [--runs 200]
+     [--replay]
 (models default to the light zoo, MobileNetV2, EfficientNet-B0 and the 2-layer transformers;
 threads to 1 and the physical cores). The machine is shared and noisy: onyx's columns come
 from one process, run by run; the onnxruntime column from another.
@@ -39,11 +48,10 @@ DEFAULT_MODELS = GROUPS["light"] + ["mobilenet_v2", "efficientnet_b0", "bert_2l"
 
 
 @contextlib.contextmanager
-def timed_kernels(spent: list[float]):
-    """Every compiled kernel of onyx.runtime._jit* timed while inside: each call's seconds
-    added to ``spent[0]``. Swapped in only after a warm-up compiled the kernels for the run's
-    arguments: a kernel compiled while the names of the kernels it calls are wrappers would
-    not type."""
+def kernels_wrapped(make):
+    """Every compiled kernel of onyx.runtime._jit* replaced by ``make(kernel)`` meanwhile.
+    Only after a warm-up compiled the kernels for the run's arguments: a kernel compiled while
+    the names of the kernels it calls are wrappers would not type."""
     from numba.core.registry import CPUDispatcher
 
     from onyx.runtime import _jit, _jit_exp, _jit_gemm, _jit_par
@@ -51,20 +59,10 @@ def timed_kernels(spent: list[float]):
     swapped, wrappers = [], {}
     for module in (_jit, _jit_par, _jit_gemm, _jit_exp):
         for name, value in list(vars(module).items()):
-            if not isinstance(value, CPUDispatcher):
-                continue
-            if id(value) not in wrappers:
-
-                def timed(*args, _kernel=value, **kwargs):
-                    start = time.perf_counter()
-                    try:
-                        return _kernel(*args, **kwargs)
-                    finally:
-                        spent[0] += time.perf_counter() - start
-
-                wrappers[id(value)] = timed
-            swapped.append((module, name, value))
-            setattr(module, name, wrappers[id(value)])
+            if isinstance(value, CPUDispatcher):
+                wrapper = wrappers.setdefault(id(value), make(value))
+                swapped.append((module, name, value))
+                setattr(module, name, wrapper)
     try:
         yield
     finally:
@@ -72,7 +70,61 @@ def timed_kernels(spent: list[float]):
             setattr(module, name, value)
 
 
-def worker(name: str, runs: int, out: str, threads: int) -> None:
+def timed(spent: list[float]):
+    """A wrapper maker for ``kernels_wrapped``: each call's seconds added to ``spent[0]``."""
+
+    def make(kernel):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return kernel(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        return call
+
+    return make
+
+
+def recorded(calls: list):
+    """A wrapper maker for ``kernels_wrapped``: each call appended to ``calls`` as (kernel,
+    args), then made."""
+
+    def make(kernel):
+        def call(*args, **kwargs):
+            if kwargs:
+                raise SystemExit("a kernel called with keywords: the replay passes positions only")
+            calls.append((kernel, args))
+            return kernel(*args)
+
+        return call
+
+    return make
+
+
+def replays(calls: list) -> tuple:
+    """(a loop making ``calls`` again, one numba function making them, its compile seconds)."""
+    import numba
+
+    def loop():
+        for kernel, args in calls:
+            kernel(*args)
+
+    names = [f"a{i}" for i in range(len(calls))]
+    lines = [f"def replay({', '.join(names)}):"]
+    scope = {}
+    for i, (kernel, args) in enumerate(calls):
+        scope[f"k{i}"] = kernel
+        lines.append(f"    k{i}({', '.join(f'a{i}[{j}]' for j in range(len(args)))})")
+    exec("\n".join(lines), scope)  # noqa: S102 - code written here from the recorded calls
+    compiled = numba.njit(scope["replay"])
+    arguments = [args for _, args in calls]
+    start = time.perf_counter()
+    compiled(*arguments)
+    return loop, lambda: compiled(*arguments), time.perf_counter() - start
+
+
+def worker(name: str, runs: int, out: str, threads: int, replay: bool) -> None:
     import onyx
 
     options = onyx.SessionOptions()
@@ -81,25 +133,46 @@ def worker(name: str, runs: int, out: str, threads: int) -> None:
     feeds = feeds_for(session)
     for _ in range(10):
         session.run(None, feeds)
-    plain, timed, inside = [], [], []
+    times: dict = {"plain": [], "timed": [], "inside": []}
     spent = [0.0]
     for i in range(runs):
         for with_timers in (False, True) if i % 2 else (True, False):  # (ABBA)
-            with timed_kernels(spent) if with_timers else contextlib.nullcontext():
+            with kernels_wrapped(timed(spent)) if with_timers else contextlib.nullcontext():
                 spent[0] = 0.0
                 start = time.perf_counter()
                 session.run(None, feeds)
                 seconds = time.perf_counter() - start
+            times["timed" if with_timers else "plain"].append(seconds)
             if with_timers:
-                timed.append(seconds)
-                inside.append(spent[0])
-            else:
-                plain.append(seconds)
+                times["inside"].append(spent[0])
+    if replay:  # (a phase of its own: the replays' buffers would chill the runs above)
+        calls: list = []
+        with kernels_wrapped(recorded(calls)):
+            session.run(None, feeds)
+        loop, function, compile_seconds = replays(calls)
+
+        def in_pool(replay):
+            def run():
+                with session._threads():  # (the pool the kernels were split for, as a run)
+                    replay()
+
+            return run
+
+        made = {"replayed run": lambda: session.run(None, feeds), "loop": in_pool(loop),
+                "function": in_pool(function)}  # fmt: skip
+        times.update({kind: [] for kind in made})
+        kinds = list(made)
+        for i in range(runs):
+            for kind in kinds if i % 2 else kinds[::-1]:
+                start = time.perf_counter()
+                made[kind]()
+                times[kind].append(time.perf_counter() - start)
+    result = {kind: statistics.median(values) for kind, values in times.items()}
+    result["steps"] = len(session._plan.steps)
+    if replay:
+        result["compile"] = compile_seconds
     with open(out, "w") as f:
-        json.dump({
-            "plain": statistics.median(plain), "timed": statistics.median(timed),
-            "inside": statistics.median(inside), "steps": len(session._plan.steps),
-        }, f)  # fmt: skip
+        json.dump(result, f)
 
 
 def main() -> None:
@@ -107,11 +180,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS)
     parser.add_argument("--threads", nargs="*", type=int, metavar="N")
     parser.add_argument("--runs", type=int, default=200, help="of each, alternating")
+    parser.add_argument("--replay", action="store_true", help="also one run's calls made again")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.runs, args.out, args.threads[0])
+        worker(args.worker, args.runs, args.out, args.threads[0], args.replay)
         return
     from onyx.runtime.threads import physical_cores
 
@@ -132,6 +206,8 @@ def main() -> None:
                 env = dict(os.environ, **{var: str(n) for var in THREAD_VARIABLES})
                 cmd = [sys.executable, __file__, "--worker", name, "--out", out,
                        "--runs", str(args.runs), "--threads", str(n)]  # fmt: skip
+                if args.replay:
+                    cmd.append("--replay")
                 result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
                 if result.returncode != 0:
                     last = (result.stderr.strip().splitlines() or ["?"])[-1]
@@ -144,6 +220,11 @@ def main() -> None:
                       f"{got['inside'] * 1e3:>15.2f}{outside * 1e3:>7.2f} ({outside / got['timed']:.0%})"
                       f"{outside / got['steps'] * 1e6:>9.1f}{got['plain'] / ort:>9.2f}x"
                       f"{got['inside'] / ort:>12.2f}x", flush=True)  # fmt: skip
+                if args.replay:
+                    print(f"{'':<28}alternating: runs {got['replayed run'] * 1e3:.2f} ms, one run's "
+                          f"calls from a loop {got['loop'] * 1e3:.2f} ms, from one numba function "
+                          f"{got['function'] * 1e3:.2f} ms (compiled in {got['compile']:.1f} s)",
+                          flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
